@@ -1,0 +1,317 @@
+"""Reference catalogue: grid intensities, cloud regions and hardware, with sources.
+
+Nothing is read at import. :func:`bundled` loads the tables shipped in
+``nn_tracker/data`` once; :meth:`Catalogue.with_overrides` adds or replaces
+entries from a user's YAML file. Lookups are case-insensitive and an unknown
+name raises :class:`LookupFailed` listing the closest matches.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nn_tracker import validation as check
+from nn_tracker.data import read_table
+from nn_tracker.errors import LookupFailed, ValidationError
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a figure comes from."""
+
+    id: str
+    title: str
+    url: str = ""
+    license: str = ""
+    retrieved: str = ""
+
+
+@dataclass(frozen=True)
+class GridIntensity:
+    """Carbon intensity of the electricity at one place.
+
+    Attributes:
+        code: Key of the entry (ISO alpha-3, ``US-CA``, ``aws:us-east-1``...).
+        name: Human name.
+        kind: ``country``, ``us_state``, ``grid_zone``, ``world``, ``cloud_region`` or ``user``.
+        intensity_g_per_kwh: Average intensity in gCO2e/kWh.
+        year: Year of the data, ``None`` where the source does not state it.
+        source: Where the figure comes from.
+        origin: The upstream's own citation for the row, if any.
+        pue: Published PUE of the facility (cloud regions only), else ``None``.
+        pue_origin: Citation of that PUE.
+        aliases: Other spellings that select this entry (ISO alpha-2, state name...).
+
+    """
+
+    code: str
+    name: str
+    kind: str
+    intensity_g_per_kwh: float
+    year: int | None
+    source: Source
+    origin: str = ""
+    pue: float | None = None
+    pue_origin: str = ""
+    aliases: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line: the figure, the place, the year and the source."""
+        year = self.year if self.year is not None else "year not stated"
+        return f"{self.intensity_g_per_kwh:g} gCO2e/kWh for {self.name} ({self.code}), {year}, {self.source.title}"
+
+
+@dataclass(frozen=True)
+class HardwareSpec:
+    """One catalogue entry of hardware.
+
+    Attributes:
+        name: Catalogue name.
+        kind: ``gpu``, ``tpu``, ``cpu`` or ``server``.
+        tdp_w: Thermal design power (or the published average power, see ``notes``); ``None`` if unknown.
+        tdp_source: Where the TDP comes from.
+        embodied_kg_co2e: Embodied carbon of one unit, ``None`` where no figure is published.
+        embodied_method: How that figure was obtained (what it covers).
+        embodied_source: Where it comes from.
+        notes: Caveats about the row.
+        aliases: Other names that select this entry (e.g. NVML's device name).
+
+    """
+
+    name: str
+    kind: str
+    tdp_w: float | None
+    tdp_source: Source | None = None
+    tdp_origin: str = ""
+    embodied_kg_co2e: float | None = None
+    embodied_method: str = ""
+    embodied_source: Source | None = None
+    notes: str = ""
+    aliases: tuple[str, ...] = ()
+
+
+def _key(name: str) -> str:
+    return " ".join(str(name).casefold().split())
+
+
+def _optional_float(text: str) -> float | None:
+    return float(text) if text.strip() else None
+
+
+def _closest(name: str, candidates: dict[str, str], what: str, hint: str) -> LookupFailed:
+    """Build the error for an unknown name, listing up to five close matches."""
+    key = _key(name)
+    matches = [k for k in candidates if key and key in k]
+    matches += difflib.get_close_matches(key, list(candidates), n=5, cutoff=0.5)
+    shown = list(dict.fromkeys(candidates[m] for m in matches))[:5]
+    near = f"; closest: {', '.join(shown)}" if shown else ""
+    return LookupFailed(f"unknown {what} {name!r}{near} ({hint})")
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Immutable set of locations, cloud regions, hardware and CPU TDPs."""
+
+    locations: dict[str, GridIntensity]
+    hardware: dict[str, HardwareSpec]
+    cpu_tdp_w: dict[str, float]
+    cpu_tdp_source: Source
+    sources: dict[str, Source] = field(repr=False, default_factory=dict)
+
+    @functools.cached_property
+    def _location_index(self) -> dict[str, str]:
+        index: dict[str, str] = {}
+        # Codes first, then names and aliases; the first claim of a spelling wins,
+        # so "georgia" is the country and the US state is "US-GA".
+        order = ("world", "country", "us_state", "grid_zone", "cloud_region", "user")
+        entries = sorted(self.locations.values(), key=lambda e: order.index(e.kind) if e.kind in order else 99)
+        for entry in entries:
+            index.setdefault(_key(entry.code), entry.code)
+        for entry in entries:
+            for spelling in (entry.name, *entry.aliases):
+                if spelling:
+                    index.setdefault(_key(spelling), entry.code)
+        return index
+
+    @functools.cached_property
+    def _hardware_index(self) -> dict[str, str]:
+        index: dict[str, str] = {}
+        for spec in self.hardware.values():
+            index.setdefault(_key(spec.name), spec.name)
+        for spec in self.hardware.values():
+            for alias in spec.aliases:
+                index.setdefault(_key(alias), spec.name)
+        return index
+
+    def location(self, name: str) -> GridIntensity:
+        """Find a country, zone, US state, or cloud region (``aws:us-east-1``).
+
+        Raises:
+            LookupFailed: ``name`` is unknown; the message lists close matches.
+
+        """
+        key = _key(name).replace("/", ":")
+        code = self._location_index.get(key)
+        if code is None:
+            names = {k: f"{self.locations[c].name} ({c})" for k, c in self._location_index.items()}
+            raise _closest(name, names, "location", "see `nn-tracker list locations`")
+        return self.locations[code]
+
+    def hardware_spec(self, name: str) -> HardwareSpec:
+        """Find a GPU, TPU, CPU or server by catalogue name or alias.
+
+        Raises:
+            LookupFailed: ``name`` is unknown; the message lists close matches.
+
+        """
+        found = self._hardware_index.get(_key(name))
+        if found is None:
+            raise _closest(name, dict(self._hardware_index), "hardware", "see `nn-tracker list hardware`")
+        return self.hardware[found]
+
+    def cpu_tdp(self, model: str) -> float | None:
+        """TDP in W of a CPU model string as /proc/cpuinfo spells it, or ``None``."""
+        return self.cpu_tdp_w.get(_key(model))
+
+    def with_overrides(self, path: str | Path) -> Catalogue:
+        """Return a catalogue with the entries of a user YAML file added or replaced.
+
+        The file has two optional lists, ``locations`` and ``hardware``; see the README.
+
+        Raises:
+            ValidationError: the file is unreadable or an entry is malformed.
+
+        """
+        path = Path(path)
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValidationError("catalogue file", str(path), f"must be a readable YAML file ({exc})") from None
+        if not isinstance(document, dict) or set(document) - {"locations", "hardware"}:
+            raise ValidationError("catalogue file", str(path), "must be a mapping with 'locations' and/or 'hardware'")
+        source = Source(id=f"user:{path.name}", title=f"user catalogue {path}")
+        locations = dict(self.locations)
+        for i, item in enumerate(_entries(document, "locations")):
+            entry = _user_location(f"locations[{i}]", item, source)
+            replaced = locations.get(entry.code)
+            if replaced is not None:  # keep the spellings that selected the bundled entry
+                entry = replace(entry, aliases=replaced.aliases, name=item.get("name") or replaced.name)
+            locations[entry.code] = entry
+        hardware = dict(self.hardware)
+        for i, item in enumerate(_entries(document, "hardware")):
+            spec = _user_hardware(f"hardware[{i}]", item, source)
+            hardware[spec.name] = spec
+        return replace(self, locations=locations, hardware=hardware)
+
+
+def _entries(document: dict[str, Any], section: str) -> list[dict[str, Any]]:
+    items = document.get(section) or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValidationError(section, items, "must be a list of mappings")
+    return items
+
+
+def _required_text(where: str, item: dict[str, Any], name: str) -> str:
+    value = item.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{where}.{name}", value, "must be a non-empty string")
+    return value.strip()
+
+
+def _user_location(where: str, item: dict[str, Any], source: Source) -> GridIntensity:
+    unknown = set(item) - {"code", "name", "intensity_g_per_kwh", "year", "source", "pue"}
+    if unknown:
+        raise ValidationError(f"{where}.{sorted(unknown)[0]}", item[sorted(unknown)[0]], "is not a known field")
+    code = _required_text(where, item, "code")
+    year = item.get("year")
+    if year is not None and (isinstance(year, bool) or not isinstance(year, int) or not 1990 <= year <= 2100):
+        raise ValidationError(f"{where}.year", year, "must be a year between 1990 and 2100")
+    pue = item.get("pue")
+    return GridIntensity(
+        code=code,
+        name=str(item.get("name") or code),
+        kind="user",
+        intensity_g_per_kwh=check.non_negative(f"{where}.intensity_g_per_kwh", item.get("intensity_g_per_kwh")),
+        year=year,
+        source=replace(source, title=f"{_required_text(where, item, 'source')} ({source.title})"),
+        pue=None if pue is None else check.pue(f"{where}.pue", pue),
+    )
+
+
+def _user_hardware(where: str, item: dict[str, Any], source: Source) -> HardwareSpec:
+    unknown = set(item) - {"name", "kind", "tdp_w", "embodied_kg_co2e", "embodied_method", "source", "aliases"}
+    if unknown:
+        raise ValidationError(f"{where}.{sorted(unknown)[0]}", item[sorted(unknown)[0]], "is not a known field")
+    kind = _required_text(where, item, "kind")
+    if kind not in {"gpu", "tpu", "cpu", "server"}:
+        raise ValidationError(f"{where}.kind", kind, "must be one of gpu, tpu, cpu, server")
+    tdp = item.get("tdp_w")
+    embodied = item.get("embodied_kg_co2e")
+    aliases = item.get("aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise ValidationError(f"{where}.aliases", aliases, "must be a list of strings")
+    user_source = replace(source, title=f"{_required_text(where, item, 'source')} ({source.title})")
+    return HardwareSpec(
+        name=_required_text(where, item, "name"),
+        kind=kind,
+        tdp_w=None if tdp is None else check.non_negative(f"{where}.tdp_w", tdp),
+        tdp_source=user_source,
+        embodied_kg_co2e=None if embodied is None else check.non_negative(f"{where}.embodied_kg_co2e", embodied),
+        embodied_method=str(item.get("embodied_method") or "given by the user"),
+        embodied_source=user_source if embodied is not None else None,
+        aliases=tuple(aliases),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def bundled() -> Catalogue:
+    """The catalogue shipped with the package (read once, on first call)."""
+    sources = {row["id"]: Source(**row) for row in read_table("sources.csv")}
+    locations: dict[str, GridIntensity] = {}
+    for row in read_table("grid_intensity.csv"):
+        locations[row["code"]] = GridIntensity(
+            code=row["code"],
+            name=row["name"],
+            kind=row["zone_type"],
+            intensity_g_per_kwh=float(row["intensity_g_per_kwh"]),
+            year=int(row["year"]) if row["year"] else None,
+            source=sources[row["source_id"]],
+            aliases=tuple(a for a in row["aliases"].split(";") if a),
+        )
+    for row in read_table("cloud_regions.csv"):
+        code = f"{row['provider']}:{row['region']}"
+        locations[code] = GridIntensity(
+            code=code,
+            name=f"{row['provider'].upper()} {row['region']} ({row['name']}, {row['country']})",
+            kind="cloud_region",
+            intensity_g_per_kwh=float(row["intensity_g_per_kwh"]),
+            year=int(row["year"]) if row["year"] else None,
+            source=sources[row["source_id"]],
+            origin=row["origin"],
+            pue=_optional_float(row["pue"]),
+            pue_origin=row["pue_origin"],
+        )
+    hardware = {
+        row["name"]: HardwareSpec(
+            name=row["name"],
+            kind=row["kind"],
+            tdp_w=_optional_float(row["tdp_w"]),
+            tdp_source=sources.get(row["tdp_source_id"]),
+            tdp_origin=row["tdp_origin"],
+            embodied_kg_co2e=_optional_float(row["embodied_kg_co2e"]),
+            embodied_method=row["embodied_method"],
+            embodied_source=sources.get(row["embodied_source_id"]),
+            notes=row["notes"],
+            aliases=tuple(a for a in row["aliases"].split(";") if a),
+        )
+        for row in read_table("hardware.csv")
+    }
+    cpu_rows = read_table("cpu_tdp.csv")
+    cpu_tdp_w = {_key(row["name"]): float(row["tdp_w"]) for row in cpu_rows}
+    return Catalogue(locations, hardware, cpu_tdp_w, sources["codecarbon-cpu"], sources)

@@ -1,0 +1,195 @@
+"""The ``nn-tracker`` command line.
+
+Every bad input ends with one line on stderr naming the field, the value and
+the rule, and exit status 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from nn_tracker.errors import NNTrackerError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _add_estimate(commands: Any) -> None:
+    parser = commands.add_parser(
+        "estimate",
+        help="what-if estimate without measuring (hardware x hours x location)",
+        description="Estimate energy and carbon of a job from hardware, count, duration and location.",
+    )
+    when = parser.add_mutually_exclusive_group(required=True)
+    when.add_argument("--hours", type=float, help="duration of the job in hours")
+    when.add_argument("--days", type=float, help="duration of the job in days")
+    parser.add_argument("--hardware", help="accelerator name from the catalogue (see `nn-tracker list hardware`)")
+    parser.add_argument("--power-w", type=float, help="average power per accelerator in W (default: catalogue TDP)")
+    parser.add_argument("--count", type=float, default=1, help="number of accelerators (default 1; 0 for none)")
+    parser.add_argument("--servers", type=float, default=0, help="number of host servers (default 0)")
+    parser.add_argument("--server-power-w", type=float, default=0, help="average power per server in W")
+    parser.add_argument("--pue", type=float, help="datacentre PUE >= 1 (default: region's published PUE, else 1.0)")
+    parser.add_argument("--location", help="country, grid zone, US state or cloud region such as aws:us-east-1")
+    parser.add_argument("--intensity", type=float, help="grid intensity in gCO2e/kWh (overrides --location)")
+    parser.add_argument("--transport-factor", type=float, default=1.0, help="delivered share of electricity (0, 1]")
+    parser.add_argument("--embodied-kg", type=float, help="embodied kgCO2e per accelerator (default: catalogue)")
+    parser.add_argument("--server-embodied-kg", type=float, help="embodied kgCO2e per server")
+    parser.add_argument("--lifetime-years", type=float, help="hardware life for amortisation (default 6)")
+    parser.add_argument("--utilisation", type=float, help="share of its life the hardware is busy, (0, 1]")
+    parser.add_argument("--units", type=float, default=1, help="functional units served (default 1 run)")
+    parser.add_argument("--unit-name", default="run", help="what one functional unit is (run, query, token...)")
+    parser.add_argument("--phase", choices=("training", "querying"), default="training")
+    parser.add_argument("--catalogue", metavar="FILE", help="YAML file adding or overriding catalogue entries")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(handler=_run_estimate)
+
+
+def _add_list(commands: Any) -> None:
+    parser = commands.add_parser(
+        "list", help="list the bundled reference data", description="List bundled locations, or hardware, with sources."
+    )
+    parser.add_argument("what", choices=("locations", "hardware"))
+    parser.add_argument("--catalogue", metavar="FILE", help="YAML file adding or overriding catalogue entries")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(handler=_run_list)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``nn-tracker`` (exposed for tests and docs)."""
+    parser = _Parser(prog="nn-tracker", description="Energy and carbon footprint of neural-network jobs.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_estimate(commands)
+    _add_list(commands)
+    return parser
+
+
+def _catalogue(path: str | None) -> Any:
+    from nn_tracker.catalogue import bundled
+
+    return bundled().with_overrides(path) if path else bundled()
+
+
+def _run_estimate(args: argparse.Namespace) -> int:
+    from nn_tracker.estimate import estimate
+
+    hours = args.hours if args.hours is not None else _days_to_hours(args.days)
+    result = estimate(
+        hours=hours,
+        count=args.count,
+        hardware=args.hardware,
+        power_w=args.power_w,
+        servers=args.servers,
+        server_power_w=args.server_power_w,
+        pue=args.pue,
+        location=args.location,
+        intensity_g_per_kwh=args.intensity,
+        transport_factor=args.transport_factor,
+        embodied_kg_per_unit=args.embodied_kg,
+        server_embodied_kg=args.server_embodied_kg,
+        lifetime_years=args.lifetime_years,
+        utilisation=args.utilisation,
+        functional_units=args.units,
+        functional_unit=args.unit_name,
+        phase=args.phase,
+        catalogue=_catalogue(args.catalogue),
+    )
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"Estimate ({result.phase})")
+    print(f"  energy                 {result.energy_kwh:,.3f} kWh")
+    print(f"  operational carbon     {_carbon(result.operational_carbon_g)}")
+    if result.embodied_carbon_amortised_g is None:
+        print("  embodied carbon        not included (no figure)")
+    else:
+        print(f"  embodied, amortised    {_carbon(result.embodied_carbon_amortised_g)}")
+        print(f"  embodied, whole units  {_carbon(result.embodied_carbon_unamortised_g or 0.0)} (unamortised)")
+    print(f"  total                  {_carbon(result.total_carbon_g)}")
+    print(f"  per {result.functional_unit:<18} {_carbon(result.sci_g_per_unit)} (SCI, R = {result.functional_units:g})")
+    print("Inputs")
+    for name, item in result.inputs.items():
+        value = f"{item.value:g}" if isinstance(item.value, float) else str(item.value)
+        print(f"  {name:<22} {value} {item.unit}".rstrip() + f"   [{item.source}]")
+    for note in result.notes:
+        print(f"Note: {note}")
+    return 0
+
+
+def _days_to_hours(days: float) -> float:
+    from nn_tracker import validation
+
+    return validation.non_negative("days", days) * 24
+
+
+def _carbon(grams: float) -> str:
+    """Grams in the most readable unit."""
+    if abs(grams) >= 1e6:
+        return f"{grams / 1e6:,.3f} tCO2e"
+    if abs(grams) >= 1e3:
+        return f"{grams / 1e3:,.3f} kgCO2e"
+    if abs(grams) >= 1:
+        return f"{grams:,.3f} gCO2e"
+    return f"{grams:.4g} gCO2e"
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    catalogue = _catalogue(args.catalogue)
+    if args.what == "locations":
+        rows = [
+            {
+                "code": e.code,
+                "name": e.name,
+                "kind": e.kind,
+                "intensity_g_per_kwh": e.intensity_g_per_kwh,
+                "year": e.year,
+                "pue": e.pue,
+                "source": e.source.title,
+            }
+            for e in catalogue.locations.values()
+        ]
+        columns = ("code", "kind", "intensity_g_per_kwh", "year", "name")
+    else:
+        rows = [
+            {
+                "name": h.name,
+                "kind": h.kind,
+                "tdp_w": h.tdp_w,
+                "embodied_kg_co2e": h.embodied_kg_co2e,
+                "embodied_method": h.embodied_method,
+                "aliases": list(h.aliases),
+            }
+            for h in catalogue.hardware.values()
+        ]
+        columns = ("name", "kind", "tdp_w", "embodied_kg_co2e")
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    print("\t".join(columns))
+    for row in rows:
+        print("\t".join("" if row[c] is None else str(row[c]) for c in columns))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except NNTrackerError as exc:
+        print(f"nn-tracker: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

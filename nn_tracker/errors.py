@@ -1,0 +1,31 @@
+"""The errors nn_tracker raises for bad input."""
+
+from __future__ import annotations
+
+
+class NNTrackerError(Exception):
+    """Base class of every error nn_tracker raises on purpose."""
+
+
+class ValidationError(NNTrackerError, ValueError):
+    """A value broke a rule; the message names the field, the value and the rule.
+
+    Attributes:
+        field: Name of the offending field (as the user spelled it).
+        value: The value that was given.
+        rule: The rule it broke, e.g. ``"must be >= 1"``.
+
+    """
+
+    def __init__(self, field: str, value: object, rule: str) -> None:
+        self.field = field
+        self.value = value
+        self.rule = rule
+        super().__init__(f"{field} {rule}, got {value!r}")
+
+
+class LookupFailed(NNTrackerError, KeyError):
+    """A name is not in a bundled or user catalogue; the message lists close matches."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])

@@ -1,0 +1,264 @@
+"""What-if estimates without measuring: hardware x count x hours x location.
+
+An ML-CO2-calculator-style front end to :mod:`nn_tracker.footprint`. Every input
+is echoed with where it came from (the user, the catalogue, or a documented
+default), so the result can be checked and cited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from nn_tracker import footprint
+from nn_tracker import validation as check
+from nn_tracker.catalogue import Catalogue, GridIntensity, bundled
+from nn_tracker.errors import ValidationError
+
+DEFAULT_LIFETIME_YEARS = 6.0
+DEFAULT_UTILISATION = 0.85
+DEFAULT_LIFETIME_SOURCE = "default: 6-year life at 85 % utilisation, as in BLOOM (Luccioni et al. 2023)"
+PHASES = ("training", "querying")
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input of an estimate, with its unit and where it came from."""
+
+    value: Any
+    unit: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The result of :func:`estimate`; carbon in gCO2e, energy in kWh."""
+
+    phase: str
+    energy_kwh: float
+    operational_carbon_g: float
+    embodied_carbon_unamortised_g: float | None
+    embodied_carbon_amortised_g: float | None
+    total_carbon_g: float
+    functional_units: float
+    functional_unit: str
+    sci_g_per_unit: float
+    inputs: dict[str, Input]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (units in the key names)."""
+        return asdict(self)
+
+
+def _location(
+    catalogue: Catalogue, location: str | None, intensity_g_per_kwh: float | None, notes: list[str]
+) -> tuple[GridIntensity | None, Input]:
+    if intensity_g_per_kwh is not None:
+        value = check.non_negative("intensity_g_per_kwh", intensity_g_per_kwh)
+        label = f"user ({location})" if location else "user"
+        return None, Input(value, "gCO2e/kWh", label)
+    if location is None:
+        entry = catalogue.location("WORLD")
+        notes.append(
+            f"No location given: the world average {entry.intensity_g_per_kwh:g} gCO2e/kWh "
+            f"({entry.source.title}) was used. Give a location for a meaningful figure."
+        )
+    else:
+        entry = catalogue.location(location)
+    return entry, Input(entry.intensity_g_per_kwh, "gCO2e/kWh", f"catalogue: {entry.describe()}")
+
+
+def estimate(
+    *,
+    hours: float,
+    count: float = 1,
+    hardware: str | None = None,
+    power_w: float | None = None,
+    servers: float = 0,
+    server_power_w: float = 0,
+    pue: float | None = None,
+    location: str | None = None,
+    intensity_g_per_kwh: float | None = None,
+    transport_factor: float = 1.0,
+    embodied_kg_per_unit: float | None = None,
+    server_embodied_kg: float | None = None,
+    lifetime_years: float | None = None,
+    utilisation: float | None = None,
+    functional_units: float = 1,
+    functional_unit: str = "run",
+    phase: str = "training",
+    catalogue: Catalogue | None = None,
+) -> Estimate:
+    """Estimate energy and carbon of a job that was not measured.
+
+    Args:
+        hours: Duration of the job.
+        count: Number of accelerators (0 for a CPU-only or server-only job).
+        hardware: Catalogue name of the accelerator (gives TDP and embodied carbon).
+        power_w: Average power per accelerator; overrides the catalogue TDP.
+        servers: Number of host servers.
+        server_power_w: Average power per server (excluding the accelerators).
+        pue: Facility PUE; default the cloud region's published PUE, else 1.0.
+        location: Country, grid zone, US state or cloud region (``aws:us-east-1``).
+        intensity_g_per_kwh: Explicit grid intensity; overrides ``location``.
+        transport_factor: Share of electricity delivered, in (0, 1].
+        embodied_kg_per_unit: Embodied kgCO2e per accelerator; overrides the catalogue.
+        server_embodied_kg: Embodied kgCO2e per server.
+        lifetime_years: Hardware life for amortisation (default 6 years).
+        utilisation: Share of its life the hardware is busy (default 0.85 with the default life).
+        functional_units: How many functional units the job served (R of the SCI).
+        functional_unit: What one unit is ("run", "query", "token", ...).
+        phase: ``training`` (nn-et) or ``querying`` (nn-eq).
+        catalogue: Reference data; default the bundled one.
+
+    Raises:
+        ValidationError: an input breaks a rule.
+        LookupFailed: a hardware or location name is unknown.
+
+    """
+    catalogue = catalogue or bundled()
+    notes: list[str] = []
+    if phase not in PHASES:
+        raise ValidationError("phase", phase, f"must be one of {', '.join(PHASES)}")
+    inputs: dict[str, Input] = {
+        "hours": Input(check.non_negative("hours", hours), "h", "user"),
+        "count": Input(check.non_negative("count", count), "accelerators", "user"),
+        "servers": Input(check.non_negative("servers", servers), "servers", "user"),
+        "server_power_w": Input(check.non_negative("server_power_w", server_power_w), "W", "user"),
+        "transport_factor": Input(
+            check.fraction("transport_factor", transport_factor),
+            "",
+            "user" if transport_factor != 1.0 else "default: 1.0 (no delivery loss)",
+        ),
+    }
+    spec = catalogue.hardware_spec(hardware) if hardware else None
+    if spec:
+        inputs["hardware"] = Input(spec.name, "", f"catalogue ({spec.kind})")
+    if power_w is not None:
+        inputs["power_w"] = Input(check.non_negative("power_w", power_w), "W", "user")
+    elif spec and spec.tdp_w is not None:
+        origin = spec.tdp_source.title if spec.tdp_source else "catalogue"
+        inputs["power_w"] = Input(spec.tdp_w, "W", f"catalogue TDP of {spec.name} ({origin})")
+        notes.append(
+            f"Accelerator power is the TDP of {spec.name}; real average power is usually lower. "
+            "Give power_w for a measured or published average."
+        )
+        if spec.notes:
+            notes.append(f"{spec.name}: {spec.notes}.")
+    elif inputs["count"].value > 0:
+        raise ValidationError("power_w", None, "must be given when the hardware has no TDP in the catalogue")
+    else:
+        inputs["power_w"] = Input(0.0, "W", "no accelerators")
+
+    entry, inputs["intensity_g_per_kwh"] = _location(catalogue, location, intensity_g_per_kwh, notes)
+    if pue is not None:
+        inputs["pue"] = Input(check.pue("pue", pue), "", "user")
+    elif entry is not None and entry.pue is not None:
+        inputs["pue"] = Input(entry.pue, "", f"catalogue: published PUE of {entry.code} ({entry.pue_origin})")
+    else:
+        inputs["pue"] = Input(1.0, "", "default: 1.0 (no datacentre overhead counted)")
+        notes.append("PUE assumed 1.0 (no cooling or power-delivery overhead); give pue for a datacentre.")
+
+    values = {name: item.value for name, item in inputs.items()}
+    if phase == "training":
+        energy_kwh = footprint.training_energy_kwh(
+            accelerator_count=values["count"],
+            accelerator_power_w=values["power_w"],
+            server_count=values["servers"],
+            server_power_w=values["server_power_w"],
+            hours=values["hours"],
+            pue=values["pue"],
+        )
+    else:
+        energy_kwh = footprint.querying_energy_kwh(
+            server_count=values["servers"],
+            server_power_w=values["server_power_w"],
+            hours=values["hours"],
+            pue=values["pue"],
+            accelerator_count=values["count"],
+            accelerator_power_w=values["power_w"],
+        )
+    operational_g = footprint.operational_carbon_g(
+        [energy_kwh], [values["intensity_g_per_kwh"]], [values["transport_factor"]]
+    )
+
+    unamortised_g, amortised_g = _embodied(
+        inputs, notes, spec, embodied_kg_per_unit, server_embodied_kg, lifetime_years, utilisation
+    )
+    units = check.positive("functional_units", functional_units)
+    total_g = footprint.total_carbon_g(amortised_g or 0.0, operational_g)
+    sci = footprint.sci_g_per_unit(
+        energy_kwh=energy_kwh,
+        intensity_g_per_kwh=values["intensity_g_per_kwh"],
+        embodied_g=amortised_g or 0.0,
+        functional_units=units,
+        transport_factor=values["transport_factor"],
+    )
+    return Estimate(
+        phase=phase,
+        energy_kwh=energy_kwh,
+        operational_carbon_g=operational_g,
+        embodied_carbon_unamortised_g=unamortised_g,
+        embodied_carbon_amortised_g=amortised_g,
+        total_carbon_g=total_g,
+        functional_units=units,
+        functional_unit=functional_unit,
+        sci_g_per_unit=sci,
+        inputs=inputs,
+        notes=notes,
+    )
+
+
+def _embodied(
+    inputs: dict[str, Input],
+    notes: list[str],
+    spec: Any,
+    embodied_kg_per_unit: float | None,
+    server_embodied_kg: float | None,
+    lifetime_years: float | None,
+    utilisation: float | None,
+) -> tuple[float | None, float | None]:
+    """Fill the embodied inputs; return (unamortised, amortised) gCO2e or (None, None)."""
+    if embodied_kg_per_unit is not None:
+        acc_kg = check.non_negative("embodied_kg_per_unit", embodied_kg_per_unit)
+        inputs["embodied_kg_per_unit"] = Input(acc_kg, "kgCO2e", "user")
+    elif spec is not None and spec.embodied_kg_co2e is not None and inputs["count"].value > 0:
+        acc_kg = spec.embodied_kg_co2e
+        source = spec.embodied_source.title if spec.embodied_source else "catalogue"
+        inputs["embodied_kg_per_unit"] = Input(acc_kg, "kgCO2e", f"catalogue: {spec.embodied_method} ({source})")
+    else:
+        acc_kg = None
+    srv_kg = None
+    if server_embodied_kg is not None:
+        srv_kg = check.non_negative("server_embodied_kg", server_embodied_kg)
+        inputs["server_embodied_kg"] = Input(srv_kg, "kgCO2e", "user")
+    if acc_kg is None and srv_kg is None:
+        notes.append("Embodied carbon not included: no per-unit figure was given or found in the catalogue.")
+        return None, None
+    if acc_kg is None and inputs["count"].value > 0:
+        notes.append("Embodied carbon of the accelerators not included: no per-unit figure.")
+    if srv_kg is None and inputs["servers"].value > 0:
+        notes.append("Embodied carbon of the servers not included: no per-unit figure.")
+    unamortised_g = footprint.embodied_carbon_from_kg_g(
+        [inputs["count"].value, inputs["servers"].value], [acc_kg or 0.0, srv_kg or 0.0]
+    )
+    if lifetime_years is None:
+        life, share, source = DEFAULT_LIFETIME_YEARS, DEFAULT_UTILISATION, DEFAULT_LIFETIME_SOURCE
+        if utilisation is not None:
+            share, source = check.fraction("utilisation", utilisation), "user"
+    else:
+        life = check.positive("lifetime_years", lifetime_years)
+        share = 1.0 if utilisation is None else check.fraction("utilisation", utilisation)
+        source = "user"
+    inputs["lifetime_years"] = Input(life, "years", "user" if lifetime_years is not None else DEFAULT_LIFETIME_SOURCE)
+    inputs["utilisation"] = Input(
+        share, "", source if utilisation is not None or lifetime_years is None else "default: 1.0 (busy all its life)"
+    )
+    amortised_g = footprint.amortised_embodied_g(
+        unamortised_g,
+        time_reserved_h=inputs["hours"].value,
+        lifetime_h=life * footprint.HOURS_PER_YEAR,
+        utilisation=share,
+    )
+    return unamortised_g, amortised_g

@@ -1,0 +1,119 @@
+"""The command line: output, exit codes, one-line errors with no traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nn_tracker.cli import main
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nn_tracker", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_estimate_json_gpt3(capsys):
+    assert (
+        main(
+            [
+                "estimate",
+                "--hardware",
+                "Tesla V100-SXM2-32GB",
+                "--power-w",
+                "330",
+                "--count",
+                "10000",
+                "--days",
+                "14.8",
+                "--pue",
+                "1.1",
+                "--intensity",
+                "429",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert data["energy_kwh"] == pytest.approx(1_287_000, rel=0.01)
+    assert data["operational_carbon_g"] == pytest.approx(552e6, rel=0.01)
+    assert data["inputs"]["hours"]["value"] == pytest.approx(355.2)
+
+
+def test_estimate_table_echoes_inputs_and_sources(capsys):
+    assert main(["estimate", "--hardware", "T4", "--hours", "5", "--location", "FR"]) == 0
+    out = capsys.readouterr().out
+    assert "energy" in out and "0.350 kWh" in out
+    assert "[catalogue: 56.039 gCO2e/kWh for France (FRA), 2023" in out
+    assert "Note: PUE assumed 1.0" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["estimate", "--hours", "1", "--power-w", "100", "--pue", "0.5"],
+            "nn-tracker: error: pue must be >= 1, got 0.5",
+        ),
+        (["estimate", "--hours", "abc"], "argument --hours: invalid float value: 'abc'"),
+        (["estimate", "--hours", "1", "--power-w", "100", "--location", "Narnia"], "unknown location 'Narnia'"),
+        (["estimate", "--hours", "nan", "--power-w", "100"], "hours must be finite, got nan"),
+        (["estimate", "--days", "-1", "--power-w", "100"], "days must be >= 0, got -1.0"),
+        (["estimate", "--power-w", "100"], "one of the arguments --hours --days is required"),
+        (
+            ["estimate", "--hours", "1", "--power-w", "1", "--transport-factor", "0"],
+            "transport_factor must be in (0, 1]",
+        ),
+        (["list", "gpus"], "argument what: invalid choice: 'gpus'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_list_locations_and_hardware_json(capsys):
+    assert main(["list", "locations", "--format", "json"]) == 0
+    codes = {row["code"] for row in json.loads(capsys.readouterr().out)}
+    assert {"FRA", "US-CA", "WORLD", "aws:us-east-1"} <= codes
+    assert main(["list", "hardware"]) == 0
+    assert "A100 SXM4 80 GB\tgpu\t400.0\t150.0" in capsys.readouterr().out
+
+
+def test_catalogue_override_from_cli(tmp_path, capsys):
+    path = tmp_path / "cat.yml"
+    path.write_text("locations:\n  - {code: LAB, intensity_g_per_kwh: 10, source: our meter}\n")
+    assert (
+        main(
+            [
+                "estimate",
+                "--hours",
+                "10",
+                "--power-w",
+                "100",
+                "--location",
+                "lab",
+                "--catalogue",
+                str(path),
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["operational_carbon_g"] == pytest.approx(10.0)
+
+
+def test_console_script_is_installed():
+    import shutil
+
+    exe = shutil.which("nn-tracker") or str(__import__("pathlib").Path(sys.executable).with_name("nn-tracker"))
+    result = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "estimate" in result.stdout

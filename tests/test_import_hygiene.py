@@ -1,0 +1,32 @@
+"""Importing nn_tracker touches no hardware, no network and no data files."""
+
+import subprocess
+import sys
+
+PROBE = r"""
+import sys
+events = []
+CODE = (".py", ".pyc", ".so", ".pth")
+def hook(event, args):
+    if event == "open" and not str(args[0]).endswith(CODE):
+        events.append(str(args[0]))
+    elif event.startswith(("socket.", "subprocess.", "os.exec", "os.posix_spawn", "ctypes.dlopen")):
+        events.append(event)
+sys.addaudithook(hook)
+import nn_tracker, nn_tracker.cli  # noqa
+EXTRA
+print(repr(events))
+"""
+
+
+def probe(extra: str = "") -> str:
+    code = PROBE.replace("EXTRA", extra)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+
+
+def test_import_opens_no_data_file_device_or_socket():
+    assert probe().strip() == "[]"
+
+
+def test_the_probe_sees_a_file_read():
+    assert "/proc/cpuinfo" in probe("open('/proc/cpuinfo').close()")
