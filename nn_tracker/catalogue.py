@@ -96,6 +96,21 @@ class HardwareSpec:
     aliases: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class PowerModel:
+    """A documented coefficient used when nothing is measured (e.g. W per GB of RAM)."""
+
+    key: str
+    value: float
+    unit: str
+    source: Source
+    note: str = ""
+
+    def describe(self) -> str:
+        """The coefficient with its unit and source."""
+        return f"{self.value:g} {self.unit} ({self.source.title})"
+
+
 def _key(name: str) -> str:
     return " ".join(str(name).casefold().split())
 
@@ -123,6 +138,7 @@ class Catalogue:
     cpu_tdp_w: dict[str, float]
     cpu_tdp_source: Source
     sources: dict[str, Source] = field(repr=False, default_factory=dict)
+    power_models: dict[str, PowerModel] = field(default_factory=dict)
 
     @functools.cached_property
     def _location_index(self) -> dict[str, str]:
@@ -176,7 +192,7 @@ class Catalogue:
         return self.hardware[found]
 
     def cpu_tdp(self, model: str) -> float | None:
-        """TDP in W of a CPU model string as /proc/cpuinfo spells it, or ``None``."""
+        """TDP in W of a catalogue CPU name (case-insensitive), or ``None``."""
         return self.cpu_tdp_w.get(_key(model))
 
     def with_overrides(self, path: str | Path) -> Catalogue:
@@ -314,4 +330,8 @@ def bundled() -> Catalogue:
     }
     cpu_rows = read_table("cpu_tdp.csv")
     cpu_tdp_w = {_key(row["name"]): float(row["tdp_w"]) for row in cpu_rows}
-    return Catalogue(locations, hardware, cpu_tdp_w, sources["codecarbon-cpu"], sources)
+    power_models = {
+        row["key"]: PowerModel(row["key"], float(row["value"]), row["unit"], sources[row["source_id"]], row["note"])
+        for row in read_table("power_models.csv")
+    }
+    return Catalogue(locations, hardware, cpu_tdp_w, sources["codecarbon-cpu"], sources, power_models)

@@ -26,6 +26,20 @@ LB_PER_MWH_TO_G_PER_KWH = 0.453592
 SOURCES = [
     # id, title, url, license, retrieved
     (
+        "ccf-cpu",
+        "Cloud Carbon Footprint methodology, compute: AWS average max watts per vCPU",
+        "https://www.cloudcarbonfootprint.org/docs/methodology/",
+        "Apache-2.0 (Cloud Carbon Footprint); figure cited",
+        "2026-11-22",
+    ),
+    (
+        "ccf-memory",
+        "Cloud Carbon Footprint methodology, memory: 0.392 W/GB (mean of Crucial's and Micron's DDR4 figures)",
+        "https://www.cloudcarbonfootprint.org/docs/methodology/",
+        "Apache-2.0 (Cloud Carbon Footprint); figure cited",
+        "2026-11-22",
+    ),
+    (
         "owid-ember-2023",
         "CodeCarbon global_energy_mix.json (Our World in Data / Ember electricity data)",
         "https://github.com/mlco2/codecarbon/blob/master/codecarbon/data/private_infra/global_energy_mix.json",
@@ -346,6 +360,19 @@ def cpu_rows(data: Path) -> list[list[object]]:
     return sorted(seen.values(), key=lambda r: str(r[0]).lower())
 
 
+# Power models used when nothing is measured: (key, value, unit, source_id, note).
+POWER_MODELS = [
+    (
+        "cpu_w_per_logical_cpu",
+        3.5,
+        "W",
+        "ccf-cpu",
+        "TDP assumed per logical CPU when the CPU model is unknown (AWS average max watts per vCPU)",
+    ),
+    ("ram_w_per_gb", 0.392, "W/GB", "ccf-memory", "DRAM power per GB of memory in use"),
+]
+
+
 def main() -> None:
     data = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
     write_csv("sources.csv", ["id", "title", "url", "license", "retrieved"], [list(s) for s in SOURCES])
@@ -387,6 +414,7 @@ def main() -> None:
         hardware_rows(data),
     )
     write_csv("cpu_tdp.csv", ["name", "tdp_w", "source_id"], cpu_rows(data))
+    write_csv("power_models.csv", ["key", "value", "unit", "source_id", "note"], [list(m) for m in POWER_MODELS])
 
 
 if __name__ == "__main__":

@@ -182,6 +182,13 @@ def test_bundled_tables_are_the_build_scripts_output(tmp_path):
     module["main"].__globals__["OUT"] = out
     module["main"].__globals__["sys"].argv = ["build", str(shared)]
     module["main"]()
-    for table in ("sources.csv", "grid_intensity.csv", "cloud_regions.csv", "hardware.csv", "cpu_tdp.csv"):
+    for table in (
+        "sources.csv",
+        "grid_intensity.csv",
+        "cloud_regions.csv",
+        "hardware.csv",
+        "cpu_tdp.csv",
+        "power_models.csv",
+    ):
         with open(out / table) as built, open(root / "nn_tracker" / "data" / table) as shipped:
             assert list(csv.reader(built)) == list(csv.reader(shipped)), table

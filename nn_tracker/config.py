@@ -1,0 +1,280 @@
+"""Tracker configuration: one validated, immutable object.
+
+Bad values fail at construction with a :class:`ValidationError` naming the
+field, the value and the rule; locations and hardware are looked up in the
+catalogue then, so a typo never waits until the end of a long run.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nn_tracker import validation as check
+from nn_tracker.catalogue import Catalogue, bundled
+from nn_tracker.errors import ValidationError
+from nn_tracker.sensors.rapl import DEFAULT_ROOT
+
+log = logging.getLogger("nn_tracker")
+FORMATS = ("json",)
+ATTRIBUTIONS = ("machine", "process")
+_PHASE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+DEFAULT_LIFETIME_YEARS = 6.0
+DEFAULT_UTILISATION = 0.85
+
+
+def check_phase_name(name: object, field_name: str = "phase") -> str:
+    """Phase names are 1-64 letters, digits, ``_``, ``.`` or ``-`` (``/`` separates nesting)."""
+    if not isinstance(name, str) or not _PHASE.match(name):
+        raise ValidationError(field_name, name, "must be 1-64 letters, digits, '_', '.' or '-'")
+    return name
+
+
+@dataclass(frozen=True)
+class Datacentre:
+    """Where (part of) the job runs: grid intensity, PUE, transport factor.
+
+    Attributes:
+        location: Country, zone, US state or ``provider:region`` from the catalogue.
+        intensity_g_per_kwh: Explicit intensity (overrides ``location``).
+        pue: Facility PUE; default the region's published PUE, else 1.0.
+        transport_factor: Share of electricity delivered, in (0, 1].
+        phases: Root phases run here (e.g. ``("querying",)``); empty means every other phase.
+        name: Label in the report.
+
+    """
+
+    location: str | None = None
+    intensity_g_per_kwh: float | None = None
+    pue: float | None = None
+    transport_factor: float = 1.0
+    phases: tuple[str, ...] = ()
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ResolvedDatacentre:
+    """A :class:`Datacentre` after catalogue look-up, with the source of every figure."""
+
+    name: str
+    intensity_g_per_kwh: float
+    intensity_source: str
+    intensity_year: int | None
+    pue: float
+    pue_source: str
+    transport_factor: float
+    phases: tuple[str, ...]
+    default_location: bool
+
+
+@dataclass(frozen=True)
+class EmbodiedHardware:
+    """Hardware whose embodied carbon is amortised over the run.
+
+    Attributes:
+        name: Catalogue name (gives the figure) or a label.
+        count: Units used.
+        embodied_kg_per_unit: kgCO2e per unit; default the catalogue's figure.
+        lifetime_years: Expected life (default 6 years).
+        utilisation: Share of its life the hardware is busy (default 0.85 with the default life, else 1).
+
+    """
+
+    name: str
+    count: float = 1
+    embodied_kg_per_unit: float | None = None
+    lifetime_years: float | None = None
+    utilisation: float | None = None
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Everything a :class:`~nn_tracker.tracker.Tracker` needs to know; validated at construction.
+
+    Attributes:
+        project_name: Name in reports and file names.
+        output_dir: Folder of the reports.
+        formats: Report formats to write.
+        write_report: Write files at all (the report object is returned either way).
+        interval_s: Seconds between samples (default 0.1).
+        checkpoint_interval_s: Seconds between crash-safe checkpoints; ``None`` disables them.
+        location: Where the job runs (shorthand for one datacentre).
+        intensity_g_per_kwh: Explicit grid intensity (shorthand for one datacentre).
+        pue: Facility PUE (shorthand for one datacentre).
+        transport_factor: Delivered share of electricity (shorthand for one datacentre).
+        datacentres: Several datacentres, each with the phases it runs.
+        embodied: ``"auto"`` (the detected GPUs' catalogue figures) or a list of hardware.
+        attribution: CPU/RAM estimates for the ``machine`` or this ``process`` tree.
+        cpu_tdp_w: The CPU's TDP when known.
+        gpus: Measure NVIDIA GPUs.
+        visible_devices: GPU selection; ``None`` reads ``CUDA_VISIBLE_DEVICES``.
+        rapl_root: The powercap directory.
+        proc_root: Where ``cpuinfo`` is read.
+        cgroup_root: Where the cgroup memory limit is read.
+        default_phase: Phase of energy measured outside any ``phase()`` block.
+        handle_sigterm: Write a ``terminated`` report on SIGTERM (main thread only).
+        timeline_points: Maximum points kept in the downsampled timeline.
+        catalogue_file: YAML file adding or overriding catalogue entries.
+        run_id: Identifier of the run (default: time + random suffix).
+
+    """
+
+    project_name: str = "nn_tracker"
+    output_dir: str | Path = "nn_tracker_reports"
+    formats: tuple[str, ...] = ("json",)
+    write_report: bool = True
+    interval_s: float = 0.1
+    checkpoint_interval_s: float | None = 60.0
+    location: str | None = None
+    intensity_g_per_kwh: float | None = None
+    pue: float | None = None
+    transport_factor: float = 1.0
+    datacentres: tuple[Datacentre, ...] = ()
+    embodied: str | tuple[EmbodiedHardware, ...] = "auto"
+    attribution: str = "machine"
+    cpu_tdp_w: float | None = None
+    gpus: bool = True
+    visible_devices: str | None = None
+    rapl_root: str = DEFAULT_ROOT
+    proc_root: str = "/proc"
+    cgroup_root: str = "/sys/fs/cgroup"
+    default_phase: str = "training"
+    handle_sigterm: bool = True
+    timeline_points: int = 2000
+    catalogue_file: str | Path | None = None
+    run_id: str | None = None
+    resolved: tuple[ResolvedDatacentre, ...] = field(init=False, repr=False, compare=False, default=())
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.project_name, str) or not re.match(r"^[A-Za-z0-9_.-]{1,100}$", self.project_name):
+            raise ValidationError("project_name", self.project_name, "must be 1-100 letters, digits, '_', '.' or '-'")
+        if self.run_id is not None and (
+            not isinstance(self.run_id, str) or not re.match(r"^[A-Za-z0-9_.-]{1,100}$", self.run_id)
+        ):
+            raise ValidationError("run_id", self.run_id, "must be 1-100 letters, digits, '_', '.' or '-'")
+        if not isinstance(self.output_dir, (str, Path)) or not str(self.output_dir):
+            raise ValidationError("output_dir", self.output_dir, "must be a non-empty path")
+        formats = tuple(self.formats) if isinstance(self.formats, (list, tuple)) else (self.formats,)
+        for fmt in formats:
+            if fmt not in FORMATS:
+                raise ValidationError("formats", fmt, f"must be among {', '.join(FORMATS)}")
+        object.__setattr__(self, "formats", formats)
+        interval = check.positive("interval_s", self.interval_s)
+        if interval > 3600:
+            raise ValidationError("interval_s", self.interval_s, "must be <= 3600")
+        if self.checkpoint_interval_s is not None:
+            check.positive("checkpoint_interval_s", self.checkpoint_interval_s)
+        if self.attribution not in ATTRIBUTIONS:
+            raise ValidationError("attribution", self.attribution, "must be 'machine' or 'process'")
+        if self.cpu_tdp_w is not None:
+            check.positive("cpu_tdp_w", self.cpu_tdp_w)
+        check_phase_name(self.default_phase, "default_phase")
+        if (
+            isinstance(self.timeline_points, bool)
+            or not isinstance(self.timeline_points, int)
+            or not 2 <= self.timeline_points <= 1_000_000
+        ):
+            raise ValidationError("timeline_points", self.timeline_points, "must be an integer in [2, 1000000]")
+        object.__setattr__(self, "resolved", self._resolve_datacentres())
+        self._check_embodied()
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The bundled catalogue plus the user's file, if any."""
+        return bundled().with_overrides(self.catalogue_file) if self.catalogue_file else bundled()
+
+    def _resolve_datacentres(self) -> tuple[ResolvedDatacentre, ...]:
+        shorthand = (
+            any(v is not None for v in (self.location, self.intensity_g_per_kwh, self.pue))
+            or self.transport_factor != 1.0
+        )
+        if self.datacentres and shorthand:
+            raise ValidationError(
+                "datacentres",
+                "given with location/intensity_g_per_kwh/pue/transport_factor",
+                "must be used alone: put those values in each Datacentre",
+            )
+        centres = self.datacentres or (
+            Datacentre(self.location, self.intensity_g_per_kwh, self.pue, self.transport_factor),
+        )
+        catalogue = self.catalogue
+        resolved = []
+        claimed: set[str] = set()
+        catch_all = 0
+        for i, centre in enumerate(centres):
+            where = f"datacentres[{i}]" if self.datacentres else ""
+            resolved.append(_resolve(centre, catalogue, where))
+            for phase in centre.phases:
+                check_phase_name(phase, f"{where}.phases" if where else "phases")
+                if phase in claimed:
+                    raise ValidationError(f"{where}.phases", phase, "must not be claimed by two datacentres")
+                claimed.add(phase)
+            catch_all += not centre.phases
+        if catch_all > 1:
+            raise ValidationError("datacentres", catch_all, "must have at most one entry without phases")
+        return tuple(resolved)
+
+    def _check_embodied(self) -> None:
+        if self.embodied == "auto":
+            return
+        if not isinstance(self.embodied, (tuple, list)) or not all(
+            isinstance(h, EmbodiedHardware) for h in self.embodied
+        ):
+            raise ValidationError("embodied", self.embodied, "must be 'auto' or a list of EmbodiedHardware")
+        catalogue = self.catalogue
+        for i, hw in enumerate(self.embodied):
+            check.non_negative(f"embodied[{i}].count", hw.count)
+            if hw.embodied_kg_per_unit is None:
+                spec = catalogue.hardware_spec(hw.name)
+                if spec.embodied_kg_co2e is None:
+                    raise ValidationError(
+                        f"embodied[{i}].embodied_kg_per_unit",
+                        None,
+                        f"must be given: the catalogue has no figure for {spec.name!r}",
+                    )
+            else:
+                check.non_negative(f"embodied[{i}].embodied_kg_per_unit", hw.embodied_kg_per_unit)
+            if hw.lifetime_years is not None:
+                check.positive(f"embodied[{i}].lifetime_years", hw.lifetime_years)
+            if hw.utilisation is not None:
+                check.fraction(f"embodied[{i}].utilisation", hw.utilisation)
+
+
+def _resolve(centre: Datacentre, catalogue: Catalogue, where: str) -> ResolvedDatacentre:
+    prefix = f"{where}." if where else ""
+    tau = check.fraction(f"{prefix}transport_factor", centre.transport_factor)
+    entry = None
+    default_location = False
+    if centre.intensity_g_per_kwh is not None:
+        intensity = check.non_negative(f"{prefix}intensity_g_per_kwh", centre.intensity_g_per_kwh)
+        source, year = "given by the user", None
+        name = centre.name or centre.location or "user-given intensity"
+    else:
+        if centre.location is None:
+            entry = catalogue.location("WORLD")
+            default_location = True
+        else:
+            if not isinstance(centre.location, str):
+                raise ValidationError(f"{prefix}location", centre.location, "must be a string")
+            entry = catalogue.location(centre.location)
+        intensity, source, year = entry.intensity_g_per_kwh, entry.describe(), entry.year
+        name = centre.name or entry.name
+    if centre.pue is not None:
+        pue, pue_source = check.pue(f"{prefix}pue", centre.pue), "given by the user"
+    elif entry is not None and entry.pue is not None:
+        pue, pue_source = entry.pue, f"published PUE of {entry.code} ({entry.pue_origin})"
+    else:
+        pue, pue_source = 1.0, "assumed 1.0 (no datacentre overhead counted); give pue for a datacentre"
+    return ResolvedDatacentre(
+        name=name,
+        intensity_g_per_kwh=intensity,
+        intensity_source=source,
+        intensity_year=year,
+        pue=pue,
+        pue_source=pue_source,
+        transport_factor=tau,
+        phases=tuple(centre.phases),
+        default_location=default_location,
+    )

@@ -1,0 +1,361 @@
+"""The report of a tracked run, built from the sampler's totals and the footprint model.
+
+Measured energy replaces ``P * hours``: the facility energy of training phases
+(IT energy x PUE) fills nn-et's slot, that of the ``querying`` phase nn-eq's;
+nn-c turns each datacentre's energy into carbon; embodied carbon is amortised
+over the run. Every figure carries how it was obtained.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from nn_tracker import footprint
+from nn_tracker.config import DEFAULT_LIFETIME_YEARS, DEFAULT_UTILISATION, ResolvedDatacentre, TrackerConfig
+from nn_tracker.energy import j_to_kwh
+from nn_tracker.sampling import Sampler
+
+SCHEMA_VERSION = 1
+STATUSES = ("running", "completed", "failed", "terminated")
+QUERYING_PHASE = "querying"
+
+
+@dataclass
+class Report:
+    """A run's footprint; :meth:`to_dict` is the JSON document (schema version :data:`SCHEMA_VERSION`)."""
+
+    data: dict[str, Any]
+    paths: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """``running``, ``completed``, ``failed`` or ``terminated``."""
+        return self.data["status"]
+
+    @property
+    def energy_kwh(self) -> float:
+        """IT energy measured (or estimated) over the run, before PUE."""
+        return self.data["energy"]["it_kwh"]
+
+    @property
+    def total_carbon_g(self) -> float:
+        """Operational + amortised embodied carbon."""
+        return self.data["footprint"]["total_carbon_g"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready document."""
+        return self.data
+
+
+def _iso(wall_s: float | None) -> str | None:
+    if wall_s is None:
+        return None
+    return datetime.fromtimestamp(wall_s, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _machine(cpu_model: str | None) -> dict[str, Any]:
+    from nn_tracker import __version__
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        user = None
+    return {
+        "hostname": socket.gethostname(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "nn_tracker": __version__,
+        "cpu_model": cpu_model,
+        "logical_cpus": os.cpu_count(),
+        "pid": os.getpid(),
+        "user": user,
+    }
+
+
+def _root(phase: str) -> str:
+    return phase.split("/", 1)[0]
+
+
+def _datacentre_for(root: str, centres: tuple[ResolvedDatacentre, ...]) -> int:
+    for i, centre in enumerate(centres):
+        if root in centre.phases:
+            return i
+    for i, centre in enumerate(centres):
+        if not centre.phases:
+            return i
+    return 0
+
+
+@dataclass
+class RunState:
+    """What the tracker knows besides the sampler, needed to build a report."""
+
+    config: TrackerConfig
+    run_id: str
+    status: str
+    started_wall_s: float
+    ended_wall_s: float | None
+    duration_s: float
+    units: dict[str, dict[str, float]]
+    notes: list[str]
+    cpu_model: str | None
+    error: dict[str, str] | None = None
+
+
+def build_report(state: RunState, sampler: Sampler) -> Report:
+    """Assemble the report; hold ``sampler.lock`` for a consistent snapshot."""
+    with sampler.lock:
+        devices = _devices(sampler)
+        phases = _phases(sampler, state.units)
+        timeline = sampler.timeline.to_dict(origin_s=sampler.started_s or 0.0)
+        sampler_health = {
+            "interval_s": state.config.interval_s,
+            "ticks": sampler.ticks,
+            "tick_errors": sampler.tick_errors,
+            "sensor_errors": sum(t.errors for t in sampler.totals.values()),
+        }
+    notes = list(dict.fromkeys([*state.notes, *(n for d in devices for n in d["notes"])]))
+    energy = _energy(devices)
+    centres, slots, operational_g = _operational(state.config, phases)
+    embodied = _embodied(state.config, devices, state.duration_s, notes)
+    amortised_g = embodied["amortised_g"]
+    total_g = footprint.total_carbon_g(amortised_g or 0.0, operational_g)
+    if any(c["default_location"] for c in centres):
+        notes.insert(
+            0,
+            "No location given: the world-average grid intensity was used. Set location "
+            "(country, zone or cloud region) for a meaningful carbon figure.",
+        )
+    data = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": state.run_id,
+        "project_name": state.config.project_name,
+        "status": state.status,
+        "started_at": _iso(state.started_wall_s),
+        "ended_at": _iso(state.ended_wall_s),
+        "duration_s": state.duration_s,
+        "error": state.error,
+        "machine": _machine(state.cpu_model),
+        "energy": energy,
+        "devices": devices,
+        "phases": phases,
+        "datacentres": centres,
+        "footprint": {
+            "training_energy_kwh": slots["training"],
+            "querying_energy_kwh": slots["querying"],
+            "operational_carbon_g": operational_g,
+            "embodied_carbon_unamortised_g": embodied["unamortised_g"],
+            "embodied_carbon_amortised_g": amortised_g,
+            "embodied": embodied["items"],
+            "total_carbon_g": total_g,
+            "method": "measured IT energy x PUE in nn-et/nn-eq slots; nn-c per datacentre; embodied amortised "
+            "by the SCI over the run's duration",
+        },
+        "units": _per_unit(state.units, energy["it_kwh"], slots, total_g),
+        "sampler": sampler_health,
+        "notes": notes,
+        "timeline": timeline,
+    }
+    return Report(data)
+
+
+def _devices(sampler: Sampler) -> list[dict[str, Any]]:
+    rows = []
+    for totals in sampler.totals.values():
+        info = totals.info
+        mean_w = totals.energy_j / totals.measured_s if totals.measured_s > 0 else None
+        rows.append(
+            {
+                "device_id": info.device_id,
+                "component": info.component,
+                "name": info.name,
+                "method": info.method,
+                "model": info.model,
+                "details": info.details,
+                "energy_kwh": j_to_kwh(totals.energy_j),
+                "energy_kwh_by_phase": {p: j_to_kwh(j) for p, j in totals.energy_by_phase_j.items()},
+                "mean_power_w": mean_w,
+                "peak_power_w": totals.peak_power_w,
+                "measured_s": totals.measured_s,
+                "gap_s": totals.gap_s + totals.pending_s,
+                "readings": totals.readings,
+                "errors": totals.errors,
+                "first_error": totals.first_error or None,
+                "dropped_intervals": totals.dropped_intervals,
+                "lost_at_s": None if totals.lost_at_s is None else totals.lost_at_s - (sampler.started_s or 0.0),
+                "notes": list(info.notes),
+            }
+        )
+        if totals.errors:
+            rows[-1]["notes"].append(f"{info.device_id}: {totals.errors} read errors, first: {totals.first_error}")
+        if totals.dropped_intervals:
+            rows[-1]["notes"].append(
+                f"{info.device_id}: {totals.dropped_intervals} implausible counter jumps dropped as resets"
+            )
+    return rows
+
+
+def _energy(devices: list[dict[str, Any]]) -> dict[str, Any]:
+    by_component: dict[str, float] = {}
+    by_method: dict[str, float] = {}
+    for device in devices:
+        by_component[device["component"]] = by_component.get(device["component"], 0.0) + device["energy_kwh"]
+        by_method[device["method"]] = by_method.get(device["method"], 0.0) + device["energy_kwh"]
+    for component in ("gpu", "cpu", "ram"):
+        by_component.setdefault(component, None)  # None: not measured (never a silent 0)
+    return {
+        "it_kwh": sum(d["energy_kwh"] for d in devices),
+        "by_component_kwh": by_component,
+        "by_method_kwh": by_method,
+    }
+
+
+def _phases(sampler: Sampler, units: dict[str, dict[str, float]]) -> dict[str, Any]:
+    exclusive: dict[str, float] = {}
+    for totals in sampler.totals.values():
+        for phase, joules in totals.energy_by_phase_j.items():
+            exclusive[phase] = exclusive.get(phase, 0.0) + joules
+    names = sorted(set(exclusive) | set(sampler.phase_time_s) | set(units))
+    result = {}
+    for name in names:
+        nested = [p for p in names if p == name or p.startswith(name + "/")]
+        result[name] = {
+            "energy_kwh": j_to_kwh(exclusive.get(name, 0.0)),
+            "inclusive_energy_kwh": j_to_kwh(sum(exclusive.get(p, 0.0) for p in nested)),
+            "duration_s": sampler.phase_time_s.get(name, 0.0),
+            "inclusive_duration_s": sum(sampler.phase_time_s.get(p, 0.0) for p in nested),
+            "units": dict(units.get(name, {})),
+        }
+    return result
+
+
+def _operational(config: TrackerConfig, phases: dict[str, Any]) -> tuple[list[dict[str, Any]], dict, float]:
+    centres = config.resolved
+    it_kwh = [0.0] * len(centres)
+    slots = {"training": 0.0, "querying": 0.0}
+    for name, phase in phases.items():
+        if "/" in name:
+            continue  # nested phases are inside their root's inclusive energy
+        index = _datacentre_for(name, centres)
+        it_kwh[index] += phase["inclusive_energy_kwh"]
+        slot = "querying" if name == QUERYING_PHASE else "training"
+        slots[slot] += phase["inclusive_energy_kwh"] * centres[index].pue
+    facility_kwh = [e * c.pue for e, c in zip(it_kwh, centres, strict=True)]
+    operational_g = footprint.operational_carbon_g(
+        facility_kwh, [c.intensity_g_per_kwh for c in centres], [c.transport_factor for c in centres]
+    )
+    rows = []
+    for centre, it, facility in zip(centres, it_kwh, facility_kwh, strict=True):
+        rows.append(
+            {
+                "name": centre.name,
+                "phases": list(centre.phases) or ["(all others)"],
+                "intensity_g_per_kwh": centre.intensity_g_per_kwh,
+                "intensity_source": centre.intensity_source,
+                "intensity_year": centre.intensity_year,
+                "pue": centre.pue,
+                "pue_source": centre.pue_source,
+                "transport_factor": centre.transport_factor,
+                "it_energy_kwh": it,
+                "facility_energy_kwh": facility,
+                "operational_carbon_g": footprint.operational_carbon_g(
+                    [facility], [centre.intensity_g_per_kwh], [centre.transport_factor]
+                ),
+                "default_location": centre.default_location,
+            }
+        )
+    return rows, slots, operational_g
+
+
+def _embodied(
+    config: TrackerConfig, devices: list[dict[str, Any]], duration_s: float, notes: list[str]
+) -> dict[str, Any]:
+    catalogue = config.catalogue
+    wanted: list[tuple[str, float, float | None, float | None, float | None]] = []
+    if config.embodied == "auto":
+        counts: dict[str, int] = {}
+        for device in devices:
+            if device["component"] == "gpu":
+                counts[device["name"]] = counts.get(device["name"], 0) + 1
+        wanted = [(name, count, None, None, None) for name, count in counts.items()]
+    else:
+        wanted = [(h.name, h.count, h.embodied_kg_per_unit, h.lifetime_years, h.utilisation) for h in config.embodied]
+    items = []
+    hours = duration_s / 3600.0
+    for name, count, kg, life, share in wanted:
+        source, method = "given by the user", "given by the user"
+        if kg is None:
+            try:
+                spec = catalogue.hardware_spec(name)
+            except KeyError:
+                spec = None
+            if spec is None or spec.embodied_kg_co2e is None:
+                notes.append(
+                    f"Embodied carbon of {name} not included: no published per-unit figure in the "
+                    "catalogue (give embodied=[EmbodiedHardware(...)])."
+                )
+                continue
+            kg, method = spec.embodied_kg_co2e, spec.embodied_method
+            source = spec.embodied_source.title if spec.embodied_source else "catalogue"
+        if life is None:
+            life = DEFAULT_LIFETIME_YEARS
+            share = DEFAULT_UTILISATION if share is None else share
+            life_source = "default: 6-year life at 85 % utilisation (BLOOM, Luccioni et al. 2023)"
+        else:
+            share = 1.0 if share is None else share
+            life_source = "given by the user"
+        whole_g = footprint.embodied_carbon_from_kg_g([count], [kg])
+        amortised = footprint.amortised_embodied_g(
+            whole_g, time_reserved_h=hours, lifetime_h=life * footprint.HOURS_PER_YEAR, utilisation=share
+        )
+        items.append(
+            {
+                "name": name,
+                "count": count,
+                "embodied_kg_per_unit": kg,
+                "method": method,
+                "source": source,
+                "lifetime_years": life,
+                "utilisation": share,
+                "lifetime_source": life_source,
+                "unamortised_g": whole_g,
+                "amortised_g": amortised,
+            }
+        )
+    if not items:
+        if not wanted:
+            notes.append(
+                "Embodied carbon not included: no hardware with a published figure was detected or "
+                "given (CPU-only machines have none in the catalogue)."
+            )
+        return {"items": [], "unamortised_g": None, "amortised_g": None}
+    return {
+        "items": items,
+        "unamortised_g": sum(i["unamortised_g"] for i in items),
+        "amortised_g": sum(i["amortised_g"] for i in items),
+    }
+
+
+def _per_unit(
+    units: dict[str, dict[str, float]], it_kwh: float, slots: dict[str, float], total_g: float
+) -> dict[str, Any]:
+    totals: dict[str, float] = {}
+    for per_kind in units.values():
+        for kind, count in per_kind.items():
+            totals[kind] = totals.get(kind, 0.0) + count
+    facility_kwh = slots["training"] + slots["querying"]
+    return {
+        kind: {
+            "count": count,
+            "it_energy_kwh_per_unit": it_kwh / count if count else None,
+            "facility_energy_kwh_per_unit": facility_kwh / count if count else None,
+            "carbon_g_per_unit": total_g / count if count else None,
+        }
+        for kind, count in totals.items()
+    }

@@ -1,0 +1,188 @@
+"""The background sampler: one daemon thread reading every sensor each interval.
+
+``while not stop.wait(interval): tick()``, one last tick on stop. A sensor that
+raises is counted (with its first message) and the next successful read covers
+the interval, so errors never reach the host program. Totals are exact running
+sums; the timeline is bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from nn_tracker.clock import Clock
+from nn_tracker.energy import is_plausible
+from nn_tracker.sensors.base import Sensor, SensorInfo
+from nn_tracker.timeline import Timeline
+
+log = logging.getLogger("nn_tracker")
+
+
+@dataclass
+class DeviceTotals:
+    """Running totals of one sensor."""
+
+    info: SensorInfo
+    energy_j: float = 0.0
+    energy_by_phase_j: dict[str, float] = field(default_factory=dict)
+    measured_s: float = 0.0
+    gap_s: float = 0.0
+    peak_power_w: float | None = None
+    readings: int = 0
+    errors: int = 0
+    first_error: str = ""
+    dropped_intervals: int = 0
+    lost_at_s: float | None = None
+    pending_s: float = 0.0  # time since the last successful read (covered by the next one)
+
+    def record_error(self, exc: BaseException) -> None:
+        """Count an error and keep the first message."""
+        self.errors += 1
+        if not self.first_error:
+            self.first_error = f"{type(exc).__name__}: {exc}"
+
+
+class Sampler:
+    """Reads sensors on a clock; thread-safe; never raises into the caller's code.
+
+    Args:
+        sensors: The sensors to read.
+        clock: Monotonic clock (injectable).
+        interval_s: Seconds between ticks.
+        timeline_points: Maximum points of the downsampled timeline.
+        on_tick: Called (outside the lock) after each background tick, e.g. for checkpoints.
+
+    """
+
+    def __init__(
+        self,
+        sensors: list[Sensor],
+        clock: Clock,
+        interval_s: float = 0.1,
+        timeline_points: int = 2000,
+        on_tick: Callable[[float], None] | None = None,
+    ) -> None:
+        self._sensors = list(sensors)
+        self._clock = clock
+        self._interval_s = interval_s
+        self._on_tick = on_tick
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.totals: dict[str, DeviceTotals] = {s.info.device_id: DeviceTotals(s.info) for s in self._sensors}
+        self.timeline = Timeline(timeline_points)
+        self.phase = "training"
+        self.phase_time_s: dict[str, float] = {}
+        self.ticks = 0
+        self.started_s: float | None = None
+        self.last_tick_s: float | None = None
+        self.tick_errors = 0
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while totals change; hold it to read a consistent snapshot."""
+        return self._lock
+
+    def start(self, background: bool = True) -> None:
+        """Take every sensor's baseline; then start the thread if ``background``."""
+        now = self._clock.monotonic()
+        for sensor in list(self._sensors):
+            try:
+                sensor.start(now)
+            except Exception as exc:  # noqa: BLE001 - a sensor that cannot start is dropped, not fatal
+                totals = self.totals[sensor.info.device_id]
+                totals.record_error(exc)
+                totals.info.notes.append(f"Sensor could not start ({totals.first_error}); not measured.")
+                totals.lost_at_s = now
+                self._sensors.remove(sensor)
+        self.started_s = self.last_tick_s = now
+        if background:
+            self._thread = threading.Thread(target=self._run, name="nn_tracker-sampler", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._clock.wait(self._stop, self._interval_s):
+            self.tick()
+            if self._on_tick is not None:
+                try:
+                    self._on_tick(self._clock.monotonic())
+                except Exception:
+                    log.exception("nn_tracker: periodic task failed (tracking continues)")
+
+    def tick(self) -> None:
+        """Read every active sensor once and account the interval; never raises."""
+        try:
+            with self._lock:
+                self._tick_locked()
+        except Exception:
+            self.tick_errors += 1
+            log.exception("nn_tracker: sampling tick failed (tracking continues)")
+
+    def _tick_locked(self) -> None:
+        now = self._clock.monotonic()
+        interval_s = now - self.last_tick_s
+        self.last_tick_s = now
+        self.ticks += 1
+        self.phase_time_s[self.phase] = self.phase_time_s.get(self.phase, 0.0) + interval_s
+        energies: dict[str, float] = {}
+        powers: dict[str, float] = {}
+        for sensor in self._sensors:
+            totals = self.totals[sensor.info.device_id]
+            if not sensor.active:
+                totals.gap_s += interval_s
+                continue
+            totals.pending_s += interval_s
+            try:
+                measurement = sensor.read(now)
+            except Exception as exc:  # noqa: BLE001
+                totals.record_error(exc)
+                continue
+            if not sensor.active:  # lost during this read
+                totals.lost_at_s = now
+                totals.gap_s += totals.pending_s
+                totals.pending_s = 0.0
+                continue
+            covered_s, totals.pending_s = totals.pending_s, 0.0
+            if measurement.power_w is not None:
+                powers[totals.info.device_id] = measurement.power_w
+                if totals.peak_power_w is None or measurement.power_w > totals.peak_power_w:
+                    totals.peak_power_w = measurement.power_w
+            energy = measurement.energy_j
+            if energy is None or not is_plausible(energy, covered_s, sensor.max_power_w):
+                totals.dropped_intervals += energy is not None
+                totals.gap_s += covered_s
+                continue
+            totals.readings += 1
+            totals.measured_s += covered_s
+            totals.energy_j += energy
+            totals.energy_by_phase_j[self.phase] = totals.energy_by_phase_j.get(self.phase, 0.0) + energy
+            energies[totals.info.device_id] = energy
+        if interval_s > 0:
+            self.timeline.add(now - interval_s, now, energies, powers)
+
+    def switch_phase(self, phase: str) -> None:
+        """Account the time so far to the current phase, then switch."""
+        with self._lock:
+            try:
+                self._tick_locked()
+            except Exception:
+                self.tick_errors += 1
+                log.exception("nn_tracker: sampling tick failed (tracking continues)")
+            self.phase = phase
+
+    def stop(self) -> None:
+        """Stop the thread, take the last reading, close the sensors; safe to call twice."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=max(5.0, self._interval_s * 2))
+        self.tick()
+        for sensor in self._sensors:
+            try:
+                sensor.close()
+            except Exception:
+                log.debug("sensor close failed", exc_info=True)
+        self._sensors = []

@@ -1,0 +1,124 @@
+"""Sensors: which sources this machine offers, and the ones a tracker will read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nn_tracker.catalogue import Catalogue
+from nn_tracker.sensors.base import Measurement, Sensor, SensorInfo
+from nn_tracker.sensors.cpu_model import CpuEstimateSensor, CpuPowerModel, cpu_power_model
+from nn_tracker.sensors.nvml import NvmlDiscovery, discover_gpus
+from nn_tracker.sensors.process_tree import ProcessTree
+from nn_tracker.sensors.ram_model import RamEstimateSensor, cgroup_memory_limit_bytes
+from nn_tracker.sensors.rapl import DEFAULT_ROOT, RaplDiscovery, discover_rapl
+
+__all__ = ["Measurement", "Sensor", "SensorInfo", "SensorOptions", "SensorSet", "discover_sensors"]
+
+
+@dataclass(frozen=True)
+class SensorOptions:
+    """Where to look and how to attribute; every path is injectable for tests.
+
+    Attributes:
+        gpus: Measure NVIDIA GPUs through NVML.
+        visible_devices: ``CUDA_VISIBLE_DEVICES``-style selection; ``None`` reads the environment.
+        rapl_root: The powercap directory.
+        proc_root: Where ``cpuinfo`` is.
+        cgroup_root: Where the cgroup memory limit is.
+        attribution: ``machine`` or ``process`` for the CPU and RAM estimates.
+        cpu_tdp_w: The CPU's TDP, if the user knows it.
+        node_sensors: Measure CPU and RAM (False on all but one rank of a node).
+
+    """
+
+    gpus: bool = True
+    visible_devices: str | None = None
+    rapl_root: str = DEFAULT_ROOT
+    proc_root: str = "/proc"
+    cgroup_root: str = "/sys/fs/cgroup"
+    attribution: str = "machine"
+    cpu_tdp_w: float | None = None
+    node_sensors: bool = True
+
+
+@dataclass
+class SensorSet:
+    """The sensors chosen for a run, with what was found and why."""
+
+    sensors: list[Sensor] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    nvml: NvmlDiscovery | None = None
+    rapl: RaplDiscovery | None = None
+    cpu_model: CpuPowerModel | None = None
+
+    def close(self) -> None:
+        """Release NVML."""
+        if self.nvml is not None:
+            self.nvml.close()
+
+
+def discover_sensors(options: SensorOptions, catalogue: Catalogue) -> SensorSet:
+    """Pick the best source for each component: counters first, labelled estimates otherwise."""
+    found = SensorSet()
+    if options.gpus:
+        found.nvml = discover_gpus(options.visible_devices)
+        found.sensors.extend(found.nvml.sensors)
+        found.notes.extend(found.nvml.notes)
+    if not options.node_sensors:
+        found.notes.append("CPU and RAM are measured by another process of this node (local rank 0).")
+        return found
+    found.rapl = discover_rapl(options.rapl_root)
+    tree = ProcessTree() if options.attribution == "process" else None
+    cpu_counters = [s for s in found.rapl.sensors if s.info.component == "cpu"]
+    if cpu_counters:
+        found.sensors.extend(found.rapl.sensors)
+        if options.attribution == "process":
+            found.notes.append("RAPL measures whole CPU packages (every process on them), not only this process tree.")
+    else:
+        for problem in found.rapl.problems:
+            found.notes.append(f"CPU not measured by RAPL: {problem}. Falling back to an estimate.")
+        found.cpu_model = cpu_power_model(catalogue, options.cpu_tdp_w, options.proc_root)
+        found.sensors.append(CpuEstimateSensor(found.cpu_model, options.attribution, tree))
+    if not found.rapl.has_dram or not cpu_counters:
+        limit = cgroup_memory_limit_bytes(options.cgroup_root)
+        found.sensors.append(
+            RamEstimateSensor(catalogue.power_models["ram_w_per_gb"], options.attribution, tree, limit_bytes=limit)
+        )
+    return found
+
+
+def describe(options: SensorOptions, catalogue: Catalogue) -> dict[str, object]:
+    """What ``nn-tracker sensors`` prints: what the machine offers and what would be used."""
+    found = discover_sensors(options, catalogue)
+    try:
+        rapl = found.rapl or RaplDiscovery()
+        return {
+            "nvml": {
+                "available": bool(found.nvml and found.nvml.available),
+                "driver_version": found.nvml.driver_version if found.nvml else "",
+                "notes": found.nvml.notes if found.nvml else ["GPU measurement disabled"],
+            },
+            "rapl": {
+                "root": str(Path(options.rapl_root)),
+                "zones": rapl.zones_seen,
+                "readable": [s.info.details["zone"] for s in rapl.sensors],
+                "problems": rapl.problems,
+            },
+            "cpu_model": found.cpu_model.model_name if found.cpu_model else None,
+            "sensors": [
+                {
+                    "device_id": s.info.device_id,
+                    "component": s.info.component,
+                    "name": s.info.name,
+                    "method": s.info.method,
+                    "model": s.info.model,
+                    "details": s.info.details,
+                    "notes": s.info.notes,
+                }
+                for s in found.sensors
+            ],
+            "notes": found.notes,
+        }
+    finally:
+        found.close()

@@ -1,0 +1,182 @@
+"""CPU power estimate when RAPL cannot be read: TDP x utilisation, labelled as an estimate.
+
+The TDP comes from the user, or from the bundled catalogue matched to the model
+name in ``/proc/cpuinfo``. When the model is unknown (virtual machines often show
+only a brand such as "AMD EPYC"), a documented per-logical-CPU default is
+assumed and the report says so, and how to give the real TDP.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nn_tracker.catalogue import Catalogue
+from nn_tracker.sensors.base import METHOD_ESTIMATE, Measurement, Sensor, SensorInfo
+from nn_tracker.sensors.process_tree import ProcessTree
+
+ATTRIBUTIONS = ("machine", "process")
+_NOISE = re.compile(
+    r"\((?:R|TM|tm|r)\)|®|™|\bCPU\b|\bProcessor\b|@\s*[\d.]+\s*GHz|\b\d+-Core\b|\bwith Radeon.*$|\bw/ Radeon.*$",
+    re.IGNORECASE,
+)
+
+
+def _psutil_cpu_times() -> object:
+    import psutil  # imported on use: psutil reads /proc when imported
+
+    return psutil.cpu_times()
+
+
+def read_cpu_model(proc_root: str | Path = "/proc") -> str | None:
+    """The CPU model name from ``/proc/cpuinfo`` (``None`` if absent); no subprocess."""
+    try:
+        text = (Path(proc_root) / "cpuinfo").read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("model name", "cpu model", "processor name") and value.strip():
+            return " ".join(value.split())
+    return None
+
+
+def normalise_model(model: str) -> str:
+    """Drop trademarks, clock speed, core counts.
+
+    ``Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz`` becomes ``Intel Xeon Gold 6148``.
+    """
+    return " ".join(_NOISE.sub(" ", model).split())
+
+
+def match_cpu_tdp(model: str | None, catalogue: Catalogue) -> tuple[str, float] | None:
+    """Find the catalogue entry of a CPU model: exact, else the longest catalogue name inside it.
+
+    Only names with a digit count as models: a bare brand ("AMD EPYC") matches nothing.
+    """
+    if not model:
+        return None
+    wanted = normalise_model(model).casefold()
+    if not re.search(r"\d", wanted):
+        return None
+    if wanted in catalogue.cpu_tdp_w:
+        return wanted, catalogue.cpu_tdp_w[wanted]
+    padded = f" {wanted} "
+    best = None
+    for name, tdp in catalogue.cpu_tdp_w.items():
+        if re.search(r"\d", name) and f" {name} " in padded and (best is None or len(name) > len(best[0])):
+            best = (name, tdp)
+    return best
+
+
+@dataclass(frozen=True)
+class CpuPowerModel:
+    """How the CPU power is estimated: a TDP and where it came from."""
+
+    tdp_w: float
+    source: str
+    model_name: str | None
+    assumed: bool
+
+
+def cpu_power_model(
+    catalogue: Catalogue, tdp_w: float | None = None, proc_root: str | Path = "/proc", logical_cpus: int | None = None
+) -> CpuPowerModel:
+    """Choose the TDP: the user's, the catalogue's for this model, or the documented per-CPU default."""
+    model = read_cpu_model(proc_root)
+    if tdp_w is not None:
+        return CpuPowerModel(tdp_w, "given by the user", model, assumed=False)
+    match = match_cpu_tdp(model, catalogue)
+    if match:
+        return CpuPowerModel(
+            match[1], f"catalogue TDP of {match[0]!r} ({catalogue.cpu_tdp_source.title})", model, assumed=False
+        )
+    per_cpu = catalogue.power_models["cpu_w_per_logical_cpu"]
+    count = logical_cpus or os.cpu_count() or 1
+    reason = "no CPU model name" if not model else f"CPU model {model!r} is not in the catalogue"
+    return CpuPowerModel(
+        per_cpu.value * count,
+        f"assumed: {reason}; {per_cpu.value:g} W per logical CPU x {count} ({per_cpu.source.title}). "
+        "Give the real TDP with cpu_tdp_w (CLI: --cpu-tdp-w)",
+        model,
+        assumed=True,
+    )
+
+
+class CpuEstimateSensor(Sensor):
+    """CPU power as TDP x utilisation, for the whole machine or this process tree.
+
+    Args:
+        model: The TDP and its source.
+        attribution: ``machine`` (all CPU use) or ``process`` (this process and its children).
+        tree: Process tree used in ``process`` mode.
+        cpu_times: ``psutil.cpu_times`` (injectable).
+        logical_cpus: Number of logical CPUs.
+
+    """
+
+    def __init__(
+        self,
+        model: CpuPowerModel,
+        attribution: str = "machine",
+        tree: ProcessTree | None = None,
+        cpu_times: Callable[[], object] | None = None,
+        logical_cpus: int | None = None,
+    ) -> None:
+        self._model = model
+        self._attribution = attribution
+        self._tree = tree
+        self._cpu_times = cpu_times or _psutil_cpu_times
+        self._cpus = logical_cpus or os.cpu_count() or 1
+        self._last: tuple[float, float] | None = None
+        self._last_s: float | None = None
+        share = "this process and its children" if attribution == "process" else "the whole machine"
+        notes = [f"CPU energy is an estimate: TDP {model.tdp_w:g} W x CPU utilisation of {share}."]
+        if model.assumed:
+            notes.append(f"CPU TDP {model.source}.")
+        self.info = SensorInfo(
+            device_id="cpu:estimate",
+            component="cpu",
+            name=model.model_name or "unknown CPU",
+            method=METHOD_ESTIMATE,
+            model=f"TDP {model.tdp_w:g} W x utilisation ({share})",
+            details={
+                "tdp_w": model.tdp_w,
+                "tdp_source": model.source,
+                "attribution": attribution,
+                "logical_cpus": self._cpus,
+            },
+        )
+        self.info.notes.extend(notes)
+
+    def _busy_and_total_s(self, now_s: float) -> tuple[float, float]:
+        if self._attribution == "process" and self._tree is not None:
+            return self._tree.cpu_seconds(), now_s * self._cpus
+        times = self._cpu_times()
+        total = sum(times)  # type: ignore[arg-type]
+        idle = getattr(times, "idle", 0.0) + getattr(times, "iowait", 0.0)
+        return total - idle, total
+
+    def start(self, now_s: float) -> None:
+        """Baseline CPU times."""
+        self._last = self._busy_and_total_s(now_s)
+        self._last_s = now_s
+
+    def utilisation(self, now_s: float) -> float:
+        """Share of the CPUs busy since the last call, in [0, 1]."""
+        busy, total = self._busy_and_total_s(now_s)
+        last_busy, last_total = self._last
+        self._last = (busy, total)
+        elapsed = total - last_total
+        return min(max((busy - last_busy) / elapsed, 0.0), 1.0) if elapsed > 0 else 0.0
+
+    def read(self, now_s: float) -> Measurement:
+        """Average power over the interval and the energy it implies."""
+        share = self.utilisation(now_s)
+        duration_s = now_s - self._last_s
+        self._last_s = now_s
+        power_w = self._model.tdp_w * share
+        return Measurement(power_w * duration_s, power_w)

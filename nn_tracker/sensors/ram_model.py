@@ -1,0 +1,102 @@
+"""RAM power estimate when RAPL has no DRAM counter: W per GB of memory in use.
+
+The coefficient is the bundled, sourced ``ram_w_per_gb`` (0.392 W/GB, Cloud
+Carbon Footprint). It is applied to memory actually used — by the tracked
+process tree, or by the machine — never to installed memory, and never above
+a cgroup memory limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from nn_tracker.catalogue import PowerModel
+from nn_tracker.sensors.base import METHOD_ESTIMATE, Measurement, Sensor, SensorInfo
+from nn_tracker.sensors.process_tree import ProcessTree
+
+GB = 1e9
+
+
+def _machine_used_bytes() -> int:
+    import psutil  # imported on use: psutil reads /proc when imported
+
+    return psutil.virtual_memory().used
+
+
+def cgroup_memory_limit_bytes(cgroup_root: str | Path = "/sys/fs/cgroup") -> int | None:
+    """The memory limit of this process's cgroup (v2 ``memory.max`` or v1 ``limit_in_bytes``), if any."""
+    root = Path(cgroup_root)
+    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # v1 reports "no limit" as a huge number
+            return int(text)
+    return None
+
+
+class RamEstimateSensor(Sensor):
+    """RAM power = W/GB x GB in use, averaged over each interval (trapezoid).
+
+    Args:
+        coefficient: The sourced W/GB figure.
+        attribution: ``process`` (RSS of the process tree) or ``machine`` (used memory).
+        tree: Process tree for ``process`` mode.
+        limit_bytes: cgroup memory limit; usage is capped at it.
+        used_bytes: Override of how machine-wide used memory is read (tests).
+
+    """
+
+    def __init__(
+        self,
+        coefficient: PowerModel,
+        attribution: str = "machine",
+        tree: ProcessTree | None = None,
+        limit_bytes: int | None = None,
+        used_bytes: Callable[[], int] | None = None,
+    ) -> None:
+        self._w_per_gb = coefficient.value
+        self._attribution = attribution
+        self._tree = tree
+        self._limit = limit_bytes
+        self._used_bytes = used_bytes or _machine_used_bytes
+        self._last_power_w = 0.0
+        self._last_s = 0.0
+        scope = "the tracked processes' resident memory" if attribution == "process" else "memory in use"
+        model = f"{coefficient.value:g} W/GB x {scope}"
+        notes = [f"RAM energy is an estimate: {coefficient.describe()} applied to {scope}."]
+        if limit_bytes is not None:
+            notes.append(f"Memory use is capped at the cgroup limit of {limit_bytes / GB:.2f} GB.")
+        self.info = SensorInfo(
+            device_id="ram:estimate",
+            component="ram",
+            name="RAM",
+            method=METHOD_ESTIMATE,
+            model=model,
+            details={"w_per_gb": coefficient.value, "attribution": attribution, "cgroup_limit_bytes": limit_bytes},
+            notes=notes,
+        )
+
+    def power_w(self) -> float:
+        """Current estimated power."""
+        if self._attribution == "process" and self._tree is not None:
+            used = self._tree.rss_bytes()
+        else:
+            used = self._used_bytes()
+        if self._limit is not None:
+            used = min(used, self._limit)
+        return used / GB * self._w_per_gb
+
+    def start(self, now_s: float) -> None:
+        """First reading."""
+        self._last_power_w = self.power_w()
+        self._last_s = now_s
+
+    def read(self, now_s: float) -> Measurement:
+        """Trapezoid of the power over the interval."""
+        power = self.power_w()
+        energy_j = (self._last_power_w + power) / 2.0 * (now_s - self._last_s)
+        self._last_power_w, self._last_s = power, now_s
+        return Measurement(energy_j, power)

@@ -1,0 +1,340 @@
+"""``Tracker``: start/stop, context manager, decorator, phases, functional units, crash-safe output.
+
+A thin coordinator: sensors are discovered at :meth:`Tracker.start`, a
+:class:`~nn_tracker.sampling.Sampler` reads them, and a report is built from its
+totals and written atomically — periodically while running, and once at the end.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import functools
+import logging
+import os
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nn_tracker import validation as check
+from nn_tracker.clock import Clock, SystemClock
+from nn_tracker.config import TrackerConfig, check_phase_name
+from nn_tracker.errors import NNTrackerError, ValidationError
+from nn_tracker.report.files import write_json
+from nn_tracker.report.model import Report, RunState, build_report
+from nn_tracker.sampling import Sampler
+from nn_tracker.sensors import SensorOptions, SensorSet, discover_sensors
+
+log = logging.getLogger("nn_tracker")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Tracker:
+    """Measure a job's energy and carbon while it runs.
+
+    Use as ``with Tracker(location="FR") as tracker: ...``, as ``start()``/``stop()``,
+    or through :func:`track`. Keyword options are the fields of
+    :class:`~nn_tracker.config.TrackerConfig`.
+
+    Args:
+        config: A ready configuration; keyword options override its fields.
+        clock: Clock for durations (tests use :class:`~nn_tracker.clock.ManualClock`).
+        background: Sample in a background thread; ``False`` samples only on :meth:`sample` calls.
+        sensors: Use these sensors instead of discovering the machine's (simulations, tests).
+        **options: Fields of :class:`TrackerConfig`.
+
+    """
+
+    def __init__(
+        self,
+        config: TrackerConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        background: bool = True,
+        sensors: SensorSet | None = None,
+        **options: Any,
+    ) -> None:
+        try:
+            self.config = dataclasses.replace(config, **options) if config else TrackerConfig(**options)
+        except TypeError as exc:
+            raise ValidationError("options", sorted(options), f"must be fields of TrackerConfig ({exc})") from None
+        self._clock = clock or SystemClock()
+        self._background = background
+        self._given_sensors = sensors
+        self._state_lock = threading.RLock()
+        self._units: dict[str, dict[str, float]] = {}
+        self._units_lock = threading.Lock()
+        self._phase_stack: list[str] = []
+        self._sampler: Sampler | None = None
+        self._sensors: SensorSet | None = None
+        self._started_wall_s = 0.0
+        self._started_s = 0.0
+        self._last_checkpoint_s = 0.0
+        self._owner_pid: int | None = None
+        self._previous_sigterm: Any = None
+        self._sigterm_installed = False
+        self._report: Report | None = None
+        self._write_errors = 0
+        self.run_id = self.config.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+    # ----- life cycle -------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Started and not yet stopped (in this process)."""
+        return self._sampler is not None and self._report is None and self._owner_pid == os.getpid()
+
+    @property
+    def report_path(self) -> Path:
+        """Where the JSON report is written."""
+        return Path(self.config.output_dir) / f"{self.config.project_name}-{self.run_id}.json"
+
+    def start(self) -> Tracker:
+        """Discover sensors, start sampling, write a first checkpoint. Returns ``self``.
+
+        Raises:
+            NNTrackerError: the tracker was already started.
+
+        """
+        with self._state_lock:
+            if self._sampler is not None:
+                raise NNTrackerError("this Tracker was already started; create a new one for another run")
+            config = self.config
+            self._sensors = self._given_sensors or discover_sensors(
+                SensorOptions(
+                    gpus=config.gpus,
+                    visible_devices=config.visible_devices,
+                    rapl_root=config.rapl_root,
+                    proc_root=config.proc_root,
+                    cgroup_root=config.cgroup_root,
+                    attribution=config.attribution,
+                    cpu_tdp_w=config.cpu_tdp_w,
+                ),
+                config.catalogue,
+            )
+            self._sampler = Sampler(
+                self._sensors.sensors, self._clock, config.interval_s, config.timeline_points, on_tick=self._on_tick
+            )
+            self._sampler.phase = config.default_phase
+            self._owner_pid = os.getpid()
+            self._started_wall_s = self._clock.time()
+            self._started_s = self._last_checkpoint_s = self._clock.monotonic()
+            self._sampler.start(background=self._background)
+            if any(c.default_location for c in config.resolved):
+                log.warning(
+                    "nn_tracker: no location given; using the world-average grid intensity. "
+                    "Set location= (country, zone or cloud region) for a meaningful carbon figure."
+                )
+            self._install_sigterm()
+            atexit.register(self._at_exit)
+            self._checkpoint()
+        return self
+
+    def stop(self, status: str = "completed", error: BaseException | None = None) -> Report:
+        """Stop sampling, compute the footprint, write the final report; returns it. Idempotent."""
+        with self._state_lock:
+            if self._report is not None:
+                return self._report
+            if self._sampler is None:
+                raise NNTrackerError("this Tracker was never started")
+            self._sampler.stop()
+            self._restore_sigterm()
+            atexit.unregister(self._at_exit)
+            report = self._build(status, error, final=True)
+            self._report = report
+            if self._sensors is not None and self._given_sensors is None:
+                self._sensors.close()
+            self._write(report)
+            return report
+
+    def __enter__(self) -> Tracker:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self.stop(_status_for(exc), exc)  # the exception, if any, propagates unchanged
+
+    # ----- phases and units ------------------------------------------------------------------------------
+    @property
+    def current_phase(self) -> str:
+        """The innermost phase path, e.g. ``training/validation``."""
+        return self._phase_stack[-1] if self._phase_stack else self.config.default_phase
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[str]:
+        """Attribute energy and time to ``name`` inside the block; nests as ``outer/name``.
+
+        Energy is counted in the innermost phase ("exclusive") and, in the report,
+        also in every enclosing phase ("inclusive").
+        """
+        check_phase_name(name)
+        path = f"{self._phase_stack[-1]}/{name}" if self._phase_stack else name
+        self._switch(path, push=True)
+        try:
+            yield path
+        finally:
+            self._switch(path, push=False)
+
+    def _switch(self, path: str, push: bool) -> None:
+        with self._state_lock:
+            if push:
+                self._phase_stack.append(path)
+            elif path in self._phase_stack:
+                del self._phase_stack[self._phase_stack.index(path) :]
+            if self._sampler is not None and self.running:
+                self._sampler.switch_phase(self.current_phase)
+
+    def add_units(self, count: float = 1, kind: str = "sample") -> None:
+        """Count functional units (samples, queries, tokens...) in the current phase; cheap, thread-safe."""
+        if isinstance(count, bool) or not isinstance(count, (int, float)):
+            raise ValidationError("count", count, "must be a number")
+        check.non_negative("count", count)
+        check_phase_name(kind, "kind")
+        phase = self.current_phase
+        with self._units_lock:
+            per_phase = self._units.setdefault(phase, {})
+            per_phase[kind] = per_phase.get(kind, 0) + count
+
+    def sample(self) -> None:
+        """Take one reading now (with ``background=False``, the only readings besides start and stop)."""
+        if self.running:
+            self._sampler.tick()
+            self._on_tick(self._clock.monotonic())
+
+    def report(self) -> Report:
+        """A snapshot of the run so far (status ``running``), or the final report after stop."""
+        with self._state_lock:
+            if self._report is not None:
+                return self._report
+            if self._sampler is None:
+                raise NNTrackerError("this Tracker was never started")
+            return self._build("running", None, final=False)
+
+    # ----- output ----------------------------------------------------------------------------------------
+    def _build(self, status: str, error: BaseException | None, final: bool) -> Report:
+        now = self._clock.monotonic()
+        with self._units_lock:
+            units = {phase: dict(kinds) for phase, kinds in self._units.items()}
+        notes = list(self._sensors.notes) if self._sensors else []
+        if self._write_errors:
+            notes.append(f"{self._write_errors} report writes failed (see the log); this report is from memory.")
+        state = RunState(
+            config=self.config,
+            run_id=self.run_id,
+            status=status,
+            started_wall_s=self._started_wall_s,
+            ended_wall_s=self._clock.time() if final else None,
+            duration_s=now - self._started_s,
+            units=units,
+            notes=notes,
+            cpu_model=self._sensors.cpu_model.model_name if self._sensors and self._sensors.cpu_model else None,
+            error={"type": type(error).__name__, "message": str(error)} if error is not None else None,
+        )
+        return build_report(state, self._sampler)
+
+    def _write(self, report: Report) -> None:
+        if not self.config.write_report or self._owner_pid != os.getpid():
+            return
+        try:
+            report.paths = [str(write_json(self.report_path, report.to_dict()))]
+        except (OSError, ValueError) as exc:
+            self._write_errors += 1
+            if self._write_errors == 1:
+                log.error(
+                    "nn_tracker: cannot write %s (%s); tracking continues and the report stays in memory",
+                    self.report_path,
+                    exc,
+                )
+
+    def _checkpoint(self) -> None:
+        if self.config.checkpoint_interval_s is None or not self.config.write_report:
+            return
+        try:
+            self._write(self._build("running", None, final=False))
+        except Exception:
+            log.exception("nn_tracker: checkpoint failed (tracking continues)")
+
+    def _on_tick(self, now_s: float) -> None:
+        interval = self.config.checkpoint_interval_s
+        if interval is not None and now_s - self._last_checkpoint_s >= interval:
+            self._last_checkpoint_s = now_s
+            with self._state_lock:
+                if self._report is None:
+                    self._checkpoint()
+
+    # ----- signals and exit ------------------------------------------------------------------------------
+    def _install_sigterm(self) -> None:
+        if not self.config.handle_sigterm or threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+            self._sigterm_installed = True
+        except (ValueError, OSError):  # not the main interpreter, or signals unavailable
+            self._sigterm_installed = False
+
+    def _restore_sigterm(self) -> None:
+        if not self._sigterm_installed:
+            return
+        self._sigterm_installed = False
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+                signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        previous = self._previous_sigterm
+        if self.running:
+            try:
+                self.stop("terminated", _Terminated("SIGTERM received"))
+            except Exception:
+                log.exception("nn_tracker: final report on SIGTERM failed")
+        if callable(previous):
+            previous(signum, frame)
+        elif previous in (None, signal.SIG_DFL):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)  # end as the process would have without us
+
+    def _at_exit(self) -> None:
+        if self.running:
+            self.stop("completed")
+
+
+class _Terminated(Exception):
+    """Stands for the signal in the report's ``error`` field."""
+
+
+def _status_for(exc: BaseException | None) -> str:
+    if exc is None:
+        return "completed"
+    if isinstance(exc, KeyboardInterrupt):
+        return "terminated"
+    if isinstance(exc, SystemExit) and exc.code in (None, 0):
+        return "completed"
+    return "failed"
+
+
+def track(func: F | None = None, /, **options: Any) -> Any:
+    """Decorator: run each call of the function under a fresh :class:`Tracker`.
+
+    ``@track`` or ``@track(location="FR", project_name="train")``. The report of
+    the last call is at ``wrapper.last_report``.
+    """
+
+    def decorate(inner: F) -> F:
+        TrackerConfig(**options)  # validate now, not at the first call
+
+        @functools.wraps(inner)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            tracker = Tracker(**options)
+            try:
+                with tracker:
+                    return inner(*args, **kwargs)
+            finally:
+                wrapper.last_report = tracker._report  # type: ignore[attr-defined]
+
+        wrapper.last_report = None  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(func) if func is not None else decorate
