@@ -321,10 +321,9 @@ def track(func: F | None = None, /, **options: Any) -> Any:
     ``@track`` or ``@track(location="FR", project_name="train")``. The report of
     the last call is at ``wrapper.last_report``.
     """
+    TrackerConfig(**options)  # validate now, not at the first call
 
     def decorate(inner: F) -> F:
-        TrackerConfig(**options)  # validate now, not at the first call
-
         @functools.wraps(inner)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             tracker = Tracker(**options)

@@ -1,0 +1,125 @@
+"""CPU and RAM estimates: model names, TDP choice, attribution, cgroup limits."""
+
+import os
+import subprocess
+import sys
+import time
+from collections import namedtuple
+
+import pytest
+
+from nn_tracker.catalogue import bundled
+from nn_tracker.sensors.cpu_model import (
+    CpuEstimateSensor,
+    CpuPowerModel,
+    cpu_power_model,
+    match_cpu_tdp,
+    read_cpu_model,
+)
+from nn_tracker.sensors.process_tree import ProcessTree
+from nn_tracker.sensors.ram_model import RamEstimateSensor, cgroup_memory_limit_bytes
+
+CpuTimes = namedtuple("CpuTimes", "user nice system idle iowait")
+
+
+@pytest.mark.parametrize(
+    ("model", "name", "tdp"),
+    [
+        ("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz", "intel xeon gold 6148", 150),
+        ("AMD EPYC 7763 64-Core Processor", "amd epyc 7763", 280),
+        ("Intel(R) Core(TM) i7-8700K CPU @ 3.70GHz", "intel core i7-8700k", 95),
+    ],
+)
+def test_cpu_model_matching(model, name, tdp):
+    assert match_cpu_tdp(model, bundled()) == (name, tdp)
+
+
+@pytest.mark.parametrize("model", ["AMD EPYC", "Intel Xeon Processor (Skylake, IBRS)", "Common KVM processor", None])
+def test_brand_only_models_match_nothing(model):
+    assert match_cpu_tdp(model, bundled()) is None
+
+
+def write_cpuinfo(root, model):
+    root.mkdir(exist_ok=True)
+    (root / "cpuinfo").write_text(f"processor\t: 0\nvendor_id\t: x\nmodel name\t: {model}\nflags\t: fpu\n")
+    return root
+
+
+def test_known_model_uses_the_catalogue_tdp(tmp_path):
+    proc = write_cpuinfo(tmp_path / "proc", "AMD EPYC 7763 64-Core Processor")
+    model = cpu_power_model(bundled(), proc_root=proc)
+    assert model.tdp_w == 280 and not model.assumed
+    assert "catalogue TDP of 'amd epyc 7763'" in model.source
+    assert read_cpu_model(proc) == "AMD EPYC 7763 64-Core Processor"
+
+
+def test_unknown_model_says_what_was_assumed_and_how_to_fix_it(tmp_path):
+    proc = write_cpuinfo(tmp_path / "proc", "AMD EPYC")
+    model = cpu_power_model(bundled(), proc_root=proc, logical_cpus=4)
+    assert model.assumed and model.tdp_w == 14.0
+    assert "'AMD EPYC' is not in the catalogue" in model.source
+    assert "3.5 W per logical CPU x 4" in model.source and "cpu_tdp_w" in model.source
+    sensor = CpuEstimateSensor(model, logical_cpus=4)
+    assert any("assumed" in n for n in sensor.info.notes)
+
+
+def test_user_tdp_wins(tmp_path):
+    model = cpu_power_model(bundled(), tdp_w=65, proc_root=write_cpuinfo(tmp_path / "p", "AMD EPYC"))
+    assert model.tdp_w == 65 and model.source == "given by the user"
+
+
+def test_machine_attribution_is_tdp_times_busy_share():
+    samples = iter([CpuTimes(10, 0, 10, 80, 0), CpuTimes(40, 0, 10, 100, 0)])  # 30 busy of 50 s -> 60 %
+    sensor = CpuEstimateSensor(CpuPowerModel(100, "test", None, False), cpu_times=lambda: next(samples), logical_cpus=1)
+    sensor.start(0.0)
+    reading = sensor.read(2.0)
+    assert reading.power_w == pytest.approx(60.0)
+    assert reading.energy_j == pytest.approx(120.0)
+
+
+def test_process_attribution_counts_live_children():
+    """A child burning CPU for ~1 s is attributed to this process tree."""
+    tree = ProcessTree(refresh_s=0.0)
+    sensor = CpuEstimateSensor(
+        CpuPowerModel(100, "test", None, False), attribution="process", tree=tree, logical_cpus=os.cpu_count()
+    )
+    sensor.start(time.monotonic())
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<1.0: pass"])
+    time.sleep(0.8)  # the child is alive and not yet waited for
+    busy = tree.cpu_seconds()
+    child.wait()
+    assert busy >= 0.5
+    share = sensor.utilisation(time.monotonic())
+    assert 0.1 < share <= 1.0
+
+
+def test_ram_estimate_uses_memory_in_use_capped_by_cgroup():
+    coefficient = bundled().power_models["ram_w_per_gb"]
+    sensor = RamEstimateSensor(coefficient, used_bytes=lambda: 16_000_000_000, limit_bytes=4_000_000_000)
+    sensor.start(0.0)
+    reading = sensor.read(10.0)
+    assert reading.power_w == pytest.approx(4 * 0.392)
+    assert reading.energy_j == pytest.approx(4 * 0.392 * 10)
+    assert any("cgroup limit" in n for n in sensor.info.notes)
+
+
+def test_ram_process_attribution_uses_the_tree_rss():
+    sensor = RamEstimateSensor(bundled().power_models["ram_w_per_gb"], attribution="process", tree=ProcessTree())
+    assert 0 < sensor.power_w() < 0.392 * 8  # this test process uses far less than 8 GB
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"memory.max": "4294967296\n"}, 4294967296),
+        ({"memory.max": "max\n"}, None),
+        ({"memory/memory.limit_in_bytes": "9223372036854771712\n"}, None),
+        ({"memory/memory.limit_in_bytes": "1073741824\n"}, 1073741824),
+        ({}, None),
+    ],
+)
+def test_cgroup_limits(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_memory_limit_bytes(tmp_path) == expected

@@ -1,0 +1,164 @@
+"""GPU sensors through the real pynvml bindings against a simulated NVML library."""
+
+import pytest
+
+from nn_tracker.clock import ManualClock
+from nn_tracker.sampling import Sampler
+from nn_tracker.sensors.base import METHOD_COUNTER, METHOD_POWER
+from nn_tracker.sensors.nvml import PARTIAL_SAMPLING_NOTE, discover_gpus
+
+
+def run(sampler: Sampler, clock: ManualClock, fake, seconds: float, step: float = 0.1) -> None:
+    for _ in range(round(seconds / step)):
+        clock.advance(step)
+        fake.advance(step)
+        sampler.tick()
+
+
+def started(fake, visible=None):
+    found = discover_gpus(visible)
+    clock = ManualClock()
+    sampler = Sampler(found.sensors, clock, interval_s=0.1)
+    sampler.start(background=False)
+    return found, clock, sampler
+
+
+def test_counter_energy_is_exact_for_known_power(fake_nvml):
+    fake_nvml.add("NVIDIA A100-SXM4-80GB", "GPU-aaaa", 300)
+    fake_nvml.add("Tesla V100-SXM2-32GB", "GPU-bbbb", 150, limit_w=300)
+    found, clock, sampler = started(fake_nvml)
+    assert [s.info.method for s in found.sensors] == [METHOD_COUNTER, METHOD_COUNTER]
+    run(sampler, clock, fake_nvml, 10)
+    totals = sampler.totals
+    assert totals["gpu:GPU-aaaa"].energy_j == pytest.approx(3000.0, abs=1e-9)
+    assert totals["gpu:GPU-bbbb"].energy_j == pytest.approx(1500.0, abs=1e-9)
+    assert totals["gpu:GPU-aaaa"].peak_power_w == 300
+    info = found.sensors[0].info
+    assert info.name == "NVIDIA A100-SXM4-80GB"
+    assert info.details["power_limit_w"] == 400
+    assert PARTIAL_SAMPLING_NOTE in info.notes
+    assert found.driver_version == "550.54.15"
+    found.close()
+
+
+def test_no_energy_counter_integrates_instant_power_never_zero(fake_nvml):
+    index = fake_nvml.add("Tesla P100-PCIE-16GB", "GPU-cccc", 100)
+    fake_nvml.set_energy_supported(index, 0)
+    found, clock, sampler = started(fake_nvml)
+    sensor = found.sensors[0]
+    assert sensor.info.method == METHOD_POWER
+    assert sensor.info.details["power_source"] == "instant-power field 186"
+    run(sampler, clock, fake_nvml, 1.0)  # 100 W for 1 s
+    fake_nvml.set_power(index, 200)
+    clock.advance(1.0)
+    sampler.tick()  # linear from 100 W to 200 W over 1 s: 150 J
+    assert sampler.totals["gpu:GPU-cccc"].energy_j == pytest.approx(100.0 + 150.0)
+    assert any("no total-energy counter" in n for n in sensor.info.notes)
+
+
+def test_fallback_to_power_usage_when_instant_field_unsupported(fake_nvml):
+    index = fake_nvml.add("Tesla K80", "GPU-dddd", 60)
+    fake_nvml.set_energy_supported(index, 0)
+    fake_nvml.set_instant_supported(index, 0)
+    found, clock, sampler = started(fake_nvml)
+    assert found.sensors[0].info.details["power_source"] == "nvmlDeviceGetPowerUsage"
+    assert any("1-second average" in n for n in found.sensors[0].info.notes)
+    run(sampler, clock, fake_nvml, 2.0)
+    assert sampler.totals["gpu:GPU-dddd"].energy_j == pytest.approx(120.0)
+
+
+def test_lost_gpu_keeps_energy_and_reports_the_gap(fake_nvml):
+    fake_nvml.add("NVIDIA H100 80GB HBM3", "GPU-eeee", 500, limit_w=700)
+    other = fake_nvml.add("NVIDIA H100 80GB HBM3", "GPU-ffff", 400, limit_w=700)
+    found, clock, sampler = started(fake_nvml)
+    run(sampler, clock, fake_nvml, 5.0)
+    fake_nvml.set_lost(0, 1)
+    run(sampler, clock, fake_nvml, 3.0)  # must not raise
+    lost = sampler.totals["gpu:GPU-eeee"]
+    assert lost.energy_j == pytest.approx(2500.0)
+    assert lost.lost_at_s == pytest.approx(1005.1)
+    assert lost.gap_s == pytest.approx(3.0)
+    assert any("GPU lost" in n for n in lost.info.notes)
+    assert not found.sensors[0].active
+    assert sampler.totals["gpu:GPU-ffff"].energy_j == pytest.approx(400 * 8.0)
+    assert other == 1
+
+
+def test_transient_error_is_counted_and_the_next_read_covers_the_interval(fake_nvml):
+    fake_nvml.add("NVIDIA A100-SXM4-80GB", "GPU-aaaa", 250)
+    _, clock, sampler = started(fake_nvml)
+    run(sampler, clock, fake_nvml, 1.0)
+    fake_nvml.set_error(0, 999)
+    run(sampler, clock, fake_nvml, 0.5)
+    fake_nvml.set_error(0, 0)
+    run(sampler, clock, fake_nvml, 0.5)
+    totals = sampler.totals["gpu:GPU-aaaa"]
+    assert totals.errors == 5
+    assert "NVMLError" in totals.first_error
+    assert totals.energy_j == pytest.approx(500.0)  # nothing lost
+    assert totals.gap_s == 0
+
+
+def test_counter_going_backwards_is_dropped_not_negative(fake_nvml):
+    fake_nvml.add("NVIDIA A100-SXM4-80GB", "GPU-aaaa", 100)
+    _, clock, sampler = started(fake_nvml)
+    run(sampler, clock, fake_nvml, 1.0)
+    fake_nvml.set_energy(0, 5)  # driver reload resets the counter
+    clock.advance(0.1)
+    sampler.tick()
+    run(sampler, clock, fake_nvml, 1.0)
+    totals = sampler.totals["gpu:GPU-aaaa"]
+    assert totals.dropped_intervals == 1
+    assert totals.energy_j == pytest.approx(200.0)
+    assert totals.gap_s == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("visible", "expected", "note"),
+    [
+        ("1", ["GPU-2222"], None),
+        ("2,0", ["GPU-1111", "GPU-3333"], None),
+        ("GPU-33", ["GPU-3333"], None),
+        ("0,bogus,1", ["GPU-1111"], "entry 'bogus' matches no GPU"),
+        ("7", [], "entry '7' matches no GPU"),
+        ("", [], "no visible GPU"),
+    ],
+)
+def test_cuda_visible_devices_forms(fake_nvml, visible, expected, note):
+    for i in range(3):
+        fake_nvml.add("Tesla T4", f"GPU-{str(i + 1) * 4}", 70)
+    found = discover_gpus(visible)
+    assert sorted(s.info.details["uuid"] for s in found.sensors) == expected
+    if note:
+        assert any(note in n for n in found.notes), found.notes
+    found.close()
+
+
+def test_cuda_visible_devices_from_environment(fake_nvml, monkeypatch):
+    fake_nvml.add("Tesla T4", "GPU-1111", 70)
+    fake_nvml.add("Tesla T4", "GPU-2222", 70)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert [s.info.details["uuid"] for s in discover_gpus().sensors] == ["GPU-2222"]
+
+
+def test_mig_slices_measure_the_parent_once_and_label_it_shared(fake_nvml):
+    fake_nvml.add("NVIDIA A100-SXM4-80GB", "GPU-1111", 200)
+    fake_nvml.add("NVIDIA A100-SXM4-80GB", "GPU-2222", 200)
+    fake_nvml.set_mig_uuid(1, b"MIG-aaaa-bbbb")
+    found = discover_gpus("MIG-aaaa-bbbb,1")
+    assert [s.info.details["uuid"] for s in found.sensors] == ["GPU-2222"]
+    assert found.sensors[0].info.details["mig_shared"] is True
+    assert any("MIG slice" in n for n in found.sensors[0].info.notes)
+
+
+def test_no_library_is_a_note_not_an_error(no_nvml):
+    found = discover_gpus()
+    assert found.sensors == [] and not found.available
+    assert any("libnvidia-ml.so.1 not found" in n for n in found.notes)
+
+
+def test_driver_not_loaded_is_a_note(fake_nvml):
+    fake_nvml.set_init_error(9)
+    found = discover_gpus()
+    assert found.sensors == []
+    assert any("driver is not loaded" in n for n in found.notes)

@@ -1,0 +1,99 @@
+"""Sampler and timeline: exact totals, errors never raised, bounded memory."""
+
+import threading
+import time
+
+import pytest
+from fakes import ConstantPower
+
+from nn_tracker.clock import ManualClock, SystemClock
+from nn_tracker.sampling import Sampler
+from nn_tracker.timeline import Timeline
+
+
+def test_totals_phases_and_peak():
+    clock = ManualClock()
+    gpu = ConstantPower(power_w=100)
+    sampler = Sampler([gpu], clock)
+    sampler.start(background=False)
+    for _ in range(10):
+        clock.advance(0.1)
+        sampler.tick()
+    sampler.switch_phase("training/validation")
+    gpu.power_w = 50
+    for _ in range(4):
+        clock.advance(0.5)
+        sampler.tick()
+    totals = sampler.totals["gpu:fake"]
+    assert totals.energy_j == pytest.approx(100 + 100)
+    assert totals.energy_by_phase_j == pytest.approx({"training": 100, "training/validation": 100})
+    assert sampler.phase_time_s == pytest.approx({"training": 1.0, "training/validation": 2.0})
+    assert totals.peak_power_w == 100
+    assert totals.measured_s == pytest.approx(3.0)
+
+
+def test_errors_are_counted_never_raised_and_the_next_read_covers_the_gap():
+    clock = ManualClock()
+    gpu = ConstantPower(power_w=10)
+    sampler = Sampler([gpu], clock)
+    sampler.start(background=False)
+    gpu.fail = True
+    for _ in range(3):
+        clock.advance(1.0)
+        sampler.tick()
+    gpu.fail = False
+    clock.advance(1.0)
+    sampler.tick()
+    totals = sampler.totals["gpu:fake"]
+    assert totals.errors == 3 and totals.first_error == "RuntimeError: sensor glitch"
+    assert totals.energy_j == pytest.approx(40.0)
+
+
+def test_a_sensor_that_cannot_start_is_dropped_with_a_note():
+    class Broken(ConstantPower):
+        def start(self, now_s):
+            raise OSError("device vanished")
+
+    sampler = Sampler([Broken("cpu:x", component="cpu"), ConstantPower()], ManualClock())
+    sampler.start(background=False)
+    sampler.tick()
+    assert "could not start" in sampler.totals["cpu:x"].info.notes[0]
+    assert sampler.totals["gpu:fake"].readings == 1
+
+
+def test_background_thread_ticks_and_stops_with_a_final_reading():
+    gpu = ConstantPower(power_w=1000)
+    sampler = Sampler([gpu], SystemClock(), interval_s=0.01)
+    sampler.start()
+    time.sleep(0.15)
+    names = [t.name for t in threading.enumerate()]
+    assert "nn_tracker-sampler" in names
+    sampler.stop()
+    assert "nn_tracker-sampler" not in [t.name for t in threading.enumerate()]
+    totals = sampler.totals["gpu:fake"]
+    assert sampler.ticks >= 5
+    elapsed = sampler.last_tick_s - sampler.started_s
+    assert totals.energy_j == pytest.approx(1000 * elapsed, rel=1e-9)
+
+
+def test_timeline_is_bounded_and_conserves_energy():
+    timeline = Timeline(max_points=100)
+    total = 0.0
+    for i in range(100_000):
+        energy = 1.0 + (i % 7)
+        timeline.add(i * 0.1, (i + 1) * 0.1, {"gpu": energy}, {"gpu": energy * 10})
+        total += energy
+    assert len(timeline.points) <= 100
+    assert sum(p.energy_j["gpu"] for p in timeline.points) == pytest.approx(total)
+    assert max(p.peak_power_w["gpu"] for p in timeline.points) == 70
+    assert timeline.points[0].start_s == 0 and timeline.points[-1].end_s == pytest.approx(10_000.0)
+    # contiguous buckets
+    assert all(a.end_s == b.start_s for a, b in zip(timeline.points, timeline.points[1:], strict=False))
+
+
+def test_timeline_to_dict_mean_power():
+    timeline = Timeline(max_points=10)
+    timeline.add(5.0, 7.0, {"gpu": 100.0}, {"gpu": 60.0})
+    data = timeline.to_dict(origin_s=5.0)
+    assert data["points"][0]["mean_power_w"] == {"gpu": 50.0}
+    assert data["points"][0]["start_s"] == 0.0
