@@ -8,13 +8,10 @@ name raises :class:`LookupFailed` listing the closest matches.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from nn_tracker import validation as check
 from nn_tracker.data import read_table
@@ -121,6 +118,8 @@ def _optional_float(text: str) -> float | None:
 
 def _closest(name: str, candidates: dict[str, str], what: str, hint: str) -> LookupFailed:
     """Build the error for an unknown name, listing up to five close matches."""
+    import difflib
+
     key = _key(name)
     matches = [k for k in candidates if key and key in k]
     matches += difflib.get_close_matches(key, list(candidates), n=5, cutoff=0.5)
@@ -204,6 +203,8 @@ class Catalogue:
             ValidationError: the file is unreadable or an entry is malformed.
 
         """
+        import yaml  # only needed for user files
+
         path = Path(path)
         try:
             document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

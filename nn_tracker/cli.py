@@ -64,12 +64,26 @@ def _add_list(commands: Any) -> None:
     parser.set_defaults(handler=_run_list)
 
 
+def _add_sensors(commands: Any) -> None:
+    parser = commands.add_parser(
+        "sensors",
+        help="show what this machine offers for measurement and what would be used",
+        description="List NVML GPUs, RAPL zones, the CPU model and TDP, and the RAM model a tracker would use.",
+    )
+    parser.add_argument("--attribution", choices=("machine", "process"), default="machine")
+    parser.add_argument("--cpu-tdp-w", type=float, help="the CPU's TDP in W, if known")
+    parser.add_argument("--rapl-root", default="/sys/class/powercap", help=argparse.SUPPRESS)
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(handler=_run_sensors)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``nn-tracker`` (exposed for tests and docs)."""
     parser = _Parser(prog="nn-tracker", description="Energy and carbon footprint of neural-network jobs.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_estimate(commands)
     _add_list(commands)
+    _add_sensors(commands)
     return parser
 
 
@@ -177,6 +191,38 @@ def _run_list(args: argparse.Namespace) -> int:
     print("\t".join(columns))
     for row in rows:
         print("\t".join("" if row[c] is None else str(row[c]) for c in columns))
+    return 0
+
+
+def _run_sensors(args: argparse.Namespace) -> int:
+    from nn_tracker import validation
+    from nn_tracker.catalogue import bundled
+    from nn_tracker.sensors import SensorOptions, describe
+
+    tdp = None if args.cpu_tdp_w is None else validation.positive("cpu_tdp_w", args.cpu_tdp_w)
+    found = describe(SensorOptions(rapl_root=args.rapl_root, attribution=args.attribution, cpu_tdp_w=tdp), bundled())
+    if args.format == "json":
+        print(json.dumps(found, indent=2))
+        return 0
+    nvml = found["nvml"]
+    print(f"NVML: {'found, driver ' + nvml['driver_version'] if nvml['available'] else 'not available'}")
+    rapl = found["rapl"]
+    print(
+        f"RAPL ({rapl['root']}): zones {', '.join(rapl['zones']) or 'none'}; "
+        f"readable {', '.join(rapl['readable']) or 'none'}"
+    )
+    for problem in rapl["problems"]:
+        print(f"  problem: {problem}")
+    print(f"CPU model: {found['cpu_model'] or 'not read (RAPL in use or unknown)'}")
+    print("Would measure:")
+    for sensor in found["sensors"]:
+        model = f" - {sensor['model']}" if sensor["model"] else ""
+        print(f"  {sensor['device_id']:<28} {sensor['component']:<4} {sensor['method']:<17} {sensor['name']}{model}")
+        for key in ("tdp_source", "power_source", "power_limit_w"):
+            if key in sensor["details"]:
+                print(f"      {key}: {sensor['details'][key]}")
+    for note in found["notes"]:
+        print(f"Note: {note}")
     return 0
 
 

@@ -112,16 +112,16 @@ class Sampler:
                 except Exception:
                     log.exception("nn_tracker: periodic task failed (tracking continues)")
 
-    def tick(self) -> None:
-        """Read every active sensor once and account the interval; never raises."""
+    def tick(self, force: bool = False) -> None:
+        """Read the sensors that are due (all with ``force``) and account the interval; never raises."""
         try:
             with self._lock:
-                self._tick_locked()
+                self._tick_locked(force)
         except Exception:
             self.tick_errors += 1
             log.exception("nn_tracker: sampling tick failed (tracking continues)")
 
-    def _tick_locked(self) -> None:
+    def _tick_locked(self, force: bool) -> None:
         now = self._clock.monotonic()
         interval_s = now - self.last_tick_s
         self.last_tick_s = now
@@ -135,6 +135,8 @@ class Sampler:
                 totals.gap_s += interval_s
                 continue
             totals.pending_s += interval_s
+            if not force and totals.pending_s < sensor.min_interval_s:
+                continue
             try:
                 measurement = sensor.read(now)
             except Exception as exc:  # noqa: BLE001
@@ -167,7 +169,7 @@ class Sampler:
         """Account the time so far to the current phase, then switch."""
         with self._lock:
             try:
-                self._tick_locked()
+                self._tick_locked(force=True)
             except Exception:
                 self.tick_errors += 1
                 log.exception("nn_tracker: sampling tick failed (tracking continues)")
@@ -179,7 +181,7 @@ class Sampler:
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=max(5.0, self._interval_s * 2))
-        self.tick()
+        self.tick(force=True)
         for sensor in self._sensors:
             try:
                 sensor.close()

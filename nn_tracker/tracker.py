@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import logging
 import os
-import secrets
 import signal
 import threading
 import time
@@ -80,7 +79,7 @@ class Tracker:
         self._sigterm_installed = False
         self._report: Report | None = None
         self._write_errors = 0
-        self.run_id = self.config.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+        self.run_id = self.config.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property
@@ -141,6 +140,8 @@ class Tracker:
                 return self._report
             if self._sampler is None:
                 raise NNTrackerError("this Tracker was never started")
+            if self._owner_pid != os.getpid():  # a forked child: the run belongs to the parent
+                return self._build("running", None, final=False)
             self._sampler.stop()
             self._restore_sigterm()
             atexit.unregister(self._at_exit)
@@ -201,7 +202,7 @@ class Tracker:
     def sample(self) -> None:
         """Take one reading now (with ``background=False``, the only readings besides start and stop)."""
         if self.running:
-            self._sampler.tick()
+            self._sampler.tick(force=True)
             self._on_tick(self._clock.monotonic())
 
     def report(self) -> Report:
@@ -253,6 +254,7 @@ class Tracker:
         if self.config.checkpoint_interval_s is None or not self.config.write_report:
             return
         try:
+            self._sampler.tick(force=True)  # a checkpoint is as current as the sensors allow
             self._write(self._build("running", None, final=False))
         except Exception:
             log.exception("nn_tracker: checkpoint failed (tracking continues)")

@@ -1,8 +1,11 @@
 /* A simulated NVIDIA driver library for tests: exports the NVML symbols nn_tracker uses,
  * plus fake_* control functions that script GPUs. Compiled at test time with
  *   cc -shared -fPIC -Wl,-soname,libnvidia-ml.so.1 -o libnvidia-ml.so.1 fake_nvml.c
- * and loaded by the real pynvml bindings. State is per loaded copy of the library. */
+ * and loaded by the real pynvml bindings. State is per loaded copy of the library.
+ * For subprocesses (LD_LIBRARY_PATH), FAKE_NVML_DEVICES="name|uuid|watts;name|uuid|watts" plugs in GPUs
+ * at the first initialisation. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_DEV 16
@@ -91,7 +94,29 @@ static int check_device(void *handle, fake_device **out) {
     return NVML_SUCCESS;
 }
 
-int nvmlInitWithFlags(unsigned int flags) { (void)flags; if (init_error) return init_error; initialised = 1; return 0; }
+static void devices_from_environment(void) {
+    static int done = 0;
+    const char *spec = getenv("FAKE_NVML_DEVICES");
+    if (done || spec == NULL) return;
+    done = 1;
+    char buffer[1024];
+    snprintf(buffer, sizeof buffer, "%s", spec);
+    for (char *save = NULL, *entry = strtok_r(buffer, ";", &save); entry; entry = strtok_r(NULL, ";", &save)) {
+        char *inner = NULL;
+        char *name = strtok_r(entry, "|", &inner);
+        char *uuid = strtok_r(NULL, "|", &inner);
+        char *watts = strtok_r(NULL, "|", &inner);
+        if (name && uuid && watts) fake_add_device(name, uuid, (unsigned int)(atof(watts) * 1000), 400000, 0);
+    }
+}
+
+int nvmlInitWithFlags(unsigned int flags) {
+    (void)flags;
+    if (init_error) return init_error;
+    devices_from_environment();
+    initialised = 1;
+    return 0;
+}
 int nvmlInit_v2(void) { return nvmlInitWithFlags(0); }
 int nvmlShutdown(void) { if (!initialised) return NVML_ERROR_UNINITIALIZED; initialised = 0; return 0; }
 const char *nvmlErrorString(int code) {

@@ -1,6 +1,7 @@
 """The command line: output, exit codes, one-line errors with no traceback."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -117,3 +118,29 @@ def test_console_script_is_installed():
     exe = shutil.which("nn-tracker") or str(__import__("pathlib").Path(sys.executable).with_name("nn-tracker"))
     result = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "estimate" in result.stdout
+
+
+def test_sensors_on_this_machine_explains_the_fallbacks(tmp_path):
+    result = run("sensors", "--format", "json", "--rapl-root", str(tmp_path / "none"))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    cpu = next(s for s in data["sensors"] if s["component"] == "cpu")
+    assert cpu["method"] == "estimate" and "tdp_source" in cpu["details"]
+    assert any("no RAPL interface" in p for p in data["rapl"]["problems"])
+
+
+def test_sensors_lists_gpus_through_the_simulated_driver(fake_nvml_build, intel_tree):
+    env = dict(os.environ, LD_LIBRARY_PATH=str(fake_nvml_build.parent),
+               FAKE_NVML_DEVICES="NVIDIA A100-SXM4-80GB|GPU-aaaa|250;Tesla T4|GPU-bbbb|70")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    result = subprocess.run([sys.executable, "-m", "nn_tracker", "sensors", "--rapl-root", str(intel_tree)],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "NVML: found, driver 550.54.15" in result.stdout
+    assert "gpu:GPU-aaaa" in result.stdout and "power_source: instant-power field 186" in result.stdout
+    assert "readable package-0, package-0/dram, package-1, package-1/dram" in result.stdout
+
+
+def test_sensors_bad_tdp_is_one_line():
+    result = run("sensors", "--cpu-tdp-w", "-5")
+    assert result.returncode == 2 and result.stderr.strip() == "nn-tracker: error: cpu_tdp_w must be > 0, got -5.0"

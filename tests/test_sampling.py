@@ -97,3 +97,23 @@ def test_timeline_to_dict_mean_power():
     data = timeline.to_dict(origin_s=5.0)
     assert data["points"][0]["mean_power_w"] == {"gpu": 50.0}
     assert data["points"][0]["start_s"] == 0.0
+
+
+def test_slow_sensors_are_read_at_their_own_pace_without_losing_energy():
+    clock = ManualClock()
+    slow = ConstantPower("cpu:estimate", power_w=10, component="cpu")
+    slow.min_interval_s = 1.0
+    reads = []
+    original = slow.read
+    slow.read = lambda now: reads.append(now) or original(now)
+    sampler = Sampler([slow], clock)
+    sampler.start(background=False)
+    for _ in range(25):
+        clock.advance(0.1)
+        sampler.tick()
+    assert len(reads) == 2  # at 1.0 s and 2.0 s, not 25 times
+    sampler.switch_phase("validation")  # a phase switch forces a read
+    assert len(reads) == 3
+    totals = sampler.totals["cpu:estimate"]
+    assert totals.energy_j == pytest.approx(25.0)
+    assert totals.energy_by_phase_j == pytest.approx({"training": 25.0})

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import csv
 import io
-from importlib import resources
 
 
 def read_table(name: str) -> list[dict[str, str]]:
     """Return the rows of the bundled table ``name`` (e.g. ``"hardware.csv"``)."""
+    from importlib import resources
+
     text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
     return list(csv.DictReader(io.StringIO(text)))

@@ -8,10 +8,7 @@ over the run. Every figure carries how it was obtained.
 
 from __future__ import annotations
 
-import getpass
 import os
-import platform
-import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -60,6 +57,10 @@ def _iso(wall_s: float | None) -> str | None:
 
 
 def _machine(cpu_model: str | None) -> dict[str, Any]:
+    import getpass
+    import platform
+    import socket
+
     from nn_tracker import __version__
 
     try:
@@ -157,7 +158,7 @@ def build_report(state: RunState, sampler: Sampler) -> Report:
             "method": "measured IT energy x PUE in nn-et/nn-eq slots; nn-c per datacentre; embodied amortised "
             "by the SCI over the run's duration",
         },
-        "units": _per_unit(state.units, energy["it_kwh"], slots, total_g),
+        "units": _per_unit(state.units, slots, amortised_g, state.duration_s),
         "sampler": sampler_health,
         "notes": notes,
         "timeline": timeline,
@@ -236,16 +237,25 @@ def _phases(sampler: Sampler, units: dict[str, dict[str, float]]) -> dict[str, A
 
 
 def _operational(config: TrackerConfig, phases: dict[str, Any]) -> tuple[list[dict[str, Any]], dict, float]:
+    """Carbon per datacentre (nn-c) from the facility energy of the root phases it runs."""
     centres = config.resolved
     it_kwh = [0.0] * len(centres)
-    slots = {"training": 0.0, "querying": 0.0}
+    slots: dict[str, Any] = {"training": 0.0, "querying": 0.0, "roots": {}}
     for name, phase in phases.items():
         if "/" in name:
             continue  # nested phases are inside their root's inclusive energy
         index = _datacentre_for(name, centres)
+        centre = centres[index]
         it_kwh[index] += phase["inclusive_energy_kwh"]
-        slot = "querying" if name == QUERYING_PHASE else "training"
-        slots[slot] += phase["inclusive_energy_kwh"] * centres[index].pue
+        facility = phase["inclusive_energy_kwh"] * centre.pue
+        slots["querying" if name == QUERYING_PHASE else "training"] += facility
+        slots["roots"][name] = {
+            "facility_energy_kwh": facility,
+            "operational_carbon_g": footprint.operational_carbon_g(
+                [facility], [centre.intensity_g_per_kwh], [centre.transport_factor]
+            ),
+            "duration_s": phase["inclusive_duration_s"],
+        }
     facility_kwh = [e * c.pue for e, c in zip(it_kwh, centres, strict=True)]
     operational_g = footprint.operational_carbon_g(
         facility_kwh, [c.intensity_g_per_kwh for c in centres], [c.transport_factor for c in centres]
@@ -343,19 +353,30 @@ def _embodied(
 
 
 def _per_unit(
-    units: dict[str, dict[str, float]], it_kwh: float, slots: dict[str, float], total_g: float
+    units: dict[str, dict[str, float]], slots: dict[str, Any], embodied_g: float | None, duration_s: float
 ) -> dict[str, Any]:
-    totals: dict[str, float] = {}
-    for per_kind in units.values():
+    """SCI per functional unit, over the root phases in which each kind of unit was counted.
+
+    Carbon of a root phase = its operational carbon + the amortised embodied carbon
+    in proportion to its share of the run's duration.
+    """
+    counts: dict[str, float] = {}
+    basis: dict[str, set[str]] = {}
+    for phase, per_kind in units.items():
         for kind, count in per_kind.items():
-            totals[kind] = totals.get(kind, 0.0) + count
-    facility_kwh = slots["training"] + slots["querying"]
-    return {
-        kind: {
+            counts[kind] = counts.get(kind, 0.0) + count
+            basis.setdefault(kind, set()).add(phase.split("/", 1)[0])
+    result = {}
+    for kind, count in counts.items():
+        roots = sorted(r for r in basis[kind] if r in slots["roots"])
+        energy = sum(slots["roots"][r]["facility_energy_kwh"] for r in roots)
+        carbon = sum(slots["roots"][r]["operational_carbon_g"] for r in roots)
+        if embodied_g and duration_s > 0:
+            carbon += embodied_g * sum(slots["roots"][r]["duration_s"] for r in roots) / duration_s
+        result[kind] = {
             "count": count,
-            "it_energy_kwh_per_unit": it_kwh / count if count else None,
-            "facility_energy_kwh_per_unit": facility_kwh / count if count else None,
-            "carbon_g_per_unit": total_g / count if count else None,
+            "basis_phases": roots,
+            "facility_energy_kwh_per_unit": energy / count if count else None,
+            "carbon_g_per_unit": carbon / count if count else None,
         }
-        for kind, count in totals.items()
-    }
+    return result

@@ -91,6 +91,12 @@ def discover_sensors(options: SensorOptions, catalogue: Catalogue) -> SensorSet:
 def describe(options: SensorOptions, catalogue: Catalogue) -> dict[str, object]:
     """What ``nn-tracker sensors`` prints: what the machine offers and what would be used."""
     found = discover_sensors(options, catalogue)
+    for sensor in found.sensors:
+        if sensor.info.component == "gpu":
+            try:
+                sensor.start(0.0)  # probes the energy counter and the power source
+            except Exception as exc:  # noqa: BLE001 - reported, never raised
+                sensor.info.notes.append(f"probe failed: {type(exc).__name__}: {exc}")
     try:
         rapl = found.rapl or RaplDiscovery()
         return {

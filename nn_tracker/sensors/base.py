@@ -56,6 +56,8 @@ class Sensor(ABC):
     info: SensorInfo
     #: Highest plausible average power; larger deltas are dropped as counter resets.
     max_power_w: float = 10_000.0
+    #: Read at most this often; in between, the next read covers the time (phase switches and stop force a read).
+    min_interval_s: float = 0.0
 
     @abstractmethod
     def start(self, now_s: float) -> None:

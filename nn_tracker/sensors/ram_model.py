@@ -49,6 +49,8 @@ class RamEstimateSensor(Sensor):
 
     """
 
+    min_interval_s = 1.0  # memory in use changes slowly; reading /proc/meminfo at 10 Hz is waste
+
     def __init__(
         self,
         coefficient: PowerModel,

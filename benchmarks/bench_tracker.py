@@ -1,0 +1,241 @@
+"""Costs of tracking, measured on this machine (run by hand; results go to the README).
+
+    .venv/bin/python benchmarks/bench_tracker.py [--rounds 30] [--days 30]
+
+Measures: import time; start()+stop() latency; CPU per sampler tick with the CPU
+sensors and with 8 simulated GPUs (the real pynvml bindings on tests/fake_nvml.c);
+resident memory added by importing and by running; CPU time of the sampling thread;
+slowdown of a fixed CPU loop at 10 Hz against no tracker (alternating rounds, rotated
+order); memory of a simulated 30-day run at 10 Hz fed through the timeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def in_subprocess(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter; it prints one JSON object."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def import_time_ms(runs: int = 15) -> float:
+    code = (
+        "import time, json; t=time.perf_counter(); import nn_tracker; "
+        "print(json.dumps({'ms': (time.perf_counter()-t)*1000}))"
+    )
+    return statistics.median(in_subprocess(code)["ms"] for _ in range(runs))
+
+
+def memory_mb() -> dict:
+    code = """
+import json, os, time, psutil
+p = psutil.Process()
+before = p.memory_info().rss
+import nn_tracker
+after_import = p.memory_info().rss
+t = nn_tracker.Tracker(intensity_g_per_kwh=100, write_report=False, interval_s=0.1)
+t.start(); time.sleep(2.0); t.stop()
+after_run = p.memory_info().rss
+print(json.dumps({"import_mb": (after_import-before)/1e6, "run_mb": (after_run-before)/1e6}))
+"""
+    return in_subprocess(code)
+
+
+def cold_first_run_ms(runs: int = 5) -> float:
+    """Constructor + start + stop of the first tracker in a fresh process (catalogue loading included)."""
+    code = (
+        "import time, json, nn_tracker; t=time.perf_counter(); "
+        "nn_tracker.Tracker(intensity_g_per_kwh=100, write_report=False).start().stop(); "
+        "print(json.dumps({'ms': (time.perf_counter()-t)*1000}))"
+    )
+    return statistics.median(in_subprocess(code)["ms"] for _ in range(runs))
+
+
+def start_stop_ms(runs: int = 20) -> dict:
+    import nn_tracker
+
+    nn_tracker.Tracker(intensity_g_per_kwh=100, write_report=False).start().stop()  # warm caches
+    starts, stops, totals, with_files = [], [], [], []
+    tmp = tempfile.mkdtemp()
+    for i in range(runs):
+        tracker = nn_tracker.Tracker(intensity_g_per_kwh=100, write_report=False)
+        t0 = time.perf_counter()
+        tracker.start()
+        t1 = time.perf_counter()
+        tracker.stop()
+        t2 = time.perf_counter()
+        starts.append((t1 - t0) * 1000)
+        stops.append((t2 - t1) * 1000)
+        totals.append((t2 - t0) * 1000)
+        t0 = time.perf_counter()
+        nn_tracker.Tracker(intensity_g_per_kwh=100, output_dir=tmp, run_id=f"b{i}").start().stop()
+        with_files.append((time.perf_counter() - t0) * 1000)
+    shutil.rmtree(tmp)
+    return {
+        "start_ms": statistics.median(starts),
+        "stop_ms": statistics.median(stops),
+        "start_stop_ms": statistics.median(totals),
+        "start_stop_with_reports_ms": statistics.median(with_files),
+    }
+
+
+def tick_us(sensors, ticks: int = 2000) -> float:
+    from nn_tracker.clock import SystemClock
+    from nn_tracker.sampling import Sampler
+
+    sampler = Sampler(sensors, SystemClock())
+    sampler.start(background=False)
+    t0 = time.thread_time()
+    for _ in range(ticks):
+        sampler.tick()
+    return (time.thread_time() - t0) / ticks * 1e6
+
+
+def cpu_sensor_tick_us() -> float:
+    from nn_tracker.catalogue import bundled
+    from nn_tracker.sensors import SensorOptions, discover_sensors
+
+    found = discover_sensors(SensorOptions(gpus=False), bundled())
+    return tick_us(found.sensors)
+
+
+def gpu_tick_us(gpus: int = 8) -> float:
+    import pynvml
+
+    from nn_tracker.sensors.nvml import discover_gpus
+
+    build = Path(tempfile.mkdtemp()) / "libnvidia-ml.so.1"
+    subprocess.run(
+        [
+            "cc",
+            "-shared",
+            "-fPIC",
+            "-O1",
+            "-Wl,-soname,libnvidia-ml.so.1",
+            "-o",
+            str(build),
+            str(ROOT / "tests" / "fake_nvml.c"),
+        ],
+        check=True,
+    )
+    lib = ctypes.CDLL(str(build))
+    lib.fake_add_device.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_ulonglong]
+    for i in range(gpus):
+        lib.fake_add_device(b"NVIDIA A100-SXM4-80GB", f"GPU-{i:04d}".encode(), 300_000, 400_000, 0)
+    pynvml.nvmlLib = lib
+    pynvml._nvmlGetFunctionPointer_cache = {}
+    found = discover_gpus("")  # nothing visible: only count the discovery
+    found.close()
+    found = discover_gpus(",".join(str(i) for i in range(gpus)))
+    try:
+        return tick_us(found.sensors)
+    finally:
+        found.close()
+
+
+def thread_cpu_share(seconds: float = 30.0) -> dict:
+    code = f"""
+import json, threading, time, psutil, nn_tracker
+t = nn_tracker.Tracker(intensity_g_per_kwh=100, write_report=False, interval_s=0.1)
+t.start()
+thread = next(x for x in threading.enumerate() if x.name == "nn_tracker-sampler")
+time.sleep({seconds})
+times = {{th.id: th.user_time + th.system_time for th in psutil.Process().threads()}}
+t.stop()
+cpu = times.get(thread.native_id, 0.0)
+print(json.dumps({{"thread_cpu_s": cpu, "wall_s": {seconds}, "share_of_core_pct": cpu / {seconds} * 100}}))
+"""
+    return in_subprocess(code)
+
+
+def workload() -> None:
+    total = 0
+    for i in range(1_500_000):
+        total += i * i % 7
+
+
+def slowdown(rounds: int) -> dict:
+    import nn_tracker
+
+    plain, tracked = [], []
+    for r in range(rounds):
+        order = ("plain", "tracked") if r % 2 == 0 else ("tracked", "plain")
+        for kind in order:
+            t0 = time.perf_counter()
+            if kind == "plain":
+                workload()
+                plain.append(time.perf_counter() - t0)
+            else:
+                with nn_tracker.Tracker(intensity_g_per_kwh=100, write_report=False, interval_s=0.1):
+                    workload()
+                tracked.append(time.perf_counter() - t0)
+    ratios = [t / p for t, p in zip(tracked, plain, strict=True)]
+    return {
+        "rounds": rounds,
+        "plain_median_s": statistics.median(plain),
+        "tracked_median_s": statistics.median(tracked),
+        "ratio_median": statistics.median(ratios),
+        "ratio_p10": sorted(ratios)[len(ratios) // 10],
+        "ratio_p90": sorted(ratios)[len(ratios) * 9 // 10],
+    }
+
+
+def month_timeline(days: float) -> dict:
+    code = f"""
+import json, psutil
+from nn_tracker.timeline import Timeline
+p = psutil.Process()
+before = p.memory_info().rss
+timeline = Timeline(2000)
+steps = int({days} * 86400 * 10)
+peak = before
+for i in range(steps):
+    t = i * 0.1
+    timeline.add(t, t + 0.1, {{"gpu:0": 30.0, "cpu:estimate": 5.0, "ram:estimate": 0.1}},
+                 {{"gpu:0": 300.0, "cpu:estimate": 50.0, "ram:estimate": 1.0}})
+    if i % 1_000_000 == 0:
+        peak = max(peak, p.memory_info().rss)
+peak = max(peak, p.memory_info().rss)
+print(json.dumps({{"ticks": steps, "points": len(timeline.points), "growth_mb": (peak - before) / 1e6}}))
+"""
+    return in_subprocess(code)
+
+
+def main() -> None:
+    """Run every measurement and print a JSON summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30, help="alternating rounds for the slowdown")
+    parser.add_argument("--days", type=float, default=30.0, help="simulated run length for the memory test")
+    args = parser.parse_args()
+    results = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "import_ms": import_time_ms(),
+        **start_stop_ms(),
+        "cold_first_run_ms": cold_first_run_ms(),
+        "tick_us_cpu_sensors": cpu_sensor_tick_us(),
+        "tick_us_8_simulated_gpus": gpu_tick_us(),
+        **memory_mb(),
+        "sampler_thread": thread_cpu_share(),
+        "slowdown_10hz": slowdown(args.rounds),
+        "timeline_30_days": month_timeline(args.days),
+    }
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
