@@ -47,8 +47,9 @@ def main() -> None:
     truth = [rng.uniform(-1, 1) for _ in range(32)]
     train, valid = make_data(args.samples, truth, rng), make_data(args.samples // 4, truth, rng)
     weights = [0.0] * 32
-    with nn_tracker.Tracker(project_name="logistic-demo", location=args.location, output_dir=args.output_dir,
-                            attribution="process") as tracker:
+    with nn_tracker.Tracker(
+        project_name="logistic-demo", location=args.location, output_dir=args.output_dir, attribution="process"
+    ) as tracker:
         for epoch in range(args.epochs):
             with tracker.phase("training"):
                 for x, y in train:
@@ -63,8 +64,10 @@ def main() -> None:
                 predict(weights, [rng.gauss(0, 1) for _ in range(32)])
             tracker.add_units(args.queries, kind="query")
     data = tracker.report().to_dict()
-    print(f"energy {data['energy']['it_kwh'] * 1000:.3g} Wh, carbon {data['footprint']['total_carbon_g']:.3g} gCO2e, "
-          f"{data['units']['query']['carbon_g_per_unit']:.3g} gCO2e per query")
+    print(
+        f"energy {data['energy']['it_kwh'] * 1000:.3g} Wh, carbon {data['footprint']['total_carbon_g']:.3g} gCO2e, "
+        f"{data['units']['query']['carbon_g_per_unit']:.3g} gCO2e per query"
+    )
     print(f"report: {tracker.report().paths[0]}")
 
 

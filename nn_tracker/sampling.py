@@ -64,11 +64,13 @@ class Sampler:
         interval_s: float = 0.1,
         timeline_points: int = 2000,
         on_tick: Callable[[float], None] | None = None,
+        max_wake_s: float | None = None,
     ) -> None:
         self._sensors = list(sensors)
         self._clock = clock
         self._interval_s = interval_s
         self._on_tick = on_tick
+        self._max_wake_s = max_wake_s
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -80,6 +82,7 @@ class Sampler:
         self.started_s: float | None = None
         self.last_tick_s: float | None = None
         self.tick_errors = 0
+        self._timeline_from_s = 0.0
 
     @property
     def lock(self) -> threading.Lock:
@@ -98,13 +101,21 @@ class Sampler:
                 totals.info.notes.append(f"Sensor could not start ({totals.first_error}); not measured.")
                 totals.lost_at_s = now
                 self._sensors.remove(sensor)
-        self.started_s = self.last_tick_s = now
+        self.started_s = self.last_tick_s = self._timeline_from_s = now
         if background:
             self._thread = threading.Thread(target=self._run, name="nn_tracker-sampler", daemon=True)
             self._thread.start()
 
+    @property
+    def wake_interval_s(self) -> float:
+        """How often the thread wakes: the interval, or slower when every sensor is slower."""
+        slowest_needed = min((s.min_interval_s for s in self._sensors), default=self._interval_s)
+        wake_s = max(self._interval_s, slowest_needed)
+        return wake_s if self._max_wake_s is None else min(wake_s, max(self._max_wake_s, self._interval_s))
+
     def _run(self) -> None:
-        while not self._clock.wait(self._stop, self._interval_s):
+        wake_s = self.wake_interval_s
+        while not self._clock.wait(self._stop, wake_s):
             self.tick()
             if self._on_tick is not None:
                 try:
@@ -162,8 +173,9 @@ class Sampler:
             totals.energy_j += energy
             totals.energy_by_phase_j[self.phase] = totals.energy_by_phase_j.get(self.phase, 0.0) + energy
             energies[totals.info.device_id] = energy
-        if interval_s > 0:
-            self.timeline.add(now - interval_s, now, energies, powers)
+        if energies or powers:
+            self.timeline.add(self._timeline_from_s, now, energies, powers)
+            self._timeline_from_s = now
 
     def switch_phase(self, phase: str) -> None:
         """Account the time so far to the current phase, then switch."""

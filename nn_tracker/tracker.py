@@ -116,7 +116,12 @@ class Tracker:
                 config.catalogue,
             )
             self._sampler = Sampler(
-                self._sensors.sensors, self._clock, config.interval_s, config.timeline_points, on_tick=self._on_tick
+                self._sensors.sensors,
+                self._clock,
+                config.interval_s,
+                config.timeline_points,
+                on_tick=self._on_tick,
+                max_wake_s=config.checkpoint_interval_s,
             )
             self._sampler.phase = config.default_phase
             self._owner_pid = os.getpid()

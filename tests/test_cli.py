@@ -130,11 +130,19 @@ def test_sensors_on_this_machine_explains_the_fallbacks(tmp_path):
 
 
 def test_sensors_lists_gpus_through_the_simulated_driver(fake_nvml_build, intel_tree):
-    env = dict(os.environ, LD_LIBRARY_PATH=str(fake_nvml_build.parent),
-               FAKE_NVML_DEVICES="NVIDIA A100-SXM4-80GB|GPU-aaaa|250;Tesla T4|GPU-bbbb|70")
+    env = dict(
+        os.environ,
+        LD_LIBRARY_PATH=str(fake_nvml_build.parent),
+        FAKE_NVML_DEVICES="NVIDIA A100-SXM4-80GB|GPU-aaaa|250;Tesla T4|GPU-bbbb|70",
+    )
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    result = subprocess.run([sys.executable, "-m", "nn_tracker", "sensors", "--rapl-root", str(intel_tree)],
-                            capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "nn_tracker", "sensors", "--rapl-root", str(intel_tree)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "NVML: found, driver 550.54.15" in result.stdout
     assert "gpu:GPU-aaaa" in result.stdout and "power_source: instant-power field 186" in result.stdout

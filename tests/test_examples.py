@@ -9,9 +9,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_logistic_regression_demo_writes_a_report(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / "tracked_logistic_regression.py"), "--epochs", "2",
-                             "--samples", "400", "--queries", "100", "--output-dir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "tracked_logistic_regression.py"),
+            "--epochs",
+            "2",
+            "--samples",
+            "400",
+            "--queries",
+            "100",
+            "--output-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "validation accuracy" in result.stdout
     reports = list(tmp_path.glob("logistic-demo-*.json"))

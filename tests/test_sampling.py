@@ -117,3 +117,27 @@ def test_slow_sensors_are_read_at_their_own_pace_without_losing_energy():
     totals = sampler.totals["cpu:estimate"]
     assert totals.energy_j == pytest.approx(25.0)
     assert totals.energy_by_phase_j == pytest.approx({"training": 25.0})
+
+
+def test_thread_wakes_at_the_interval_unless_every_sensor_is_slower():
+    slow = ConstantPower("cpu:estimate", component="cpu")
+    slow.min_interval_s = 1.0
+    assert Sampler([slow], ManualClock(), interval_s=0.1).wake_interval_s == 1.0
+    assert Sampler([slow, ConstantPower()], ManualClock(), interval_s=0.1).wake_interval_s == 0.1
+    assert Sampler([], ManualClock(), interval_s=0.1).wake_interval_s == 0.1
+    assert Sampler([slow], ManualClock(), interval_s=0.1, max_wake_s=0.3).wake_interval_s == 0.3  # checkpoints
+
+
+def test_timeline_points_cover_the_run_without_holes_when_sensors_skip_ticks():
+    clock = ManualClock()
+    slow = ConstantPower("cpu:estimate", power_w=10, component="cpu")
+    slow.min_interval_s = 1.0
+    sampler = Sampler([slow], clock)
+    sampler.start(background=False)
+    for _ in range(30):
+        clock.advance(0.1)
+        sampler.tick()
+    points = sampler.timeline.points
+    assert len(points) == 3
+    assert points[0].start_s == sampler.started_s and points[-1].end_s == pytest.approx(sampler.started_s + 3.0)
+    assert all(p.mean_power_w("cpu:estimate") == pytest.approx(10.0) for p in points)

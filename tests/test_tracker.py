@@ -339,7 +339,7 @@ def test_sigterm_writes_a_terminated_report_and_the_process_dies_by_the_signal(t
     data = json.loads((tmp_path / "nn_tracker-sig.json").read_text())
     assert data["status"] == "terminated"
     assert data["error"]["message"] == "SIGTERM received"
-    assert data["sampler"]["ticks"] > 3
+    assert data["sampler"]["ticks"] >= 1 and data["duration_s"] > 0.1
 
 
 def test_sigterm_calls_the_previous_handler(tmp_path):
