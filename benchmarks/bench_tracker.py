@@ -165,7 +165,7 @@ print(json.dumps({{"thread_cpu_s": cpu, "wall_s": {seconds}, "share_of_core_pct"
 
 def workload() -> None:
     total = 0
-    for i in range(1_500_000):
+    for i in range(12_000_000):
         total += i * i % 7
 
 
@@ -219,7 +219,7 @@ print(json.dumps({{"ticks": steps, "points": len(timeline.points), "growth_mb": 
 def main() -> None:
     """Run every measurement and print a JSON summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=30, help="alternating rounds for the slowdown")
+    parser.add_argument("--rounds", type=int, default=20, help="alternating rounds for the slowdown")
     parser.add_argument("--days", type=float, default=30.0, help="simulated run length for the memory test")
     args = parser.parse_args()
     results = {

@@ -7,11 +7,13 @@ catalogue then, so a typo never waits until the end of a long run.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nn_tracker import footprint
 from nn_tracker import validation as check
 from nn_tracker.catalogue import Catalogue, bundled
 from nn_tracker.errors import ValidationError
@@ -21,8 +23,6 @@ log = logging.getLogger("nn_tracker")
 FORMATS = ("json",)
 ATTRIBUTIONS = ("machine", "process")
 _PHASE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-DEFAULT_LIFETIME_YEARS = 6.0
-DEFAULT_UTILISATION = 0.85
 
 
 def check_phase_name(name: object, field_name: str = "phase") -> str:
@@ -180,7 +180,7 @@ class TrackerConfig:
         object.__setattr__(self, "resolved", self._resolve_datacentres())
         self._check_embodied()
 
-    @property
+    @functools.cached_property
     def catalogue(self) -> Catalogue:
         """The bundled catalogue plus the user's file, if any."""
         return bundled().with_overrides(self.catalogue_file) if self.catalogue_file else bundled()
@@ -205,7 +205,7 @@ class TrackerConfig:
         catch_all = 0
         for i, centre in enumerate(centres):
             where = f"datacentres[{i}]" if self.datacentres else ""
-            resolved.append(_resolve(centre, catalogue, where))
+            resolved.append(resolve_datacentre(centre, catalogue, where))
             for phase in centre.phases:
                 check_phase_name(phase, f"{where}.phases" if where else "phases")
                 if phase in claimed:
@@ -236,13 +236,17 @@ class TrackerConfig:
                     )
             else:
                 check.non_negative(f"embodied[{i}].embodied_kg_per_unit", hw.embodied_kg_per_unit)
-            if hw.lifetime_years is not None:
-                check.positive(f"embodied[{i}].lifetime_years", hw.lifetime_years)
-            if hw.utilisation is not None:
-                check.fraction(f"embodied[{i}].utilisation", hw.utilisation)
+            footprint.lifetime(hw.lifetime_years, hw.utilisation, prefix=f"embodied[{i}].")
 
 
-def _resolve(centre: Datacentre, catalogue: Catalogue, where: str) -> ResolvedDatacentre:
+def resolve_datacentre(centre: Datacentre, catalogue: Catalogue, where: str = "") -> ResolvedDatacentre:
+    """Look a datacentre's location up and fill intensity and PUE, each with its source.
+
+    Args:
+        centre: What the user gave.
+        catalogue: Reference data.
+        where: Prefix of field names in errors (e.g. ``datacentres[1]``).
+    """
     prefix = f"{where}." if where else ""
     tau = check.fraction(f"{prefix}transport_factor", centre.transport_factor)
     entry = None

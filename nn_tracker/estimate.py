@@ -12,12 +12,10 @@ from typing import Any
 
 from nn_tracker import footprint
 from nn_tracker import validation as check
-from nn_tracker.catalogue import Catalogue, GridIntensity, bundled
+from nn_tracker.catalogue import Catalogue, bundled
+from nn_tracker.config import Datacentre, resolve_datacentre
 from nn_tracker.errors import ValidationError
 
-DEFAULT_LIFETIME_YEARS = 6.0
-DEFAULT_UTILISATION = 0.85
-DEFAULT_LIFETIME_SOURCE = "default: 6-year life at 85 % utilisation, as in BLOOM (Luccioni et al. 2023)"
 PHASES = ("training", "querying")
 
 
@@ -49,24 +47,6 @@ class Estimate:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (units in the key names)."""
         return asdict(self)
-
-
-def _location(
-    catalogue: Catalogue, location: str | None, intensity_g_per_kwh: float | None, notes: list[str]
-) -> tuple[GridIntensity | None, Input]:
-    if intensity_g_per_kwh is not None:
-        value = check.non_negative("intensity_g_per_kwh", intensity_g_per_kwh)
-        label = f"user ({location})" if location else "user"
-        return None, Input(value, "gCO2e/kWh", label)
-    if location is None:
-        entry = catalogue.location("WORLD")
-        notes.append(
-            f"No location given: the world average {entry.intensity_g_per_kwh:g} gCO2e/kWh "
-            f"({entry.source.title}) was used. Give a location for a meaningful figure."
-        )
-    else:
-        entry = catalogue.location(location)
-    return entry, Input(entry.intensity_g_per_kwh, "gCO2e/kWh", f"catalogue: {entry.describe()}")
 
 
 def estimate(
@@ -151,13 +131,16 @@ def estimate(
     else:
         inputs["power_w"] = Input(0.0, "W", "no accelerators")
 
-    entry, inputs["intensity_g_per_kwh"] = _location(catalogue, location, intensity_g_per_kwh, notes)
-    if pue is not None:
-        inputs["pue"] = Input(check.pue("pue", pue), "", "user")
-    elif entry is not None and entry.pue is not None:
-        inputs["pue"] = Input(entry.pue, "", f"catalogue: published PUE of {entry.code} ({entry.pue_origin})")
-    else:
-        inputs["pue"] = Input(1.0, "", "default: 1.0 (no datacentre overhead counted)")
+    place = resolve_datacentre(Datacentre(location, intensity_g_per_kwh, pue, transport_factor), catalogue)
+    intensity_source = "user" if intensity_g_per_kwh is not None else f"catalogue: {place.intensity_source}"
+    inputs["intensity_g_per_kwh"] = Input(place.intensity_g_per_kwh, "gCO2e/kWh", intensity_source)
+    inputs["pue"] = Input(place.pue, "", "user" if pue is not None else place.pue_source)
+    if place.default_location:
+        notes.append(
+            f"No location given: the world average {place.intensity_g_per_kwh:g} gCO2e/kWh "
+            f"({place.intensity_source}) was used. Give a location for a meaningful figure."
+        )
+    if pue is None and place.pue == 1.0 and place.pue_source.startswith("assumed"):
         notes.append("PUE assumed 1.0 (no cooling or power-delivery overhead); give pue for a datacentre.")
 
     values = {name: item.value for name, item in inputs.items()}
@@ -243,22 +226,13 @@ def _embodied(
     unamortised_g = footprint.embodied_carbon_from_kg_g(
         [inputs["count"].value, inputs["servers"].value], [acc_kg or 0.0, srv_kg or 0.0]
     )
-    if lifetime_years is None:
-        life, share, source = DEFAULT_LIFETIME_YEARS, DEFAULT_UTILISATION, DEFAULT_LIFETIME_SOURCE
-        if utilisation is not None:
-            share, source = check.fraction("utilisation", utilisation), "user"
-    else:
-        life = check.positive("lifetime_years", lifetime_years)
-        share = 1.0 if utilisation is None else check.fraction("utilisation", utilisation)
-        source = "user"
-    inputs["lifetime_years"] = Input(life, "years", "user" if lifetime_years is not None else DEFAULT_LIFETIME_SOURCE)
-    inputs["utilisation"] = Input(
-        share, "", source if utilisation is not None or lifetime_years is None else "default: 1.0 (busy all its life)"
-    )
+    terms = footprint.lifetime(lifetime_years, utilisation)
+    inputs["lifetime_years"] = Input(terms.years, "years", terms.source)
+    inputs["utilisation"] = Input(terms.utilisation, "", terms.source)
     amortised_g = footprint.amortised_embodied_g(
         unamortised_g,
         time_reserved_h=inputs["hours"].value,
-        lifetime_h=life * footprint.HOURS_PER_YEAR,
-        utilisation=share,
+        lifetime_h=terms.years * footprint.HOURS_PER_YEAR,
+        utilisation=terms.utilisation,
     )
     return unamortised_g, amortised_g

@@ -11,11 +11,40 @@ per functional unit.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from nn_tracker import validation as check
 from nn_tracker.errors import ValidationError
 
 HOURS_PER_YEAR = 365.25 * 24
+DEFAULT_LIFETIME_YEARS = 6.0
+DEFAULT_UTILISATION = 0.85
+DEFAULT_LIFETIME_SOURCE = "default: 6-year life at 85 % utilisation, as in BLOOM (Luccioni et al. 2023)"
+
+
+@dataclass(frozen=True)
+class Lifetime:
+    """Hardware life and utilisation for amortisation, and where they came from."""
+
+    years: float
+    utilisation: float
+    source: str
+
+
+def lifetime(years: float | None = None, utilisation: float | None = None, prefix: str = "") -> Lifetime:
+    """The life to amortise over: the user's, else BLOOM's 6 years at 85 % utilisation.
+
+    A life given without a utilisation means the hardware is busy all its life (1.0).
+    """
+    if years is None:
+        if utilisation is None:
+            return Lifetime(DEFAULT_LIFETIME_YEARS, DEFAULT_UTILISATION, DEFAULT_LIFETIME_SOURCE)
+        share = check.fraction(f"{prefix}utilisation", utilisation)
+        return Lifetime(DEFAULT_LIFETIME_YEARS, share, "default 6-year life; utilisation given by the user")
+    life = check.positive(f"{prefix}lifetime_years", years)
+    if utilisation is None:
+        return Lifetime(life, 1.0, "life given by the user; utilisation 1.0 (busy all its life)")
+    return Lifetime(life, check.fraction(f"{prefix}utilisation", utilisation), "given by the user")
 
 
 def training_energy_kwh(

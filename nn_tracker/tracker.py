@@ -217,6 +217,8 @@ class Tracker:
                 return self._report
             if self._sampler is None:
                 raise NNTrackerError("this Tracker was never started")
+            if self.running:
+                self._sampler.tick(force=True)
             return self._build("running", None, final=False)
 
     # ----- output ----------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from nn_tracker import footprint
-from nn_tracker.config import DEFAULT_LIFETIME_YEARS, DEFAULT_UTILISATION, ResolvedDatacentre, TrackerConfig
+from nn_tracker.config import ResolvedDatacentre, TrackerConfig
 from nn_tracker.energy import j_to_kwh
 from nn_tracker.sampling import Sampler
 
@@ -313,16 +313,13 @@ def _embodied(
                 continue
             kg, method = spec.embodied_kg_co2e, spec.embodied_method
             source = spec.embodied_source.title if spec.embodied_source else "catalogue"
-        if life is None:
-            life = DEFAULT_LIFETIME_YEARS
-            share = DEFAULT_UTILISATION if share is None else share
-            life_source = "default: 6-year life at 85 % utilisation (BLOOM, Luccioni et al. 2023)"
-        else:
-            share = 1.0 if share is None else share
-            life_source = "given by the user"
+        terms = footprint.lifetime(life, share)
         whole_g = footprint.embodied_carbon_from_kg_g([count], [kg])
         amortised = footprint.amortised_embodied_g(
-            whole_g, time_reserved_h=hours, lifetime_h=life * footprint.HOURS_PER_YEAR, utilisation=share
+            whole_g,
+            time_reserved_h=hours,
+            lifetime_h=terms.years * footprint.HOURS_PER_YEAR,
+            utilisation=terms.utilisation,
         )
         items.append(
             {
@@ -331,9 +328,9 @@ def _embodied(
                 "embodied_kg_per_unit": kg,
                 "method": method,
                 "source": source,
-                "lifetime_years": life,
-                "utilisation": share,
-                "lifetime_source": life_source,
+                "lifetime_years": terms.years,
+                "utilisation": terms.utilisation,
+                "lifetime_source": terms.source,
                 "unamortised_g": whole_g,
                 "amortised_g": amortised,
             }
