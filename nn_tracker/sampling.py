@@ -39,10 +39,15 @@ class DeviceTotals:
     pending_s: float = 0.0  # time since the last successful read (covered by the next one)
 
     def record_error(self, exc: BaseException) -> None:
-        """Count an error and keep the first message."""
+        """Count an error; keep and log the first message (later ones are only counted)."""
         self.errors += 1
         if not self.first_error:
             self.first_error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "nn_tracker: reading %s failed (%s); further errors are counted in the report",
+                self.info.device_id,
+                self.first_error,
+            )
 
 
 class Sampler:

@@ -32,7 +32,7 @@ def test_totals_phases_and_peak():
     assert totals.measured_s == pytest.approx(3.0)
 
 
-def test_errors_are_counted_never_raised_and_the_next_read_covers_the_gap():
+def test_errors_are_counted_never_raised_and_the_next_read_covers_the_gap(caplog):
     clock = ManualClock()
     gpu = ConstantPower(power_w=10)
     sampler = Sampler([gpu], clock)
@@ -46,6 +46,8 @@ def test_errors_are_counted_never_raised_and_the_next_read_covers_the_gap():
     sampler.tick()
     totals = sampler.totals["gpu:fake"]
     assert totals.errors == 3 and totals.first_error == "RuntimeError: sensor glitch"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "nn_tracker"]
+    assert len(warnings) == 1 and "reading gpu:fake failed (RuntimeError: sensor glitch)" in warnings[0]
     assert totals.energy_j == pytest.approx(40.0)
 
 
