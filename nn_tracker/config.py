@@ -115,6 +115,7 @@ class TrackerConfig:
         cgroup_root: Where the cgroup memory limit is read.
         default_phase: Phase of energy measured outside any ``phase()`` block.
         handle_sigterm: Write a ``terminated`` report on SIGTERM (main thread only).
+        node_sensors: Measure CPU and RAM (``False`` on all but one process of a node).
         timeline_points: Maximum points kept in the downsampled timeline.
         catalogue_file: YAML file adding or overriding catalogue entries.
         run_id: Identifier of the run (default: time + random suffix).
@@ -142,6 +143,7 @@ class TrackerConfig:
     cgroup_root: str = "/sys/fs/cgroup"
     default_phase: str = "training"
     handle_sigterm: bool = True
+    node_sensors: bool = True
     timeline_points: int = 2000
     catalogue_file: str | Path | None = None
     run_id: str | None = None

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from nn_tracker.clock import Clock
 from nn_tracker.energy import is_plausible
@@ -37,6 +38,63 @@ class DeviceTotals:
     dropped_intervals: int = 0
     lost_at_s: float | None = None
     pending_s: float = 0.0  # time since the last successful read (covered by the next one)
+    node: str | None = None  # host that measured it, when carried over from another process
+    last_power_w: float | None = None
+
+    _STATE_FIELDS = (
+        "energy_j",
+        "measured_s",
+        "gap_s",
+        "peak_power_w",
+        "readings",
+        "errors",
+        "first_error",
+        "dropped_intervals",
+    )
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-ready totals, to resume a run or to merge the ranks of a distributed job."""
+        info = self.info
+        state = {name: getattr(self, name) for name in self._STATE_FIELDS}
+        state["gap_s"] += self.pending_s
+        state.update(
+            energy_by_phase_j=dict(self.energy_by_phase_j),
+            node=self.node,
+            info={
+                "device_id": info.device_id,
+                "component": info.component,
+                "name": info.name,
+                "method": info.method,
+                "model": info.model,
+                "details": dict(info.details),
+                "notes": list(info.notes),
+            },
+        )
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> DeviceTotals:
+        """Inverse of :meth:`to_state`."""
+        totals = cls(SensorInfo(**state["info"]))
+        for name in cls._STATE_FIELDS:
+            setattr(totals, name, state[name])
+        totals.energy_by_phase_j = dict(state["energy_by_phase_j"])
+        totals.node = state.get("node")
+        return totals
+
+    def absorb(self, other: DeviceTotals) -> None:
+        """Add another session's totals of the same device."""
+        self.energy_j += other.energy_j
+        self.measured_s += other.measured_s
+        self.gap_s += other.gap_s
+        self.readings += other.readings
+        self.errors += other.errors
+        self.first_error = self.first_error or other.first_error
+        self.dropped_intervals += other.dropped_intervals
+        if other.peak_power_w is not None:
+            self.peak_power_w = max(self.peak_power_w or 0.0, other.peak_power_w)
+        for phase, joules in other.energy_by_phase_j.items():
+            self.energy_by_phase_j[phase] = self.energy_by_phase_j.get(phase, 0.0) + joules
 
     def record_error(self, exc: BaseException) -> None:
         """Count an error; keep and log the first message (later ones are only counted)."""
@@ -165,6 +223,7 @@ class Sampler:
                 continue
             covered_s, totals.pending_s = totals.pending_s, 0.0
             if measurement.power_w is not None:
+                totals.last_power_w = measurement.power_w
                 powers[totals.info.device_id] = measurement.power_w
                 if totals.peak_power_w is None or measurement.power_w > totals.peak_power_w:
                     totals.peak_power_w = measurement.power_w
@@ -181,6 +240,22 @@ class Sampler:
         if energies or powers:
             self.timeline.add(self._timeline_from_s, now, energies, powers)
             self._timeline_from_s = now
+
+    def carry(self, totals: DeviceTotals, key: str) -> None:
+        """Add totals measured elsewhere (an earlier session, another rank) under ``key``."""
+        with self._lock:
+            existing = self.totals.get(key)
+            if existing is None:
+                totals.info.device_id = key
+                self.totals[key] = totals
+            else:
+                existing.absorb(totals)
+
+    def carry_phase_time(self, phase_time_s: dict[str, float]) -> None:
+        """Add the phase durations of an earlier session."""
+        with self._lock:
+            for phase, seconds in phase_time_s.items():
+                self.phase_time_s[phase] = self.phase_time_s.get(phase, 0.0) + seconds
 
     def switch_phase(self, phase: str) -> None:
         """Account the time so far to the current phase, then switch."""

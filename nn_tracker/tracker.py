@@ -26,7 +26,7 @@ from nn_tracker.config import TrackerConfig, check_phase_name
 from nn_tracker.errors import NNTrackerError, ValidationError
 from nn_tracker.report.files import write_json
 from nn_tracker.report.model import Report, RunState, build_report
-from nn_tracker.sampling import Sampler
+from nn_tracker.sampling import DeviceTotals, Sampler
 from nn_tracker.sensors import SensorOptions, SensorSet, discover_sensors
 
 log = logging.getLogger("nn_tracker")
@@ -79,6 +79,9 @@ class Tracker:
         self._sigterm_installed = False
         self._report: Report | None = None
         self._write_errors = 0
+        self._pending_carry: list[tuple[dict[str, Any], bool]] = []
+        self._carried_duration_s = 0.0
+        self._carry_notes: list[str] = []
         self.run_id = self.config.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
 
     # ----- life cycle -------------------------------------------------------------------------------------
@@ -112,6 +115,7 @@ class Tracker:
                     cgroup_root=config.cgroup_root,
                     attribution=config.attribution,
                     cpu_tdp_w=config.cpu_tdp_w,
+                    node_sensors=config.node_sensors,
                 ),
                 config.catalogue,
             )
@@ -128,6 +132,9 @@ class Tracker:
             self._started_wall_s = self._clock.time()
             self._started_s = self._last_checkpoint_s = self._clock.monotonic()
             self._sampler.start(background=self._background)
+            for state, parallel in self._pending_carry:
+                self._apply_carry(state, parallel)
+            self._pending_carry.clear()
             if any(c.default_location for c in config.resolved):
                 log.warning(
                     "nn_tracker: no location given; using the world-average grid intensity. "
@@ -221,12 +228,100 @@ class Tracker:
                 self._sampler.tick(force=True)
             return self._build("running", None, final=False)
 
+    def add_note(self, text: str) -> None:
+        """Add a caveat or fact to the report's notes."""
+        self._carry_notes.append(str(text))
+
+    def live(self) -> dict[str, float | None]:
+        """Cheap running totals for loggers: energy per component and total (kWh), power (W), carbon (g)."""
+        if self.running:
+            self._sampler.tick()
+        report = self._build("running", None, final=False, timeline=False).to_dict()
+        by_component = report["energy"]["by_component_kwh"]
+        with self._sampler.lock:
+            power = sum(t.last_power_w or 0.0 for t in self._sampler.totals.values() if t.node is None)
+        return {
+            "energy/gpu_kwh": by_component.get("gpu"),
+            "energy/cpu_kwh": by_component.get("cpu"),
+            "energy/ram_kwh": by_component.get("ram"),
+            "energy/total_kwh": report["energy"]["it_kwh"],
+            "power/total_w": power,
+            "carbon/operational_g": report["footprint"]["operational_carbon_g"],
+            "carbon/total_g": report["footprint"]["total_carbon_g"],
+        }
+
+    # ----- resuming and merging -------------------------------------------------------------------------
+    def export_state(self) -> dict[str, Any]:
+        """Cumulative totals as a JSON-ready dict: for checkpoints of a training job or merging ranks."""
+        with self._state_lock:
+            if self._sampler is None:
+                raise NNTrackerError("this Tracker was never started")
+            if self.running:
+                self._sampler.tick(force=True)
+            with self._sampler.lock:
+                devices = [t.to_state() for t in self._sampler.totals.values()]
+                phase_time_s = dict(self._sampler.phase_time_s)
+            with self._units_lock:
+                units = {phase: dict(kinds) for phase, kinds in self._units.items()}
+            import socket
+
+            return {
+                "nn_tracker_state": STATE_VERSION,
+                "node": socket.gethostname(),
+                "duration_s": self._clock.monotonic() - self._started_s + self._carried_duration_s,
+                "phase_time_s": phase_time_s,
+                "units": units,
+                "devices": devices,
+            }
+
+    def carry_over(self, state: dict[str, Any], parallel: bool = False) -> None:
+        """Add totals from :meth:`export_state` of another tracker.
+
+        Args:
+            state: The exported totals.
+            parallel: ``False`` for an earlier session of this run (resume from a checkpoint: energy,
+                time and units add up); ``True`` for another process running at the same time (a
+                distributed rank: energy and units add up, time does not; devices of another node
+                are keyed ``node/device``).
+
+        Raises:
+            ValidationError: ``state`` is not an nn_tracker state.
+        """
+        _check_state(state)
+        with self._state_lock:
+            if self._report is not None:
+                raise NNTrackerError("carry_over() must come before stop()")
+            if self._sampler is None:
+                self._pending_carry.append((state, parallel))
+            else:
+                self._apply_carry(state, parallel)
+
+    def _apply_carry(self, state: dict[str, Any], parallel: bool) -> None:
+        import socket
+
+        own_node = socket.gethostname()
+        for device_state in state["devices"]:
+            totals = DeviceTotals.from_state(device_state)
+            key = totals.info.device_id
+            if parallel:
+                key = remote_device_key(totals, state["node"], own_node)
+            self._sampler.carry(totals, key)
+        if not parallel:
+            self._sampler.carry_phase_time(state["phase_time_s"])
+            self._carried_duration_s += state["duration_s"]
+            self._carry_notes.append(f"Includes {state['duration_s']:.1f} s measured in earlier sessions (resumed).")
+        with self._units_lock:
+            for phase, kinds in state["units"].items():
+                per_phase = self._units.setdefault(phase, {})
+                for kind, count in kinds.items():
+                    per_phase[kind] = per_phase.get(kind, 0) + count
+
     # ----- output ----------------------------------------------------------------------------------------
-    def _build(self, status: str, error: BaseException | None, final: bool) -> Report:
+    def _build(self, status: str, error: BaseException | None, final: bool, timeline: bool = True) -> Report:
         now = self._clock.monotonic()
         with self._units_lock:
             units = {phase: dict(kinds) for phase, kinds in self._units.items()}
-        notes = list(self._sensors.notes) if self._sensors else []
+        notes = (list(self._sensors.notes) if self._sensors else []) + self._carry_notes
         if self._write_errors:
             notes.append(f"{self._write_errors} report writes failed (see the log); this report is from memory.")
         state = RunState(
@@ -235,13 +330,13 @@ class Tracker:
             status=status,
             started_wall_s=self._started_wall_s,
             ended_wall_s=self._clock.time() if final else None,
-            duration_s=now - self._started_s,
+            duration_s=now - self._started_s + self._carried_duration_s,
             units=units,
             notes=notes,
             cpu_model=self._sensors.cpu_model.model_name if self._sensors and self._sensors.cpu_model else None,
             error={"type": type(error).__name__, "message": str(error)} if error is not None else None,
         )
-        return build_report(state, self._sampler)
+        return build_report(state, self._sampler, timeline=timeline)
 
     def _write(self, report: Report) -> None:
         if not self.config.write_report or self._owner_pid != os.getpid():
@@ -308,6 +403,25 @@ class Tracker:
     def _at_exit(self) -> None:
         if self.running:
             self.stop("completed")
+
+
+STATE_VERSION = 1
+
+
+def remote_device_key(totals: DeviceTotals, node: str, own_node: str) -> str:
+    """Key of a device measured by another process: ``node/device`` when on another node."""
+    if node == own_node or totals.node:
+        return totals.info.device_id
+    totals.node = node
+    return f"{node}/{totals.info.device_id}"
+
+
+def _check_state(state: Any) -> None:
+    keys = {"nn_tracker_state", "node", "duration_s", "phase_time_s", "units", "devices"}
+    if not isinstance(state, dict) or not keys <= set(state):
+        raise ValidationError("state", type(state).__name__, "must be a dict from Tracker.export_state()")
+    if state["nn_tracker_state"] != STATE_VERSION:
+        raise ValidationError("state.nn_tracker_state", state["nn_tracker_state"], f"must be {STATE_VERSION}")
 
 
 class _Terminated(Exception):

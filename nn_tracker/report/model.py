@@ -56,6 +56,12 @@ def _iso(wall_s: float | None) -> str | None:
     return datetime.fromtimestamp(wall_s, tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
 def _machine(cpu_model: str | None) -> dict[str, Any]:
     import getpass
     import platform
@@ -109,12 +115,12 @@ class RunState:
     error: dict[str, str] | None = None
 
 
-def build_report(state: RunState, sampler: Sampler) -> Report:
-    """Assemble the report; hold ``sampler.lock`` for a consistent snapshot."""
+def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Report:
+    """Assemble the report from a consistent snapshot of the sampler (``timeline=False``: a cheap summary)."""
     with sampler.lock:
         devices = _devices(sampler)
         phases = _phases(sampler, state.units)
-        timeline = sampler.timeline.to_dict(origin_s=sampler.started_s or 0.0)
+        timeline_data = sampler.timeline.to_dict(origin_s=sampler.started_s or 0.0) if timeline else None
         sampler_health = {
             "interval_s": state.config.interval_s,
             "ticks": sampler.ticks,
@@ -145,6 +151,7 @@ def build_report(state: RunState, sampler: Sampler) -> Report:
         "machine": _machine(state.cpu_model),
         "energy": energy,
         "devices": devices,
+        "nodes": _nodes(devices),
         "phases": phases,
         "datacentres": centres,
         "footprint": {
@@ -161,7 +168,7 @@ def build_report(state: RunState, sampler: Sampler) -> Report:
         "units": _per_unit(state.units, slots, amortised_g, state.duration_s),
         "sampler": sampler_health,
         "notes": notes,
-        "timeline": timeline,
+        "timeline": timeline_data,
     }
     return Report(data)
 
@@ -190,6 +197,7 @@ def _devices(sampler: Sampler) -> list[dict[str, Any]]:
                 "first_error": totals.first_error or None,
                 "dropped_intervals": totals.dropped_intervals,
                 "lost_at_s": None if totals.lost_at_s is None else totals.lost_at_s - (sampler.started_s or 0.0),
+                "node": totals.node or _hostname(),
                 "notes": list(info.notes),
             }
         )
@@ -200,6 +208,15 @@ def _devices(sampler: Sampler) -> list[dict[str, Any]]:
                 f"{info.device_id}: {totals.dropped_intervals} implausible counter jumps dropped as resets"
             )
     return rows
+
+
+def _nodes(devices: list[dict[str, Any]]) -> dict[str, Any]:
+    nodes: dict[str, Any] = {}
+    for device in devices:
+        node = nodes.setdefault(device["node"], {"energy_kwh": 0.0, "devices": []})
+        node["energy_kwh"] += device["energy_kwh"]
+        node["devices"].append(device["device_id"])
+    return nodes
 
 
 def _energy(devices: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Adapters to frameworks; each imports its framework only when imported itself."""

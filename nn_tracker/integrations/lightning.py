@@ -1,0 +1,224 @@
+"""``NNTrackerCallback``: energy and carbon of PyTorch Lightning runs.
+
+A thin adapter over :class:`~nn_tracker.distributed.DistributedTracker` (which is a
+plain :class:`~nn_tracker.Tracker` outside distributed training): ``fit`` is the
+``training`` phase with validation nested as ``training/validation``; ``validate``
+is ``validation``; ``test`` and ``predict`` are ``querying/test`` and
+``querying/predict``. Samples and batches are counted as functional units. Works
+with ``lightning`` (``lightning.pytorch``) and ``pytorch_lightning``, whichever is
+installed (both at once too); importing ``nn_tracker`` imports neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from nn_tracker.config import TrackerConfig
+from nn_tracker.distributed import DistributedTracker, _dist, merge_states
+from nn_tracker.errors import ValidationError
+from nn_tracker.tracker import _check_state, _status_for
+
+
+def _callback_bases() -> tuple[type, ...]:
+    bases = []
+    with contextlib.suppress(ImportError):
+        from lightning.pytorch.callbacks import Callback as LightningCallback
+
+        bases.append(LightningCallback)
+    with contextlib.suppress(ImportError):
+        from pytorch_lightning.callbacks import Callback as PLCallback
+
+        bases.append(PLCallback)
+    if not bases:
+        raise ImportError("NNTrackerCallback needs `lightning` or `pytorch_lightning`: pip install pytorch-lightning")
+    return tuple(bases)
+
+
+def batch_size(batch: Any) -> int:
+    """Number of samples in a batch: the first dimension of its first tensor (1 if none is found)."""
+    if hasattr(batch, "shape") and len(batch.shape) > 0:
+        return int(batch.shape[0])
+    if isinstance(batch, dict):
+        batch = list(batch.values())
+    if isinstance(batch, (list, tuple)):
+        for item in batch:
+            size = batch_size(item)
+            if size:
+                return size
+        return 1
+    return 1
+
+
+_STAGE_PHASES = {
+    "fit": ("training",),
+    "validate": ("validation",),
+    "test": ("querying", "test"),
+    "predict": ("querying", "predict"),
+}
+
+
+class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
+    """Track a Lightning ``Trainer``'s energy and carbon; one report per ``fit``/``validate``/``test``/``predict``.
+
+    Args:
+        log_every_n_steps: Log ``energy/*``, ``power/total_w`` and ``carbon/*`` to the trainer's
+            loggers every this many training steps (and once at the end of each stage).
+        **tracker_options: Fields of :class:`~nn_tracker.config.TrackerConfig` (``location``, ``pue``...).
+
+    Raises:
+        ValidationError: a bad argument, reported at construction.
+    """
+
+    def __init__(self, log_every_n_steps: int = 50, **tracker_options: Any) -> None:
+        super().__init__()
+        if isinstance(log_every_n_steps, bool) or not isinstance(log_every_n_steps, int) or log_every_n_steps < 1:
+            raise ValidationError("log_every_n_steps", log_every_n_steps, "must be an integer >= 1")
+        try:
+            TrackerConfig(**tracker_options)
+        except TypeError as exc:
+            raise ValidationError(
+                "tracker_options", sorted(tracker_options), f"must be TrackerConfig fields ({exc})"
+            ) from None
+        self.log_every_n_steps = log_every_n_steps
+        self._options = tracker_options
+        self._run: DistributedTracker | None = None
+        self._phases: list[contextlib.AbstractContextManager[str]] = []
+        self._validation_phase: contextlib.AbstractContextManager[str] | None = None
+        self._carried: dict[str, Any] | None = None
+        self._last_logged_step = -1
+        self.reports: list[Any] = []
+
+    @property
+    def tracker(self) -> Any:
+        """The tracker of the current stage (``None`` between stages)."""
+        return self._run.tracker if self._run else None
+
+    # ----- stages --------------------------------------------------------------------------------------
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Start tracking the stage."""
+        self._run = DistributedTracker(**self._options).start()
+        if self._carried and self._run.is_writer:
+            self._run.tracker.carry_over(self._carried)
+        self._carried = None
+        stage_name = str(getattr(stage, "value", stage))  # Lightning passes a TrainerFn (a str enum)
+        for name in _STAGE_PHASES.get(stage_name, (stage_name,)):
+            phase = self._run.tracker.phase(name)
+            phase.__enter__()
+            self._phases.append(phase)
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Stop tracking and write the report (global rank 0)."""
+        self._finish(trainer, None)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Write the report with status ``failed`` (``terminated`` for Ctrl-C)."""
+        self._finish(trainer, exception)
+
+    def _finish(self, trainer: Any, exception: BaseException | None) -> None:
+        if self._run is None:
+            return
+        self._leave_validation()
+        while self._phases:
+            self._phases.pop().__exit__(None, None, None)
+        if exception is None:
+            self._log(trainer, force=True)
+        run, self._run = self._run, None
+        report = run.stop(_status_for(exception), exception)
+        self.reports.append(report)
+        if run.is_writer:
+            self._carried = run.tracker.export_state()  # a later stage of this trainer continues the totals
+
+    # ----- validation inside fit -----------------------------------------------------------------------
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        """Nest ``validation`` inside ``training`` during fit."""
+        if self._run is not None and self._phases and self._run.tracker.current_phase == "training":
+            self._validation_phase = self._run.tracker.phase("validation")
+            self._validation_phase.__enter__()
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """Back to ``training``."""
+        self._leave_validation()
+
+    def _leave_validation(self) -> None:
+        if self._validation_phase is not None:
+            self._validation_phase.__exit__(None, None, None)
+            self._validation_phase = None
+
+    # ----- units and logging ---------------------------------------------------------------------------
+    def _count(self, batch: Any) -> None:
+        if self._run is not None:
+            self._run.tracker.add_units(batch_size(batch), kind="sample")
+            self._run.tracker.add_units(1, kind="batch")
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Count the batch; log every ``log_every_n_steps`` steps."""
+        self._count(batch)
+        if trainer.global_step % self.log_every_n_steps == 0:
+            self._log(trainer)
+
+    def on_validation_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Count the batch."""
+        self._count(batch)
+
+    def on_test_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Count the batch."""
+        self._count(batch)
+
+    def on_predict_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Count the batch."""
+        self._count(batch)
+
+    def _log(self, trainer: Any, force: bool = False) -> None:
+        """Send the running totals, summed over processes, to every logger (collective in DDP)."""
+        step = trainer.global_step
+        if self._run is None or (step == self._last_logged_step and not force):
+            return
+        self._last_logged_step = step
+        metrics = self._run.tracker.live()
+        dist = _dist()
+        if dist is not None and dist.get_world_size() > 1:
+            metrics = _sum_over_processes(metrics)
+        metrics = {k: v for k, v in metrics.items() if v is not None}  # not measured anywhere: not logged
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+
+    # ----- checkpoints ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The totals so far, merged over processes, so a resumed run continues them."""
+        # merged_state() is collective: Lightning calls state_dict on every process when it checkpoints
+        return {"nn_tracker": self._run.merged_state() if self._run is not None else self._carried}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the totals of the checkpoint's run (global rank 0 adds them to its tracker)."""
+        state = state_dict.get("nn_tracker")
+        if state is None:
+            return
+        _check_state(state)
+        if self._run is None:
+            self._carried = state  # applied at the next setup
+        elif self._run.is_writer:
+            self._run.tracker.carry_over(state)  # Lightning restores callbacks after the setup hook
+
+
+def _sum_over_processes(metrics: dict[str, float | None]) -> dict[str, float | None]:
+    """Sum every metric over the processes (each measures different devices); ``None`` where none measured it."""
+    import torch
+
+    dist = _dist()
+    keys = sorted(metrics)  # the same keys in every process: live() always returns all of them
+    values = torch.tensor(
+        [[metrics[k] or 0.0 for k in keys], [metrics[k] is not None for k in keys]], dtype=torch.float64
+    )
+    dist.all_reduce(values)
+    sums, present = values.tolist()
+    return {k: (s if p else None) for k, s, p in zip(keys, sums, present, strict=True)}
+
+
+__all__ = ["NNTrackerCallback", "batch_size", "merge_states"]

@@ -1,0 +1,123 @@
+"""NNTrackerCallback with a real Trainer on CPU: phases, units, logged metrics, resume, failure."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+from lightning_models import TinyRegressor, loader, pl  # noqa: E402
+
+from nn_tracker import ValidationError  # noqa: E402
+from nn_tracker.integrations.lightning import NNTrackerCallback, batch_size  # noqa: E402
+
+
+def trainer(tmp_path, callback, **kwargs):
+    kwargs.setdefault("max_epochs", 2)
+    return pl.Trainer(accelerator="cpu", devices=1, callbacks=[callback], default_root_dir=tmp_path,
+                      logger=pl.loggers.CSVLogger(tmp_path, name="logs"), enable_progress_bar=False,
+                      enable_model_summary=False, log_every_n_steps=1, **kwargs)
+
+
+def options(tmp_path):
+    return {"output_dir": str(tmp_path / "reports"), "location": "FR", "interval_s": 0.01,
+            "checkpoint_interval_s": None, "gpus": False}
+
+
+def read_report(callback):
+    return json.loads(Path(callback.reports[-1].paths[0]).read_text())
+
+
+def test_fit_phases_units_and_logged_metrics(tmp_path):
+    callback = NNTrackerCallback(log_every_n_steps=2, **options(tmp_path))
+    trainer(tmp_path, callback).fit(TinyRegressor(), loader(64), loader(32))
+    data = read_report(callback)
+    assert data["status"] == "completed"
+    phases = data["phases"]
+    assert set(phases) == {"training", "training/validation"}
+    assert phases["training"]["units"] == {"sample": 128, "batch": 8}  # 64 samples x 2 epochs
+    # sanity check (2 batches) + 2 epochs x 32 samples
+    assert phases["training/validation"]["units"]["sample"] == 32 * 2 + 32
+    assert phases["training"]["inclusive_energy_kwh"] >= phases["training/validation"]["energy_kwh"] > 0
+    assert data["units"]["sample"]["basis_phases"] == ["training"]
+    assert data["footprint"]["training_energy_kwh"] > 0 and data["footprint"]["querying_energy_kwh"] == 0
+    with open(next((tmp_path / "logs").rglob("metrics.csv"))) as handle:
+        rows = list(csv.DictReader(handle))
+    logged = [r for r in rows if r.get("energy/total_kwh")]
+    assert {"energy/total_kwh", "energy/cpu_kwh", "power/total_w", "carbon/operational_g"} <= set(rows[0])
+    steps = [int(r["step"]) for r in logged]
+    assert {2, 4, 6, 8} <= set(steps)
+    values = [float(r["energy/total_kwh"]) for r in logged]
+    assert values == sorted(values) and values[-1] > 0
+
+
+def test_test_and_predict_are_querying_and_continue_the_totals(tmp_path):
+    callback = NNTrackerCallback(**options(tmp_path))
+    trainer_ = trainer(tmp_path, callback, max_epochs=1)
+    model = TinyRegressor()
+    trainer_.fit(model, loader(32))
+    trainer_.test(model, loader(48))
+    trainer_.predict(model, loader(16))
+    assert len(callback.reports) == 3
+    data = read_report(callback)
+    assert set(data["phases"]) >= {"training", "querying", "querying/test", "querying/predict"}
+    assert data["phases"]["querying/test"]["units"]["sample"] == 48
+    assert data["phases"]["querying/predict"]["units"]["sample"] == 16
+    assert data["phases"]["training"]["units"]["sample"] == 32  # carried from fit
+    assert data["footprint"]["querying_energy_kwh"] > 0 and data["footprint"]["training_energy_kwh"] > 0
+    assert len({r.to_dict()["run_id"] for r in callback.reports}) == 3
+
+
+def test_resume_from_checkpoint_continues_totals(tmp_path):
+    callback = NNTrackerCallback(**options(tmp_path))
+    first = trainer(tmp_path / "a", callback, max_epochs=1)
+    first.fit(TinyRegressor(), loader(64))
+    checkpoint = next((tmp_path / "a").rglob("*.ckpt"))
+    before = read_report(callback)
+    resumed = NNTrackerCallback(**options(tmp_path))
+    trainer(tmp_path / "b", resumed, max_epochs=2).fit(TinyRegressor(), loader(64), ckpt_path=str(checkpoint))
+    after = read_report(resumed)
+    assert after["phases"]["training"]["units"]["sample"] == 128  # 64 before the checkpoint + 64 after
+    assert after["energy"]["it_kwh"] > before["energy"]["it_kwh"]
+    assert after["duration_s"] > before["duration_s"]
+    assert any("earlier sessions" in note for note in after["notes"])
+
+
+def test_exception_in_training_step_leaves_a_failed_report(tmp_path):
+    callback = NNTrackerCallback(**options(tmp_path))
+    with pytest.raises(RuntimeError, match="exploding gradients"):
+        trainer(tmp_path, callback).fit(TinyRegressor(fail_at_step=2), loader(64))
+    data = read_report(callback)
+    assert data["status"] == "failed"
+    assert data["error"] == {"type": "RuntimeError", "message": "exploding gradients"}
+    assert data["phases"]["training"]["units"]["batch"] == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"log_every_n_steps": 0}, "log_every_n_steps must be an integer >= 1, got 0"),
+     ({"pue": 0.3}, "pue must be >= 1, got 0.3"),
+     ({"colour": "red"}, "tracker_options")],
+)
+def test_bad_arguments_fail_at_construction(kwargs, message):
+    with pytest.raises(ValidationError) as info:
+        NNTrackerCallback(**kwargs)
+    assert message in str(info.value)
+
+
+def test_batch_size_of_common_batch_shapes():
+    import torch
+
+    assert batch_size(torch.zeros(5, 3)) == 5
+    assert batch_size((torch.zeros(7, 2), torch.zeros(7))) == 7
+    assert batch_size({"input_ids": torch.zeros(4, 9)}) == 4
+    assert batch_size("text") == 1
+
+
+def test_importing_nn_tracker_does_not_import_lightning():
+    import subprocess
+    import sys
+
+    code = "import sys, nn_tracker; print(any(m.split('.')[0] in ('lightning', 'pytorch_lightning', 'torch') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
