@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Create .venv (if needed) and install nn_tracker with its test tools. Sourced by demo.sh and test.sh.
+# Create .venv (if needed) and install nn_tracker with its test tools and Lightning. Called by demo.sh and test.sh.
+# torch==2.13.0 is installed first and explicitly: on the project machines it is a local CPU build, whereas any
+# other version (or an unpinned torch pulled in by pytorch-lightning) would download a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+pip() { .venv/bin/python -m pip -q --disable-pip-version-check "$@"; }
+.venv/bin/python -c "import torch" 2>/dev/null || pip install torch==2.13.0
+pip install -e '.[test,lightning]'

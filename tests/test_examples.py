@@ -34,3 +34,38 @@ def test_logistic_regression_demo_writes_a_report(tmp_path):
     assert data["status"] == "completed"
     assert set(data["phases"]) == {"training", "training/validation", "querying"}
     assert data["units"]["query"]["count"] == 100 and data["units"]["sample"]["count"] == 800
+
+
+def run_example(name, *args, timeout=240):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), *args], capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_lightning_example(tmp_path):
+    out = run_example("lightning_train.py", "--epochs", "1", "--samples", "512", "--output-dir", str(tmp_path))
+    assert "gCO2e per sample" in out
+    reports = [json.loads(p.read_text()) for p in tmp_path.glob("lightning-demo-*.json")]
+    assert len(reports) == 2  # one for fit, one for test (which continues fit's totals)
+    data = max(reports, key=lambda r: r["ended_at"])
+    assert data["status"] == "completed"
+    assert data["phases"]["training"]["units"]["sample"] == 512
+    assert data["phases"]["querying/test"]["units"]["sample"] == 128
+    assert list(tmp_path.rglob("metrics.csv"))
+
+
+def test_decorator_example(tmp_path):
+    out = run_example("torch_decorator.py", "--steps", "20", "--output-dir", str(tmp_path))
+    assert "final loss" in out
+    data = json.loads(next(tmp_path.glob("torch-decorator-*.json")).read_text())
+    assert data["datacentres"][0]["pue"] == 1.2 and data["status"] == "completed"
+
+
+def test_serving_example(tmp_path):
+    out = run_example("serving.py", "--queries", "200", "--output-dir", str(tmp_path))
+    assert "200 queries" in out
+    data = json.loads(next(tmp_path.glob("serving-*.json")).read_text())
+    assert data["units"]["query"]["basis_phases"] == ["querying"]
+    assert data["footprint"]["querying_energy_kwh"] > 0 and data["footprint"]["training_energy_kwh"] == 0

@@ -7,22 +7,35 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("torch")
-from lightning_models import TinyRegressor, loader, pl  # noqa: E402
+from lightning_models import TinyRegressor, loader, pl
 
-from nn_tracker import ValidationError  # noqa: E402
-from nn_tracker.integrations.lightning import NNTrackerCallback, batch_size  # noqa: E402
+from nn_tracker import ValidationError
+from nn_tracker.integrations.lightning import NNTrackerCallback, batch_size
 
 
 def trainer(tmp_path, callback, **kwargs):
     kwargs.setdefault("max_epochs", 2)
-    return pl.Trainer(accelerator="cpu", devices=1, callbacks=[callback], default_root_dir=tmp_path,
-                      logger=pl.loggers.CSVLogger(tmp_path, name="logs"), enable_progress_bar=False,
-                      enable_model_summary=False, log_every_n_steps=1, **kwargs)
+    return pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        callbacks=[callback],
+        default_root_dir=tmp_path,
+        logger=pl.loggers.CSVLogger(tmp_path, name="logs"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        **kwargs,
+    )
 
 
 def options(tmp_path):
-    return {"output_dir": str(tmp_path / "reports"), "location": "FR", "interval_s": 0.01,
-            "checkpoint_interval_s": None, "gpus": False}
+    return {
+        "output_dir": str(tmp_path / "reports"),
+        "location": "FR",
+        "interval_s": 0.01,
+        "checkpoint_interval_s": None,
+        "gpus": False,
+    }
 
 
 def read_report(callback):
@@ -96,9 +109,11 @@ def test_exception_in_training_step_leaves_a_failed_report(tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"log_every_n_steps": 0}, "log_every_n_steps must be an integer >= 1, got 0"),
-     ({"pue": 0.3}, "pue must be >= 1, got 0.3"),
-     ({"colour": "red"}, "tracker_options")],
+    [
+        ({"log_every_n_steps": 0}, "log_every_n_steps must be an integer >= 1, got 0"),
+        ({"pue": 0.3}, "pue must be >= 1, got 0.3"),
+        ({"colour": "red"}, "tracker_options"),
+    ],
 )
 def test_bad_arguments_fail_at_construction(kwargs, message):
     with pytest.raises(ValidationError) as info:
@@ -119,5 +134,11 @@ def test_importing_nn_tracker_does_not_import_lightning():
     import subprocess
     import sys
 
-    code = "import sys, nn_tracker; print(any(m.split('.')[0] in ('lightning', 'pytorch_lightning', 'torch') for m in sys.modules))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    code = (
+        "import sys, nn_tracker\n"
+        "print(any(m.split('.')[0] in ('lightning', 'pytorch_lightning', 'torch') for m in sys.modules))"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
