@@ -77,6 +77,20 @@ def _add_sensors(commands: Any) -> None:
     parser.set_defaults(handler=_run_sensors)
 
 
+def _add_report(commands: Any) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="re-render a saved report (also a checkpoint of a run that died)",
+        description="Render a saved JSON report as HTML, Markdown, a CodeCarbon CSV row, a model-card block or JSON.",
+    )
+    parser.add_argument("report", metavar="RUN.json", help="a report or checkpoint written by nn_tracker")
+    parser.add_argument("--format", choices=("html", "md", "csv", "model-card", "json"), default="md")
+    parser.add_argument(
+        "-o", "--output", metavar="PATH", help="write here (atomically; CSV rows are appended) instead of printing"
+    )
+    parser.set_defaults(handler=_run_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``nn-tracker`` (exposed for tests and docs)."""
     parser = _Parser(prog="nn-tracker", description="Energy and carbon footprint of neural-network jobs.")
@@ -84,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_estimate(commands)
     _add_list(commands)
     _add_sensors(commands)
+    _add_report(commands)
     return parser
 
 
@@ -223,6 +238,23 @@ def _run_sensors(args: argparse.Namespace) -> int:
                 print(f"      {key}: {sensor['details'][key]}")
     for note in found["notes"]:
         print(f"Note: {note}")
+    return 0
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from nn_tracker.report import writers
+    from nn_tracker.report.schema import load_report
+
+    data = load_report(args.report)
+    if args.output is None:
+        sys.stdout.write(writers.render(data, args.format))
+        return 0
+    try:
+        path = writers.write(data, args.format, args.output)
+    except OSError as exc:
+        print(f"nn-tracker: error: output {args.output!r} cannot be written ({exc.strerror or exc})", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {path}")
     return 0
 
 

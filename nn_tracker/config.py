@@ -20,7 +20,7 @@ from nn_tracker.errors import ValidationError
 from nn_tracker.sensors.rapl import DEFAULT_ROOT
 
 log = logging.getLogger("nn_tracker")
-FORMATS = ("json",)
+FORMATS = ("json", "md", "html", "csv", "model-card")
 ATTRIBUTIONS = ("machine", "process")
 _PHASE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -67,6 +67,8 @@ class ResolvedDatacentre:
     transport_factor: float
     phases: tuple[str, ...]
     default_location: bool
+    location_code: str | None = None
+    location_kind: str = "user"
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,8 @@ class TrackerConfig:
         default_phase: Phase of energy measured outside any ``phase()`` block.
         handle_sigterm: Write a ``terminated`` report on SIGTERM (main thread only).
         node_sensors: Measure CPU and RAM (``False`` on all but one process of a node).
+        what_if_locations: Places whose grid the report compares the run with.
+        training_type: ``pre-training`` or ``fine-tuning`` (for the model-card block).
         timeline_points: Maximum points kept in the downsampled timeline.
         catalogue_file: YAML file adding or overriding catalogue entries.
         run_id: Identifier of the run (default: time + random suffix).
@@ -144,6 +148,8 @@ class TrackerConfig:
     default_phase: str = "training"
     handle_sigterm: bool = True
     node_sensors: bool = True
+    what_if_locations: tuple[str, ...] = ()
+    training_type: str = "pre-training"
     timeline_points: int = 2000
     catalogue_file: str | Path | None = None
     run_id: str | None = None
@@ -180,6 +186,14 @@ class TrackerConfig:
         ):
             raise ValidationError("timeline_points", self.timeline_points, "must be an integer in [2, 1000000]")
         object.__setattr__(self, "resolved", self._resolve_datacentres())
+        places = self.what_if_locations
+        if isinstance(places, str) or not isinstance(places, (tuple, list)):
+            raise ValidationError("what_if_locations", places, "must be a list of location names")
+        for place in places:
+            self.catalogue.location(place)  # unknown names fail now, with close matches
+        object.__setattr__(self, "what_if_locations", tuple(places))
+        if self.training_type not in ("pre-training", "fine-tuning"):
+            raise ValidationError("training_type", self.training_type, "must be 'pre-training' or 'fine-tuning'")
         self._check_embodied()
 
     @functools.cached_property
@@ -283,4 +297,6 @@ def resolve_datacentre(centre: Datacentre, catalogue: Catalogue, where: str = ""
         transport_factor=tau,
         phases=tuple(centre.phases),
         default_location=default_location,
+        location_code=entry.code if entry is not None else None,
+        location_kind=entry.kind if entry is not None else "user",
     )

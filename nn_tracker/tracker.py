@@ -24,7 +24,7 @@ from nn_tracker import validation as check
 from nn_tracker.clock import Clock, SystemClock
 from nn_tracker.config import TrackerConfig, check_phase_name
 from nn_tracker.errors import NNTrackerError, ValidationError
-from nn_tracker.report.files import write_json
+from nn_tracker.report import writers
 from nn_tracker.report.model import Report, RunState, build_report
 from nn_tracker.sampling import DeviceTotals, Sampler
 from nn_tracker.sensors import SensorOptions, SensorSet, discover_sensors
@@ -161,7 +161,7 @@ class Tracker:
             self._report = report
             if self._sensors is not None and self._given_sensors is None:
                 self._sensors.close()
-            self._write(report)
+            self._write(report, final=True)
             return report
 
     def __enter__(self) -> Tracker:
@@ -338,19 +338,26 @@ class Tracker:
         )
         return build_report(state, self._sampler, timeline=timeline)
 
-    def _write(self, report: Report) -> None:
+    def _write(self, report: Report, final: bool = False) -> None:
+        """Write the JSON report (checkpoints and final), and at the end every other configured format."""
         if not self.config.write_report or self._owner_pid != os.getpid():
             return
-        try:
-            report.paths = [str(write_json(self.report_path, report.to_dict()))]
-        except (OSError, ValueError) as exc:
-            self._write_errors += 1
-            if self._write_errors == 1:
-                log.error(
-                    "nn_tracker: cannot write %s (%s); tracking continues and the report stays in memory",
-                    self.report_path,
-                    exc,
-                )
+        formats = ["json", *(f for f in self.config.formats if f != "json")] if final else ["json"]
+        stem = f"{self.config.project_name}-{self.run_id}"
+        paths = []
+        for fmt in formats:
+            path = writers.default_path(self.config.output_dir, stem, fmt)
+            try:
+                paths.append(str(writers.write(report.to_dict(), fmt, path)))
+            except (OSError, ValueError) as exc:
+                self._write_errors += 1
+                if self._write_errors == 1:
+                    log.error(
+                        "nn_tracker: cannot write %s (%s); tracking continues and the report stays in memory",
+                        path,
+                        exc,
+                    )
+        report.paths = paths
 
     def _checkpoint(self) -> None:
         if self.config.checkpoint_interval_s is None or not self.config.write_report:

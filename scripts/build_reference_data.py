@@ -26,6 +26,27 @@ LB_PER_MWH_TO_G_PER_KWH = 0.453592
 SOURCES = [
     # id, title, url, license, retrieved
     (
+        "epa-vehicle",
+        "US EPA, Greenhouse Gas Emissions from a Typical Passenger Vehicle (about 400 g CO2 per mile)",
+        "https://www.epa.gov/greenvehicles/greenhouse-gas-emissions-typical-passenger-vehicle",
+        "US public domain; figure cited",
+        "2026-11-22",
+    ),
+    (
+        "eia-home",
+        "US EIA, average annual electricity use of a US residential customer in 2019 (10,649 kWh)",
+        "https://www.eia.gov/tools/faqs/faq.php?id=97",
+        "US public domain; figure cited",
+        "2026-11-22",
+    ),
+    (
+        "nominal-battery",
+        "Nominal energy of a current smartphone battery: capacity x nominal voltage (an assumption, stated)",
+        "",
+        "definition",
+        "2026-11-22",
+    ),
+    (
         "ccf-cpu",
         "Cloud Carbon Footprint methodology, compute: AWS average max watts per vCPU",
         "https://www.cloudcarbonfootprint.org/docs/methodology/",
@@ -373,6 +394,42 @@ POWER_MODELS = [
 ]
 
 
+# Equivalents that help a person read a figure: (key, label, basis, factor, unit, source_id, year, note).
+# basis "carbon_g": the figure in gCO2e is divided by factor; "energy_kwh": the energy in kWh is.
+EQUIVALENTS = [
+    (
+        "car_km",
+        "km driven by an average passenger car",
+        "carbon_g",
+        248.5,
+        "gCO2e per km",
+        "epa-vehicle",
+        2023,
+        "about 400 g CO2 per mile for a typical US passenger vehicle, converted with 1.609 km per mile",
+    ),
+    (
+        "smartphone_charges",
+        "full smartphone charges",
+        "energy_kwh",
+        0.0154,
+        "kWh per charge",
+        "nominal-battery",
+        "",
+        "a 4,000 mAh battery at 3.85 V (15.4 Wh); charger losses not counted",
+    ),
+    (
+        "household_days",
+        "days of electricity of an average US home",
+        "energy_kwh",
+        29.2,
+        "kWh per day",
+        "eia-home",
+        2019,
+        "10,649 kWh a year / 365",
+    ),
+]
+
+
 def main() -> None:
     data = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
     write_csv("sources.csv", ["id", "title", "url", "license", "retrieved"], [list(s) for s in SOURCES])
@@ -415,6 +472,11 @@ def main() -> None:
     )
     write_csv("cpu_tdp.csv", ["name", "tdp_w", "source_id"], cpu_rows(data))
     write_csv("power_models.csv", ["key", "value", "unit", "source_id", "note"], [list(m) for m in POWER_MODELS])
+    write_csv(
+        "equivalents.csv",
+        ["key", "label", "basis", "factor", "unit", "source_id", "year", "note"],
+        [list(e) for e in EQUIVALENTS],
+    )
 
 
 if __name__ == "__main__":

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 
 def write_atomic(path: str | Path, text: str) -> Path:
@@ -32,8 +30,3 @@ def write_atomic(path: str | Path, text: str) -> Path:
         temporary.unlink(missing_ok=True)
         raise
     return target
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
-    return write_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")

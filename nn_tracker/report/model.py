@@ -16,9 +16,10 @@ from typing import Any
 from nn_tracker import footprint
 from nn_tracker.config import ResolvedDatacentre, TrackerConfig
 from nn_tracker.energy import j_to_kwh
+from nn_tracker.equivalents import equivalents, what_if
 from nn_tracker.sampling import Sampler
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("running", "completed", "failed", "terminated")
 QUERYING_PHASE = "querying"
 
@@ -54,6 +55,29 @@ def _iso(wall_s: float | None) -> str | None:
     if wall_s is None:
         return None
     return datetime.fromtimestamp(wall_s, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _software() -> dict[str, str | None]:
+    """Versions of what measured and of the frameworks already loaded (nothing is imported for this)."""
+    import sys
+    from importlib import metadata
+
+    def version(distribution: str) -> str | None:
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            return None
+
+    loaded = {name.split(".")[0] for name in sys.modules}
+    return {
+        "nn_tracker": version("nn-tracker"),
+        "python": sys.version.split()[0],
+        "nvidia-ml-py": version("nvidia-ml-py"),
+        "psutil": version("psutil"),
+        "torch": version("torch") if "torch" in loaded else None,
+        "lightning": version("lightning") if "lightning" in loaded else None,
+        "pytorch-lightning": version("pytorch-lightning") if "pytorch_lightning" in loaded else None,
+    }
 
 
 def _hostname() -> str:
@@ -126,6 +150,7 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
             "ticks": sampler.ticks,
             "tick_errors": sampler.tick_errors,
             "sensor_errors": sum(t.errors for t in sampler.totals.values()),
+            "gap_s": sum(t.gap_s + t.pending_s for t in sampler.totals.values()),
         }
     notes = list(dict.fromkeys([*state.notes, *(n for d in devices for n in d["notes"])]))
     energy = _energy(devices)
@@ -149,6 +174,13 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
         "duration_s": state.duration_s,
         "error": state.error,
         "machine": _machine(state.cpu_model),
+        "software": _software(),
+        "settings": {
+            "attribution": state.config.attribution,
+            "interval_s": state.config.interval_s,
+            "checkpoint_interval_s": state.config.checkpoint_interval_s,
+            "training_type": state.config.training_type,
+        },
         "energy": energy,
         "devices": devices,
         "nodes": _nodes(devices),
@@ -166,6 +198,10 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
             "by the SCI over the run's duration",
         },
         "units": _per_unit(state.units, slots, amortised_g, state.duration_s),
+        "equivalents": equivalents(total_g, slots["training"] + slots["querying"], state.config.catalogue),
+        "what_if": what_if(
+            slots["training"] + slots["querying"], amortised_g, state.config.catalogue, state.config.what_if_locations
+        ),
         "sampler": sampler_health,
         "notes": notes,
         "timeline": timeline_data,
@@ -295,6 +331,8 @@ def _operational(config: TrackerConfig, phases: dict[str, Any]) -> tuple[list[di
                     [facility], [centre.intensity_g_per_kwh], [centre.transport_factor]
                 ),
                 "default_location": centre.default_location,
+                "location_code": centre.location_code,
+                "location_kind": centre.location_kind,
             }
         )
     return rows, slots, operational_g

@@ -1,0 +1,235 @@
+"""The report as one self-contained HTML page: no scripts, no external assets, opens offline.
+
+The power plot is an inline SVG drawn from the downsampled timeline, so a 30-day
+run gives a page as small as a 30-second one. Every string from the report is
+escaped.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from nn_tracker.report import units
+from nn_tracker.report.markdown import headline_rows
+
+PALETTE = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1000px;color:#222;
+padding:0 1rem}
+h1{margin-bottom:.2rem}.meta{color:#555;margin-top:0}
+.cards{display:flex;flex-wrap:wrap;gap:1rem;margin:1rem 0}
+.card{border:1px solid #ddd;border-radius:8px;padding:.7rem 1rem;min-width:12rem}
+.card b{display:block;font-size:1.5rem}
+table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem;font-size:.92rem}
+th,td{border-bottom:1px solid #e5e5e5;padding:.35rem .5rem;text-align:left;vertical-align:top}
+th{background:#f6f6f6}.legend span{margin-right:1.2rem;white-space:nowrap}
+.swatch{display:inline-block;width:.9rem;height:.9rem;border-radius:2px;margin-right:.3rem;vertical-align:middle}
+.bar{display:flex;height:1.6rem;border-radius:4px;overflow:hidden;margin:.5rem 0}
+.notes li{margin:.3rem 0}
+"""
+
+
+def _e(value: Any) -> str:
+    return escape(str(value), quote=True)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def power_plot(timeline: dict[str, Any] | None, labels: dict[str, str], width: int = 900, height: int = 320) -> str:
+    """Inline SVG of mean power per device over time (one polyline per device)."""
+    points = (timeline or {}).get("points") or []
+    devices = (timeline or {}).get("devices") or []
+    if not points or not devices:
+        return "<p>No power timeline in this report.</p>"
+    left, right, top, bottom = 64, 16, 12, 40
+    span_s = max(p["end_s"] for p in points) or 1.0
+    peak_w = max((w for p in points for w in p["mean_power_w"].values() if w is not None), default=0.0) or 1.0
+    peak_w *= 1.1
+
+    def x(seconds: float) -> float:
+        return left + (width - left - right) * seconds / span_s
+
+    def y(watts: float) -> float:
+        return top + (height - top - bottom) * (1 - watts / peak_w)
+
+    parts = [
+        f'<svg id="power-plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="Power over time per device">',
+        f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
+        'fill="#fff" stroke="#999"/>',
+    ]
+    for i in range(5):
+        watts = peak_w * i / 4
+        parts.append(
+            f'<text x="{left - 6}" y="{y(watts) + 4:.1f}" font-size="11" text-anchor="end">'
+            f"{_e(units.power(watts))}</text>"
+        )
+        seconds = span_s * i / 4
+        parts.append(
+            f'<text x="{x(seconds):.1f}" y="{height - bottom + 16}" font-size="11" text-anchor="middle">'
+            f"{_e(units.duration(seconds))}</text>"
+        )
+    parts.append(
+        f'<text x="{(left + width) / 2}" y="{height - 6}" font-size="12" text-anchor="middle">time since start</text>'
+    )
+    for index, device in enumerate(devices):
+        coords = [
+            f"{x((p['start_s'] + p['end_s']) / 2):.1f},{y(p['mean_power_w'][device]):.1f}"
+            for p in points
+            if p["mean_power_w"].get(device) is not None
+        ]
+        if len(coords) == 1:
+            coords.append(coords[0])
+        colour = PALETTE[index % len(PALETTE)]
+        parts.append(
+            f'<polyline class="device-line" data-device="{_e(device)}" fill="none" stroke="{colour}" '
+            f'stroke-width="2.5" points="{" ".join(coords)}"><title>{_e(labels.get(device, device))}'
+            "</title></polyline>"
+        )
+    parts.append("</svg>")
+    legend = "".join(
+        f'<span><i class="swatch" style="background:{PALETTE[i % len(PALETTE)]}"></i>{_e(labels.get(d, d))}</span>'
+        for i, d in enumerate(devices)
+    )
+    return "".join(parts) + f'<p class="legend">{legend}</p>'
+
+
+def render(data: dict[str, Any]) -> str:
+    """The HTML page of a (current-schema) report."""
+    footprint = data["footprint"]
+    labels = {d["device_id"]: f"{d['name']} ({d['component']}, {d['method']})" for d in data["devices"]}
+    cards = "".join(f'<div class="card">{_e(label)}<b>{_e(value)}</b></div>' for label, value in headline_rows(data))
+    operational = footprint["operational_carbon_g"]
+    embodied = footprint["embodied_carbon_amortised_g"] or 0.0
+    total = (operational + embodied) or 1.0
+    amortised = footprint["embodied_carbon_amortised_g"]
+    embodied_text = "not included" if amortised is None else units.carbon(amortised)
+    split = (
+        f'<div class="bar"><div style="width:{100 * operational / total:.2f}%;background:#1f77b4" '
+        f'title="operational"></div><div style="width:{100 * embodied / total:.2f}%;background:#ff7f0e" '
+        'title="embodied"></div></div>'
+        f'<p class="legend"><span><i class="swatch" style="background:#1f77b4"></i>operational '
+        f'{_e(units.carbon(operational))}</span><span><i class="swatch" style="background:#ff7f0e"></i>'
+        f"embodied, amortised {_e(embodied_text)}</span></p>"
+    )
+    sections = [
+        f"<h1>Footprint of {_e(data['project_name'])}</h1>",
+        f'<p class="meta">Run <code>{_e(data["run_id"])}</code> · status <b>{_e(data["status"])}</b> · '
+        f"{_e(data['started_at'])} → {_e(data['ended_at'] or 'still running')} · "
+        f"{_e(units.duration(data['duration_s']))} · nn_tracker {_e(data['software'].get('nn_tracker') or '')}</p>",
+        f'<div class="cards">{cards}</div>',
+        "<h2>Power over time</h2>",
+        power_plot(data.get("timeline"), labels),
+        "<h2>Carbon: operational and embodied</h2>",
+        split,
+        "<h2>Energy by phase</h2>",
+        _table(
+            ["phase", "energy (own)", "energy (with nested)", "duration", "units"],
+            [
+                [
+                    n,
+                    units.energy(p["energy_kwh"]),
+                    units.energy(p["inclusive_energy_kwh"]),
+                    units.duration(p["duration_s"]),
+                    ", ".join(f"{units.number(c)} {k}" for k, c in p["units"].items()),
+                ]
+                for n, p in data["phases"].items()
+            ],
+        ),
+        "<h2>Energy by device</h2>",
+        _table(
+            ["device", "node", "how it was obtained", "energy", "mean power", "peak power", "gaps"],
+            [
+                [
+                    labels[d["device_id"]],
+                    d["node"],
+                    d["model"] or d["method"],
+                    units.energy(d["energy_kwh"]),
+                    units.power(d["mean_power_w"]),
+                    units.power(d["peak_power_w"]),
+                    units.duration(d["gap_s"]),
+                ]
+                for d in data["devices"]
+            ],
+        ),
+        "<h2>Per functional unit</h2>",
+        _table(
+            ["unit", "count", "phases", "facility energy per unit", "carbon per unit"],
+            [
+                [
+                    k,
+                    units.number(u["count"]),
+                    ", ".join(u["basis_phases"]),
+                    units.energy(u["facility_energy_kwh_per_unit"]),
+                    units.carbon(u["carbon_g_per_unit"]),
+                ]
+                for k, u in data["units"].items()
+            ],
+        ),
+        "<h2>Inputs and their sources</h2>",
+        _table(
+            ["datacentre", "grid intensity", "source", "PUE", "transport factor", "carbon"],
+            [
+                [
+                    c["name"],
+                    f"{c['intensity_g_per_kwh']:g} gCO2e/kWh",
+                    c["intensity_source"],
+                    f"{c['pue']:g} ({c['pue_source']})",
+                    f"{c['transport_factor']:g}",
+                    units.carbon(c["operational_carbon_g"]),
+                ]
+                for c in data["datacentres"]
+            ],
+        ),
+        _table(
+            ["hardware", "count", "embodied per unit", "method and source", "life", "amortised"],
+            [
+                [
+                    e["name"],
+                    units.number(e["count"]),
+                    f"{e['embodied_kg_per_unit']:g} kgCO2e",
+                    f"{e['method']} ({e['source']})",
+                    f"{e['lifetime_years']:g} years at {e['utilisation']:.0%}",
+                    units.carbon(e["amortised_g"]),
+                ]
+                for e in footprint["embodied"]
+            ],
+        )
+        if footprint["embodied"]
+        else "",
+        "<h2>In everyday terms</h2>",
+        _table(
+            ["equivalent", "amount", "factor", "source"],
+            [
+                [e["label"], units.number(e["value"]), f"{e['factor']:g} {e['unit']}", e["source"]]
+                for e in data["equivalents"]
+            ],
+        ),
+        "<h2>The same energy elsewhere</h2>",
+        _table(
+            ["place", "why", "grid intensity", "total carbon"],
+            [
+                [
+                    f"{p['name']} ({p['code']})",
+                    p["why"],
+                    f"{p['intensity_g_per_kwh']:g} gCO2e/kWh",
+                    units.carbon(p["total_carbon_g"]),
+                ]
+                for p in data["what_if"]["places"]
+            ],
+        ),
+        "<h2>Notes and caveats</h2>",
+        '<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in data["notes"]) + "</ul>",
+    ]
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>Footprint of {_e(data['project_name'])}</title><style>{STYLE}</style></head>\n<body>\n"
+        + "\n".join(s for s in sections if s)
+        + "\n</body></html>\n"
+    )

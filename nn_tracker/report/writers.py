@@ -1,0 +1,41 @@
+"""Render a report in any format and write it where it belongs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nn_tracker.report import codecarbon_csv, html, markdown, model_card
+from nn_tracker.report.files import write_atomic
+
+FORMATS = ("json", "md", "html", "csv", "model-card")
+SUFFIXES = {"json": ".json", "md": ".md", "html": ".html", "model-card": ".model-card.md"}
+CSV_NAME = "emissions.csv"
+
+
+def render(data: dict[str, Any], fmt: str) -> str:
+    """The report as text in ``fmt`` (CSV: header and one row)."""
+    if fmt == "json":
+        return json.dumps(data, indent=2, allow_nan=False) + "\n"
+    if fmt == "md":
+        return markdown.render(data)
+    if fmt == "html":
+        return html.render(data)
+    if fmt == "csv":
+        return codecarbon_csv.render(data)
+    if fmt == "model-card":
+        return model_card.render(data)
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def default_path(output_dir: str | Path, stem: str, fmt: str) -> Path:
+    """``<dir>/<stem>.<ext>``; CSV rows of every run go to ``<dir>/emissions.csv``."""
+    return Path(output_dir) / (CSV_NAME if fmt == "csv" else stem + SUFFIXES[fmt])
+
+
+def write(data: dict[str, Any], fmt: str, path: str | Path) -> Path:
+    """Write atomically (CSV: append one row under a lock)."""
+    if fmt == "csv":
+        return codecarbon_csv.append(path, data)
+    return write_atomic(path, render(data, fmt))
