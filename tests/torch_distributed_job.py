@@ -15,9 +15,12 @@ from nn_tracker.distributed import DistributedTracker
 def work(rank: int, out: str, port: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     dist.init_process_group("gloo", rank=rank, world_size=2)
-    with DistributedTracker(
-        output_dir=out, intensity_g_per_kwh=300, interval_s=0.01, checkpoint_interval_s=None, run_id="plain"
-    ) as run, run.tracker.phase("training"):
+    with (
+        DistributedTracker(
+            output_dir=out, intensity_g_per_kwh=300, interval_s=0.01, checkpoint_interval_s=None, run_id="plain"
+        ) as run,
+        run.tracker.phase("training"),
+    ):
         sum(i * i for i in range(300_000))
         run.tracker.add_units(10 * (rank + 1), kind="sample")
     dist.destroy_process_group()

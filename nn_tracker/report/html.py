@@ -102,7 +102,7 @@ def power_plot(timeline: dict[str, Any] | None, labels: dict[str, str], width: i
 def render(data: dict[str, Any]) -> str:
     """The HTML page of a (current-schema) report."""
     footprint = data["footprint"]
-    labels = {d["device_id"]: f"{d['name']} ({d['component']}, {d['method']})" for d in data["devices"]}
+    labels = {d["device_id"]: f"{d['name']} [{d['device_id']}], {d['method']}" for d in data["devices"]}
     cards = "".join(f'<div class="card">{_e(label)}<b>{_e(value)}</b></div>' for label, value in headline_rows(data))
     operational = footprint["operational_carbon_g"]
     embodied = footprint["embodied_carbon_amortised_g"] or 0.0

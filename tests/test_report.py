@@ -1,0 +1,276 @@
+"""Report formats: schema and upgrades, Markdown golden file, HTML escaping and rendering, CSV, model card."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from report_fixture import deterministic_report, stable
+
+from nn_tracker.errors import ValidationError
+from nn_tracker.report import codecarbon_csv, html, markdown, model_card, writers
+from nn_tracker.report.model import SCHEMA_VERSION
+from nn_tracker.report.schema import load_report, upgrade
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.fixture
+def report_data(tmp_path):
+    tracker = deterministic_report(tmp_path)
+    return stable(json.loads(json.dumps(tracker.report().to_dict())))
+
+
+def test_report_has_every_documented_section(report_data):
+    data = report_data
+    assert data["schema_version"] == SCHEMA_VERSION == 2
+    assert data["status"] == "completed" and data["started_at"] == "2026-01-01T00:00:00.000+00:00"
+    assert data["duration_s"] == 120 * 60 + 2 * 300 + 30 * 60
+    assert data["footprint"]["training_energy_kwh"] > 0 and data["footprint"]["querying_energy_kwh"] > 0
+    assert data["footprint"]["embodied_carbon_unamortised_g"] == 300_000
+    assert [p["why"] for p in data["what_if"]["places"]] == [
+        "cleanest country in the bundled data",
+        "dirtiest country in the bundled data",
+        "asked for",
+    ]
+    assert {e["key"] for e in data["equivalents"]} == {"car_km", "smartphone_charges", "household_days"}
+    car = next(e for e in data["equivalents"] if e["key"] == "car_km")
+    assert car["value"] == pytest.approx(data["footprint"]["total_carbon_g"] / 248.5)
+    assert "EPA" in car["source"]
+    assert data["sampler"]["gap_s"] == 0 and len(data["timeline"]["points"]) <= 50
+
+
+def test_schema_round_trip(tmp_path):
+    tracker = deterministic_report(tmp_path)
+    on_disk = json.loads(Path(tracker.report().paths[0]).read_text())
+    assert load_report(tracker.report().paths[0]) == on_disk == json.loads(json.dumps(tracker.report().to_dict()))
+
+
+def test_version_1_reports_are_upgraded(report_data, tmp_path):
+    old = json.loads(json.dumps(report_data))
+    for key in ("software", "equivalents", "what_if", "nodes"):
+        del old[key]
+    for device in old["devices"]:
+        del device["node"]
+    del old["sampler"]["gap_s"]
+    old["schema_version"] = 1
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    new = load_report(path)
+    assert new["schema_version"] == 2
+    assert new["equivalents"] == report_data["equivalents"]
+    assert new["what_if"]["places"][:2] == report_data["what_if"]["places"][:2]
+    assert new["nodes"]["node-1"]["energy_kwh"] == pytest.approx(report_data["energy"]["it_kwh"])
+    assert new["software"]["note"] == "upgraded from schema 1"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"schema_version": 99}', "is newer than this nn_tracker reads (2); upgrade nn_tracker"),
+        ('{"hello": 1}', "must be an nn_tracker report (no schema_version field)"),
+        ("[1, 2]", "must be an nn_tracker report"),
+        ("{not json", "must be JSON (line 1"),
+        ('{"schema_version": 2, "run_id": "x"}', ".project_name is missing"),
+        ('{"schema_version": "2"}', "schema_version must be a positive integer"),
+        ('{"schema_version": 1, "devices": 3}', "must be a complete report (cannot upgrade"),
+    ],
+)
+def test_bad_reports_are_clear_errors(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ValidationError) as info:
+        load_report(path)
+    assert message in str(info.value)
+
+
+def test_markdown_golden_file(report_data):
+    text = markdown.render(upgrade(report_data))
+    golden = GOLDEN / "report.md"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text(), "run with UPDATE_GOLDEN=1 to accept a deliberate change"
+
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+def test_every_user_string_is_escaped_in_html(tmp_path):
+    catalogue = tmp_path / "cat.yml"
+    catalogue.write_text(
+        yaml.safe_dump(
+            {"locations": [{"code": "EVIL", "name": HOSTILE, "intensity_g_per_kwh": 100, "source": HOSTILE}]}
+        )
+    )
+    tracker = deterministic_report(tmp_path, datacentres=(), location="EVIL", catalogue_file=str(catalogue))
+    data = tracker.report().to_dict()
+    data["notes"].append(HOSTILE)
+    data["devices"][0]["name"] = HOSTILE
+    page = html.render(data)
+    assert (
+        "<script" not in page and "<img" not in page and "onerror=alert" not in page.replace("onerror=alert(1)&gt;", "")
+    )
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+
+
+def test_html_is_self_contained_and_small_for_a_long_run(report_data):
+    page = html.render(report_data)
+    for asset in ("src=", "href=", "url(", "<link", "<script", "@import"):
+        assert asset not in page  # nothing is fetched: citations are text
+    assert page.count("<polyline") == 3
+    assert len(page) < 200_000
+
+
+def test_html_renders_in_headless_chromium_with_the_plot(report_data, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it): apt-get install chromium")
+    image = pytest.importorskip("PIL.Image")
+    page = tmp_path / "report.html"
+    page.write_text(html.render(report_data))
+    shot = tmp_path / "shot.png"
+    result = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1100,1200",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.exists(), result.stderr[-2000:]
+    pixels = image.open(shot).convert("RGB")
+    wanted = tuple(int(html.PALETTE[0][i : i + 2], 16) for i in (1, 3, 5))  # the first device's line colour
+    raw = pixels.crop((0, 250, 1100, 700)).tobytes()
+    plot_box = [raw[i : i + 3] for i in range(0, len(raw), 3)]
+    matches = sum(1 for p in plot_box if all(abs(a - b) <= 30 for a, b in zip(p, wanted, strict=True)))
+    assert matches > 200, f"the first device's line ({html.PALETTE[0]}) is not visible in the plot area"
+
+
+def test_codecarbon_csv_row(report_data, tmp_path):
+    path = codecarbon_csv.append(tmp_path / "emissions.csv", report_data)
+    rows = list(csv.DictReader(path.open()))
+    assert list(rows[0]) == list(codecarbon_csv.COLUMNS)
+    row = rows[0]
+    assert float(row["emissions"]) == pytest.approx(report_data["footprint"]["total_carbon_g"] / 1000)
+    assert float(row["duration"]) == report_data["duration_s"]
+    assert float(row["gpu_energy"]) == pytest.approx(report_data["energy"]["by_component_kwh"]["gpu"])
+    assert row["ram_energy"] == "" and row["ram_power"] == ""  # not measured: empty, never 0
+    assert row["country_name"] == "Paris DC" and row["country_iso_code"] == "FRA" and row["on_cloud"] == "No"
+    assert row["gpu_count"] == "2" and row["gpu_model"] == "NVIDIA A100-SXM4-80GB"
+    assert row["timestamp"] == "2026-01-01T02:40:00"  # started 00:00, ran 2 h 40 min
+
+
+def test_concurrent_csv_appends_never_interleave(report_data, tmp_path):
+    source = tmp_path / "report.json"
+    source.write_text(json.dumps(report_data))
+    target = tmp_path / "emissions.csv"
+    script = (
+        "import json, sys\n"
+        "from nn_tracker.report.codecarbon_csv import append\n"
+        "data = json.load(open(sys.argv[1]))\n"
+        "for i in range(40):\n"
+        "    data['run_id'] = f'{sys.argv[3]}-{i}'\n"
+        "    data['notes'] = ['x' * 5000]\n"
+        "    append(sys.argv[2], data)\n"
+    )
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(source), str(target), f"w{n}"]) for n in range(6)]
+    assert all(w.wait(timeout=120) == 0 for w in workers)
+    lines = target.read_text().splitlines()
+    assert lines[0].startswith("timestamp,project_name,run_id") and lines.count(lines[0]) == 1
+    rows = list(csv.DictReader(target.open()))
+    assert len(rows) == 240
+    assert all(len(r) == len(codecarbon_csv.COLUMNS) and None not in r for r in rows)
+    assert {r["run_id"] for r in rows} == {f"w{n}-{i}" for n in range(6) for i in range(40)}
+
+
+def test_model_card_block_as_the_hub_documents_it(report_data):
+    text = model_card.render(report_data)
+    assert text.startswith("---\n") and text.endswith("---\n")
+    block = yaml.safe_load(text.strip("-\n"))["co2_eq_emissions"]
+    assert set(block) == {"emissions", "source", "training_type", "geographical_location", "hardware_used"}
+    assert block["emissions"] == pytest.approx(report_data["footprint"]["total_carbon_g"], rel=1e-5)
+    assert block["hardware_used"] == "2 x NVIDIA A100-SXM4-80GB, CPU: AMD EPYC 7763 64-Core Processor"
+    assert block["training_type"] == "pre-training"
+    assert block["geographical_location"].startswith("Paris DC; GCP europe-west1")
+
+
+def test_tracker_writes_every_configured_format(tmp_path):
+    tracker = deterministic_report(tmp_path, formats=("json", "md", "html", "csv", "model-card"))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "emissions.csv",
+        "golden-golden-run.html",
+        "golden-golden-run.json",
+        "golden-golden-run.md",
+        "golden-golden-run.model-card.md",
+    ]
+    assert len(tracker.report().paths) == 5
+
+
+@pytest.mark.parametrize("fmt", writers.FORMATS)
+def test_cli_report_renders_every_format(report_data, tmp_path, fmt):
+    source = tmp_path / "run.json"
+    source.write_text(json.dumps(report_data))
+    printed = subprocess.run(
+        [sys.executable, "-m", "nn_tracker", "report", str(source), "--format", fmt],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == writers.render(report_data, fmt)
+    out = tmp_path / f"out.{fmt}"
+    written = subprocess.run(
+        [sys.executable, "-m", "nn_tracker", "report", str(source), "--format", fmt, "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert written.returncode == 0 and out.read_text() == writers.render(report_data, fmt)
+
+
+def test_cli_report_of_a_checkpoint_and_of_bad_files(tmp_path):
+    tracker = deterministic_report(tmp_path)
+    checkpoint = json.loads(Path(tracker.report().paths[0]).read_text())
+    checkpoint["status"] = "running"
+    path = tmp_path / "checkpoint.json"
+    path.write_text(json.dumps(checkpoint))
+    result = subprocess.run(
+        [sys.executable, "-m", "nn_tracker", "report", str(path), "--format", "md"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and "status **running**" in result.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "nn_tracker", "report", str(tmp_path / "nope.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.startswith("nn-tracker: error: report ") and len(missing.stderr.splitlines()) == 1
+    unwritable = subprocess.run(
+        [sys.executable, "-m", "nn_tracker", "report", str(path), "-o", str(path / "x" / "y.md")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unwritable.returncode == 2 and "cannot be written" in unwritable.stderr
