@@ -112,9 +112,7 @@ def test_every_user_string_is_escaped_in_html(tmp_path):
     data["notes"].append(HOSTILE)
     data["devices"][0]["name"] = HOSTILE
     page = html.render(data)
-    assert (
-        "<script" not in page and "<img" not in page and "onerror=alert" not in page.replace("onerror=alert(1)&gt;", "")
-    )
+    assert "<script" not in page and "<img" not in page  # no markup from the data survives
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
 
 
