@@ -272,3 +272,16 @@ def test_cli_report_of_a_checkpoint_and_of_bad_files(tmp_path):
         timeout=60,
     )
     assert unwritable.returncode == 2 and "cannot be written" in unwritable.stderr
+
+
+def test_a_month_long_timeline_still_gives_a_small_page(report_data):
+    from nn_tracker.timeline import Timeline
+
+    timeline = Timeline(2000)
+    for i in range(30 * 24 * 60):  # one interval a minute for 30 days
+        energies = {f"gpu:{n}": 300.0 * 60 for n in range(4)} | {"cpu:estimate": 45.0 * 60}
+        timeline.add(i * 60.0, (i + 1) * 60.0, energies, {k: v / 60 for k, v in energies.items()})
+    report_data["timeline"] = timeline.to_dict()
+    page = html.render(report_data)
+    assert page.count("<polyline") == 5
+    assert len(page.encode()) < 400_000
