@@ -91,6 +91,64 @@ def _add_report(commands: Any) -> None:
     parser.set_defaults(handler=_run_report)
 
 
+def _add_run(commands: Any) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run a command and track it (and its child processes)",
+        description="Run CMD, track its energy and carbon, write the report, exit with CMD's status. "
+        "Options default to ./nn-tracker.yml (or --config FILE): a YAML mapping of tracker options.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML file of tracker options (default ./nn-tracker.yml)")
+    parser.add_argument("--project-name")
+    parser.add_argument("--location", help="country, grid zone, US state or cloud region such as aws:us-east-1")
+    parser.add_argument("--intensity", type=float, dest="intensity_g_per_kwh", help="grid intensity, gCO2e/kWh")
+    parser.add_argument("--intensity-series", metavar="CSV", help="timestamps and gCO2e/kWh for time-resolved carbon")
+    parser.add_argument("--pue", type=float)
+    parser.add_argument("--transport-factor", type=float)
+    parser.add_argument("--interval", type=float, dest="interval_s", help="seconds between readings (default 0.1)")
+    parser.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        dest="checkpoint_interval_s",
+        help="seconds between checkpoints of the report (default 60)",
+    )
+    parser.add_argument("--output-dir")
+    parser.add_argument(
+        "--format",
+        action="append",
+        dest="formats",
+        choices=("json", "md", "html", "csv", "model-card"),
+        help="report format, repeatable (json is always written)",
+    )
+    parser.add_argument("--attribution", choices=("machine", "process"), help="CPU/RAM estimates (default process)")
+    parser.add_argument("--cpu-tdp-w", type=float)
+    parser.add_argument("--catalogue", dest="catalogue_file", metavar="FILE")
+    parser.add_argument("--what-if", action="append", dest="what_if_locations", metavar="PLACE")
+    parser.add_argument("--phase", dest="default_phase", help="phase of the whole run (training, querying...)")
+    parser.add_argument("--training-type", choices=("pre-training", "fine-tuning"))
+    parser.add_argument("--no-status", action="store_true", help="no live status line, even on a terminal")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+    parser.set_defaults(handler=_run_run)
+
+
+def _add_schedule(commands: Any) -> None:
+    parser = commands.add_parser(
+        "schedule",
+        help="when to run a job: Flexible Start and Pause and Resume over an intensity series",
+        description="Emissions of a job started now, at the best start within --window-h hours (Flexible Start), "
+        "and run only in the cleanest steps (Pause and Resume), after Dodge et al. 2022.",
+    )
+    parser.add_argument("--series", required=True, metavar="CSV", help="timestamps and gCO2e/kWh")
+    job = parser.add_mutually_exclusive_group(required=True)
+    job.add_argument("--report", metavar="RUN.json", help="use the power profile of a saved report")
+    job.add_argument("--duration-h", type=float, help="job duration in hours (with --power-w)")
+    parser.add_argument("--power-w", type=float, help="average facility power of the job in W (with --duration-h)")
+    parser.add_argument("--window-h", type=float, default=24.0, help="how long the start may be delayed (default 24)")
+    parser.add_argument("--start", metavar="ISO8601", help="earliest start (default: the series' first timestamp)")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(handler=_run_schedule)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``nn-tracker`` (exposed for tests and docs)."""
     parser = _Parser(prog="nn-tracker", description="Energy and carbon footprint of neural-network jobs.")
@@ -99,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_list(commands)
     _add_sensors(commands)
     _add_report(commands)
+    _add_run(commands)
+    _add_schedule(commands)
     return parser
 
 
@@ -256,6 +316,81 @@ def _run_report(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(f"wrote {path}")
     return 0
+
+
+def _run_schedule(args: argparse.Namespace) -> int:
+    from nn_tracker.errors import ValidationError
+    from nn_tracker.intensity_series import IntensitySeries, parse_time
+    from nn_tracker.report import units
+    from nn_tracker.report.schema import load_report
+    from nn_tracker.scheduling import JobProfile, schedule
+
+    series = IntensitySeries.from_csv(args.series)
+    if args.report:
+        job = JobProfile.from_report(load_report(args.report))
+    elif args.power_w is None:
+        raise ValidationError("power_w", None, "must be given with --duration-h")
+    else:
+        from nn_tracker import validation
+
+        job = JobProfile.constant(validation.positive("duration_h", args.duration_h) * 3600, args.power_w)
+    plan = schedule(series, job, args.window_h, parse_time(args.start, "start") if args.start else None)
+    if args.format == "json":
+        print(json.dumps(plan, indent=2))
+        return 0
+    print(
+        f"Job: {units.duration(plan['job']['duration_s'])}, {units.energy(plan['job']['energy_kwh'])}; "
+        f"window {args.window_h:g} h; series step {units.duration(plan['step_s'])}"
+    )
+    print(f"{'option':<18} {'runs':<52} {'emissions':>14} {'saving':>16}")
+    now = plan["now"]
+    print(f"{'start now':<18} {now['start'] + ' -> ' + now['end']:<52} {units.carbon(now['emissions_g']):>14}")
+    for label, key in (("flexible start", "flexible_start"), ("pause and resume", "pause_and_resume")):
+        option = plan[key]
+        runs = (
+            f"{option['start']} -> {option['end']}"
+            if "start" in option
+            else f"{len(option['runs'])} steps, done {option['end']}"
+        )
+        saving = f"{units.carbon(option['saving_g'])} ({option['saving_pct']:.1f} %)"
+        print(f"{label:<18} {runs:<52} {units.carbon(option['emissions_g']):>14} {saving:>16}")
+    return 0
+
+
+RUN_OPTIONS = (
+    "project_name",
+    "location",
+    "intensity_g_per_kwh",
+    "intensity_series",
+    "pue",
+    "transport_factor",
+    "interval_s",
+    "checkpoint_interval_s",
+    "output_dir",
+    "formats",
+    "attribution",
+    "cpu_tdp_w",
+    "catalogue_file",
+    "what_if_locations",
+    "default_phase",
+    "training_type",
+)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nn_tracker.config import CONFIG_FILE, load_config_file
+    from nn_tracker.runner import run_command
+
+    config_path = args.config or (CONFIG_FILE if Path(CONFIG_FILE).exists() else None)
+    options = load_config_file(config_path) if config_path else {}
+    for name in RUN_OPTIONS:
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = tuple(value) if isinstance(value, list) else value
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    return run_command(command, options, status_line=False if args.no_status else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nn_tracker import footprint
 from nn_tracker import validation as check
@@ -119,6 +120,8 @@ class TrackerConfig:
         handle_sigterm: Write a ``terminated`` report on SIGTERM (main thread only).
         node_sensors: Measure CPU and RAM (``False`` on all but one process of a node).
         what_if_locations: Places whose grid the report compares the run with.
+        intensity_series: CSV of timestamps and gCO2e/kWh (e.g. exported from Electricity Maps or
+            WattTime, converted to gCO2e/kWh): operational carbon is also computed as sum of E(t) x I(t).
         training_type: ``pre-training`` or ``fine-tuning`` (for the model-card block).
         timeline_points: Maximum points kept in the downsampled timeline.
         catalogue_file: YAML file adding or overriding catalogue entries.
@@ -149,11 +152,13 @@ class TrackerConfig:
     handle_sigterm: bool = True
     node_sensors: bool = True
     what_if_locations: tuple[str, ...] = ()
+    intensity_series: str | Path | None = None
     training_type: str = "pre-training"
     timeline_points: int = 2000
     catalogue_file: str | Path | None = None
     run_id: str | None = None
     resolved: tuple[ResolvedDatacentre, ...] = field(init=False, repr=False, compare=False, default=())
+    series: Any = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         if not isinstance(self.project_name, str) or not re.match(r"^[A-Za-z0-9_.-]{1,100}$", self.project_name):
@@ -192,6 +197,10 @@ class TrackerConfig:
         for place in places:
             self.catalogue.location(place)  # unknown names fail now, with close matches
         object.__setattr__(self, "what_if_locations", tuple(places))
+        if self.intensity_series is not None:
+            from nn_tracker.intensity_series import IntensitySeries
+
+            object.__setattr__(self, "series", IntensitySeries.from_csv(self.intensity_series))
         if self.training_type not in ("pre-training", "fine-tuning"):
             raise ValidationError("training_type", self.training_type, "must be 'pre-training' or 'fine-tuning'")
         self._check_embodied()
@@ -300,3 +309,42 @@ def resolve_datacentre(centre: Datacentre, catalogue: Catalogue, where: str = ""
         location_code=entry.code if entry is not None else None,
         location_kind=entry.kind if entry is not None else "user",
     )
+
+
+CONFIG_FILE = "nn-tracker.yml"
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Tracker options from a YAML mapping of :class:`TrackerConfig` fields (checked, not yet validated).
+
+    ``datacentres`` and ``embodied`` entries are mappings of :class:`Datacentre` and
+    :class:`EmbodiedHardware` fields.
+    """
+    import dataclasses
+
+    import yaml
+
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValidationError("config file", str(path), f"must be a readable YAML file ({exc})") from None
+    if not isinstance(document, dict):
+        raise ValidationError("config file", str(path), "must be a mapping of option: value")
+    fields = {f.name for f in dataclasses.fields(TrackerConfig) if f.init}
+    options: dict[str, Any] = {}
+    for key, value in document.items():
+        if key not in fields:
+            raise ValidationError(f"{path.name}: {key}", value, "is not a tracker option")
+        if key in ("datacentres", "embodied") and isinstance(value, list):
+            kind = Datacentre if key == "datacentres" else EmbodiedHardware
+            try:
+                value = tuple(kind(**item) for item in value)
+            except TypeError as exc:
+                raise ValidationError(
+                    f"{path.name}: {key}", value, f"must be a list of {kind.__name__} fields ({exc})"
+                ) from None
+        elif isinstance(value, list):
+            value = tuple(value)
+        options[key] = value
+    return options

@@ -228,6 +228,35 @@ class Tracker:
                 self._sampler.tick(force=True)
             return self._build("running", None, final=False)
 
+    @property
+    def clock(self) -> Clock:
+        """The clock durations are measured with."""
+        return self._clock
+
+    @property
+    def background(self) -> bool:
+        """Whether a background thread samples (else only :meth:`sample` does)."""
+        return self._background
+
+    def elapsed_s(self) -> float:
+        """Seconds since :meth:`start` on the tracker's clock."""
+        return self._clock.monotonic() - self._started_s
+
+    def units(self) -> dict[str, float]:
+        """Functional units counted so far, per kind, over all phases."""
+        with self._units_lock:
+            totals: dict[str, float] = {}
+            for kinds in self._units.values():
+                for kind, count in kinds.items():
+                    totals[kind] = totals.get(kind, 0) + count
+            return totals
+
+    def checkpoint(self) -> None:
+        """Rewrite the JSON report now (status ``running``)."""
+        with self._state_lock:
+            if self.running:
+                self._checkpoint(force=True)
+
     def add_note(self, text: str) -> None:
         """Add a caveat or fact to the report's notes."""
         self._carry_notes.append(str(text))
@@ -245,6 +274,8 @@ class Tracker:
             "energy/cpu_kwh": by_component.get("cpu"),
             "energy/ram_kwh": by_component.get("ram"),
             "energy/total_kwh": report["energy"]["it_kwh"],
+            "energy/facility_kwh": report["footprint"]["training_energy_kwh"]
+            + report["footprint"]["querying_energy_kwh"],
             "power/total_w": power,
             "carbon/operational_g": report["footprint"]["operational_carbon_g"],
             "carbon/total_g": report["footprint"]["total_carbon_g"],
@@ -359,8 +390,8 @@ class Tracker:
                     )
         report.paths = paths
 
-    def _checkpoint(self) -> None:
-        if self.config.checkpoint_interval_s is None or not self.config.write_report:
+    def _checkpoint(self, force: bool = False) -> None:
+        if (self.config.checkpoint_interval_s is None and not force) or not self.config.write_report:
             return
         try:
             self._sampler.tick(force=True)  # a checkpoint is as current as the sensors allow

@@ -30,6 +30,11 @@ def headline_rows(data: dict[str, Any]) -> list[list[str]]:
         ["Embodied carbon, amortised over the run", "not included" if embodied is None else units.carbon(embodied)],
         ["Total carbon", units.carbon(footprint["total_carbon_g"])],
     ]
+    resolved = footprint.get("time_resolved")
+    if resolved:
+        rows.insert(
+            3, ["Operational carbon, time-resolved (intensity series)", units.carbon(resolved["operational_carbon_g"])]
+        )
     for kind, unit in data["units"].items():
         rows.append([f"Per {kind} ({', '.join(unit['basis_phases'])})", units.carbon(unit["carbon_g_per_unit"])])
     return rows

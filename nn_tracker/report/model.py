@@ -145,6 +145,10 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
         devices = _devices(sampler)
         phases = _phases(sampler, state.units)
         timeline_data = sampler.timeline.to_dict(origin_s=sampler.started_s or 0.0) if timeline else None
+        buckets = [
+            (p.start_s - (sampler.started_s or 0.0), p.end_s - (sampler.started_s or 0.0), sum(p.energy_j.values()))
+            for p in sampler.timeline.points
+        ]
         sampler_health = {
             "interval_s": state.config.interval_s,
             "ticks": sampler.ticks,
@@ -194,6 +198,7 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
             "embodied_carbon_amortised_g": amortised_g,
             "embodied": embodied["items"],
             "total_carbon_g": total_g,
+            "time_resolved": _time_resolved(state, buckets, energy["it_kwh"], slots, centres),
             "method": "measured IT energy x PUE in nn-et/nn-eq slots; nn-c per datacentre; embodied amortised "
             "by the SCI over the run's duration",
         },
@@ -244,6 +249,45 @@ def _devices(sampler: Sampler) -> list[dict[str, Any]]:
                 f"{info.device_id}: {totals.dropped_intervals} implausible counter jumps dropped as resets"
             )
     return rows
+
+
+def _time_resolved(
+    state: RunState,
+    buckets: list[tuple[float, float, float]],
+    it_kwh: float,
+    slots: dict[str, Any],
+    centres: list[dict[str, Any]],
+) -> dict[str, Any] | None:
+    """Operational carbon as sum of E(t) x I(t) over the timeline, when an intensity series is configured.
+
+    Each timeline bucket's energy is spread evenly over its time; the share of it that the
+    series covers takes the series' intensity, the rest the datacentre's yearly average
+    (reported as ``uncovered_energy_kwh``). Facility energy = IT x the run's overall PUE;
+    the first datacentre's transport factor applies (a series describes one grid).
+    """
+    series = state.config.series
+    if series is None:
+        return None
+    facility_kwh = slots["training"] + slots["querying"]
+    pue = facility_kwh / it_kwh if it_kwh > 0 else 1.0
+    tau = centres[0]["transport_factor"]
+    average = centres[0]["intensity_g_per_kwh"]
+    grams = uncovered_kwh = bucket_kwh = 0.0
+    for start_s, end_s, joules in buckets:
+        kwh = joules / 3.6e6 * pue
+        bucket_kwh += kwh
+        covered_g, share = series.carbon_of(state.started_wall_s + start_s, state.started_wall_s + end_s, kwh)
+        grams += covered_g / tau + kwh * (1 - share) * average / tau
+        uncovered_kwh += kwh * (1 - share)
+    return {
+        "series": series.source,
+        "operational_carbon_g": grams,
+        "energy_kwh": bucket_kwh,
+        "uncovered_energy_kwh": uncovered_kwh,
+        "yearly_average_operational_carbon_g": facility_kwh * average / tau,
+        "rule": "each row holds until the next row for at most one step (the median spacing); energy in time the "
+        "series does not cover uses the datacentre's average intensity",
+    }
 
 
 def _nodes(devices: list[dict[str, Any]]) -> dict[str, Any]:
