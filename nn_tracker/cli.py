@@ -81,10 +81,11 @@ def _add_report(commands: Any) -> None:
     parser = commands.add_parser(
         "report",
         help="re-render a saved report (also a checkpoint of a run that died)",
-        description="Render a saved JSON report as HTML, Markdown, a CodeCarbon CSV row, a model-card block or JSON.",
+        description="Render a saved JSON report as HTML, Markdown, a CodeCarbon CSV row, a model-card block, "
+        "an Impact Framework manifest or JSON.",
     )
     parser.add_argument("report", metavar="RUN.json", help="a report or checkpoint written by nn_tracker")
-    parser.add_argument("--format", choices=("html", "md", "csv", "model-card", "json"), default="md")
+    parser.add_argument("--format", choices=("html", "md", "csv", "model-card", "if-manifest", "json"), default="md")
     parser.add_argument(
         "-o", "--output", metavar="PATH", help="write here (atomically; CSV rows are appended) instead of printing"
     )
@@ -117,7 +118,7 @@ def _add_run(commands: Any) -> None:
         "--format",
         action="append",
         dest="formats",
-        choices=("json", "md", "html", "csv", "model-card"),
+        choices=("json", "md", "html", "csv", "model-card", "if-manifest"),
         help="report format, repeatable (json is always written)",
     )
     parser.add_argument("--attribution", choices=("machine", "process"), help="CPU/RAM estimates (default process)")
@@ -149,6 +150,18 @@ def _add_schedule(commands: Any) -> None:
     parser.set_defaults(handler=_run_schedule)
 
 
+def _add_if_run(commands: Any) -> None:
+    parser = commands.add_parser(
+        "if-run",
+        help="compute an Impact Framework manifest (NN-CI plugins and IF builtins)",
+        description="Run an IF 0.3 or 1.x manifest whose pipelines use the NN-CI plugins (NNET, NNEQ, NNEmb, NNC) "
+        "and the builtins Sum, Multiply, Coefficient; write it back with outputs on every node.",
+    )
+    parser.add_argument("manifest", metavar="MANIFEST.yml")
+    parser.add_argument("-o", "--output", metavar="OUT.yml", help="write here (atomically) instead of printing")
+    parser.set_defaults(handler=_run_if_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``nn-tracker`` (exposed for tests and docs)."""
     parser = _Parser(prog="nn-tracker", description="Energy and carbon footprint of neural-network jobs.")
@@ -159,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(commands)
     _add_run(commands)
     _add_schedule(commands)
+    _add_if_run(commands)
     return parser
 
 
@@ -354,6 +368,34 @@ def _run_schedule(args: argparse.Namespace) -> int:
         )
         saving = f"{units.carbon(option['saving_g'])} ({option['saving_pct']:.1f} %)"
         print(f"{label:<18} {runs:<52} {units.carbon(option['emissions_g']):>14} {saving:>16}")
+    return 0
+
+
+def _run_if_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from nn_tracker.errors import ValidationError
+    from nn_tracker.integrations.impact_framework import run_manifest
+    from nn_tracker.report.files import write_atomic
+
+    try:
+        manifest = yaml.safe_load(Path(args.manifest).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValidationError("manifest", args.manifest, f"must be a readable file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        reason = str(exc).splitlines()[0]
+        raise ValidationError("manifest", args.manifest, f"must be plain YAML ({reason})") from None
+    text = yaml.safe_dump(run_manifest(manifest), sort_keys=False, width=1000)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        print(f"wrote {write_atomic(args.output, text)}")
+    except OSError as exc:
+        print(f"nn-tracker: error: output {args.output!r} cannot be written ({exc.strerror or exc})", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

@@ -21,7 +21,7 @@ from nn_tracker.errors import ValidationError
 from nn_tracker.sensors.rapl import DEFAULT_ROOT
 
 log = logging.getLogger("nn_tracker")
-FORMATS = ("json", "md", "html", "csv", "model-card")
+FORMATS = ("json", "md", "html", "csv", "model-card", "if-manifest")
 ATTRIBUTIONS = ("machine", "process")
 _PHASE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 

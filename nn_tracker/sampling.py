@@ -238,7 +238,7 @@ class Sampler:
             totals.energy_by_phase_j[self.phase] = totals.energy_by_phase_j.get(self.phase, 0.0) + energy
             energies[totals.info.device_id] = energy
         if energies or powers:
-            self.timeline.add(self._timeline_from_s, now, energies, powers)
+            self.timeline.add(self._timeline_from_s, now, energies, powers, phase=self.phase)
             self._timeline_from_s = now
 
     def carry(self, totals: DeviceTotals, key: str) -> None:

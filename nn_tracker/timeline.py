@@ -19,6 +19,7 @@ class TimelinePoint:
     end_s: float
     energy_j: dict[str, float] = field(default_factory=dict)
     peak_power_w: dict[str, float] = field(default_factory=dict)
+    phase_energy_j: dict[str, float] = field(default_factory=dict)  # all devices, per root phase
 
     def absorb(self, other: TimelinePoint) -> None:
         """Extend this bucket with the next one."""
@@ -27,6 +28,8 @@ class TimelinePoint:
             self.energy_j[device] = self.energy_j.get(device, 0.0) + joules
         for device, watts in other.peak_power_w.items():
             self.peak_power_w[device] = max(self.peak_power_w.get(device, watts), watts)
+        for phase, joules in other.phase_energy_j.items():
+            self.phase_energy_j[phase] = self.phase_energy_j.get(phase, 0.0) + joules
 
     def mean_power_w(self, device: str) -> float | None:
         """Average power of ``device`` over the bucket, ``None`` if it has no energy here."""
@@ -46,9 +49,17 @@ class Timeline:
         self.bucket_s = 0.0
         self.points: list[TimelinePoint] = []
 
-    def add(self, start_s: float, end_s: float, energy_j: dict[str, float], power_w: dict[str, float]) -> None:
-        """Record one interval."""
-        point = TimelinePoint(start_s, end_s, dict(energy_j), dict(power_w))
+    def add(
+        self,
+        start_s: float,
+        end_s: float,
+        energy_j: dict[str, float],
+        power_w: dict[str, float],
+        phase: str | None = None,
+    ) -> None:
+        """Record one interval (``phase``: the phase it belongs to; its root phase gets the energy)."""
+        phase_energy = {phase.split("/", 1)[0]: sum(energy_j.values())} if phase and energy_j else {}
+        point = TimelinePoint(start_s, end_s, dict(energy_j), dict(power_w), phase_energy)
         last = self.points[-1] if self.points else None
         if last is not None and last.end_s - last.start_s < self.bucket_s:
             last.absorb(point)
@@ -82,6 +93,7 @@ class Timeline:
                     "mean_power_w": {d: p.mean_power_w(d) for d in devices if d in p.energy_j},
                     "peak_power_w": {d: p.peak_power_w[d] for d in devices if d in p.peak_power_w},
                     "energy_j": {d: p.energy_j[d] for d in devices if d in p.energy_j},
+                    "phase_energy_j": dict(p.phase_energy_j),
                 }
                 for p in self.points
             ],

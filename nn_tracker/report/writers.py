@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nn_tracker.report import codecarbon_csv, html, markdown, model_card
+from nn_tracker.report import codecarbon_csv, html, if_manifest, markdown, model_card
 from nn_tracker.report.files import write_atomic
 
-FORMATS = ("json", "md", "html", "csv", "model-card")
-SUFFIXES = {"json": ".json", "md": ".md", "html": ".html", "model-card": ".model-card.md"}
+FORMATS = ("json", "md", "html", "csv", "model-card", "if-manifest")
+SUFFIXES = {"json": ".json", "md": ".md", "html": ".html", "model-card": ".model-card.md", "if-manifest": ".if.yml"}
 CSV_NAME = "emissions.csv"
 
 
@@ -26,6 +26,8 @@ def render(data: dict[str, Any], fmt: str) -> str:
         return codecarbon_csv.render(data)
     if fmt == "model-card":
         return model_card.render(data)
+    if fmt == "if-manifest":
+        return if_manifest.render(data)
     raise ValueError(f"unknown format {fmt!r}")
 
 

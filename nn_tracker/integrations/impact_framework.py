@@ -1,0 +1,326 @@
+"""Impact Framework (IF) compatibility: the NN-CI plugins and IF builtins, and a manifest runner.
+
+The four NN-CI plugins (``NNET``, ``NNEQ``, ``NNEmb``, ``NNC``) and IF's ``Sum``,
+``Multiply`` and ``Coefficient`` are functions over IF input rows; the NN-CI ones
+call :mod:`nn_tracker.footprint`, so results equal the original to the last bit.
+:func:`run_manifest` computes a manifest in the IF 0.3 form the original used
+(``global-config``, a plain ``pipeline`` list) or the IF 1.x form (``config``,
+``pipeline: {compute: [...]}``), with ``defaults`` and ``pipeline`` inherited down
+``tree.children``, and returns it with ``outputs`` on every node that has inputs.
+Anything it cannot compute is an error naming the node and the field, never a
+silent success.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from typing import Any
+
+from nn_tracker import footprint
+from nn_tracker.errors import ValidationError
+
+Row = dict[str, Any]
+NNET_KEYS = (
+    "hardware/count/training",
+    "hardware/power/training",
+    "servers/count/training",
+    "servers/power/training",
+    "time/training",
+    "pue/training",
+)
+NNEQ_KEYS = ("servers/count/query", "servers/power/query", "time/query", "pue/query")
+NNEMB_KEYS = ("list/device-count", "list/device-production-energy", "list/carbon-intensity", "list/energy-transport")
+NNC_KEYS = ("location/datacenter-energy", "location/carbon-intensity", "location/energy-transport")
+TOP_LEVEL = {"name", "description", "tags", "initialize", "tree", "explainer", "explain", "execution"}
+
+
+class _Node:
+    """Where an error happened, for messages like ``tree.children.child-1 input 0: field``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def error(self, field: str, value: Any, rule: str) -> ValidationError:
+        return ValidationError(f"{self.path}: {field}", value, rule)
+
+
+def _number(node: _Node, index: int, row: Row, field: str) -> float:
+    if field not in row or row[field] is None:
+        raise node.error(f"input {index} field '{field}'", None, "must be present (give it in the input or defaults)")
+    value = row[field]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise node.error(f"input {index} field '{field}'", value, "must be a finite number")
+    return value
+
+
+def _mapping(node: _Node, plugin: str, config: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The ``input-parameters`` mapping of an NN-CI plugin, with exactly the original's keys."""
+    params = config.get("input-parameters")
+    if not isinstance(params, dict):
+        raise node.error(f"plugin {plugin} input-parameters", params, "must be a mapping of the plugin's keys")
+    unknown = sorted(set(params) - set(keys))
+    if unknown:
+        raise node.error(f"plugin {plugin} input-parameters.{unknown[0]}", params[unknown[0]], "is not a known key")
+    missing = [k for k in keys if k not in params]
+    if missing:
+        raise node.error(f"plugin {plugin} input-parameters.{missing[0]}", None, "is missing")
+    return params
+
+
+def _output(node: _Node, plugin: str, config: dict[str, Any]) -> str:
+    name = config.get("output-parameter")
+    if not isinstance(name, str) or not name:
+        raise node.error(f"plugin {plugin} output-parameter", name, "must be a field name")
+    return name
+
+
+def _lists(node: _Node, plugin: str, params: dict[str, Any], keys: tuple[str, ...]) -> list[list[str]]:
+    lists = [params[k] for k in keys]
+    for key, value in zip(keys, lists, strict=True):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise node.error(f"plugin {plugin} input-parameters.{key}", value, "must be a list of field names")
+    if len({len(v) for v in lists}) > 1:
+        sizes = ", ".join(f"{k}: {len(v)}" for k, v in zip(keys, lists, strict=True))
+        raise node.error(f"plugin {plugin} input-parameters", sizes, "must be lists of equal length")
+    return lists
+
+
+def nnet(node: _Node, config: dict[str, Any], rows: list[Row]) -> list[Row]:
+    """nn-et: training energy in kWh."""
+    params, out = _mapping(node, "NNET", config, NNET_KEYS), _output(node, "NNET", config)
+    result = []
+    for i, row in enumerate(rows):
+        n_acc, p_acc, n_srv, p_srv, hours, pue = (_number(node, i, row, params[k]) for k in NNET_KEYS)
+        value = footprint.training_energy_kwh(
+            accelerator_count=n_acc,
+            accelerator_power_w=p_acc,
+            server_count=n_srv,
+            server_power_w=p_srv,
+            hours=hours,
+            pue=pue,
+        )
+        result.append({**row, out: value})
+    return result
+
+
+def nneq(node: _Node, config: dict[str, Any], rows: list[Row]) -> list[Row]:
+    """nn-eq: querying energy in kWh."""
+    params, out = _mapping(node, "NNEQ", config, NNEQ_KEYS), _output(node, "NNEQ", config)
+    result = []
+    for i, row in enumerate(rows):
+        n_srv, p_srv, hours, pue = (_number(node, i, row, params[k]) for k in NNEQ_KEYS)
+        value = footprint.querying_energy_kwh(server_count=n_srv, server_power_w=p_srv, hours=hours, pue=pue)
+        result.append({**row, out: value})
+    return result
+
+
+def nnemb(node: _Node, config: dict[str, Any], rows: list[Row]) -> list[Row]:
+    """nn-emb: embodied carbon in gCO2e (unamortised, as the original)."""
+    params, out = _mapping(node, "NNEmb", config, NNEMB_KEYS), _output(node, "NNEmb", config)
+    counts, energies, intensities, taus = _lists(node, "NNEmb", params, NNEMB_KEYS)
+    result = []
+    for i, row in enumerate(rows):
+        value = footprint.embodied_carbon_g(
+            [_number(node, i, row, f) for f in counts],
+            [_number(node, i, row, f) for f in energies],
+            [_number(node, i, row, f) for f in intensities],
+            [_number(node, i, row, f) for f in taus],
+        )
+        result.append({**row, out: value})
+    return result
+
+
+def nnc(node: _Node, config: dict[str, Any], rows: list[Row]) -> list[Row]:
+    """nn-c: operational carbon in gCO2e over datacentres."""
+    params, out = _mapping(node, "NNC", config, NNC_KEYS), _output(node, "NNC", config)
+    energies, intensities, taus = _lists(node, "NNC", params, NNC_KEYS)
+    result = []
+    for i, row in enumerate(rows):
+        value = footprint.operational_carbon_g(
+            [_number(node, i, row, f) for f in energies],
+            [_number(node, i, row, f) for f in intensities],
+            [_number(node, i, row, f) for f in taus],
+        )
+        result.append({**row, out: value})
+    return result
+
+
+def _field_list(node: _Node, plugin: str, config: dict[str, Any]) -> list[str]:
+    fields = config.get("input-parameters")
+    if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
+        raise node.error(f"plugin {plugin} input-parameters", fields, "must be a non-empty list of field names")
+    return fields
+
+
+def _check_keys(node: _Node, plugin: str, config: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise node.error(f"plugin {plugin} config.{unknown[0]}", config[unknown[0]], "is not a known key")
+
+
+def builtin_sum(node: _Node, config: dict[str, Any], rows: list[Row]) -> list[Row]:
+    """IF ``Sum``: the sum of the input parameters, in their order."""
+    _check_keys(node, "Sum", config, {"input-parameters", "output-parameter"})
+    fields, out = _field_list(node, "Sum", config), _output(node, "Sum", config)
+    result = []
+    for i, row in enumerate(rows):
+        total = 0.0
+        for field in fields:
+            total += _number(node, i, row, field)
+        result.append({**row, out: total})
+    return result
+
+
+def builtin_multiply(node: _Node, config: dict[str, Any], rows: list[Row]) -> list[Row]:
+    """IF ``Multiply``: the product of the input parameters."""
+    _check_keys(node, "Multiply", config, {"input-parameters", "output-parameter"})
+    fields, out = _field_list(node, "Multiply", config), _output(node, "Multiply", config)
+    result = []
+    for i, row in enumerate(rows):
+        product = 1.0
+        for field in fields:
+            product *= _number(node, i, row, field)
+        result.append({**row, out: product})
+    return result
+
+
+def builtin_coefficient(node: _Node, config: dict[str, Any], rows: list[Row]) -> list[Row]:
+    """IF ``Coefficient``: one input parameter times a constant."""
+    _check_keys(node, "Coefficient", config, {"input-parameter", "coefficient", "output-parameter"})
+    field, out = config.get("input-parameter"), _output(node, "Coefficient", config)
+    coefficient = config.get("coefficient")
+    if not isinstance(field, str):
+        raise node.error("plugin Coefficient input-parameter", field, "must be a field name")
+    if isinstance(coefficient, bool) or not isinstance(coefficient, (int, float)) or not math.isfinite(coefficient):
+        raise node.error("plugin Coefficient coefficient", coefficient, "must be a finite number")
+    return [{**row, out: _number(node, i, row, field) * coefficient} for i, row in enumerate(rows)]
+
+
+Plugin = Callable[[_Node, dict[str, Any], list[Row]], list[Row]]
+NNCI_METHODS: dict[str, Plugin] = {"NNET": nnet, "NNEQ": nneq, "NNEmb": nnemb, "NNC": nnc}
+BUILTINS: dict[str, Plugin] = {"Sum": builtin_sum, "Multiply": builtin_multiply, "Coefficient": builtin_coefficient}
+
+
+def _resolve_plugin(name: str, spec: Any) -> tuple[Plugin, dict[str, Any]]:
+    where = _Node(f"initialize.plugins.{name}")
+    if not isinstance(spec, dict):
+        raise where.error("definition", spec, "must be a mapping with path and method")
+    path, method = spec.get("path"), spec.get("method")
+    if "global-config" in spec and "config" in spec:
+        raise where.error("global-config", "and config", "must not both be given (IF 0.3 vs 1.x)")
+    config = spec.get("global-config", spec.get("config")) or {}
+    if not isinstance(config, dict):
+        raise where.error("config", config, "must be a mapping")
+    unknown = sorted(set(spec) - {"path", "method", "global-config", "config", "parameter-metadata", "mapping"})
+    if unknown:
+        raise where.error(unknown[0], spec[unknown[0]], "is not a known plugin key")
+    if isinstance(path, str) and "nnci" in path.replace("-", "").lower() and method in NNCI_METHODS:
+        return NNCI_METHODS[method], config
+    if (
+        path in ("builtin", "@grnsft/if-plugins", "@grnsft/if-core", "@grnsft/if-unofficial-plugins")
+        and method in BUILTINS
+    ):
+        return BUILTINS[method], config
+    raise where.error(
+        "method",
+        f"{path}:{method}",
+        "is not a plugin nn-tracker can run (NN-CI NNET, NNEQ, NNEmb, NNC; builtin Sum, Multiply, Coefficient)",
+    )
+
+
+def _pipeline_names(node: _Node, pipeline: Any) -> list[str]:
+    if isinstance(pipeline, list):  # IF 0.3
+        names = pipeline
+    elif isinstance(pipeline, dict):  # IF 1.x
+        unknown = sorted(set(pipeline) - {"observe", "regroup", "compute"})
+        if unknown:
+            raise node.error(f"pipeline.{unknown[0]}", pipeline[unknown[0]], "is not a pipeline stage")
+        if pipeline.get("observe") or pipeline.get("regroup"):
+            raise node.error("pipeline", "observe/regroup", "is not supported by nn-tracker's runner (compute only)")
+        names = pipeline.get("compute") or []
+    else:
+        raise node.error("pipeline", pipeline, "must be a list (IF 0.3) or a mapping with compute (IF 1.x)")
+    if not all(isinstance(n, str) for n in names):
+        raise node.error("pipeline", names, "must list plugin names")
+    return names
+
+
+def run_manifest(manifest: Any) -> dict[str, Any]:
+    """Compute a manifest; return a copy with ``outputs`` on every node that has ``inputs``.
+
+    Raises:
+        ValidationError: anything that cannot be computed, naming the node and the field.
+    """
+    if not isinstance(manifest, dict):
+        raise ValidationError("manifest", type(manifest).__name__, "must be a YAML mapping")
+    unknown = sorted(set(manifest) - TOP_LEVEL)
+    if unknown:
+        raise ValidationError(
+            f"manifest.{unknown[0]}", "...", "is not supported (known: " + ", ".join(sorted(TOP_LEVEL)) + ")"
+        )
+    plugins_spec = (
+        (manifest.get("initialize") or {}).get("plugins") if isinstance(manifest.get("initialize"), dict) else None
+    )
+    if not isinstance(plugins_spec, dict) or not plugins_spec:
+        raise ValidationError("manifest.initialize.plugins", plugins_spec, "must define at least one plugin")
+    plugins = {name: _resolve_plugin(name, spec) for name, spec in plugins_spec.items()}
+    tree = manifest.get("tree")
+    if not isinstance(tree, dict):
+        raise ValidationError("manifest.tree", tree, "must be a mapping")
+    result = copy.deepcopy(manifest)
+    computed = _compute(result["tree"], _Node("tree"), plugins, None, {})
+    if computed == 0:
+        raise ValidationError("manifest.tree", "no inputs", "must have at least one node with inputs to compute")
+    return result
+
+
+def _compute(
+    node_dict: dict[str, Any],
+    node: _Node,
+    plugins: dict[str, tuple[Plugin, dict[str, Any]]],
+    pipeline: Any,
+    defaults: dict[str, Any],
+) -> int:
+    """Compute a node and its children in place; return how many nodes were computed."""
+    if not isinstance(node_dict, dict):
+        raise node.error("node", node_dict, "must be a mapping")
+    pipeline = node_dict.get("pipeline", pipeline)
+    own_defaults = node_dict.get("defaults") or {}
+    if not isinstance(own_defaults, dict):
+        raise node.error("defaults", own_defaults, "must be a mapping")
+    defaults = {**defaults, **own_defaults}
+    count = 0
+    children = node_dict.get("children")
+    if children is not None:
+        if not isinstance(children, dict):
+            raise node.error("children", children, "must be a mapping of named nodes")
+        for name, child in children.items():
+            count += _compute(child, _Node(f"{node.path}.children.{name}"), plugins, pipeline, defaults)
+    inputs = node_dict.get("inputs")
+    if inputs is None:
+        if children is None:
+            raise node.error("inputs", None, "must be given on a node without children")
+        return count
+    if not isinstance(inputs, list) or not all(isinstance(r, dict) for r in inputs):
+        raise node.error("inputs", inputs, "must be a list of mappings")
+    names = _pipeline_names(node, pipeline)
+    if not names:
+        raise node.error("pipeline", pipeline, "must name at least one plugin for a node with inputs")
+    overrides = node_dict.get("config") or {}
+    rows = [
+        {
+            **{k: v for k, v in defaults.items() if r.get(k) is None},
+            **{k: v for k, v in r.items() if v is not None or k not in defaults},
+        }
+        for r in inputs
+    ]
+    for name in names:
+        if name not in plugins:
+            raise node.error("pipeline", name, "must name a plugin defined in initialize.plugins")
+        plugin, config = plugins[name]
+        node_config = overrides.get(name) if isinstance(overrides, dict) else None
+        rows = plugin(node, {**config, **(node_config or {})}, rows)
+    node_dict["outputs"] = rows
+    return count + 1

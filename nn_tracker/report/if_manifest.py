@@ -1,0 +1,109 @@
+"""A tracked run as an Impact Framework 1.x manifest, computable by the official ``if-run``.
+
+One child per root phase with one observation per timeline bucket (quoted ISO-8601
+``timestamp``, ``duration`` in seconds, ``energy`` = the phase's facility energy in
+that bucket, kWh); the nn-c step is IF's builtin ``Coefficient`` (intensity /
+transport factor of the phase's datacentre), and a ``Sum`` adds ``carbon-embodied``
+(0 on operational observations; the amortised embodied carbon on the ``embodied``
+child). The sum of ``carbon`` over all outputs equals the report's total carbon.
+Energy carried over from earlier sessions (a resumed run) is not in the timeline;
+it becomes one observation per phase at the run's start, so nothing is dropped.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import yaml
+
+
+def _datacentre_index(phase: str, centres: list[dict[str, Any]]) -> int:
+    for i, centre in enumerate(centres):
+        if phase in centre["phases"]:
+            return i
+    for i, centre in enumerate(centres):
+        if centre["phases"] == ["(all others)"]:
+            return i
+    return 0
+
+
+def _stamp(start: datetime, offset_s: float) -> str:
+    return (start + timedelta(seconds=offset_s)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def build(data: dict[str, Any]) -> dict[str, Any]:
+    """The manifest as a dict."""
+    centres = data["datacentres"]
+    start = datetime.fromisoformat(data["started_at"])
+    plugins: dict[str, Any] = {}
+    for i, centre in enumerate(centres):
+        plugins[f"operational-carbon-{i}"] = {
+            "path": "builtin",
+            "method": "Coefficient",
+            "config": {
+                "input-parameter": "energy",
+                "coefficient": centre["intensity_g_per_kwh"] / centre["transport_factor"],
+                "output-parameter": "carbon-operational",
+            },
+        }
+    plugins["total-carbon"] = {
+        "path": "builtin",
+        "method": "Sum",
+        "config": {"input-parameters": ["carbon-operational", "carbon-embodied"], "output-parameter": "carbon"},
+    }
+    roots = [name for name in data["phases"] if "/" not in name]
+    children: dict[str, Any] = {}
+    points = (data.get("timeline") or {}).get("points") or []
+    for phase in roots:
+        index = _datacentre_index(phase, centres)
+        pue = centres[index]["pue"]
+        inputs = []
+        timeline_j = 0.0
+        for point in points:
+            joules = point.get("phase_energy_j", {}).get(phase, 0.0)
+            if joules > 0:
+                timeline_j += joules
+                inputs.append(
+                    {
+                        "timestamp": _stamp(start, point["start_s"]),
+                        "duration": round(point["end_s"] - point["start_s"], 6),
+                        "energy": joules / 3.6e6 * pue,
+                    }
+                )
+        carried_kwh = data["phases"][phase]["inclusive_energy_kwh"] - timeline_j / 3.6e6
+        if carried_kwh > 1e-12:
+            inputs.insert(0, {"timestamp": _stamp(start, 0), "duration": 0, "energy": carried_kwh * pue})
+        if inputs:
+            children[phase] = {
+                "pipeline": {"compute": [f"operational-carbon-{index}", "total-carbon"]},
+                "defaults": {"carbon-embodied": 0},
+                "inputs": inputs,
+            }
+    embodied = data["footprint"]["embodied_carbon_amortised_g"]
+    if embodied:
+        children["embodied"] = {
+            "pipeline": {"compute": ["total-carbon"]},
+            "inputs": [
+                {
+                    "timestamp": _stamp(start, 0),
+                    "duration": round(data["duration_s"], 6),
+                    "carbon-operational": 0,
+                    "carbon-embodied": embodied,
+                }
+            ],
+        }
+    return {
+        "name": f"nn_tracker {data['project_name']} {data['run_id']}",
+        "description": "Energy measured by nn_tracker; carbon = facility energy x intensity / transport factor "
+        "(builtin Coefficient) + amortised embodied carbon (Sum). The sum of 'carbon' over all "
+        f"outputs is the report's total carbon ({data['footprint']['total_carbon_g']!r} g).",
+        "tags": {"kind": "nn_tracker export", "status": data["status"]},
+        "initialize": {"plugins": plugins},
+        "tree": {"children": children},
+    }
+
+
+def render(data: dict[str, Any]) -> str:
+    """The manifest as YAML (timestamps quoted, as IF expects strings)."""
+    return yaml.safe_dump(build(data), sort_keys=False, default_flow_style=False, width=1000)
