@@ -1,7 +1,6 @@
 """Impact Framework: the NN-CI plugins, the seed manifest, IF 0.3 and 1.x forms, export, the real if-run."""
 
 import copy
-import json
 import os
 import shutil
 import subprocess
