@@ -10,11 +10,10 @@ group everything degrades to a single-process :class:`~nn_tracker.Tracker`.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from typing import Any
 
-from nn_tracker.report.model import Report
+from nn_tracker.report.model import Report, hostname
 from nn_tracker.tracker import Tracker, _status_for
 
 
@@ -87,7 +86,7 @@ def plan_role(gpus: bool = True, visible: str | None = None) -> Role:
     """Agree with the other processes on what this one measures (a collective call)."""
     dist = _dist()
     rank = dist.get_rank() if dist else 0
-    entry = {"node": socket.gethostname(), "rank": rank, "gpu_uuids": visible_gpu_uuids(visible) if gpus else []}
+    entry = {"node": hostname(), "rank": rank, "gpu_uuids": visible_gpu_uuids(visible) if gpus else []}
     roles = assign_roles(gather(entry))
     return next(role for role in roles if role.rank == rank)
 

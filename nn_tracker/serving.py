@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nn_tracker import validation as check
+from nn_tracker.report.files import FILE_MODE
 from nn_tracker.report.model import Report
 from nn_tracker.tracker import Tracker, _status_for
 
@@ -109,7 +110,7 @@ class ServingTracker:
     def _append(self, record: dict[str, Any]) -> None:
         path = self.periods_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         try:
             os.write(fd, (json.dumps(record) + "\n").encode())
         finally:

@@ -25,7 +25,7 @@ from nn_tracker.clock import Clock, SystemClock
 from nn_tracker.config import TrackerConfig, check_phase_name
 from nn_tracker.errors import NNTrackerError, ValidationError
 from nn_tracker.report import writers
-from nn_tracker.report.model import Report, RunState, build_report
+from nn_tracker.report.model import Report, RunState, build_report, hostname
 from nn_tracker.sampling import DeviceTotals, Sampler
 from nn_tracker.sensors import SensorOptions, SensorSet, discover_sensors
 
@@ -294,11 +294,9 @@ class Tracker:
                 phase_time_s = dict(self._sampler.phase_time_s)
             with self._units_lock:
                 units = {phase: dict(kinds) for phase, kinds in self._units.items()}
-            import socket
-
             return {
                 "nn_tracker_state": STATE_VERSION,
-                "node": socket.gethostname(),
+                "node": hostname(),
                 "duration_s": self._clock.monotonic() - self._started_s + self._carried_duration_s,
                 "phase_time_s": phase_time_s,
                 "units": units,
@@ -328,9 +326,7 @@ class Tracker:
                 self._apply_carry(state, parallel)
 
     def _apply_carry(self, state: dict[str, Any], parallel: bool) -> None:
-        import socket
-
-        own_node = socket.gethostname()
+        own_node = hostname()
         for device_state in state["devices"]:
             totals = DeviceTotals.from_state(device_state)
             key = totals.info.device_id

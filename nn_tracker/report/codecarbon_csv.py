@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nn_tracker.report.files import FILE_MODE
+
 COLUMNS = (
     "timestamp",
     "project_name",
@@ -132,7 +134,7 @@ def append(path: str | Path, data: dict[str, Any]) -> Path:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         empty = os.fstat(fd).st_size == 0

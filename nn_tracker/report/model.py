@@ -9,6 +9,7 @@ over the run. Every figure carries how it was obtained.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -80,16 +81,13 @@ def _software() -> dict[str, str | None]:
     }
 
 
-def _hostname() -> str:
-    import socket
-
-    return socket.gethostname()
+def hostname() -> str:
+    """The name of this machine (``uname``: no socket, no network)."""
+    return os.uname().nodename
 
 
 def _machine(cpu_model: str | None) -> dict[str, Any]:
     import getpass
-    import platform
-    import socket
 
     from nn_tracker import __version__
 
@@ -98,9 +96,9 @@ def _machine(cpu_model: str | None) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - no user name in some containers
         user = None
     return {
-        "hostname": socket.gethostname(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
+        "hostname": hostname(),
+        "os": "{0.sysname} {0.release} {0.machine}".format(os.uname()),  # platform.platform() may run a subprocess
+        "python": sys.version.split()[0],
         "nn_tracker": __version__,
         "cpu_model": cpu_model,
         "logical_cpus": os.cpu_count(),
@@ -238,7 +236,7 @@ def _devices(sampler: Sampler) -> list[dict[str, Any]]:
                 "first_error": totals.first_error or None,
                 "dropped_intervals": totals.dropped_intervals,
                 "lost_at_s": None if totals.lost_at_s is None else totals.lost_at_s - (sampler.started_s or 0.0),
-                "node": totals.node or _hostname(),
+                "node": totals.node or hostname(),
                 "notes": list(info.notes),
             }
         )

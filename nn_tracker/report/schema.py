@@ -8,13 +8,12 @@ an nn_tracker report, is a :class:`~nn_tracker.errors.ValidationError`.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from nn_tracker.errors import ValidationError
-from nn_tracker.report.model import SCHEMA_VERSION
+from nn_tracker.report.model import SCHEMA_VERSION, hostname
 
 REQUIRED = (
     "schema_version",
@@ -41,7 +40,7 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     from nn_tracker.catalogue import bundled
     from nn_tracker.equivalents import equivalents, what_if
 
-    host = data.get("machine", {}).get("hostname") or socket.gethostname()
+    host = data.get("machine", {}).get("hostname") or hostname()
     for device in data["devices"]:
         device.setdefault("node", host)
     if "nodes" not in data:
