@@ -208,6 +208,8 @@ def _resolve_plugin(name: str, spec: Any) -> tuple[Plugin, dict[str, Any]]:
     if not isinstance(spec, dict):
         raise where.error("definition", spec, "must be a mapping with path and method")
     path, method = spec.get("path"), spec.get("method")
+    if not isinstance(path, str) or not isinstance(method, str):
+        raise where.error("path and method", f"{path!r}, {method!r}", "must be strings")
     if "global-config" in spec and "config" in spec:
         raise where.error("global-config", "and config", "must not both be given (IF 0.3 vs 1.x)")
     config = spec.get("global-config", spec.get("config")) or {}
@@ -253,6 +255,13 @@ def run_manifest(manifest: Any) -> dict[str, Any]:
     Raises:
         ValidationError: anything that cannot be computed, naming the node and the field.
     """
+    try:
+        return _run_manifest(manifest)
+    except (TypeError, AttributeError, KeyError) as exc:  # a value of the wrong shape that no check above named
+        raise ValidationError("manifest", type(exc).__name__, f"must follow the IF manifest format ({exc})") from None
+
+
+def _run_manifest(manifest: Any) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise ValidationError("manifest", type(manifest).__name__, "must be a YAML mapping")
     unknown = sorted(set(manifest) - TOP_LEVEL)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nn_tracker.errors import ValidationError
 from nn_tracker.report import codecarbon_csv, html, if_manifest, markdown, model_card
 from nn_tracker.report.files import write_atomic
 
@@ -15,7 +16,20 @@ CSV_NAME = "emissions.csv"
 
 
 def render(data: dict[str, Any], fmt: str) -> str:
-    """The report as text in ``fmt`` (CSV: header and one row)."""
+    """The report as text in ``fmt`` (CSV: header and one row).
+
+    Raises:
+        ValidationError: the report lacks a field the format needs, or has one of the wrong type.
+    """
+    try:
+        return _render(data, fmt)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValidationError(
+            "report", type(exc).__name__, f"must be a complete report to render {fmt} ({exc})"
+        ) from None
+
+
+def _render(data: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(data, indent=2, allow_nan=False) + "\n"
     if fmt == "md":
@@ -38,6 +52,7 @@ def default_path(output_dir: str | Path, stem: str, fmt: str) -> Path:
 
 def write(data: dict[str, Any], fmt: str, path: str | Path) -> Path:
     """Write atomically (CSV: append one row under a lock)."""
+    text = render(data, fmt)  # first, so a bad report leaves no file behind
     if fmt == "csv":
         return codecarbon_csv.append(path, data)
-    return write_atomic(path, render(data, fmt))
+    return write_atomic(path, text)

@@ -1,0 +1,216 @@
+"""Property-based fuzzing of every entry point that takes user data: one clear error, never a crash."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nn_tracker import NNTrackerError, TrackerConfig
+from nn_tracker.catalogue import bundled
+from nn_tracker.cli import main
+from nn_tracker.integrations.impact_framework import run_manifest
+from nn_tracker.intensity_series import IntensitySeries
+from nn_tracker.report import writers
+from nn_tracker.report.schema import upgrade
+
+SEED = Path(__file__).resolve().parents[2] / "shared" / "impact-framework" / "nn-ci-manifest.yml"
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+anything = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+FIELDS = [
+    "project_name",
+    "output_dir",
+    "formats",
+    "interval_s",
+    "checkpoint_interval_s",
+    "location",
+    "intensity_g_per_kwh",
+    "pue",
+    "transport_factor",
+    "datacentres",
+    "embodied",
+    "attribution",
+    "cpu_tdp_w",
+    "default_phase",
+    "timeline_points",
+    "what_if_locations",
+    "training_type",
+    "run_id",
+    "visible_devices",
+]
+
+
+def one_line(error: BaseException) -> None:
+    assert isinstance(error, NNTrackerError), repr(error)
+    assert str(error) and "\n" not in str(error)
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(FIELDS), anything, min_size=1, max_size=3))
+def test_configuration_values(options):
+    try:
+        TrackerConfig(write_report=False, **options)
+    except Exception as error:  # noqa: BLE001 - the property: only our one-line errors
+        one_line(error)
+
+
+@FUZZ
+@given(st.text(max_size=30))
+def test_location_and_hardware_names(name):
+    for lookup in (bundled().location, bundled().hardware_spec):
+        try:
+            lookup(name)
+        except Exception as error:  # noqa: BLE001
+            one_line(error)
+
+
+CLI_TOKENS = st.sampled_from(
+    [
+        "--hours",
+        "--days",
+        "--count",
+        "--pue",
+        "--location",
+        "--intensity",
+        "--power-w",
+        "--hardware",
+        "--format",
+        "--units",
+        "--transport-factor",
+        "--lifetime-years",
+        "--utilisation",
+        "--phase",
+        "1",
+        "-1",
+        "0",
+        "nan",
+        "inf",
+        "FR",
+        "A100 SXM",
+        "json",
+        "x",
+    ]
+)
+
+
+@FUZZ
+@given(tokens=st.lists(CLI_TOKENS | st.text(max_size=6), max_size=8))
+def test_cli_arguments(tokens, capsys):
+    try:
+        code = main(["estimate", *tokens])
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    assert code in (0, 2)
+    if code == 2:
+        assert len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err
+
+
+@FUZZ
+@given(
+    rows=st.lists(
+        st.lists(st.text(alphabet="0123456789-:TZ.,+e abc", max_size=25), min_size=1, max_size=3), max_size=6
+    ),
+    header=st.sampled_from(["timestamp,carbon_intensity", "Datetime (UTC),value", "when,what", ""]),
+)
+def test_intensity_csvs(rows, header, tmp_path_factory):
+    path = tmp_path_factory.mktemp("csv") / "series.csv"
+    path.write_text("\n".join([header, *(",".join(r) for r in rows)]))
+    try:
+        series = IntensitySeries.from_csv(path)
+    except Exception as error:  # noqa: BLE001
+        one_line(error)
+    else:
+        assert len(series.times_s) >= 2 and all(v >= 0 for v in series.values_g_per_kwh)
+
+
+@FUZZ
+@given(anything)
+def test_arbitrary_manifests(document):
+    try:
+        run_manifest(document)
+    except Exception as error:  # noqa: BLE001
+        one_line(error)
+
+
+def paths(value, prefix=()):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield (*prefix, key)
+            yield from paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield (*prefix, index)
+            yield from paths(item, (*prefix, index))
+
+
+def mutated(document, data):
+    document = copy.deepcopy(document)
+    spots = list(paths(document))
+    for _ in range(data.draw(st.integers(1, 3))):
+        spot = data.draw(st.sampled_from(spots))
+        parent = document
+        try:
+            for key in spot[:-1]:
+                parent = parent[key]
+            if data.draw(st.booleans()) and isinstance(parent, dict):
+                parent.pop(spot[-1], None)
+            else:
+                parent[spot[-1]] = data.draw(anything)
+        except (KeyError, IndexError, TypeError):
+            continue
+    return document
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_seed_manifest(data):
+    if not SEED.exists():
+        pytest.skip("shared/ is not beside the checkout")
+    try:
+        run_manifest(mutated(yaml.safe_load(SEED.read_text()), data))
+    except Exception as error:  # noqa: BLE001
+        one_line(error)
+
+
+@pytest.fixture(scope="module")
+def saved_report(tmp_path_factory):
+    from report_fixture import deterministic_report
+
+    tracker = deterministic_report(tmp_path_factory.mktemp("report"))
+    return json.loads(json.dumps(tracker.report().to_dict()))
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_saved_reports_render_or_fail_clearly(saved_report, data, tmp_path_factory):
+    document = mutated(saved_report, data)
+    path = tmp_path_factory.mktemp("r") / "run.json"
+    path.write_text(json.dumps(document, default=str))
+    out = path.with_name("out.txt")
+    for fmt in writers.FORMATS:
+        try:
+            code = main(["report", str(path), "--format", fmt, "-o", str(out)])
+        except SystemExit as exit_:
+            code = exit_.code
+        assert code in (0, 2)
+        if code == 2 and fmt != "csv":
+            assert not out.exists()  # nothing half-written
+        out.unlink(missing_ok=True)
+
+
+@FUZZ
+@given(anything)
+def test_arbitrary_json_as_a_report(document):
+    try:
+        upgrade(document)
+    except Exception as error:  # noqa: BLE001
+        one_line(error)
