@@ -130,6 +130,7 @@ def main() -> None:
                 check=True,
             ).stdout
             runs[mode].append(json.loads(output.strip().splitlines()[-1]))
+    (Path(args.out) / "runs.json").write_text(json.dumps(runs, indent=1))  # raw results, kept
     summary = {}
     for mode, results in runs.items():
         ratios = [r["workload_s"] / n["workload_s"] for r, n in zip(results, runs["none"], strict=True)]
@@ -141,7 +142,15 @@ def main() -> None:
             "rounds": len(results),
             **{
                 key: statistics.median(r[key] for r in results)
-                for key in ("import_s", "start_s", "stop_s", "workload_s", "added_rss_mb", "other_threads_cpu_s")
+                for key in (
+                    "import_s",
+                    "start_s",
+                    "stop_s",
+                    "workload_s",
+                    "added_rss_mb",
+                    "tracker_thread_cpu_s",
+                    "tracker_thread_cpu_pct",
+                )
             },
             "workload_slowdown_median": statistics.median(ratios),
             "workload_slowdown_min_max": [min(ratios), max(ratios)],

@@ -161,6 +161,7 @@ class TrackerConfig:
     series: Any = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
+        self._check_types()
         if not isinstance(self.project_name, str) or not re.match(r"^[A-Za-z0-9_.-]{1,100}$", self.project_name):
             raise ValidationError("project_name", self.project_name, "must be 1-100 letters, digits, '_', '.' or '-'")
         if self.run_id is not None and (
@@ -209,6 +210,25 @@ class TrackerConfig:
     def catalogue(self) -> Catalogue:
         """The bundled catalogue plus the user's file, if any."""
         return bundled().with_overrides(self.catalogue_file) if self.catalogue_file else bundled()
+
+    def _check_types(self) -> None:
+        """Options whose only rule is their type."""
+        for name in ("write_report", "gpus", "handle_sigterm", "node_sensors"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValidationError(name, getattr(self, name), "must be true or false")
+        for name in ("rapl_root", "proc_root", "cgroup_root"):
+            if not isinstance(getattr(self, name), str):
+                raise ValidationError(name, getattr(self, name), "must be a path")
+        for name in ("visible_devices", "location"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ValidationError(name, getattr(self, name), "must be a string")
+        for name in ("catalogue_file", "intensity_series"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), (str, Path)):
+                raise ValidationError(name, getattr(self, name), "must be a path")
+        if not isinstance(self.datacentres, (tuple, list)) or not all(
+            isinstance(c, Datacentre) for c in self.datacentres
+        ):
+            raise ValidationError("datacentres", self.datacentres, "must be a list of Datacentre")
 
     def _resolve_datacentres(self) -> tuple[ResolvedDatacentre, ...]:
         shorthand = (
@@ -273,6 +293,10 @@ def resolve_datacentre(centre: Datacentre, catalogue: Catalogue, where: str = ""
         where: Prefix of field names in errors (e.g. ``datacentres[1]``).
     """
     prefix = f"{where}." if where else ""
+    if not isinstance(centre.phases, (tuple, list)):
+        raise ValidationError(f"{prefix}phases", centre.phases, "must be a list of phase names")
+    if not isinstance(centre.name, str):
+        raise ValidationError(f"{prefix}name", centre.name, "must be a string")
     tau = check.fraction(f"{prefix}transport_factor", centre.transport_factor)
     entry = None
     default_location = False

@@ -10,8 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from nn_tracker.report import units
-from nn_tracker.report.markdown import headline_rows
+from nn_tracker.report import tables, units
 
 PALETTE = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 STYLE = """
@@ -103,7 +102,7 @@ def render(data: dict[str, Any]) -> str:
     """The HTML page of a (current-schema) report."""
     footprint = data["footprint"]
     labels = {d["device_id"]: f"{d['name']} [{d['device_id']}], {d['method']}" for d in data["devices"]}
-    cards = "".join(f'<div class="card">{_e(label)}<b>{_e(value)}</b></div>' for label, value in headline_rows(data))
+    cards = "".join(f'<div class="card">{_e(label)}<b>{_e(value)}</b></div>' for label, value in tables.headline(data))
     operational = footprint["operational_carbon_g"]
     embodied = footprint["embodied_carbon_amortised_g"] or 0.0
     total = (operational + embodied) or 1.0
@@ -128,19 +127,7 @@ def render(data: dict[str, Any]) -> str:
         "<h2>Carbon: operational and embodied</h2>",
         split,
         "<h2>Energy by phase</h2>",
-        _table(
-            ["phase", "energy (own)", "energy (with nested)", "duration", "units"],
-            [
-                [
-                    n,
-                    units.energy(p["energy_kwh"]),
-                    units.energy(p["inclusive_energy_kwh"]),
-                    units.duration(p["duration_s"]),
-                    ", ".join(f"{units.number(c)} {k}" for k, c in p["units"].items()),
-                ]
-                for n, p in data["phases"].items()
-            ],
-        ),
+        _table(*tables.phases(data)),
         "<h2>Energy by device</h2>",
         _table(
             ["device", "node", "how it was obtained", "energy", "mean power", "peak power", "gaps"],
@@ -158,19 +145,7 @@ def render(data: dict[str, Any]) -> str:
             ],
         ),
         "<h2>Per functional unit</h2>",
-        _table(
-            ["unit", "count", "phases", "facility energy per unit", "carbon per unit"],
-            [
-                [
-                    k,
-                    units.number(u["count"]),
-                    ", ".join(u["basis_phases"]),
-                    units.energy(u["facility_energy_kwh_per_unit"]),
-                    units.carbon(u["carbon_g_per_unit"]),
-                ]
-                for k, u in data["units"].items()
-            ],
-        ),
+        _table(*tables.per_unit(data)),
         "<h2>Inputs and their sources</h2>",
         _table(
             ["datacentre", "grid intensity", "source", "PUE", "transport factor", "carbon"],
@@ -186,43 +161,11 @@ def render(data: dict[str, Any]) -> str:
                 for c in data["datacentres"]
             ],
         ),
-        _table(
-            ["hardware", "count", "embodied per unit", "method and source", "life", "amortised"],
-            [
-                [
-                    e["name"],
-                    units.number(e["count"]),
-                    f"{e['embodied_kg_per_unit']:g} kgCO2e",
-                    f"{e['method']} ({e['source']})",
-                    f"{e['lifetime_years']:g} years at {e['utilisation']:.0%}",
-                    units.carbon(e["amortised_g"]),
-                ]
-                for e in footprint["embodied"]
-            ],
-        )
-        if footprint["embodied"]
-        else "",
+        _table(*tables.embodied(data)) if footprint["embodied"] else "",
         "<h2>In everyday terms</h2>",
-        _table(
-            ["equivalent", "amount", "factor", "source"],
-            [
-                [e["label"], units.number(e["value"]), f"{e['factor']:g} {e['unit']}", e["source"]]
-                for e in data["equivalents"]
-            ],
-        ),
+        "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in tables.equivalents(data)) + "</ul>",
         "<h2>The same energy elsewhere</h2>",
-        _table(
-            ["place", "why", "grid intensity", "total carbon"],
-            [
-                [
-                    f"{p['name']} ({p['code']})",
-                    p["why"],
-                    f"{p['intensity_g_per_kwh']:g} gCO2e/kWh",
-                    units.carbon(p["total_carbon_g"]),
-                ]
-                for p in data["what_if"]["places"]
-            ],
-        ),
+        _table(*tables.what_if(data)),
         "<h2>Notes and caveats</h2>",
         '<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in data["notes"]) + "</ul>",
     ]
