@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nn_tracker.report.model import Report, hostname
-from nn_tracker.tracker import Tracker, _status_for
+from nn_tracker.tracker import Tracker, status_for_exception
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def assign_roles(entries: list[dict[str, Any]]) -> list[Role]:
     return roles
 
 
-def _dist() -> Any | None:
+def torch_distributed() -> Any | None:
     """``torch.distributed`` when a process group is initialised, else ``None`` (torch is optional)."""
     try:
         import torch.distributed as dist
@@ -63,7 +63,7 @@ def _dist() -> Any | None:
 
 def gather(obj: Any) -> list[Any]:
     """Every process's ``obj`` (in rank order); ``[obj]`` without a process group."""
-    dist = _dist()
+    dist = torch_distributed()
     if dist is None or dist.get_world_size() == 1:
         return [obj]
     out: list[Any] = [None] * dist.get_world_size()
@@ -84,7 +84,7 @@ def visible_gpu_uuids(visible: str | None = None) -> list[str]:
 
 def plan_role(gpus: bool = True, visible: str | None = None) -> Role:
     """Agree with the other processes on what this one measures (a collective call)."""
-    dist = _dist()
+    dist = torch_distributed()
     rank = dist.get_rank() if dist else 0
     entry = {"node": hostname(), "rank": rank, "gpu_uuids": visible_gpu_uuids(visible) if gpus else []}
     roles = assign_roles(gather(entry))
@@ -157,7 +157,7 @@ class DistributedTracker:
         return self.start()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.stop(_status_for(exc), exc)
+        self.stop(status_for_exception(exc), exc)
 
 
 def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:

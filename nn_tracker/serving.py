@@ -19,7 +19,7 @@ from typing import Any
 from nn_tracker import validation as check
 from nn_tracker.report.files import FILE_MODE
 from nn_tracker.report.model import Report
-from nn_tracker.tracker import Tracker, _status_for
+from nn_tracker.tracker import Tracker, status_for_exception
 
 log = logging.getLogger("nn_tracker")
 
@@ -129,4 +129,4 @@ class ServingTracker:
         return self.start()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.stop(_status_for(exc), exc)
+        self.stop(status_for_exception(exc), exc)

@@ -168,7 +168,7 @@ class Tracker:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        self.stop(_status_for(exc), exc)  # the exception, if any, propagates unchanged
+        self.stop(status_for_exception(exc), exc)  # the exception, if any, propagates unchanged
 
     # ----- phases and units ------------------------------------------------------------------------------
     @property
@@ -316,7 +316,7 @@ class Tracker:
         Raises:
             ValidationError: ``state`` is not an nn_tracker state.
         """
-        _check_state(state)
+        check_state(state)
         with self._state_lock:
             if self._report is not None:
                 raise NNTrackerError("carry_over() must come before stop()")
@@ -450,7 +450,8 @@ def remote_device_key(totals: DeviceTotals, node: str, own_node: str) -> str:
     return f"{node}/{totals.info.device_id}"
 
 
-def _check_state(state: Any) -> None:
+def check_state(state: Any) -> None:
+    """Raise a one-line error unless ``state`` comes from :meth:`Tracker.export_state`."""
     keys = {"nn_tracker_state", "node", "duration_s", "phase_time_s", "units", "devices"}
     if not isinstance(state, dict) or not keys <= set(state):
         raise ValidationError("state", type(state).__name__, "must be a dict from Tracker.export_state()")
@@ -462,7 +463,8 @@ class _Terminated(Exception):
     """Stands for the signal in the report's ``error`` field."""
 
 
-def _status_for(exc: BaseException | None) -> str:
+def status_for_exception(exc: BaseException | None) -> str:
+    """The report status an exception leaving the tracked code means."""
     if exc is None:
         return "completed"
     if isinstance(exc, KeyboardInterrupt):

@@ -15,9 +15,9 @@ import contextlib
 from typing import Any
 
 from nn_tracker.config import TrackerConfig
-from nn_tracker.distributed import DistributedTracker, _dist, merge_states
+from nn_tracker.distributed import DistributedTracker, torch_distributed
 from nn_tracker.errors import ValidationError
-from nn_tracker.tracker import _check_state, _status_for
+from nn_tracker.tracker import check_state, status_for_exception
 
 
 def _callback_bases() -> tuple[type, ...]:
@@ -124,7 +124,7 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
         if exception is None:
             self._log(trainer, force=True)
         run, self._run = self._run, None
-        report = run.stop(_status_for(exception), exception)
+        report = run.stop(status_for_exception(exception), exception)
         self.reports.append(report)
         if run.is_writer:
             self._carried = run.tracker.export_state()  # a later stage of this trainer continues the totals
@@ -182,7 +182,7 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
             return
         self._last_logged_step = step
         metrics = self._run.tracker.live()
-        dist = _dist()
+        dist = torch_distributed()
         if dist is not None and dist.get_world_size() > 1:
             metrics = _sum_over_processes(metrics)
         metrics = {k: v for k, v in metrics.items() if v is not None}  # not measured anywhere: not logged
@@ -200,7 +200,7 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
         state = state_dict.get("nn_tracker")
         if state is None:
             return
-        _check_state(state)
+        check_state(state)
         if self._run is None:
             self._carried = state  # applied at the next setup
         elif self._run.is_writer:
@@ -211,7 +211,7 @@ def _sum_over_processes(metrics: dict[str, float | None]) -> dict[str, float | N
     """Sum every metric over the processes (each measures different devices); ``None`` where none measured it."""
     import torch
 
-    dist = _dist()
+    dist = torch_distributed()
     keys = sorted(metrics)  # the same keys in every process: live() always returns all of them
     values = torch.tensor(
         [[metrics[k] or 0.0 for k in keys], [metrics[k] is not None for k in keys]], dtype=torch.float64
@@ -221,4 +221,4 @@ def _sum_over_processes(metrics: dict[str, float | None]) -> dict[str, float | N
     return {k: (s if p else None) for k, s, p in zip(keys, sums, present, strict=True)}
 
 
-__all__ = ["NNTrackerCallback", "batch_size", "merge_states"]
+__all__ = ["NNTrackerCallback", "batch_size"]

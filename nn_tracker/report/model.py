@@ -60,7 +60,6 @@ def _iso(wall_s: float | None) -> str | None:
 
 def _software() -> dict[str, str | None]:
     """Versions of what measured and of the frameworks already loaded (nothing is imported for this)."""
-    import sys
     from importlib import metadata
 
     def version(distribution: str) -> str | None:
