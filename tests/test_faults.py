@@ -67,6 +67,8 @@ def test_sigint_in_the_tracked_job_gives_a_terminated_report(tmp_path):
     process = run_script(
         tmp_path,
         f"""
+        import signal
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job ignores it)
         with nn_tracker.Tracker(output_dir={str(tmp_path)!r}, intensity_g_per_kwh=100, run_id="int"):
             print("ready", flush=True)
             time.sleep(30)
