@@ -160,30 +160,28 @@ def _check_keys(node: _Node, plugin: str, config: dict[str, Any], allowed: set[s
         raise node.error(f"plugin {plugin} config.{unknown[0]}", config[unknown[0]], "is not a known key")
 
 
-def builtin_sum(node: _Node, config: dict[str, Any], rows: list[Row]) -> list[Row]:
-    """IF ``Sum``: the sum of the input parameters, in their order."""
-    _check_keys(node, "Sum", config, {"input-parameters", "output-parameter"})
-    fields, out = _field_list(node, "Sum", config), _output(node, "Sum", config)
-    result = []
-    for i, row in enumerate(rows):
-        total = 0.0
-        for field in fields:
-            total += _number(node, i, row, field)
-        result.append({**row, out: total})
-    return result
+Plugin = Callable[["_Node", dict[str, Any], list[Row]], list[Row]]
 
 
-def builtin_multiply(node: _Node, config: dict[str, Any], rows: list[Row]) -> list[Row]:
-    """IF ``Multiply``: the product of the input parameters."""
-    _check_keys(node, "Multiply", config, {"input-parameters", "output-parameter"})
-    fields, out = _field_list(node, "Multiply", config), _output(node, "Multiply", config)
-    result = []
-    for i, row in enumerate(rows):
-        product = 1.0
-        for field in fields:
-            product *= _number(node, i, row, field)
-        result.append({**row, out: product})
-    return result
+def _fold(plugin: str, step: Callable[[float, float], float], start: float) -> Plugin:
+    """An IF builtin that folds its input parameters, in their order, into the output parameter."""
+
+    def run(node: _Node, config: dict[str, Any], rows: list[Row]) -> list[Row]:
+        _check_keys(node, plugin, config, {"input-parameters", "output-parameter"})
+        fields, out = _field_list(node, plugin, config), _output(node, plugin, config)
+        result = []
+        for i, row in enumerate(rows):
+            value = start
+            for field in fields:
+                value = step(value, _number(node, i, row, field))
+            result.append({**row, out: value})
+        return result
+
+    return run
+
+
+builtin_sum = _fold("Sum", lambda total, x: total + x, 0.0)
+builtin_multiply = _fold("Multiply", lambda product, x: product * x, 1.0)
 
 
 def builtin_coefficient(node: _Node, config: dict[str, Any], rows: list[Row]) -> list[Row]:
@@ -198,7 +196,6 @@ def builtin_coefficient(node: _Node, config: dict[str, Any], rows: list[Row]) ->
     return [{**row, out: _number(node, i, row, field) * coefficient} for i, row in enumerate(rows)]
 
 
-Plugin = Callable[[_Node, dict[str, Any], list[Row]], list[Row]]
 NNCI_METHODS: dict[str, Plugin] = {"NNET": nnet, "NNEQ": nneq, "NNEmb": nnemb, "NNC": nnc}
 BUILTINS: dict[str, Plugin] = {"Sum": builtin_sum, "Multiply": builtin_multiply, "Coefficient": builtin_coefficient}
 
