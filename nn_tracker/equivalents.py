@@ -7,16 +7,23 @@ the cleanest and dirtiest countries of the bundled data, and places the user nam
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from nn_tracker.catalogue import Catalogue, GridIntensity
 from nn_tracker.data import read_table
 
 
+@functools.lru_cache(maxsize=1)
+def _table() -> tuple[dict[str, str], ...]:
+    """The bundled equivalents, read once (every report and every live summary uses them)."""
+    return tuple(read_table("equivalents.csv"))
+
+
 def equivalents(carbon_g: float, energy_kwh: float, catalogue: Catalogue) -> list[dict[str, Any]]:
     """Everyday equivalents of a carbon figure (gCO2e) and an energy figure (kWh), each with its source."""
     rows = []
-    for row in read_table("equivalents.csv"):
+    for row in _table():
         factor = float(row["factor"])
         amount = carbon_g if row["basis"] == "carbon_g" else energy_kwh
         source = catalogue.sources.get(row["source_id"])
