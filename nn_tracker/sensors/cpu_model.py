@@ -18,7 +18,6 @@ from nn_tracker.catalogue import Catalogue
 from nn_tracker.sensors.base import METHOD_ESTIMATE, Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.process_tree import ProcessTree
 
-ATTRIBUTIONS = ("machine", "process")
 _NOISE = re.compile(
     r"\((?:R|TM|tm|r)\)|®|™|\bCPU\b|\bProcessor\b|@\s*[\d.]+\s*GHz|\b\d+-Core\b|\bwith Radeon.*$|\bw/ Radeon.*$",
     re.IGNORECASE,

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from nn_tracker.energy import trapezoid_j
 from nn_tracker.sensors.base import METHOD_COUNTER, METHOD_POWER, Measurement, Sensor, SensorInfo
 
 FIELD_POWER_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT
@@ -123,7 +124,7 @@ class GpuSensor(Sensor):
                 energy_j: float | None = (energy_mj - self._last_energy_mj) / 1000.0
                 self._last_energy_mj = energy_mj
             else:
-                energy_j = (self._last_power_w + power_w) / 2.0 * (now_s - self._last_s)
+                energy_j = trapezoid_j(self._last_power_w, power_w, now_s - self._last_s)
         except nvml.NVMLError_GpuIsLost:
             self.lost_at_s = now_s
             self.info.notes.append(

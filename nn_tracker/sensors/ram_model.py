@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nn_tracker.catalogue import PowerModel
+from nn_tracker.energy import trapezoid_j
 from nn_tracker.sensors.base import METHOD_ESTIMATE, Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.process_tree import ProcessTree
 
@@ -99,6 +100,6 @@ class RamEstimateSensor(Sensor):
     def read(self, now_s: float) -> Measurement:
         """Trapezoid of the power over the interval."""
         power = self.power_w()
-        energy_j = (self._last_power_w + power) / 2.0 * (now_s - self._last_s)
+        energy_j = trapezoid_j(self._last_power_w, power, now_s - self._last_s)
         self._last_power_w, self._last_s = power, now_s
         return Measurement(energy_j, power)
