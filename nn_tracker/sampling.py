@@ -1,9 +1,17 @@
 """The background sampler: one daemon thread reading every sensor each interval.
 
-``while not stop.wait(interval): tick()``, one last tick on stop. A sensor that
-raises is counted (with its first message) and the next successful read covers
-the interval, so errors never reach the host program. Totals are exact running
-sums; the timeline is bounded.
+``while not stop: wait(interval); tick()``, one last tick on stop. Each tick reads the
+cheap power samples of every sensor that has them, and the energy of the sensors whose
+read is due (GPU counters once a second: a read costs milliseconds and the counter moves
+only every 100 ms). The energy a read finds covers every tick since the previous read;
+it is spread over those ticks in proportion to the power samples (by time where there
+are none), so per-phase energy and the timeline follow the power's shape while the
+totals stay the exact sum of the readings.
+
+Phase switches from the tracked code only record a timestamped event (microseconds,
+never an NVML call); the sampler splits its intervals at those times. A sensor that
+raises is counted (with its first message) and the next successful read covers the
+interval, so errors never reach the host program.
 """
 
 from __future__ import annotations
@@ -15,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nn_tracker.clock import Clock
-from nn_tracker.energy import is_plausible
-from nn_tracker.sensors.base import Sensor, SensorInfo
+from nn_tracker.energy import is_plausible, trapezoid_j
+from nn_tracker.sensors.base import Measurement, Sensor, SensorInfo
 from nn_tracker.timeline import Timeline
 
 log = logging.getLogger("nn_tracker")
@@ -36,10 +44,15 @@ class DeviceTotals:
     errors: int = 0
     first_error: str = ""
     dropped_intervals: int = 0
+    bridged_intervals: int = 0
     lost_at_s: float | None = None
-    pending_s: float = 0.0  # time since the last successful read (covered by the next one)
+    pending_s: float = 0.0  # time since the last successful energy read (covered by the next one)
     node: str | None = None  # host that measured it, when carried over from another process
     last_power_w: float | None = None
+    last_energy_s: float = 0.0  # when energy was last read
+    # (start_s, end_s, phase, weight) of the time since the last energy read; weight: power samples' J or None
+    pending: list[tuple[float, float, str, float | None]] = field(default_factory=list)
+    flushed: list[tuple[float, float, str, float]] = field(default_factory=list)  # energy for the timeline
 
     _STATE_FIELDS = (
         "energy_j",
@@ -50,6 +63,7 @@ class DeviceTotals:
         "errors",
         "first_error",
         "dropped_intervals",
+        "bridged_intervals",
     )
 
     def to_state(self) -> dict[str, Any]:
@@ -77,7 +91,7 @@ class DeviceTotals:
         """Inverse of :meth:`to_state`."""
         totals = cls(SensorInfo(**state["info"]))
         for name in cls._STATE_FIELDS:
-            setattr(totals, name, state[name])
+            setattr(totals, name, state.get(name, getattr(totals, name)))
         totals.energy_by_phase_j = dict(state["energy_by_phase_j"])
         totals.node = state.get("node")
         return totals
@@ -91,6 +105,7 @@ class DeviceTotals:
         self.errors += other.errors
         self.first_error = self.first_error or other.first_error
         self.dropped_intervals += other.dropped_intervals
+        self.bridged_intervals += other.bridged_intervals
         if other.peak_power_w is not None:
             self.peak_power_w = max(self.peak_power_w or 0.0, other.peak_power_w)
         for phase, joules in other.energy_by_phase_j.items():
@@ -117,6 +132,7 @@ class Sampler:
         interval_s: Seconds between ticks.
         timeline_points: Maximum points of the downsampled timeline.
         on_tick: Called (outside the lock) after each background tick, e.g. for checkpoints.
+        max_wake_s: Wake at least this often (checkpoints), even when every sensor is slower.
 
     """
 
@@ -134,8 +150,12 @@ class Sampler:
         self._interval_s = interval_s
         self._on_tick = on_tick
         self._max_wake_s = max_wake_s
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # totals, timeline, phase times
+        self._read_lock = threading.Lock()  # one reader of the sensors at a time
+        self._events_lock = threading.Lock()
+        self._events: list[tuple[float, str]] = []
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.totals: dict[str, DeviceTotals] = {s.info.device_id: DeviceTotals(s.info) for s in self._sensors}
         self.timeline = Timeline(timeline_points)
@@ -145,7 +165,7 @@ class Sampler:
         self.started_s: float | None = None
         self.last_tick_s: float | None = None
         self.tick_errors = 0
-        self._timeline_from_s = 0.0
+        self._wake_on_phase = any(s.phase_read_after_s is not None for s in self._sensors)
 
     @property
     def lock(self) -> threading.Lock:
@@ -156,15 +176,23 @@ class Sampler:
         """Take every sensor's baseline; then start the thread if ``background``."""
         now = self._clock.monotonic()
         for sensor in list(self._sensors):
+            totals = self.totals[sensor.info.device_id]
             try:
                 sensor.start(now)
             except Exception as exc:  # noqa: BLE001 - a sensor that cannot start is dropped, not fatal
-                totals = self.totals[sensor.info.device_id]
                 totals.record_error(exc)
-                totals.info.notes.append(f"Sensor could not start ({totals.first_error}); not measured.")
+                totals.info.notes.append(f"Not measured: the sensor could not start ({totals.first_error}).")
                 totals.lost_at_s = now
                 self._sensors.remove(sensor)
-        self.started_s = self.last_tick_s = self._timeline_from_s = now
+                continue
+            totals.last_energy_s = now
+            if sensor.has_power:
+                try:
+                    totals.last_power_w = sensor.read_power(now)
+                except Exception as exc:  # noqa: BLE001 - counted; the next sample starts the curve
+                    totals.record_error(exc)
+        self._wake_on_phase = any(s.phase_read_after_s is not None for s in self._sensors)
+        self.started_s = self.last_tick_s = now
         if background:
             self._thread = threading.Thread(target=self._run, name="nn_tracker-sampler", daemon=True)
             self._thread.start()
@@ -172,13 +200,17 @@ class Sampler:
     @property
     def wake_interval_s(self) -> float:
         """How often the thread wakes: the interval, or slower when every sensor is slower."""
-        slowest_needed = min((s.min_interval_s for s in self._sensors), default=self._interval_s)
-        wake_s = max(self._interval_s, slowest_needed)
+        needs = [self._interval_s if s.has_power else max(self._interval_s, s.energy_interval_s) for s in self._sensors]
+        wake_s = min(needs, default=self._interval_s)
         return wake_s if self._max_wake_s is None else min(wake_s, max(self._max_wake_s, self._interval_s))
 
     def _run(self) -> None:
         wake_s = self.wake_interval_s
-        while not self._clock.wait(self._stop, wake_s):
+        while not self._stop.is_set():
+            self._clock.wait(self._wake, wake_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             self.tick()
             if self._on_tick is not None:
                 try:
@@ -186,61 +218,163 @@ class Sampler:
                 except Exception:
                     log.exception("nn_tracker: periodic task failed (tracking continues)")
 
+    # ----- phases ------------------------------------------------------------------------------------
+    def mark_phase(self, phase: str) -> None:
+        """Record that ``phase`` starts now; costs microseconds (no sensor is read here)."""
+        with self._events_lock:
+            self._events.append((self._clock.monotonic(), phase))
+        if self._wake_on_phase:
+            self._wake.set()
+
+    def switch_phase(self, phase: str) -> None:
+        """Switch phase: recorded at once; without a background thread, read every sensor now."""
+        self.mark_phase(phase)
+        if self._thread is None:
+            self.tick(force=True)
+
+    def _take_events(self) -> list[tuple[float, str]]:
+        with self._events_lock:
+            events, self._events = self._events, []
+        return events
+
+    # ----- ticks -------------------------------------------------------------------------------------
     def tick(self, force: bool = False) -> None:
-        """Read the sensors that are due (all with ``force``) and account the interval; never raises."""
+        """Read what is due (every sensor with ``force``) and account the interval; never raises."""
         try:
-            with self._lock:
-                self._tick_locked(force)
+            with self._read_lock:
+                events = self._take_events()
+                now = self._clock.monotonic()
+                readings = self._read(now, force, bool(events))
+                with self._lock:
+                    self._apply(now, events, readings)
         except Exception:
             self.tick_errors += 1
             log.exception("nn_tracker: sampling tick failed (tracking continues)")
 
-    def _tick_locked(self, force: bool) -> None:
-        now = self._clock.monotonic()
-        interval_s = now - self.last_tick_s
+    def _read(self, now: float, force: bool, phase_switched: bool) -> list[tuple[Sensor, float | None, Any]]:
+        """Read the sensors (outside the totals lock): (sensor, power sample, energy measurement or error)."""
+        readings = []
+        for sensor in self._sensors:
+            if not sensor.active:
+                continue
+            power = None
+            if sensor.has_power:
+                try:
+                    power = sensor.read_power(now)
+                except Exception as exc:  # noqa: BLE001
+                    power = exc
+            since_s = now - self.totals[sensor.info.device_id].last_energy_s
+            due = force or since_s >= sensor.energy_interval_s
+            if phase_switched and sensor.phase_read_after_s is not None:
+                due = due or since_s >= sensor.phase_read_after_s
+            measurement: Any = None
+            if due:
+                try:
+                    measurement = sensor.read_energy(now)
+                except Exception as exc:  # noqa: BLE001
+                    measurement = exc
+            readings.append((sensor, power, measurement))
+        return readings
+
+    def _apply(self, now: float, events: list[tuple[float, str]], readings: list) -> None:
+        start = self.last_tick_s
         self.last_tick_s = now
         self.ticks += 1
-        self.phase_time_s[self.phase] = self.phase_time_s.get(self.phase, 0.0) + interval_s
-        energies: dict[str, float] = {}
-        powers: dict[str, float] = {}
+        segments = self._segments(start, now, events)
+        for seg_start, seg_end, phase in segments:
+            self.phase_time_s[phase] = self.phase_time_s.get(phase, 0.0) + (seg_end - seg_start)
+        read = {sensor.info.device_id for sensor, _, _ in readings}
         for sensor in self._sensors:
+            if sensor.info.device_id not in read:  # lost before this tick: the rest of the run is a gap
+                self.totals[sensor.info.device_id].gap_s += now - start
+        power_j: dict[str, float] = {}
+        peaks: dict[str, float] = {}
+        for sensor, power, measurement in readings:
             totals = self.totals[sensor.info.device_id]
-            if not sensor.active:
-                totals.gap_s += interval_s
-                continue
-            totals.pending_s += interval_s
-            if not force and totals.pending_s < sensor.min_interval_s:
-                continue
-            try:
-                measurement = sensor.read(now)
-            except Exception as exc:  # noqa: BLE001
-                totals.record_error(exc)
-                continue
-            if not sensor.active:  # lost during this read
+            if isinstance(power, Exception):
+                totals.record_error(power)
+                power = None
+            previous, totals.last_power_w = totals.last_power_w, power
+            for seg_start, seg_end, phase in segments:
+                weight = None
+                if power is not None:
+                    p0 = previous if previous is not None else power
+                    weight = _integral_j(start, now, p0, power, seg_start, seg_end)
+                totals.pending.append((seg_start, seg_end, phase, weight))
+            if power is not None:
+                power_j[totals.info.device_id] = trapezoid_j(
+                    previous if previous is not None else power, power, now - start
+                )
+                peaks[totals.info.device_id] = power
+                if totals.peak_power_w is None or power > totals.peak_power_w:
+                    totals.peak_power_w = power
+            if not sensor.active:  # lost during this read: what was pending is a gap
                 totals.lost_at_s = now
-                totals.gap_s += totals.pending_s
+                totals.gap_s += now - totals.last_energy_s
+                totals.pending.clear()
                 totals.pending_s = 0.0
                 continue
-            covered_s, totals.pending_s = totals.pending_s, 0.0
-            if measurement.power_w is not None:
-                totals.last_power_w = measurement.power_w
-                powers[totals.info.device_id] = measurement.power_w
-                if totals.peak_power_w is None or measurement.power_w > totals.peak_power_w:
-                    totals.peak_power_w = measurement.power_w
-            energy = measurement.energy_j
-            if energy is None or not is_plausible(energy, covered_s, sensor.max_power_w):
-                totals.dropped_intervals += energy is not None
-                totals.gap_s += covered_s
-                continue
-            totals.readings += 1
-            totals.measured_s += covered_s
-            totals.energy_j += energy
-            totals.energy_by_phase_j[self.phase] = totals.energy_by_phase_j.get(self.phase, 0.0) + energy
-            energies[totals.info.device_id] = energy
-        if energies or powers:
-            self.timeline.add(self._timeline_from_s, now, energies, powers, phase=self.phase)
-            self._timeline_from_s = now
+            totals.pending_s = now - totals.last_energy_s
+            if isinstance(measurement, Exception):
+                totals.record_error(measurement)
+            elif measurement is not None:
+                self._account(sensor, totals, now, measurement)
+        if segments:
+            self.timeline.add_interval(start, now, power_j, peaks)
+        for totals in self.totals.values():
+            for seg_start, seg_end, phase, joules in totals.flushed:
+                self.timeline.add_energy(totals.info.device_id, seg_start, seg_end, joules, phase)
+            totals.flushed.clear()
 
+    def _segments(self, start: float, now: float, events: list[tuple[float, str]]) -> list[tuple[float, float, str]]:
+        """The tick interval cut at phase switches: (start, end, phase) of non-zero length."""
+        segments = []
+        phase = self.phase
+        for at, new_phase in events:
+            at = min(max(at, start), now)
+            if at > start:
+                segments.append((start, at, phase))
+                start = at
+            phase = new_phase
+        if now > start:
+            segments.append((start, now, phase))
+        self.phase = phase
+        return segments
+
+    def _account(self, sensor: Sensor, totals: DeviceTotals, now: float, measurement: Measurement) -> None:
+        """Add an energy reading; spread it over the pending time by the power samples (else by time)."""
+        covered_s = now - totals.last_energy_s
+        totals.last_energy_s = now
+        totals.pending_s = 0.0
+        pending, totals.pending = totals.pending, []
+        if measurement.power_w is not None and not sensor.has_power:
+            totals.last_power_w = measurement.power_w
+            if totals.peak_power_w is None or measurement.power_w > totals.peak_power_w:
+                totals.peak_power_w = measurement.power_w
+        energy = measurement.energy_j
+        window_s = covered_s + sensor.counter_period_s  # a counter step can hold energy from before the interval
+        if energy is None or not is_plausible(energy, window_s, sensor.max_power_w):
+            totals.dropped_intervals += energy is not None
+            totals.gap_s += covered_s
+            return
+        totals.bridged_intervals += measurement.bridged
+        totals.readings += 1
+        totals.measured_s += covered_s
+        totals.energy_j += energy
+        weights = [w for *_, w in pending]
+        if None in weights or sum(weights) <= 0:
+            weights = [end - begin for begin, end, _, _ in pending]
+        total_weight = sum(weights)
+        by_phase = totals.energy_by_phase_j
+        if total_weight <= 0:  # no time passed since the last read: the energy belongs to the current phase
+            by_phase[self.phase] = by_phase.get(self.phase, 0.0) + energy
+            return
+        for (begin, end, phase, _), weight in zip(pending, weights, strict=True):
+            joules = energy * weight / total_weight
+            by_phase[phase] = by_phase.get(phase, 0.0) + joules
+            totals.flushed.append((begin, end, phase, joules))
+
+    # ----- merging -----------------------------------------------------------------------------------
     def carry(self, totals: DeviceTotals, key: str) -> None:
         """Add totals measured elsewhere (an earlier session, another rank) under ``key``."""
         with self._lock:
@@ -257,19 +391,10 @@ class Sampler:
             for phase, seconds in phase_time_s.items():
                 self.phase_time_s[phase] = self.phase_time_s.get(phase, 0.0) + seconds
 
-    def switch_phase(self, phase: str) -> None:
-        """Account the time so far to the current phase, then switch."""
-        with self._lock:
-            try:
-                self._tick_locked(force=True)
-            except Exception:
-                self.tick_errors += 1
-                log.exception("nn_tracker: sampling tick failed (tracking continues)")
-            self.phase = phase
-
     def stop(self) -> None:
         """Stop the thread, take the last reading, close the sensors; safe to call twice."""
         self._stop.set()
+        self._wake.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=max(5.0, self._interval_s * 2))
@@ -280,3 +405,14 @@ class Sampler:
             except Exception:
                 log.debug("sensor close failed", exc_info=True)
         self._sensors = []
+
+
+def _integral_j(t0: float, t1: float, p0: float, p1: float, a: float, b: float) -> float:
+    """Integral over ``[a, b]`` of the power that goes linearly from ``p0`` at ``t0`` to ``p1`` at ``t1``."""
+    if t1 <= t0:
+        return 0.0
+
+    def power_at(t: float) -> float:
+        return p0 + (p1 - p0) * (t - t0) / (t1 - t0)
+
+    return trapezoid_j(power_at(a), power_at(b), b - a)

@@ -69,6 +69,7 @@ class Tracker:
         self._units: dict[str, dict[str, float]] = {}
         self._units_lock = threading.Lock()
         self._phase_stack: list[str] = []
+        self._phase_lock = threading.Lock()
         self._sampler: Sampler | None = None
         self._sensors: SensorSet | None = None
         self._started_wall_s = 0.0
@@ -192,7 +193,8 @@ class Tracker:
             self._switch(path, push=False)
 
     def _switch(self, path: str, push: bool) -> None:
-        with self._state_lock:
+        # Never waits for a sensor or a report: the sampler only records the switch's time.
+        with self._phase_lock:
             if push:
                 self._phase_stack.append(path)
             elif path in self._phase_stack:
@@ -262,8 +264,12 @@ class Tracker:
         self._carry_notes.append(str(text))
 
     def live(self) -> dict[str, float | None]:
-        """Cheap running totals for loggers: energy per component and total (kWh), power (W), carbon (g)."""
-        if self.running:
+        """Cheap running totals for loggers: energy per component and total (kWh), power (W), carbon (g).
+
+        With a background sampler nothing is read here: the figures are those of its last tick
+        (counters are read once a second), so a logging step never waits for a sensor.
+        """
+        if self.running and not self._background:
             self._sampler.tick()
         report = self._build("running", None, final=False, timeline=False).to_dict()
         by_component = report["energy"]["by_component_kwh"]

@@ -34,8 +34,26 @@ def fake_nvml_build(tmp_path_factory) -> Path:
     return out
 
 
+# NVML architecture and CUDA compute capability of the GPU models the tests plug in (by a word of the name).
+ARCHITECTURES = {
+    "K80": (2, 3, 7),
+    "P100": (4, 6, 0),
+    "V100": (5, 7, 0),
+    "T4": (6, 7, 5),
+    "A100": (7, 8, 0),
+    "A10G": (7, 8, 6),
+    "L4": (8, 8, 9),
+    "H100": (9, 9, 0),
+    "H200": (9, 9, 0),
+    "B200": (10, 10, 0),
+}
+TRACE = HERE / "data" / "h200-nvml-poll.csv"
+
+
 class FakeNvml:
     """Python handle on the simulated driver's control functions."""
+
+    COUNTER, POWER_USAGE, FIELD_INSTANT, FIELD_ENERGY, OTHER = range(5)  # functions with a latency
 
     def __init__(self, lib: ctypes.CDLL, path: Path) -> None:
         self.lib = lib
@@ -49,20 +67,53 @@ class FakeNvml:
             ctypes.c_ulonglong,
         ]
         lib.fake_set_energy.argtypes = [ctypes.c_int, ctypes.c_ulonglong]
+        lib.fake_set_step.argtypes = [ctypes.c_int, ctypes.c_double, ctypes.c_double]
+        lib.fake_set_latency_us.argtypes = [ctypes.c_int, ctypes.c_double]
+        lib.fake_load_trace.argtypes = [ctypes.c_int, ctypes.c_char_p]
+        lib.fake_load_trace.restype = ctypes.c_double
+        lib.fake_now.restype = ctypes.c_double
+        lib.fake_true_energy.restype = ctypes.c_double
         lib.fake_calls.restype = ctypes.c_longlong
+        lib.fake_counter_calls.restype = ctypes.c_longlong
         self.devices = 0
 
-    def add(self, name: str, uuid: str, power_w: float, limit_w: float = 400, energy_mj: int = 10_000_000) -> int:
-        """Plug in a GPU; returns its index."""
+    def add(
+        self,
+        name: str,
+        uuid: str,
+        power_w: float,
+        limit_w: float = 400,
+        energy_mj: int = 10_000_000,
+        arch: tuple[int, int, int] | None = None,
+    ) -> int:
+        """Plug in a GPU; returns its index. ``arch``: (NVML architecture, CUDA major, minor)."""
         self.lib.fake_add_device(name.encode(), uuid.encode(), int(power_w * 1000), int(limit_w * 1000), energy_mj)
+        index = self.devices
         self.devices += 1
-        return self.devices - 1
+        known = next((v for k, v in ARCHITECTURES.items() if k in name.split() or f"{k}-" in name), None)
+        if arch or known:
+            self.lib.fake_set_arch(index, *(arch or known))
+        return index
 
     def set_power(self, index: int, power_w: float) -> None:
         self.lib.fake_set_power(index, int(power_w * 1000))
 
     def advance(self, seconds: float) -> None:
         self.lib.fake_advance(seconds)
+
+    def set_latency_us(self, function: int, us: float) -> None:
+        self.lib.fake_set_latency_us(function, us)
+
+    def no_latency(self) -> None:
+        """Make every call instant (for tests that make thousands of calls)."""
+        for function in range(5):
+            self.set_latency_us(function, 0)
+
+    def load_trace(self, index: int, path: Path = TRACE) -> float:
+        """Replay a recorded trace on device ``index`` from now; returns its duration in seconds."""
+        duration = self.lib.fake_load_trace(index, str(path).encode())
+        assert duration > 0, f"cannot read {path}"
+        return duration
 
     def __getattr__(self, name: str):
         return getattr(self.lib, f"fake_{name}")

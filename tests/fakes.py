@@ -20,7 +20,7 @@ class ConstantPower(Sensor):
     def start(self, now_s: float) -> None:
         self._last_s = now_s
 
-    def read(self, now_s: float) -> Measurement:
+    def read_energy(self, now_s: float) -> Measurement:
         if self.fail:
             raise RuntimeError("sensor glitch")
         energy = self.power_w * (now_s - self._last_s)

@@ -72,7 +72,7 @@ def test_machine_attribution_is_tdp_times_busy_share():
     samples = iter([CpuTimes(10, 0, 10, 80, 0), CpuTimes(40, 0, 10, 100, 0)])  # 30 busy of 50 s -> 60 %
     sensor = CpuEstimateSensor(CpuPowerModel(100, "test", None, False), cpu_times=lambda: next(samples), logical_cpus=1)
     sensor.start(0.0)
-    reading = sensor.read(2.0)
+    reading = sensor.read_energy(2.0)
     assert reading.power_w == pytest.approx(60.0)
     assert reading.energy_j == pytest.approx(120.0)
 
@@ -97,7 +97,7 @@ def test_ram_estimate_uses_memory_in_use_capped_by_cgroup():
     coefficient = bundled().power_models["ram_w_per_gb"]
     sensor = RamEstimateSensor(coefficient, used_bytes=lambda: 16_000_000_000, limit_bytes=4_000_000_000)
     sensor.start(0.0)
-    reading = sensor.read(10.0)
+    reading = sensor.read_energy(10.0)
     assert reading.power_w == pytest.approx(4 * 0.392)
     assert reading.energy_j == pytest.approx(4 * 0.392 * 10)
     assert any("cgroup limit" in n for n in sensor.info.notes)

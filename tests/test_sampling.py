@@ -104,17 +104,17 @@ def test_timeline_to_dict_mean_power():
 def test_slow_sensors_are_read_at_their_own_pace_without_losing_energy():
     clock = ManualClock()
     slow = ConstantPower("cpu:estimate", power_w=10, component="cpu")
-    slow.min_interval_s = 1.0
+    slow.energy_interval_s = 1.0
     reads = []
-    original = slow.read
-    slow.read = lambda now: reads.append(now) or original(now)
+    original = slow.read_energy
+    slow.read_energy = lambda now: reads.append(now) or original(now)
     sampler = Sampler([slow], clock)
     sampler.start(background=False)
     for _ in range(25):
         clock.advance(0.1)
         sampler.tick()
     assert len(reads) == 2  # at 1.0 s and 2.0 s, not 25 times
-    sampler.switch_phase("validation")  # a phase switch forces a read
+    sampler.switch_phase("validation")  # without a background thread a phase switch reads at once
     assert len(reads) == 3
     totals = sampler.totals["cpu:estimate"]
     assert totals.energy_j == pytest.approx(25.0)
@@ -123,7 +123,7 @@ def test_slow_sensors_are_read_at_their_own_pace_without_losing_energy():
 
 def test_thread_wakes_at_the_interval_unless_every_sensor_is_slower():
     slow = ConstantPower("cpu:estimate", component="cpu")
-    slow.min_interval_s = 1.0
+    slow.energy_interval_s = 1.0
     assert Sampler([slow], ManualClock(), interval_s=0.1).wake_interval_s == 1.0
     assert Sampler([slow, ConstantPower()], ManualClock(), interval_s=0.1).wake_interval_s == 0.1
     assert Sampler([], ManualClock(), interval_s=0.1).wake_interval_s == 0.1
@@ -133,13 +133,13 @@ def test_thread_wakes_at_the_interval_unless_every_sensor_is_slower():
 def test_timeline_points_cover_the_run_without_holes_when_sensors_skip_ticks():
     clock = ManualClock()
     slow = ConstantPower("cpu:estimate", power_w=10, component="cpu")
-    slow.min_interval_s = 1.0
+    slow.energy_interval_s = 1.0
     sampler = Sampler([slow], clock)
     sampler.start(background=False)
     for _ in range(30):
         clock.advance(0.1)
         sampler.tick()
     points = sampler.timeline.points
-    assert len(points) == 3
+    assert len(points) == 30  # each 1-s reading is spread over the ten ticks it covers: no spikes
     assert points[0].start_s == sampler.started_s and points[-1].end_s == pytest.approx(sampler.started_s + 3.0)
     assert all(p.mean_power_w("cpu:estimate") == pytest.approx(10.0) for p in points)

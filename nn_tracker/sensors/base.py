@@ -14,16 +14,19 @@ METHOD_ESTIMATE = "estimate"  # a model (TDP x utilisation, W per GB) - labelled
 
 @dataclass(frozen=True)
 class Measurement:
-    """What one read of a sensor gives.
+    """What one energy read of a sensor gives.
 
     Attributes:
-        energy_j: Energy since the sensor's previous successful read, ``None`` if unknown.
-        power_w: Power at this read (instant or short average), ``None`` if unknown.
+        energy_j: Energy since the sensor's previous successful energy read, ``None`` if unknown.
+        power_w: Power at this read (instant or the interval's mean), ``None`` if unknown.
+        bridged: The energy of this interval was integrated from power samples because the counter
+            could not be used for it (it went back: a driver reload).
 
     """
 
     energy_j: float | None
     power_w: float | None = None
+    bridged: bool = False
 
 
 @dataclass
@@ -51,21 +54,39 @@ class SensorInfo:
 
 
 class Sensor(ABC):
-    """One source of energy readings; the sampler calls :meth:`start`, then :meth:`read` each tick."""
+    """One source of readings.
+
+    The sampler calls :meth:`start`, then at every tick :meth:`read_power` (cheap, when
+    :attr:`has_power`) and, when due, :meth:`read_energy`. Energy read over an interval is
+    spread over the ticks inside it in proportion to the power samples (or to time when there
+    are none), so phases and the timeline get the shape while totals stay exact.
+    """
 
     info: SensorInfo
-    #: Highest plausible average power; larger deltas are dropped as counter resets.
+    #: Highest plausible power; an increase larger than this allows over the interval plus one
+    #: counter period is dropped as a glitch.
     max_power_w: float = 10_000.0
-    #: Read at most this often; in between, the next read covers the time (phase switches and stop force a read).
-    min_interval_s: float = 0.0
+    #: How often the hardware counter moves (a step can fall into any short interval).
+    counter_period_s: float = 0.0
+    #: Read energy at most this often; in between, the next read covers the time (stop and reports force a read).
+    energy_interval_s: float = 0.0
+    #: A phase switch makes the energy read due once this long has passed since the last one;
+    #: ``None``: phase switches never trigger a read (the power samples split the interval).
+    phase_read_after_s: float | None = 0.0
+    #: Whether :meth:`read_power` gives cheap power samples.
+    has_power: bool = False
 
     @abstractmethod
     def start(self, now_s: float) -> None:
         """Take the baseline reading at monotonic time ``now_s``."""
 
+    def read_power(self, now_s: float) -> float | None:
+        """A cheap power sample in W (``None``: none available now)."""
+        return None
+
     @abstractmethod
-    def read(self, now_s: float) -> Measurement:
-        """Read the sensor; energy covers the time since the previous successful read.
+    def read_energy(self, now_s: float) -> Measurement:
+        """Energy since the previous successful energy read.
 
         Raises:
             Exception: any failure; the sampler counts it and the next read covers the gap.

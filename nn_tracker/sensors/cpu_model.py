@@ -117,8 +117,10 @@ class CpuEstimateSensor(Sensor):
 
     """
 
-    # Energy is TDP x busy CPU time / CPUs: linear, so reading once a second loses nothing and costs a tenth.
-    min_interval_s = 1.0
+    # Energy is TDP x busy CPU time / CPUs: linear, so reading once a second loses nothing and costs a tenth;
+    # a phase switch triggers a read (on the sampler's thread) so that each phase gets its own CPU time.
+    energy_interval_s = 1.0
+    phase_read_after_s = 0.1
 
     def __init__(
         self,
@@ -175,7 +177,7 @@ class CpuEstimateSensor(Sensor):
         elapsed = total - last_total
         return min(max((busy - last_busy) / elapsed, 0.0), 1.0) if elapsed > 0 else 0.0
 
-    def read(self, now_s: float) -> Measurement:
+    def read_energy(self, now_s: float) -> Measurement:
         """Average power over the interval and the energy it implies."""
         share = self.utilisation(now_s)
         duration_s = now_s - self._last_s

@@ -50,7 +50,8 @@ class RamEstimateSensor(Sensor):
 
     """
 
-    min_interval_s = 1.0  # memory in use changes slowly; reading /proc/meminfo at 10 Hz is waste
+    energy_interval_s = 1.0  # memory in use changes slowly; reading /proc/meminfo at 10 Hz is waste
+    phase_read_after_s = None  # nor is a read at each phase switch needed: time splits it well
 
     def __init__(
         self,
@@ -97,7 +98,7 @@ class RamEstimateSensor(Sensor):
         self._last_power_w = self.power_w()
         self._last_s = now_s
 
-    def read(self, now_s: float) -> Measurement:
+    def read_energy(self, now_s: float) -> Measurement:
         """Trapezoid of the power over the interval."""
         power = self.power_w()
         energy_j = trapezoid_j(self._last_power_w, power, now_s - self._last_s)

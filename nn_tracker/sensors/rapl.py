@@ -38,6 +38,7 @@ class RaplZoneSensor(Sensor):
     """One RAPL zone (a CPU package or its DRAM) read from ``energy_uj``."""
 
     max_power_w = 2_000.0
+    counter_period_s = 0.001  # RAPL counters move about every millisecond
 
     def __init__(
         self, path: Path, zone_name: str, component: str, max_range_uj: float | None, read_text: ReadText = _read_text
@@ -62,7 +63,7 @@ class RaplZoneSensor(Sensor):
         """Read the baseline."""
         self._last_uj = self.energy_uj()
 
-    def read(self, now_s: float) -> Measurement:
+    def read_energy(self, now_s: float) -> Measurement:
         """Energy since the last read, across one wrap at ``max_energy_range_uj``."""
         current = self.energy_uj()
         delta_uj = counter_delta(self._last_uj, current, self._max_range_uj)
