@@ -56,7 +56,9 @@ def test_no_energy_counter_integrates_instant_power_never_zero(fake_nvml):
     assert any("total-energy counter cannot be read" in n for n in sensor.info.notes)
 
 
-@pytest.mark.parametrize(("name", "averaged"), [("NVIDIA A10G", True), ("NVIDIA A100-SXM4-80GB", False), ("Tesla K80", False)])
+@pytest.mark.parametrize(
+    ("name", "averaged"), [("NVIDIA A10G", True), ("NVIDIA A100-SXM4-80GB", False), ("Tesla K80", False)]
+)
 def test_fallback_to_power_usage_when_instant_field_unsupported(fake_nvml, name, averaged):
     index = fake_nvml.add(name, "GPU-dddd", 60)
     fake_nvml.set_energy_supported(index, 0)
