@@ -188,7 +188,7 @@ class Sampler:
             totals.last_energy_s = now
             if sensor.has_power:
                 try:
-                    totals.last_power_w = sensor.read_power(now)
+                    totals.last_power_w = totals.peak_power_w = sensor.read_power(now)
                 except Exception as exc:  # noqa: BLE001 - counted; the next sample starts the curve
                     totals.record_error(exc)
         self._wake_on_phase = any(s.phase_read_after_s is not None for s in self._sensors)

@@ -165,3 +165,185 @@ def test_driver_not_loaded_is_a_note(fake_nvml):
     found = discover_gpus()
     assert found.sensors == []
     assert any("driver is not loaded" in n for n in found.notes)
+
+
+# ----- start failures: what works is kept, what does not is unmeasured (null), never 0 -----------------------
+def test_gpu_without_power_readings_keeps_its_counter(fake_nvml):
+    index = fake_nvml.add("NVIDIA A100-SXM4-80GB", "GPU-aaaa", 200)
+    fake_nvml.set_instant_supported(index, 0)
+    fake_nvml.set_usage_supported(index, 0)  # some vGPUs
+    found, clock, sampler = started(fake_nvml)
+    sensor = found.sensors[0]
+    assert sensor.info.method == METHOD_COUNTER and not sensor.has_power
+    assert any("Power cannot be read" in n for n in sensor.info.notes)
+    run(sampler, clock, fake_nvml, 3.0)
+    sampler.tick(force=True)
+    assert sampler.totals["gpu:GPU-aaaa"].energy_j == pytest.approx(600.0)
+
+
+def test_gpu_with_neither_counter_nor_power_is_unmeasured_not_zero(fake_nvml, tmp_path):
+    from nn_tracker import Tracker
+    from nn_tracker.sensors import SensorSet
+
+    index = fake_nvml.add("GRID A100D-4C", "GPU-vvvv", 200)
+    fake_nvml.set_energy_supported(index, 0)
+    fake_nvml.set_instant_supported(index, 0)
+    fake_nvml.set_usage_supported(index, 0)
+    fake_nvml.add("NVIDIA A100-SXM4-80GB", "GPU-aaaa", 100)
+    found = discover_gpus()
+    clock = ManualClock()
+    tracker = Tracker(
+        clock=clock,
+        background=False,
+        sensors=SensorSet(sensors=found.sensors, nvml=found),
+        output_dir=tmp_path,
+        intensity_g_per_kwh=100,
+        checkpoint_interval_s=None,
+    )
+    with tracker:
+        clock.advance(2.0)
+        fake_nvml.advance(2.0)
+        tracker.sample()
+    data = tracker.report().to_dict()
+    devices = {d["device_id"]: d for d in data["devices"]}
+    assert devices["gpu:GPU-vvvv"]["energy_kwh"] is None
+    assert any("could not start" in n for n in devices["gpu:GPU-vvvv"]["notes"])
+    assert devices["gpu:GPU-aaaa"]["energy_kwh"] == pytest.approx(200 / 3.6e6)
+    assert data["energy"]["it_kwh"] == pytest.approx(200 / 3.6e6)
+    assert data["energy"]["unmeasured_devices"] == ["gpu:GPU-vvvv"]
+    found.close()
+
+
+def test_every_gpu_unmeasured_gives_null_gpu_energy(fake_nvml, tmp_path):
+    from nn_tracker import Tracker
+    from nn_tracker.sensors import SensorSet
+
+    fake_nvml.add("NVIDIA A100-SXM4-80GB", "GPU-aaaa", 100)
+    found = discover_gpus()
+    fake_nvml.set_lost(0, 1)  # falls off the bus between discovery and start
+    tracker = Tracker(
+        clock=ManualClock(),
+        background=False,
+        sensors=SensorSet(sensors=found.sensors, nvml=found),
+        write_report=False,
+        intensity_g_per_kwh=100,
+    )
+    with tracker:
+        pass
+    data = tracker.report().to_dict()
+    assert data["devices"][0]["energy_kwh"] is None
+    assert data["energy"]["by_component_kwh"]["gpu"] is None
+    assert data["energy"]["it_kwh"] == 0 and data["energy"]["unmeasured_devices"] == ["gpu:GPU-aaaa"]
+    found.close()
+
+
+def test_one_unreadable_gpu_is_skipped_and_the_others_measured(fake_nvml):
+    fake_nvml.add("NVIDIA A100-SXM4-80GB", "GPU-1111", 100)
+    fake_nvml.add("NVIDIA A100-SXM4-80GB", "GPU-2222", 100)
+    fake_nvml.add("NVIDIA A100-SXM4-80GB", "GPU-3333", 100)
+    fake_nvml.set_handle_error(1, 15)  # fallen off the bus
+    found = discover_gpus()
+    assert [s.info.details["uuid"] for s in found.sensors] == ["GPU-1111", "GPU-3333"]
+    assert any("GPU 1 (NVML index) cannot be read" in n for n in found.notes)
+    found.close()
+
+
+# ----- which GPU an index means -----------------------------------------------------------------------------
+@pytest.fixture
+def mixed_gpus(fake_nvml, monkeypatch):
+    """A slow card on the first PCI slot, a fast one on the second (NVML numbers by PCI bus)."""
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    fake_nvml.add("Tesla T4", "GPU-slow", 70)
+    fake_nvml.add("NVIDIA A100-SXM4-80GB", "GPU-fast", 300)
+    return fake_nvml
+
+
+@pytest.mark.parametrize(
+    ("order", "visible", "expected", "assumed"),
+    [
+        (None, "0", "GPU-fast", True),  # CUDA's default: fastest first
+        ("FASTEST_FIRST", "1", "GPU-slow", True),
+        ("PCI_BUS_ID", "0", "GPU-slow", False),
+        ("PCI_BUS_ID", "1", "GPU-fast", False),
+    ],
+)
+def test_cuda_indices_follow_cuda_device_order(mixed_gpus, monkeypatch, order, visible, expected, assumed):
+    if order:
+        monkeypatch.setenv("CUDA_DEVICE_ORDER", order)
+    found = discover_gpus(visible)
+    assert [s.info.details["uuid"] for s in found.sensors] == [expected]
+    assert any("fastest-first" in n for n in found.notes) == assumed
+    found.close()
+
+
+def test_fast_card_first_on_the_bus_needs_no_assumption_for_uuids(fake_nvml, monkeypatch):
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    fake_nvml.add("NVIDIA A100-SXM4-80GB", "GPU-fast", 300)
+    fake_nvml.add("Tesla T4", "GPU-slow", 70)
+    assert [s.info.details["uuid"] for s in discover_gpus("0").sensors] == ["GPU-fast"]
+    found = discover_gpus("GPU-slow")
+    assert [s.info.details["uuid"] for s in found.sensors] == ["GPU-slow"] and not found.notes
+
+
+def test_identical_gpus_keep_the_pci_order_without_a_note(fake_nvml, monkeypatch):
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    for i in range(3):
+        fake_nvml.add("NVIDIA H100 80GB HBM3", f"GPU-{i}{i}{i}", 100)
+    found = discover_gpus("2,0")
+    assert sorted(s.info.details["uuid"] for s in found.sensors) == ["GPU-000", "GPU-222"] and not found.notes
+
+
+def test_torch_with_cuda_initialised_settles_which_gpus_indices_mean(mixed_gpus, monkeypatch):
+    import sys
+    import types
+
+    class Props:
+        def __init__(self, uuid):
+            self.uuid = uuid
+
+    cuda = types.SimpleNamespace(
+        is_initialized=lambda: True,
+        device_count=lambda: 1,
+        get_device_properties=lambda i: Props("slow"),  # torch prints UUIDs without the GPU- prefix
+    )
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    found = discover_gpus("0")  # fastest-first would say the A100; CUDA itself says the T4
+    assert [s.info.details["uuid"] for s in found.sensors] == ["GPU-slow"] and not found.notes
+    cuda.is_initialized = lambda: False  # never initialised: torch is not asked, nothing is initialised
+    assert [s.info.details["uuid"] for s in discover_gpus("0").sensors] == ["GPU-fast"]
+
+
+# ----- what a GPU is decides its caveats ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "arch", "partial"),
+    [
+        ("NVIDIA H200", (9, 9, 0), True),
+        ("NVIDIA GH200 480GB", (9, 9, 0), True),
+        ("NVIDIA A100-SXM4-80GB", (7, 8, 0), True),
+        ("NVIDIA A10G", (7, 8, 6), False),  # Ampere, but not GA100
+        ("Renamed by a cloud", (9, 9, 0), True),  # the name does not matter
+        ("NVIDIA L4", (8, 8, 9), False),
+    ],
+)
+def test_partial_sampling_caveat_follows_the_architecture(fake_nvml, name, arch, partial):
+    fake_nvml.add(name, "GPU-aaaa", 100, arch=arch)
+    sensor = discover_gpus().sensors[0]
+    assert (PARTIAL_SAMPLING_NOTE in sensor.info.notes) == partial
+    assert sensor.info.details["compute_capability"] == f"{arch[1]}.{arch[2]}"
+
+
+def test_tracker_shutdown_leaves_the_users_own_nvml_session_working(fake_nvml):
+    import pynvml
+
+    from nn_tracker import Tracker
+
+    fake_nvml.add("NVIDIA H200", "GPU-aaaa", 100)
+    pynvml.nvmlInit()  # the user's own session
+    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+    with Tracker(write_report=False, intensity_g_per_kwh=100, interval_s=0.05):
+        pass
+    assert fake_nvml.init_count() == 1
+    assert pynvml.nvmlDeviceGetPowerUsage(handle) == 100_000  # still works after the tracker's shutdown
+    pynvml.nvmlShutdown()
+    with pytest.raises(pynvml.NVMLError_Uninitialized):
+        pynvml.nvmlDeviceGetPowerUsage(handle)

@@ -216,6 +216,7 @@ def _devices(sampler: Sampler) -> list[dict[str, Any]]:
     for totals in sampler.totals.values():
         info = totals.info
         mean_w = totals.energy_j / totals.measured_s if totals.measured_s > 0 else None
+        measured = totals.readings > 0  # a sensor that never gave a reading is unmeasured, never 0
         rows.append(
             {
                 "device_id": info.device_id,
@@ -224,7 +225,7 @@ def _devices(sampler: Sampler) -> list[dict[str, Any]]:
                 "method": info.method,
                 "model": info.model,
                 "details": info.details,
-                "energy_kwh": j_to_kwh(totals.energy_j),
+                "energy_kwh": j_to_kwh(totals.energy_j) if measured else None,
                 "energy_kwh_by_phase": {p: j_to_kwh(j) for p, j in totals.energy_by_phase_j.items()},
                 "mean_power_w": mean_w,
                 "peak_power_w": totals.peak_power_w,
@@ -234,6 +235,7 @@ def _devices(sampler: Sampler) -> list[dict[str, Any]]:
                 "errors": totals.errors,
                 "first_error": totals.first_error or None,
                 "dropped_intervals": totals.dropped_intervals,
+                "bridged_intervals": totals.bridged_intervals,
                 "lost_at_s": None if totals.lost_at_s is None else totals.lost_at_s - (sampler.started_s or 0.0),
                 "node": totals.node or hostname(),
                 "notes": list(info.notes),
@@ -243,8 +245,15 @@ def _devices(sampler: Sampler) -> list[dict[str, Any]]:
             rows[-1]["notes"].append(f"{info.device_id}: {totals.errors} read errors, first: {totals.first_error}")
         if totals.dropped_intervals:
             rows[-1]["notes"].append(
-                f"{info.device_id}: {totals.dropped_intervals} implausible counter jumps dropped as resets"
+                f"{info.device_id}: {totals.dropped_intervals} implausible readings dropped (counted as a gap)"
             )
+        if totals.bridged_intervals:
+            rows[-1]["notes"].append(
+                f"{info.device_id}: the energy counter went back {totals.bridged_intervals} time(s) (driver reload); "
+                "those intervals were integrated from the power samples"
+            )
+        if not measured:
+            rows[-1]["notes"].append(f"{info.device_id} was not measured: energy unknown (null), not zero")
     return rows
 
 
@@ -291,23 +300,25 @@ def _nodes(devices: list[dict[str, Any]]) -> dict[str, Any]:
     nodes: dict[str, Any] = {}
     for device in devices:
         node = nodes.setdefault(device["node"], {"energy_kwh": 0.0, "devices": []})
-        node["energy_kwh"] += device["energy_kwh"]
+        node["energy_kwh"] += device["energy_kwh"] or 0.0  # unmeasured devices are listed, not added
         node["devices"].append(device["device_id"])
     return nodes
 
 
 def _energy(devices: list[dict[str, Any]]) -> dict[str, Any]:
-    by_component: dict[str, float] = {}
+    by_component: dict[str, float | None] = {}
     by_method: dict[str, float] = {}
-    for device in devices:
-        by_component[device["component"]] = by_component.get(device["component"], 0.0) + device["energy_kwh"]
+    measured = [d for d in devices if d["energy_kwh"] is not None]
+    for device in measured:
+        by_component[device["component"]] = (by_component.get(device["component"]) or 0.0) + device["energy_kwh"]
         by_method[device["method"]] = by_method.get(device["method"], 0.0) + device["energy_kwh"]
-    for component in ("gpu", "cpu", "ram"):
+    for component in ("gpu", "cpu", "ram", *(d["component"] for d in devices)):
         by_component.setdefault(component, None)  # None: not measured (never a silent 0)
     return {
-        "it_kwh": sum(d["energy_kwh"] for d in devices),
+        "it_kwh": sum(d["energy_kwh"] for d in measured),
         "by_component_kwh": by_component,
         "by_method_kwh": by_method,
+        "unmeasured_devices": [d["device_id"] for d in devices if d["energy_kwh"] is None],
     }
 
 
