@@ -1,10 +1,11 @@
-"""Build the bundled reference tables in ``nn_tracker/data/`` from ``../shared/data``.
+"""Build the bundled reference tables in ``nn_tracker/data/`` from the raw public data in ``scripts/raw_data``.
 
 Run from the repository root (needs ``pycountry`` for ISO alpha-2 codes)::
 
-    python scripts/build_reference_data.py [SHARED_DATA_DIR]
+    python scripts/build_reference_data.py [RAW_DATA_DIR]
 
-The output is committed; the package never reads ``shared/`` at run time.
+The raw data (with its licences and ``SOURCES.md``) and the output are committed; the package reads
+neither the raw data nor anything outside ``nn_tracker/data`` at run time.
 Every row written carries a ``source_id`` that points into ``sources.csv``
 (title, URL, licence, retrieval date) and a data ``year`` where the origin
 states one (empty means "not stated by the source").
@@ -139,6 +140,13 @@ SOURCES = [
         "",
     ),
     (
+        "nvidia-specs",
+        "NVIDIA product pages and datasheets: maximum TDP / TGP per GPU (the URL of each figure is in tdp_origin)",
+        "https://www.nvidia.com/en-us/data-center/",
+        "figure cited from the manufacturer",
+        "2026-11-26",
+    ),
+    (
         "patterson-2021",
         "Patterson et al., 'Carbon Emissions and Large Neural Network Training', arXiv:2104.10350",
         "https://arxiv.org/abs/2104.10350",
@@ -191,6 +199,31 @@ EXTRA_HARDWARE = [
         "bloom-2023",
     ),
 ]
+# Current datacentre GPUs that gpus.csv lacks: (name, tdp_w, what the figure is, origin URL). TDP: the
+# maximum of a configurable range (the range is in the notes); the GH200's covers the whole module.
+NVIDIA_GPUS = [
+    (
+        "H100 PCIe",
+        350,
+        "configurable 300-350 W",
+        "https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet",
+    ),
+    ("H200 SXM", 700, "up to 700 W (configurable)", "https://www.nvidia.com/en-us/data-center/h200/"),
+    ("H200 NVL", 600, "up to 600 W (configurable)", "https://www.nvidia.com/en-us/data-center/h200/"),
+    (
+        "GH200",
+        1000,
+        "module (Grace CPU + H100/H200 GPU + memory) configurable 450-1000 W; NVML reports the module scope",
+        "https://www.nvidia.com/en-us/data-center/grace-hopper-superchip/",
+    ),
+    ("B200", 1000, "up to 1,000 W per GPU on HGX B200", "https://www.nvidia.com/en-us/data-center/hgx/"),
+    ("A10", 150, "", "https://www.nvidia.com/en-us/data-center/products/a10-gpu/"),
+    ("A30", 165, "", "https://www.nvidia.com/en-us/data-center/products/a30-gpu/"),
+    ("A40", 300, "", "https://www.nvidia.com/en-us/data-center/a40/"),
+    ("A2", 60, "configurable 40-60 W", "https://www.nvidia.com/en-us/data-center/products/a2/"),
+    ("L40", 300, "", "https://www.nvidia.com/en-us/data-center/l40/"),
+    ("RTX 6000 Ada", 300, "", "https://www.nvidia.com/en-us/design-visualization/rtx-6000/"),
+]
 # Short names that identify exactly one catalogue entry.
 ALIASES = {
     "H100 SXM": ["H100", "NVIDIA H100 80GB HBM3", "H100-SXM5-80GB"],
@@ -198,6 +231,17 @@ ALIASES = {
     "A100 SXM4 80 GB": ["NVIDIA A100-SXM4-80GB", "A100-SXM4-80GB", "A100 SXM"],
     "A100 PCIe 40/80GB": ["NVIDIA A100-PCIE-40GB", "NVIDIA A100 80GB PCIe", "A100 PCIe"],
     "A10G": ["NVIDIA A10G"],
+    "H100 PCIe": ["NVIDIA H100 PCIe"],
+    "H200 SXM": ["H200", "NVIDIA H200", "NVIDIA H200 141GB HBM3e"],
+    "H200 NVL": ["NVIDIA H200 NVL"],
+    "GH200": ["NVIDIA GH200 480GB", "NVIDIA GH200 144G HBM3e", "GH200 Grace Hopper Superchip"],
+    "B200": ["NVIDIA B200"],
+    "A10": ["NVIDIA A10"],
+    "A30": ["NVIDIA A30"],
+    "A40": ["NVIDIA A40"],
+    "A2": ["NVIDIA A2"],
+    "L40": ["NVIDIA L40"],
+    "RTX 6000 Ada": ["NVIDIA RTX 6000 Ada Generation"],
     "T4": ["Tesla T4"],
     "L4": ["NVIDIA L4"],
     "L40S": ["NVIDIA L40S"],
@@ -365,6 +409,8 @@ def hardware_rows(data: Path) -> list[list[object]]:
                     emb[2] if emb else "",
                 ]
             )
+    for name, tdp, notes, origin in NVIDIA_GPUS:
+        rows.append([name, "gpu", ";".join(ALIASES.get(name, [])), tdp, "nvidia-specs", origin, notes, "", "", ""])
     for name, kind, tdp, notes, kg, method, source in EXTRA_HARDWARE:
         rows.append([name, kind, ";".join(ALIASES.get(name, [])), tdp, "", "", notes, kg, method, source])
     return sorted(rows, key=lambda r: str(r[0]).lower())
@@ -431,7 +477,7 @@ EQUIVALENTS = [
 
 
 def main() -> None:
-    data = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
+    data = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "scripts" / "raw_data"
     write_csv("sources.csv", ["id", "title", "url", "license", "retrieved"], [list(s) for s in SOURCES])
     write_csv(
         "grid_intensity.csv",

@@ -81,9 +81,7 @@ def test_us_state_zone_and_cloud_region_lookups():
 
 
 def test_us_state_converted_from_pounds_per_mwh():
-    raw = Path(__file__).resolve().parents[2] / "shared" / "data" / "codecarbon" / "usa_emissions.json"
-    if not raw.exists():
-        pytest.skip("shared/ raw data not beside the checkout")
+    raw = Path(__file__).resolve().parents[1] / "scripts" / "raw_data" / "codecarbon" / "usa_emissions.json"
     import json
 
     pounds = json.loads(raw.read_text())["california"]["emissions"]
@@ -110,6 +108,27 @@ def test_hardware_lookup_by_alias_case_insensitive_and_unknown():
     with pytest.raises(LookupFailed) as info:
         catalogue.hardware_spec("V100")
     assert "Tesla V100-SXM2-32GB" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("nvml_name", "tdp_w"),
+    [
+        ("NVIDIA H100 80GB HBM3", 700),
+        ("NVIDIA H100 PCIe", 350),
+        ("NVIDIA H100 NVL", 400),
+        ("NVIDIA H200", 700),  # what NVML calls the H200 SXM (seen on a real one)
+        ("NVIDIA H200 NVL", 600),
+        ("NVIDIA GH200 480GB", 1000),
+        ("NVIDIA B200", 1000),
+        ("NVIDIA L4", 72),
+        ("NVIDIA L40S", 350),
+        ("NVIDIA A10", 150),
+    ],
+)
+def test_current_datacentre_gpus_by_their_nvml_names(nvml_name, tdp_w):
+    spec = bundled().hardware_spec(nvml_name)
+    assert spec.tdp_w == tdp_w and spec.tdp_source is not None
+    assert spec.tdp_origin.startswith("https://")
 
 
 def test_embodied_figures_carry_method_and_source():
@@ -168,11 +187,9 @@ def test_bad_override_files_are_clear_errors(tmp_path, text, message):
 
 
 def test_bundled_tables_are_the_build_scripts_output(tmp_path):
-    """The committed tables equal what scripts/build_reference_data.py writes from shared/data."""
+    """The committed tables equal what scripts/build_reference_data.py writes from scripts/raw_data."""
     root = Path(__file__).resolve().parents[1]
-    shared = root.parent / "shared" / "data"
-    if not shared.exists():
-        pytest.skip("shared/data is not beside the checkout")
+    shared = root / "scripts" / "raw_data"
     pytest.importorskip("pycountry")
     import runpy
 
