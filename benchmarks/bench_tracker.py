@@ -4,6 +4,9 @@
 
 Measures: import time; start()+stop() latency; CPU per sampler tick with the CPU
 sensors and with 8 simulated GPUs (the real pynvml bindings on tests/fake_nvml.c);
+with 8 simulated GPUs whose counter calls spin for 2.5 ms (as on an H200): the time a
+phase switch and add_units keep the calling thread, and the sampling thread's CPU time
+per second for 1 and 8 GPUs;
 resident memory added by importing and by running; CPU time of the sampling thread;
 slowdown of a fixed CPU loop at 10 Hz against no tracker (alternating rounds, rotated
 order); memory of a simulated 30-day run at 10 Hz fed through the timeline.
@@ -114,38 +117,100 @@ def cpu_sensor_tick_us() -> float:
     return tick_us(found.sensors)
 
 
-def gpu_tick_us(gpus: int = 8) -> float:
+def simulated_gpus(gpus: int, counter_ms: float) -> ctypes.CDLL:
+    """A fresh simulated driver (tests/fake_nvml.c) with ``gpus`` GPUs, loaded into pynvml.
+
+    Its clock follows the real one; a counter call spins (burns CPU) for ``counter_ms``, as on an
+    H200, where one call cost 2.3 ms of wall time and 3.3 ms of CPU (docs/validation.md).
+    """
     import pynvml
 
-    from nn_tracker.sensors.nvml import discover_gpus
-
     build = Path(tempfile.mkdtemp()) / "libnvidia-ml.so.1"
+    source = ROOT / "tests" / "fake_nvml.c"
     subprocess.run(
-        [
-            "cc",
-            "-shared",
-            "-fPIC",
-            "-O1",
-            "-Wl,-soname,libnvidia-ml.so.1",
-            "-o",
-            str(build),
-            str(ROOT / "tests" / "fake_nvml.c"),
-        ],
-        check=True,
+        ["cc", "-shared", "-fPIC", "-O1", "-Wl,-soname,libnvidia-ml.so.1", "-o", str(build), str(source)], check=True
     )
     lib = ctypes.CDLL(str(build))
     lib.fake_add_device.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_ulonglong]
+    lib.fake_set_latency_us.argtypes = [ctypes.c_int, ctypes.c_double]
     for i in range(gpus):
-        lib.fake_add_device(b"NVIDIA A100-SXM4-80GB", f"GPU-{i:04d}".encode(), 300_000, 400_000, 0)
+        lib.fake_add_device(b"NVIDIA H100 80GB HBM3", f"GPU-{i:04d}".encode(), 300_000, 700_000, 0)
+    lib.fake_set_latency_us(0, counter_ms * 1000)
+    lib.fake_set_spin(1)
+    lib.fake_set_realtime(1)
     pynvml.nvmlLib = lib
     pynvml._nvmlGetFunctionPointer_cache = {}
-    found = discover_gpus("")  # nothing visible: only count the discovery
-    found.close()
+    return lib
+
+
+def gpu_tick_us(gpus: int = 8) -> float:
+    """Python and ctypes cost of reading every GPU once (counters instant, to see our own overhead)."""
+    from nn_tracker.sensors.nvml import discover_gpus
+
+    simulated_gpus(gpus, counter_ms=0.0)
     found = discover_gpus(",".join(str(i) for i in range(gpus)))
     try:
         return tick_us(found.sensors)
     finally:
         found.close()
+
+
+def phase_switch_cost(gpus: int = 8, counter_ms: float = 2.5, switches: int = 400) -> dict:
+    """Time the tracked code spends in a phase switch and in add_units, with slow simulated counters."""
+    import nn_tracker
+
+    simulated_gpus(gpus, counter_ms)
+    enter, leave, units = [], [], []
+    with nn_tracker.Tracker(intensity_g_per_kwh=100, write_report=False, rapl_root="/nonexistent") as tracker:
+        for i in range(switches):
+            t0 = time.perf_counter()
+            phase = tracker.phase("validation")
+            phase.__enter__()
+            t1 = time.perf_counter()
+            tracker.add_units(32)
+            t2 = time.perf_counter()
+            phase.__exit__(None, None, None)
+            t3 = time.perf_counter()
+            enter.append((t1 - t0) * 1000)
+            units.append((t2 - t1) * 1e6)
+            leave.append((t3 - t2) * 1000)
+            if i % 20 == 0:
+                time.sleep(0.05)  # let the sampler read in between, as during training
+    switch = sorted(enter + leave)
+    return {
+        "gpus": gpus,
+        "counter_call_ms": counter_ms,
+        "phase_switch_ms_p50": statistics.median(switch),
+        "phase_switch_ms_p99": switch[int(len(switch) * 0.99)],
+        "phase_switch_ms_max": switch[-1],
+        "add_units_us_p50": statistics.median(units),
+    }
+
+
+def slow_counter_sampler_cpu(gpus: int, counter_ms: float = 2.5, seconds: float = 20.0) -> dict:
+    """CPU time of the sampling thread per second, with ``gpus`` simulated GPUs whose counter calls spin."""
+    code = f"""
+import json, sys, threading, time, psutil
+sys.path.insert(0, {str(ROOT)!r})
+sys.path.insert(0, {str(ROOT / "benchmarks")!r})
+from bench_tracker import simulated_gpus
+import nn_tracker
+lib = simulated_gpus({gpus}, {counter_ms})
+t = nn_tracker.Tracker(intensity_g_per_kwh=100, write_report=False, rapl_root="/nonexistent")
+t.start()
+thread = next(x for x in threading.enumerate() if x.name == "nn_tracker-sampler")
+def cpu():
+    return {{th.id: th.user_time + th.system_time for th in psutil.Process().threads()}}.get(thread.native_id, 0.0)
+c0, w0 = cpu(), time.monotonic()
+time.sleep({seconds})
+c1, w1 = cpu(), time.monotonic()
+t.stop()
+share = (c1 - c0) / (w1 - w0) * 100
+calls = lib.fake_counter_calls(0) / (w1 - w0)
+print(json.dumps({{"gpus": {gpus}, "counter_call_ms": {counter_ms}, "thread_cpu_pct_of_a_core": share,
+                  "per_gpu_pct": share / {gpus}, "counter_calls_per_gpu_per_s": calls}}))
+"""
+    return in_subprocess(code)
 
 
 def thread_cpu_share(seconds: float = 30.0) -> dict:
@@ -224,7 +289,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("import", "start_stop", "tick", "memory", "thread", "slowdown", "month"),
+        choices=("import", "start_stop", "tick", "memory", "thread", "slowdown", "month", "slow_counters"),
         help="run only these measurements",
     )
     args = parser.parse_args()
@@ -236,6 +301,11 @@ def main() -> None:
         "thread": lambda: {"sampler_thread": thread_cpu_share()},
         "slowdown": lambda: {"slowdown_10hz": slowdown(args.rounds)},
         "month": lambda: {"timeline_30_days": month_timeline(args.days)},
+        "slow_counters": lambda: {
+            "phase_switch_8_gpus": phase_switch_cost(8),
+            "sampler_cpu_1_gpu": slow_counter_sampler_cpu(1),
+            "sampler_cpu_8_gpus": slow_counter_sampler_cpu(8),
+        },
     }
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
     for name in args.only or list(measurements):

@@ -206,9 +206,14 @@ class Sampler:
 
     def _run(self) -> None:
         wake_s = self.wake_interval_s
+        # Woken by phase switches at most this often: a burst of switches costs one tick, not one each.
+        phase_gap_s = min((s.phase_read_after_s for s in self._sensors if s.phase_read_after_s is not None), default=0)
         while not self._stop.is_set():
             self._clock.wait(self._wake, wake_s)
             self._wake.clear()
+            early_s = self.last_tick_s + max(phase_gap_s, 0.01) - self._clock.monotonic()
+            if early_s > 0 and not self._stop.is_set():
+                self._clock.wait(self._stop, early_s)
             if self._stop.is_set():
                 break
             self.tick()
@@ -301,6 +306,8 @@ class Sampler:
                     p0 = previous if previous is not None else power
                     weight = _integral_j(start, now, p0, power, seg_start, seg_end)
                 totals.pending.append((seg_start, seg_end, phase, weight))
+            if len(totals.pending) > MAX_PENDING:  # a sensor that keeps failing: stay bounded, coarser
+                totals.pending = _coarser(totals.pending)
             if power is not None:
                 power_j[totals.info.device_id] = trapezoid_j(
                     previous if previous is not None else power, power, now - start
@@ -368,6 +375,7 @@ class Sampler:
         by_phase = totals.energy_by_phase_j
         if total_weight <= 0:  # no time passed since the last read: the energy belongs to the current phase
             by_phase[self.phase] = by_phase.get(self.phase, 0.0) + energy
+            totals.flushed.append((now, now, self.phase, energy))
             return
         for (begin, end, phase, _), weight in zip(pending, weights, strict=True):
             joules = energy * weight / total_weight
@@ -405,6 +413,30 @@ class Sampler:
             except Exception:
                 log.debug("sensor close failed", exc_info=True)
         self._sensors = []
+
+
+MAX_PENDING = 4096  # intervals kept per device between two energy reads (about 7 minutes at 10 Hz)
+
+
+def _coarser(pending: list[tuple[float, float, str, float | None]]) -> list[tuple[float, float, str, float | None]]:
+    """Merge neighbouring intervals pairwise (same phase first; if that is not enough, the longer one's phase)."""
+
+    def pairs(items: list, same_phase_only: bool) -> list:
+        merged, i = [], 0
+        while i < len(items):
+            a = items[i]
+            if i + 1 < len(items) and (not same_phase_only or items[i + 1][2] == a[2]):
+                b = items[i + 1]
+                phase = a[2] if a[1] - a[0] >= b[1] - b[0] else b[2]
+                merged.append((a[0], b[1], phase, None if a[3] is None or b[3] is None else a[3] + b[3]))
+                i += 2
+            else:
+                merged.append(a)
+                i += 1
+        return merged
+
+    merged = pairs(pending, same_phase_only=True)
+    return merged if len(merged) <= MAX_PENDING * 3 // 4 else pairs(merged, same_phase_only=False)
 
 
 def _integral_j(t0: float, t1: float, p0: float, p1: float, a: float, b: float) -> float:

@@ -92,8 +92,10 @@ class Timeline:
         if not self.points:
             return
         middle = (start_s + end_s) / 2
-        index = max(bisect.bisect_right(self.points, middle, key=lambda p: p.start_s) - 1, 0)
-        point = self.points[index]
+        point = self.points[-1]
+        if point.start_s > middle:  # not in the newest bucket (the usual case): search
+            index = bisect.bisect_right(self.points, middle, key=lambda p: p.start_s) - 1
+            point = self.points[max(index, 0)]
         point.energy_j[device] = point.energy_j.get(device, 0.0) + energy_j
         if phase:
             root = phase.split("/", 1)[0]

@@ -143,3 +143,75 @@ def test_timeline_points_cover_the_run_without_holes_when_sensors_skip_ticks():
     assert len(points) == 30  # each 1-s reading is spread over the ten ticks it covers: no spikes
     assert points[0].start_s == sampler.started_s and points[-1].end_s == pytest.approx(sampler.started_s + 3.0)
     assert all(p.mean_power_w("cpu:estimate") == pytest.approx(10.0) for p in points)
+
+
+def test_a_sensor_that_keeps_failing_stays_bounded_in_memory_and_loses_nothing_when_it_recovers():
+    from nn_tracker.sampling import MAX_PENDING
+
+    clock = ManualClock()
+    gpu = ConstantPower(power_w=10)
+    sampler = Sampler([gpu], clock)
+    sampler.start(background=False)
+    gpu.fail = True
+    for step in range(3 * MAX_PENDING):
+        clock.advance(0.1)
+        sampler.mark_phase("a" if step % 2 else "b")  # phases alternate at every tick: the worst case
+        sampler.tick()
+        assert len(sampler.totals["gpu:fake"].pending) <= MAX_PENDING + 1
+    gpu.fail = False
+    clock.advance(0.1)
+    sampler.tick()
+    totals = sampler.totals["gpu:fake"]
+    assert totals.energy_j == pytest.approx(10 * 0.1 * (3 * MAX_PENDING + 1))
+    assert sum(totals.energy_by_phase_j.values()) == pytest.approx(totals.energy_j)
+    assert sum(p.energy_j.get("gpu:fake", 0) for p in sampler.timeline.points) == pytest.approx(totals.energy_j)
+
+
+def test_phase_switches_only_record_a_time_and_the_next_tick_splits_by_power_samples():
+    class Sampled(ConstantPower):
+        """Cheap power samples every tick; energy read rarely (like a GPU counter)."""
+
+        has_power = True
+        energy_interval_s = 1.0
+        phase_read_after_s = None
+
+        def read_power(self, now_s):
+            return self.power_w
+
+    clock = ManualClock()
+    gpu = Sampled(power_w=100)
+    reads = []
+    original = gpu.read_energy
+    gpu.read_energy = lambda now: reads.append(now) or original(now)
+    sampler = Sampler([gpu], clock)
+    sampler.start(background=False)
+    clock.advance(0.1)
+    sampler.tick()
+    clock.advance(0.05)
+    sampler.mark_phase("validation")  # no read here
+    assert reads == []
+    clock.advance(0.05)
+    sampler.tick()
+    for _ in range(8):
+        clock.advance(0.1)
+        sampler.tick()
+    assert len(reads) == 1  # one energy read for the whole second
+    totals = sampler.totals["gpu:fake"]
+    # constant power: the read's 100 J splits at the switch's time, 15 J before and 85 J after
+    assert totals.energy_by_phase_j == pytest.approx({"training": 15.0, "validation": 85.0})
+    assert sampler.phase_time_s == pytest.approx({"training": 0.15, "validation": 0.85})
+
+
+def test_a_burst_of_phase_switches_wakes_the_sampler_at_most_ten_times_a_second():
+    cpu = ConstantPower("cpu:estimate", power_w=10, component="cpu")
+    cpu.energy_interval_s = 1.0
+    cpu.phase_read_after_s = 0.1  # a switch makes its read due (on the sampler's thread)
+    sampler = Sampler([cpu], SystemClock(), interval_s=1.0)
+    sampler.start()
+    started = time.monotonic()
+    while time.monotonic() - started < 0.5:
+        sampler.mark_phase("a")
+        sampler.mark_phase("b")
+    sampler.stop()
+    assert sampler.ticks <= 0.5 / 0.1 + 3  # not one tick per switch (there were thousands)
+    assert sampler.totals["cpu:estimate"].energy_j == pytest.approx(10 * (sampler.last_tick_s - sampler.started_s))

@@ -121,10 +121,11 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
         self._leave_validation()
         while self._phases:
             self._phases.pop().__exit__(None, None, None)
-        if exception is None:
-            self._log(trainer, force=True)
-        run, self._run = self._run, None
+        run = self._run
         report = run.stop(status_for_exception(exception), exception)
+        if exception is None:
+            self._log(trainer, force=True)  # the final figures, after the last reading of every sensor
+        self._run = None
         self.reports.append(report)
         if run.is_writer:
             self._carried = run.tracker.export_state()  # a later stage of this trainer continues the totals
