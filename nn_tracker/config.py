@@ -110,7 +110,7 @@ class TrackerConfig:
         datacentres: Several datacentres, each with the phases it runs.
         embodied: ``"auto"`` (the detected GPUs' catalogue figures) or a list of hardware.
         attribution: CPU/RAM estimates for the ``machine`` or this ``process`` tree.
-        cpu_tdp_w: The CPU's TDP when known.
+        cpu_tdp_w: The CPU's TDP when known, per package (socket) as datasheets give it.
         gpus: Measure NVIDIA GPUs.
         visible_devices: GPU selection; ``None`` reads ``CUDA_VISIBLE_DEVICES``.
         rapl_root: The powercap directory.

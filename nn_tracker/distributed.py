@@ -1,20 +1,31 @@
 """Multi-process and multi-node tracking through ``torch.distributed``, counting nothing twice.
 
-Every process of the job runs a tracker, but each node's CPU and RAM are measured
-by one process only (its lowest rank) and each GPU by exactly one process (the
-lowest rank that sees it, matched by UUID whatever ``CUDA_VISIBLE_DEVICES``
-says). At the end the totals are gathered on global rank 0, which writes one
-report with per-node and per-device breakdowns. Without an initialised process
-group everything degrades to a single-process :class:`~nn_tracker.Tracker`.
+Every process of the job runs a tracker. Each node's CPU and RAM are measured by one process
+only (the lowest rank on that node; a node is one running kernel, see :mod:`nn_tracker.node`),
+and each GPU by exactly one process in the whole job (the lowest rank that sees it, matched by
+UUID whatever ``CUDA_VISIBLE_DEVICES`` says). With ``attribution="process"`` the node's measuring
+process charges the process trees of every rank on its node. At the end the totals are
+gathered on global rank 0, which writes one report with per-node and per-device breakdowns.
+
+nn_tracker's own collectives never touch the job's backend: they run on a gloo group created
+for the purpose (CPU tensors and pickled objects), so they work whatever the job uses (NCCL
+serves only CUDA tensors) and whether or not ``torch.cuda.set_device`` was called yet. Without
+an initialised process group everything degrades to a single-process
+:class:`~nn_tracker.Tracker`.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
-from nn_tracker.report.model import Report, hostname
+from nn_tracker.node import NodeLabels, hostname, node_id
+from nn_tracker.report.model import Report
 from nn_tracker.tracker import Tracker, status_for_exception
+
+log = logging.getLogger("nn_tracker")
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,7 @@ class Role:
     world_size: int
     node_sensors: bool
     gpu_uuids: tuple[str, ...]
+    node_pids: tuple[int, ...] = ()
 
     @property
     def visible_devices(self) -> str:
@@ -34,21 +46,26 @@ class Role:
 
 
 def assign_roles(entries: list[dict[str, Any]]) -> list[Role]:
-    """Decide who measures what from every process's ``{"node", "rank", "gpu_uuids"}`` (a pure function)."""
-    roles = []
+    """Decide who measures what from every process's ``{"node", "rank", "gpu_uuids", "pid"}`` (pure).
+
+    ``node`` is the node's identity (not its host name). The lowest rank of each node measures its
+    CPU and RAM and gets the pids of every rank on the node; the lowest rank that sees a GPU measures it.
+    """
     by_node: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         by_node.setdefault(entry["node"], []).append(entry)
-    owner: dict[tuple[str, str], int] = {}
-    for node, members in by_node.items():
-        for member in sorted(members, key=lambda e: e["rank"]):
-            for uuid in member["gpu_uuids"]:
-                owner.setdefault((node, uuid), member["rank"])
+    owner: dict[str, int] = {}
+    for entry in sorted(entries, key=lambda e: e["rank"]):
+        for uuid in entry["gpu_uuids"]:
+            owner.setdefault(uuid, entry["rank"])  # a GPU UUID is unique in the whole job
     first_rank = {node: min(e["rank"] for e in members) for node, members in by_node.items()}
+    roles = []
     for entry in entries:
         node, rank = entry["node"], entry["rank"]
-        mine = tuple(u for u in entry["gpu_uuids"] if owner[(node, u)] == rank)
-        roles.append(Role(node, rank, len(entries), rank == first_rank[node], mine))
+        mine = tuple(u for u in entry["gpu_uuids"] if owner[u] == rank)
+        measures_node = rank == first_rank[node]
+        pids = tuple(sorted(e["pid"] for e in by_node[node] if "pid" in e)) if measures_node else ()
+        roles.append(Role(node, rank, len(entries), measures_node, mine, pids))
     return roles
 
 
@@ -61,14 +78,36 @@ def torch_distributed() -> Any | None:
     return dist if dist.is_available() and dist.is_initialized() else None
 
 
-def gather(obj: Any) -> list[Any]:
-    """Every process's ``obj`` (in rank order); ``[obj]`` without a process group."""
-    dist = torch_distributed()
-    if dist is None or dist.get_world_size() == 1:
-        return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
+class Collectives:
+    """nn_tracker's own collectives, on a gloo group created for them (all processes must create it).
+
+    Where gloo is missing, the default group is used; object collectives then follow torch's rules
+    (with NCCL, on the current CUDA device).
+    """
+
+    def __init__(self, dist: Any) -> None:
+        self._dist = dist
+        self.group = dist.new_group(backend="gloo") if dist.is_gloo_available() else None
+        self.size = dist.get_world_size()
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every process's ``obj``, in rank order."""
+        out: list[Any] = [None] * self.size
+        self._dist.all_gather_object(out, obj, group=self.group)
+        return out
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Element-wise sums over the processes."""
+        return [sum(column) for column in zip(*self.gather(values), strict=True)]
+
+    def close(self) -> None:
+        """Release the group (no communication)."""
+        if self.group is not None:
+            try:
+                self._dist.destroy_process_group(self.group)
+            except Exception:
+                log.debug("nn_tracker: could not destroy its gloo group", exc_info=True)
+            self.group = None
 
 
 def visible_gpu_uuids(visible: str | None = None) -> list[str]:
@@ -80,15 +119,6 @@ def visible_gpu_uuids(visible: str | None = None) -> list[str]:
         return [sensor.info.details["uuid"] for sensor in found.sensors]
     finally:
         found.close()
-
-
-def plan_role(gpus: bool = True, visible: str | None = None) -> Role:
-    """Agree with the other processes on what this one measures (a collective call)."""
-    dist = torch_distributed()
-    rank = dist.get_rank() if dist else 0
-    entry = {"node": hostname(), "rank": rank, "gpu_uuids": visible_gpu_uuids(visible) if gpus else []}
-    roles = assign_roles(gather(entry))
-    return next(role for role in roles if role.rank == rank)
 
 
 class DistributedTracker:
@@ -105,8 +135,10 @@ class DistributedTracker:
     def __init__(self, **options: Any) -> None:
         from nn_tracker.config import TrackerConfig
 
-        TrackerConfig(**options)  # validate in every process before any collective
+        self._config = TrackerConfig(**options)  # validate in every process before any collective
         self._options = options
+        self._collectives: Collectives | None = None
+        self._sensors: Any = None
         self.role: Role | None = None
         self.tracker: Tracker | None = None
 
@@ -115,43 +147,96 @@ class DistributedTracker:
         """Whether this process writes the report (global rank 0)."""
         return self.role is None or self.role.rank == 0
 
+    @property
+    def world_size(self) -> int:
+        """Processes in the job (1 without a process group)."""
+        return self._collectives.size if self._collectives else 1
+
     def start(self) -> DistributedTracker:
-        """Plan roles and start this process's tracker."""
-        self.role = plan_role(self._options.get("gpus", True), self._options.get("visible_devices"))
-        options = dict(self._options, visible_devices=self.role.visible_devices, node_sensors=self.role.node_sensors)
+        """Agree with the other processes on what this one measures, then start its tracker."""
+        from nn_tracker.sensors import SensorOptions, discover_sensors
+
+        dist = torch_distributed()
+        if dist is not None and dist.get_world_size() > 1:
+            self._collectives = Collectives(dist)
+        config = self._config
+        entry = {
+            "node": node_id(config.proc_root),
+            "host": hostname(),
+            "rank": dist.get_rank() if dist is not None else 0,
+            "pid": os.getpid(),
+            "gpu_uuids": visible_gpu_uuids(config.visible_devices) if config.gpus else [],
+        }
+        entries = self._collectives.gather(entry) if self._collectives else [entry]
+        self.role = next(r for r in assign_roles(entries) if r.rank == entry["rank"])
+        options = SensorOptions.from_config(
+            config,
+            visible_devices=self.role.visible_devices,
+            node_sensors=config.node_sensors and self.role.node_sensors,
+            process_pids=self.role.node_pids or None,
+        )
+        self._sensors = discover_sensors(options, config.catalogue)
+        tracker_options = dict(self._options)
         if not self.is_writer:
-            options["write_report"] = False
-        self.tracker = Tracker(**options).start()
+            tracker_options["write_report"] = False
+        self.tracker = Tracker(sensors=self._sensors, **tracker_options).start()
         return self
 
     def merged_state(self) -> dict[str, Any] | None:
         """Totals of every process merged (on rank 0; ``None`` elsewhere) — a collective call."""
-        states = gather(self.tracker.export_state())
-        if not self.is_writer:
-            return None
-        return merge_states(states)
+        state = self.tracker.export_state()
+        states = self._collectives.gather(state) if self._collectives else [state]
+        return merge_states(states) if self.is_writer else None
 
-    def stop(self, status: str = "completed", error: BaseException | None = None) -> Report:
+    def sum_over_processes(self, metrics: dict[str, float | None]) -> dict[str, float | None]:
+        """Sum every metric over the processes (each measures different devices) — a collective call.
+
+        ``None`` where no process measured it.
+        """
+        if self._collectives is None:
+            return metrics
+        keys = sorted(metrics)  # the same keys in every process
+        values = [metrics[k] or 0.0 for k in keys] + [float(metrics[k] is not None) for k in keys]
+        sums = self._collectives.sum(values)
+        return {k: (sums[i] if sums[len(keys) + i] else None) for i, k in enumerate(keys)}
+
+    def stop(self, status: str = "completed", error: BaseException | None = None, close: bool = True) -> Report:
         """Gather every process's totals on rank 0 and write one report there (collective).
 
         After a failure the other processes may be gone, so nothing is gathered: rank 0
-        writes what it measured itself, and says so.
+        writes what it measured itself, and says so. ``close=False`` keeps nn_tracker's group
+        for a last :meth:`sum_over_processes`; :meth:`close` releases it.
         """
-        if status != "completed":
-            self.tracker.add_note("The run did not complete: only this process's measurements are in the report.")
-            return self.tracker.stop(status, error)
         try:
-            states = gather(self.tracker.export_state())
-        except Exception as exc:  # noqa: BLE001 - a broken process group must not lose our own data
-            self.tracker.add_note(f"Totals of the other processes could not be gathered ({exc}).")
+            if status != "completed" and self._collectives is not None:
+                self.tracker.add_note("The run did not complete: only this process's measurements are in the report.")
+            elif self._collectives is not None:
+                try:
+                    states = self._collectives.gather(self.tracker.export_state())
+                except Exception as exc:  # noqa: BLE001 - a broken process group must not lose our own data
+                    self.tracker.add_note(f"Totals of the other processes could not be gathered ({exc}).")
+                else:
+                    if self.is_writer:
+                        for state in states[1:]:
+                            self.tracker.carry_over(state, parallel=True)
+                        nodes = len({s["node"] for s in states})
+                        self.tracker.add_note(f"Merged from {len(states)} processes on {nodes} node(s).")
             return self.tracker.stop(status, error)
-        if self.is_writer:
-            for state in states[1:]:
-                self.tracker.carry_over(state, parallel=True)
-            if len(states) > 1:
-                nodes = len({s["node"] for s in states})
-                self.tracker.add_note(f"Merged from {len(states)} processes on {nodes} node(s).")
-        return self.tracker.stop(status, error)
+        finally:
+            if self._sensors is not None:
+                self._sensors.close()
+            if close:
+                self.close()
+
+    def close(self) -> None:
+        """Release nn_tracker's process group (after :meth:`stop`); safe to call twice."""
+        if self._collectives is not None:
+            self._collectives.close()
+            self._collectives = None
+
+    def report(self) -> Report:
+        """The report of this process: the final one after :meth:`stop` (merged on rank 0), else a snapshot."""
+        return self.tracker.report()
 
     def __enter__(self) -> DistributedTracker:
         return self.start()
@@ -165,14 +250,14 @@ def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
     from nn_tracker.sampling import DeviceTotals
     from nn_tracker.tracker import remote_device_key
 
-    merged = dict(
-        states[0], devices=list(states[0]["devices"]), units={p: dict(k) for p, k in states[0]["units"].items()}
-    )
+    first = states[0]
+    merged = dict(first, devices=list(first["devices"]), units={p: dict(k) for p, k in first["units"].items()})
+    labels = NodeLabels(first["node"], first.get("host") or first["node"])
     by_key = {d["info"]["device_id"]: DeviceTotals.from_state(d) for d in merged["devices"]}
     for state in states[1:]:
         for device in state["devices"]:
             totals = DeviceTotals.from_state(device)
-            key = remote_device_key(totals, state["node"], merged["node"])
+            key = remote_device_key(totals, state, first["node"], labels)
             if key in by_key:
                 by_key[key].absorb(totals)
             else:

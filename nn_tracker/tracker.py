@@ -24,8 +24,9 @@ from nn_tracker import validation as check
 from nn_tracker.clock import Clock, SystemClock
 from nn_tracker.config import TrackerConfig, check_phase_name
 from nn_tracker.errors import NNTrackerError, ValidationError
+from nn_tracker.node import NodeLabels, hostname, node_id
 from nn_tracker.report import writers
-from nn_tracker.report.model import Report, RunState, build_report, hostname
+from nn_tracker.report.model import Report, RunState, build_report
 from nn_tracker.sampling import DeviceTotals, Sampler
 from nn_tracker.sensors import SensorOptions, SensorSet, discover_sensors
 
@@ -78,11 +79,16 @@ class Tracker:
         self._owner_pid: int | None = None
         self._previous_sigterm: Any = None
         self._sigterm_installed = False
+        self._sigterm_received = False  # set by the handler
+        self._sigterm_wake = threading.Event()  # wakes the watcher thread: SIGTERM received, or the run is over
+        self._kill_after_stop = False
         self._report: Report | None = None
         self._write_errors = 0
         self._pending_carry: list[tuple[dict[str, Any], bool]] = []
         self._carried_duration_s = 0.0
         self._carry_notes: list[str] = []
+        self._node_id = node_id(self.config.proc_root)
+        self._node_labels = NodeLabels(self._node_id, hostname())
         self.run_id = self.config.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
 
     # ----- life cycle -------------------------------------------------------------------------------------
@@ -107,19 +113,7 @@ class Tracker:
             if self._sampler is not None:
                 raise NNTrackerError("this Tracker was already started; create a new one for another run")
             config = self.config
-            self._sensors = self._given_sensors or discover_sensors(
-                SensorOptions(
-                    gpus=config.gpus,
-                    visible_devices=config.visible_devices,
-                    rapl_root=config.rapl_root,
-                    proc_root=config.proc_root,
-                    cgroup_root=config.cgroup_root,
-                    attribution=config.attribution,
-                    cpu_tdp_w=config.cpu_tdp_w,
-                    node_sensors=config.node_sensors,
-                ),
-                config.catalogue,
-            )
+            self._sensors = self._given_sensors or discover_sensors(SensorOptions.from_config(config), config.catalogue)
             self._sampler = Sampler(
                 self._sensors.sensors,
                 self._clock,
@@ -155,6 +149,8 @@ class Tracker:
                 raise NNTrackerError("this Tracker was never started")
             if self._owner_pid != os.getpid():  # a forked child: the run belongs to the parent
                 return self._build("running", None, final=False)
+            if self._sigterm_received and status == "completed":
+                status, error = "terminated", error or _Terminated("SIGTERM received")
             self._sampler.stop()
             self._restore_sigterm()
             atexit.unregister(self._at_exit)
@@ -302,7 +298,8 @@ class Tracker:
                 units = {phase: dict(kinds) for phase, kinds in self._units.items()}
             return {
                 "nn_tracker_state": STATE_VERSION,
-                "node": hostname(),
+                "node": self._node_id,
+                "host": hostname(),
                 "duration_s": self._clock.monotonic() - self._started_s + self._carried_duration_s,
                 "phase_time_s": phase_time_s,
                 "units": units,
@@ -332,12 +329,11 @@ class Tracker:
                 self._apply_carry(state, parallel)
 
     def _apply_carry(self, state: dict[str, Any], parallel: bool) -> None:
-        own_node = hostname()
         for device_state in state["devices"]:
             totals = DeviceTotals.from_state(device_state)
             key = totals.info.device_id
             if parallel:
-                key = remote_device_key(totals, state["node"], own_node)
+                key = remote_device_key(totals, state, self._node_id, self._node_labels)
             self._sampler.carry(totals, key)
         if not parallel:
             self._sampler.carry_phase_time(state["phase_time_s"])
@@ -415,30 +411,49 @@ class Tracker:
             return
         try:
             self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
-            self._sigterm_installed = True
         except (ValueError, OSError):  # not the main interpreter, or signals unavailable
-            self._sigterm_installed = False
+            return
+        self._sigterm_installed = True
+        threading.Thread(target=self._watch_sigterm, name="nn_tracker-sigterm", daemon=True).start()
 
     def _restore_sigterm(self) -> None:
-        if not self._sigterm_installed:
+        """Put the previous handler back (main thread only; the handler does it itself when it runs)."""
+        if not self._sigterm_installed or threading.current_thread() is not threading.main_thread():
             return
         self._sigterm_installed = False
         with contextlib.suppress(ValueError, OSError):
             if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
                 signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
+        self._sigterm_wake.set()  # ends the watcher (the run is over)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
+        """Record the request; never stop here.
+
+        The handler runs in the main thread between two steps of whatever it was doing, possibly
+        inside ``add_units``, a phase switch or ``live()`` with one of the tracker's locks held:
+        stopping here could wait for that lock forever. The watcher thread stops the run instead.
+        """
         previous = self._previous_sigterm
-        if self.running:
-            try:
-                self.stop("terminated", _Terminated("SIGTERM received"))
-            except Exception:
-                log.exception("nn_tracker: final report on SIGTERM failed")
+        self._sigterm_installed = False
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        self._kill_after_stop = previous in (None, signal.SIG_DFL)
+        self._sigterm_received = True
+        self._sigterm_wake.set()
         if callable(previous):
             previous(signum, frame)
-        elif previous in (None, signal.SIG_DFL):
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)  # end as the process would have without us
+
+    def _watch_sigterm(self) -> None:
+        """Stop the run when SIGTERM was received, then end as the process would have without us."""
+        self._sigterm_wake.wait()
+        if not self._sigterm_received:
+            return  # the run ended normally
+        try:
+            self.stop("terminated", _Terminated("SIGTERM received"))
+        except Exception:
+            log.exception("nn_tracker: final report on SIGTERM failed")
+        if self._kill_after_stop:
+            os.kill(os.getpid(), signal.SIGTERM)  # the default handler is back: the process ends by SIGTERM
 
     def _at_exit(self) -> None:
         if self.running:
@@ -448,12 +463,15 @@ class Tracker:
 STATE_VERSION = 1
 
 
-def remote_device_key(totals: DeviceTotals, node: str, own_node: str) -> str:
-    """Key of a device measured by another process: ``node/device`` when on another node."""
-    if node == own_node or totals.node:
+def remote_device_key(totals: DeviceTotals, state: dict[str, Any], own_node: str, labels: NodeLabels) -> str:
+    """Key of a device measured by another process: ``host/device`` when on another node.
+
+    Nodes are told apart by their identity (``state["node"]``); the host name only labels them.
+    """
+    if state["node"] == own_node or totals.node:
         return totals.info.device_id
-    totals.node = node
-    return f"{node}/{totals.info.device_id}"
+    totals.node = labels.label(state["node"], state.get("host"))
+    return f"{totals.node}/{totals.info.device_id}"
 
 
 def check_state(state: Any) -> None:

@@ -1,5 +1,6 @@
 """Distributed training: each node's hardware measured once, one merged report."""
 
+import csv
 import json
 import os
 import socket
@@ -26,6 +27,48 @@ def test_roles_node_sensors_once_per_node_and_each_gpu_once():
     assert roles[0].gpu_uuids == ("GPU-1", "GPU-2") and roles[1].gpu_uuids == ()
     assert roles[2].visible_devices == "GPU-3" and roles[3].visible_devices == "GPU-4"
     assert roles[1].visible_devices == ""  # CUDA semantics: empty means no GPU
+
+
+def test_gpus_are_owned_by_uuid_across_the_whole_job():
+    """Two containers on one machine with different host names: one node (the same kernel)."""
+    entries = [
+        {"node": "boot:k1", "host": "pod-a", "rank": 0, "pid": 10, "gpu_uuids": ["GPU-1"]},
+        {"node": "boot:k1", "host": "pod-b", "rank": 1, "pid": 20, "gpu_uuids": ["GPU-1", "GPU-2"]},
+    ]
+    roles = {r.rank: r for r in assign_roles(entries)}
+    assert roles[0].node_sensors and not roles[1].node_sensors  # the machine's CPU and RAM once
+    assert roles[0].gpu_uuids == ("GPU-1",) and roles[1].gpu_uuids == ("GPU-2",)
+    assert roles[0].node_pids == (10, 20)  # process attribution covers both containers' ranks
+
+
+def test_same_host_name_on_two_nodes_measures_both():
+    entries = [
+        {"node": "boot:k1", "host": "localhost", "rank": 0, "pid": 10, "gpu_uuids": ["GPU-1"]},
+        {"node": "boot:k2", "host": "localhost", "rank": 1, "pid": 10, "gpu_uuids": ["GPU-2"]},
+    ]
+    roles = {r.rank: r for r in assign_roles(entries)}
+    assert roles[0].node_sensors and roles[1].node_sensors
+    assert roles[0].node_pids == (10,) and roles[1].node_pids == (10,)
+
+
+def test_node_identity_is_the_boot_id_then_the_machine_id_then_the_host_name(tmp_path, monkeypatch):
+    from nn_tracker.node import NodeLabels, hostname, node_id
+
+    monkeypatch.delenv("NN_TRACKER_NODE_ID", raising=False)
+    proc, etc = tmp_path / "proc", tmp_path / "etc"
+    assert node_id(proc, etc) == f"host:{hostname()}"
+    etc.mkdir()
+    (etc / "machine-id").write_text("abc123\n")
+    assert node_id(proc, etc) == "machine:abc123"
+    (proc / "sys" / "kernel" / "random").mkdir(parents=True)
+    (proc / "sys" / "kernel" / "random" / "boot_id").write_text("8f1c-77\n")
+    assert node_id(proc, etc) == "boot:8f1c-77"
+    monkeypatch.setenv("NN_TRACKER_NODE_ID", "node-b")
+    assert node_id(proc, etc) == "node-b"
+    labels = NodeLabels("boot:own", "gpu-host")
+    assert labels.label("boot:other", "gpu-host") == "gpu-host~other"  # same host name, another node
+    assert labels.label("boot:third", "gpu-2") == "gpu-2"
+    assert labels.label("boot:other", "gpu-host") == "gpu-host~other"
 
 
 def state(node, devices, units):
@@ -67,7 +110,7 @@ def test_merge_keys_other_nodes_devices_by_node_and_sums_units():
         [
             state("a", [("cpu:estimate", 100.0), ("gpu:GPU-1", 500.0)], {"training": {"sample": 32}}),
             state("a", [("gpu:GPU-2", 400.0)], {"training": {"sample": 32}}),
-            state("b", [("cpu:estimate", 90.0)], {"training": {"sample": 32}}),
+            state("b", [("cpu:estimate", 90.0)], {"training": {"sample": 32}}),  # a state without "host"
         ]
     )
     by_id = {d["info"]["device_id"]: d for d in merged["devices"]}
@@ -88,14 +131,107 @@ def fake_gpu_env(fake_nvml_build):
     env = dict(
         os.environ,
         LD_LIBRARY_PATH=str(fake_nvml_build.parent),
-        FAKE_NVML_DEVICES="NVIDIA A100-SXM4-80GB|GPU-aaaa|300;NVIDIA A100-SXM4-80GB|GPU-bbbb|300",
+        FAKE_NVML_DEVICES="NVIDIA A100-SXM4-80GB|GPU-aaaa|300;NVIDIA A100-SXM4-80GB|GPU-bbbb|200",
+        FAKE_NVML_REALTIME="1",
         PYTHONUNBUFFERED="1",
     )
-    env.pop("CUDA_VISIBLE_DEVICES", None)
+    for name in ("CUDA_VISIBLE_DEVICES", "NN_TRACKER_NODE_ID"):
+        env.pop(name, None)
     return env
 
 
-def test_lightning_ddp_two_processes_counts_node_energy_once(tmp_path, fake_gpu_env):
+def double_counting_problems(data: dict, gpu_watts: dict[str, float], nodes: int) -> list[str]:
+    """What a report shows of counting something twice (or missing it); empty when right.
+
+    Each simulated GPU draws a set power, so its energy must be that power over the run (within a
+    counter step at each end and the ranks' start skew), measured for no longer than the run lasted;
+    each node's CPU and RAM are measured once, for no longer than the run.
+    """
+    problems = []
+    duration = data["duration_s"]
+    devices = data["devices"]
+    gpus = {d["device_id"].rsplit("/", 1)[-1]: d for d in devices if d["component"] == "gpu"}
+    if sorted(gpus) != sorted(f"gpu:{u}" for u in gpu_watts):
+        problems.append(f"GPUs {sorted(gpus)} != {sorted(gpu_watts)}")
+    for uuid, watts in gpu_watts.items():
+        device = gpus.get(f"gpu:{uuid}")
+        if device is None:
+            continue
+        joules = device["energy_kwh"] * 3.6e6
+        if abs(joules - watts * duration) > watts * (0.4 + 0.1 * duration):
+            problems.append(f"{uuid}: {joules:.0f} J, expected {watts * duration:.0f} J")
+        if device["measured_s"] > duration * 1.1 + 0.3:
+            problems.append(f"{uuid}: measured {device['measured_s']:.1f} s of a {duration:.1f} s run")
+    for component in ("cpu", "ram"):
+        measured = [d for d in devices if d["component"] == component]
+        if len({d["node"] for d in measured}) != nodes or len(measured) != nodes:
+            problems.append(f"{component}: {len(measured)} devices on {len({d['node'] for d in measured})} nodes")
+        problems += [
+            f"{d['device_id']}: measured {d['measured_s']:.1f} s of a {duration:.1f} s run"
+            for d in measured
+            if d["measured_s"] > duration * 1.1 + 0.3
+        ]
+    return problems
+
+
+def run_job(tmp_path, env, nodes, per_node, *flags, backend="cuda:gloo"):
+    """The plain torch.distributed job; ``cuda:gloo`` serves only CUDA tensors, like NCCL."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "torch_distributed_job.py"),
+            str(tmp_path),
+            free_port(),
+            str(nodes),
+            str(per_node),
+            backend,
+            *flags,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in tmp_path.glob("*.json")] == ["nn_tracker-plain.json"]  # one report, from rank 0
+    return json.loads((tmp_path / "nn_tracker-plain.json").read_text())
+
+
+def job_gpus(nodes: int) -> dict[str, float]:
+    """The simulated GPUs of torch_distributed_job.py: GPU-nN-I at 100 + 50 x I W, two per node."""
+    return {f"GPU-n{n}-{i}": 100.0 + 50.0 * i for n in range(nodes) for i in range(2)}
+
+
+def test_two_nodes_of_two_processes_that_share_a_host_name_count_everything_once(tmp_path, fake_gpu_env):
+    """Two nodes with the same host name (containers with a fixed name): each node's CPU and RAM counted."""
+    pytest.importorskip("torch")
+    data = run_job(tmp_path, fake_gpu_env, 2, 2)
+    assert data["status"] == "completed"
+    assert double_counting_problems(data, job_gpus(2), nodes=2) == []
+    assert len(data["nodes"]) == 2  # the same host name, told apart by node identity
+    assert data["phases"]["training"]["units"]["sample"] == 10 + 20 + 30 + 40
+    assert any("Merged from 4 processes on 2 node(s)" in n for n in data["notes"])
+
+
+def test_one_node_of_four_processes_with_four_gpus(tmp_path, fake_gpu_env):
+    pytest.importorskip("torch")
+    env = dict(fake_gpu_env)
+    env["NN_TRACKER_TEST_GPUS"] = "4"
+    data = run_job(tmp_path, env, 1, 4)
+    gpus = {f"GPU-n0-{i}": 100.0 + 50.0 * i for i in range(4)}
+    assert double_counting_problems(data, gpus, nodes=1) == []
+
+
+def test_the_checks_catch_every_rank_measuring_everything(tmp_path, fake_gpu_env):
+    """The mutation these tests exist for: it must not pass."""
+    pytest.importorskip("torch")
+    data = run_job(tmp_path, fake_gpu_env, 1, 2, "--every-rank-measures-all")
+    problems = double_counting_problems(data, job_gpus(1), nodes=1)
+    assert any("GPU-n0-0" in p for p in problems) and any(p.startswith("cpu:") for p in problems), problems
+
+
+def test_lightning_ddp_on_a_backend_like_nccl_counts_node_energy_once(tmp_path, fake_gpu_env):
+    """Every collective nn_tracker issued on the job's group failed like NCCL; now it uses its own."""
     pytest.importorskip("torch")
     env = dict(fake_gpu_env, MASTER_PORT=free_port())
     result = subprocess.run(
@@ -109,29 +245,12 @@ def test_lightning_ddp_two_processes_counts_node_energy_once(tmp_path, fake_gpu_
     reports = list((tmp_path / "reports").glob("*.json"))
     assert [p.name for p in reports] == ["nn_tracker-ddp.json"]  # one report, from global rank 0
     data = json.loads(reports[0].read_text())
-    components = sorted(d["component"] for d in data["devices"])
-    assert components == ["cpu", "gpu", "gpu", "ram"]  # node-wide sensors once, each GPU once
-    assert sorted(d["device_id"] for d in data["devices"] if d["component"] == "gpu") == [
-        "gpu:GPU-aaaa",
-        "gpu:GPU-bbbb",
-    ]
+    assert double_counting_problems(data, {"GPU-aaaa": 300.0, "GPU-bbbb": 200.0}, nodes=1) == []
     assert any("Merged from 2 processes on 1 node(s)" in n for n in data["notes"])
     assert data["phases"]["training"]["units"]["sample"] == 128  # 64 samples x 2 epochs over both ranks
     assert data["nodes"][socket.gethostname()]["energy_kwh"] == pytest.approx(data["energy"]["it_kwh"])
-
-
-def test_plain_torch_distributed_two_processes(tmp_path, fake_gpu_env):
-    pytest.importorskip("torch")
-    result = subprocess.run(
-        [sys.executable, str(HERE / "torch_distributed_job.py"), str(tmp_path), free_port()],
-        env=fake_gpu_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert [p.name for p in tmp_path.glob("*.json")] == ["nn_tracker-plain.json"]
-    data = json.loads((tmp_path / "nn_tracker-plain.json").read_text())
-    assert sorted(d["component"] for d in data["devices"]) == ["cpu", "gpu", "gpu", "ram"]
-    assert data["phases"]["training"]["units"]["sample"] == 30
-    assert data["status"] == "completed"
+    with open(next((tmp_path / "logs").rglob("metrics.csv"))) as handle:
+        logged = [float(r["energy/gpu_kwh"]) for r in csv.DictReader(handle) if r.get("energy/gpu_kwh")]
+    assert logged and logged[-1] == pytest.approx(
+        sum(d["energy_kwh"] for d in data["devices"] if d["component"] == "gpu"), rel=1e-9
+    )  # summed over the processes on nn_tracker's own group, the final figures after the last reading

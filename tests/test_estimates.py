@@ -12,6 +12,7 @@ from nn_tracker.catalogue import bundled
 from nn_tracker.sensors.cpu_model import (
     CpuEstimateSensor,
     CpuPowerModel,
+    count_sockets,
     cpu_power_model,
     match_cpu_tdp,
     read_cpu_model,
@@ -47,7 +48,7 @@ def write_cpuinfo(root, model):
 
 def test_known_model_uses_the_catalogue_tdp(tmp_path):
     proc = write_cpuinfo(tmp_path / "proc", "AMD EPYC 7763 64-Core Processor")
-    model = cpu_power_model(bundled(), proc_root=proc)
+    model = cpu_power_model(bundled(), proc_root=proc, sys_root=tmp_path / "sys")
     assert model.tdp_w == 280 and not model.assumed
     assert "catalogue TDP of 'amd epyc 7763'" in model.source
     assert read_cpu_model(proc) == "AMD EPYC 7763 64-Core Processor"
@@ -55,7 +56,7 @@ def test_known_model_uses_the_catalogue_tdp(tmp_path):
 
 def test_unknown_model_says_what_was_assumed_and_how_to_fix_it(tmp_path):
     proc = write_cpuinfo(tmp_path / "proc", "AMD EPYC")
-    model = cpu_power_model(bundled(), proc_root=proc, logical_cpus=4)
+    model = cpu_power_model(bundled(), proc_root=proc, logical_cpus=4, sys_root=tmp_path / "sys")
     assert model.assumed and model.tdp_w == 14.0
     assert "'AMD EPYC' is not in the catalogue" in model.source
     assert "3.5 W per logical CPU x 4" in model.source and "cpu_tdp_w" in model.source
@@ -64,8 +65,43 @@ def test_unknown_model_says_what_was_assumed_and_how_to_fix_it(tmp_path):
 
 
 def test_user_tdp_wins(tmp_path):
-    model = cpu_power_model(bundled(), tdp_w=65, proc_root=write_cpuinfo(tmp_path / "p", "AMD EPYC"))
-    assert model.tdp_w == 65 and model.source == "given by the user"
+    proc = write_cpuinfo(tmp_path / "p", "AMD EPYC")
+    model = cpu_power_model(bundled(), tdp_w=65, proc_root=proc, sys_root=tmp_path / "sys")
+    assert (
+        model.tdp_w == 65
+        and model.source == "given by the user: 65 W per package x 1 socket (count unknown: 1 assumed)"
+    )
+
+
+def fake_topology(root, packages_of_cpus):
+    for cpu, package in enumerate(packages_of_cpus):
+        topology = root / "devices" / "system" / "cpu" / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "physical_package_id").write_text(f"{package}\n")
+    (root / "devices" / "system" / "cpu" / "cpufreq").mkdir()  # not a CPU: ignored
+    return root
+
+
+def test_a_two_socket_server_gets_the_tdp_of_both_packages(tmp_path):
+    proc = write_cpuinfo(tmp_path / "proc", "AMD EPYC 7763 64-Core Processor")
+    sys_root = fake_topology(tmp_path / "sys", [0, 0, 1, 1])
+    model = cpu_power_model(bundled(), proc_root=proc, sys_root=sys_root)
+    assert model.tdp_w == 560 and model.sockets == 2
+    assert "280 W per package x 2 sockets" in model.source
+    assert cpu_power_model(bundled(), tdp_w=100, proc_root=proc, sys_root=sys_root).tdp_w == 200
+    # the per-logical-CPU default already covers the whole machine: no multiplication
+    unknown = cpu_power_model(
+        bundled(), proc_root=write_cpuinfo(tmp_path / "p2", "AMD EPYC"), logical_cpus=4, sys_root=sys_root
+    )
+    assert unknown.tdp_w == 14.0
+
+
+def test_sockets_from_cpuinfo_when_sysfs_has_no_topology(tmp_path):
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "cpuinfo").write_text("".join(f"processor\t: {i}\nphysical id\t: {i // 2}\n\n" for i in range(6)))
+    assert count_sockets(tmp_path / "nosys", proc) == 3
+    assert count_sockets(tmp_path / "nosys", tmp_path / "noproc") is None
 
 
 def test_machine_attribution_is_tdp_times_busy_share():
@@ -91,6 +127,26 @@ def test_process_attribution_counts_live_children():
     assert busy >= 0.5
     share = sensor.utilisation(time.monotonic())
     assert 0.1 < share <= 1.0
+
+
+def test_several_ranks_are_one_tree_each_process_counted_once():
+    """Under DDP the node's measuring process charges every rank; a rank started by another is counted once."""
+    burn = "import time\nt=time.process_time()\nwhile time.process_time()-t<0.5: pass\ntime.sleep(30)"
+    ranks = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(2)]  # e.g. torchrun's workers
+    try:
+        time.sleep(1.5)  # each has burnt its 0.5 s of CPU and sleeps, alive
+        alone = ProcessTree(pid=ranks[0].pid).cpu_seconds()
+        both = ProcessTree(pids=[r.pid for r in ranks]).cpu_seconds()
+        # this process is the parent of both: as a root too, it must not add them a second time
+        with_parent = ProcessTree(pids=[os.getpid(), *(r.pid for r in ranks)], refresh_s=0.0)
+        mine = ProcessTree(pid=os.getpid(), refresh_s=0.0).cpu_seconds()  # this process and both children
+        assert 0.45 < alone < 0.7 and both == pytest.approx(2 * alone, rel=0.25)
+        assert with_parent.cpu_seconds() == pytest.approx(mine, abs=0.05)
+        assert with_parent.rss_bytes() == pytest.approx(ProcessTree(pid=os.getpid()).rss_bytes(), rel=0.1)
+    finally:
+        for rank in ranks:
+            rank.kill()
+            rank.wait()
 
 
 def test_ram_estimate_uses_memory_in_use_capped_by_cgroup():
@@ -122,4 +178,33 @@ def test_cgroup_limits(tmp_path, files, expected):
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    assert cgroup_memory_limit_bytes(tmp_path) == expected
+    assert cgroup_memory_limit_bytes(tmp_path, proc_root=tmp_path / "no-proc") == expected
+
+
+@pytest.mark.parametrize(
+    ("own", "files", "expected"),
+    [
+        ("0::/job/step\n", {"job/step/memory.max": "max\n", "job/memory.max": "2000000000\n"}, 2_000_000_000),
+        ("0::/job/step\n", {"job/step/memory.max": "1000\n", "memory.max": "5000\n"}, 1000),  # the tightest
+        ("0::/\n", {"memory.max": "3000\n"}, 3000),  # a container's own cgroup namespace
+        ("5:cpu,memory:/slurm/job7\n1:name=systemd:/x\n", {"memory/slurm/job7/memory.limit_in_bytes": "4096\n"}, 4096),
+        ("0::/other\n", {"job/step/memory.max": "1000\n"}, None),  # another process's limit is not ours
+    ],
+)
+def test_cgroup_limit_of_this_process_s_own_cgroup(tmp_path, own, files, expected):
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    (tmp_path / "proc" / "self" / "cgroup").write_text(own)
+    for name, text in files.items():
+        (tmp_path / "cg" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "cg" / name).write_text(text)
+    assert cgroup_memory_limit_bytes(tmp_path / "cg", tmp_path / "proc") == expected
+
+
+def test_guest_time_is_not_counted_twice():
+    from collections import namedtuple
+
+    Times = namedtuple("Times", "user nice system idle iowait irq softirq steal guest guest_nice")
+    samples = iter([Times(10, 0, 0, 10, 0, 0, 0, 0, 0, 0), Times(20, 0, 0, 20, 0, 0, 0, 0, 10, 0)])
+    sensor = CpuEstimateSensor(CpuPowerModel(100, "test", None, False), cpu_times=lambda: next(samples), logical_cpus=1)
+    sensor.start(0.0)
+    assert sensor.utilisation(1.0) == pytest.approx(0.5)  # 10 s busy (the guest's 10 s are inside user) of 20 s

@@ -82,19 +82,33 @@ def test_test_and_predict_are_querying_and_continue_the_totals(tmp_path):
     assert len({r.to_dict()["run_id"] for r in callback.reports}) == 3
 
 
-def test_resume_from_checkpoint_continues_totals(tmp_path):
+@pytest.mark.parametrize("same_instance", [False, True])
+def test_resume_gives_exactly_the_totals_of_an_uninterrupted_run(tmp_path, same_instance):
+    # no sanity check: a resumed fit runs it again, real work an uninterrupted run does not do
+    uninterrupted = NNTrackerCallback(**options(tmp_path / "u"))
+    trainer(tmp_path / "u", uninterrupted, max_epochs=2, num_sanity_val_steps=0).fit(
+        TinyRegressor(), loader(64), loader(32)
+    )
+    expected = read_report(uninterrupted)
+
     callback = NNTrackerCallback(**options(tmp_path))
-    first = trainer(tmp_path / "a", callback, max_epochs=1)
-    first.fit(TinyRegressor(), loader(64))
+    first = trainer(tmp_path / "a", callback, max_epochs=1, num_sanity_val_steps=0)
+    first.fit(TinyRegressor(), loader(64), loader(32))
     checkpoint = next((tmp_path / "a").rglob("*.ckpt"))
     before = read_report(callback)
-    resumed = NNTrackerCallback(**options(tmp_path))
-    trainer(tmp_path / "b", resumed, max_epochs=2).fit(TinyRegressor(), loader(64), ckpt_path=str(checkpoint))
+    # the same callback (it still holds the first fit's totals in memory) or a fresh one
+    resumed = callback if same_instance else NNTrackerCallback(**options(tmp_path))
+    trainer(tmp_path / "b", resumed, max_epochs=2, num_sanity_val_steps=0).fit(
+        TinyRegressor(), loader(64), loader(32), ckpt_path=str(checkpoint)
+    )
     after = read_report(resumed)
-    assert after["phases"]["training"]["units"]["sample"] == 128  # 64 before the checkpoint + 64 after
+    assert {p: v["units"] for p, v in after["phases"].items()} == {
+        p: v["units"] for p, v in expected["phases"].items()
+    }  # 128 training samples, not 192
+    assert after["phases"]["training"]["units"]["sample"] == 128
     assert after["energy"]["it_kwh"] > before["energy"]["it_kwh"]
     assert after["duration_s"] > before["duration_s"]
-    assert any("earlier sessions" in note for note in after["notes"])
+    assert sum("earlier sessions" in note for note in after["notes"]) == 1
 
 
 def test_exception_in_training_step_leaves_a_failed_report(tmp_path):

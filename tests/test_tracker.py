@@ -364,6 +364,57 @@ def test_sigterm_calls_the_previous_handler(tmp_path):
     assert json.loads((tmp_path / "nn_tracker-chain.json").read_text())["status"] == "terminated"
 
 
+SIGTERM_LOOP = """
+import os, random, signal, sys, threading, time
+sys.path.insert(0, {root!r})
+import nn_tracker
+op, runs, chained = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "chained"
+received = []
+def host_handler(signum, frame):  # the host's own handler: the process lives on
+    received.append(signum)
+
+
+if chained:
+    signal.signal(signal.SIGTERM, host_handler)
+random.seed(op)
+for i in range(runs):
+    tracker = nn_tracker.Tracker(output_dir={out!r}, intensity_g_per_kwh=100, run_id=f"{{op}}-{{i}}", interval_s=0.01,
+                                 checkpoint_interval_s=None)
+    tracker.start()
+    threading.Timer(random.uniform(0.0, 0.03), os.kill, (os.getpid(), signal.SIGTERM)).start()
+    deadline = time.monotonic() + 10
+    while tracker.running and time.monotonic() < deadline:
+        if op == "units":
+            tracker.add_units(1)
+        elif op == "phase":
+            with tracker.phase("validation"):
+                pass
+        else:
+            tracker.live()
+    assert not tracker.running, f"run {{i}} was not stopped within 10 s"
+    assert tracker.report().status == "terminated"
+    assert signal.getsignal(signal.SIGTERM) == (host_handler if chained else signal.SIG_DFL)  # no handler kept
+print("ok", len(received), flush=True)
+"""
+
+
+@pytest.mark.parametrize("op", ["units", "phase", "live"])
+def test_sigterm_inside_add_units_a_phase_switch_or_live_never_deadlocks(tmp_path, op):
+    """SIGTERM lands at random moments, often while the main thread holds one of the tracker's locks."""
+    script = tmp_path / "loop.py"
+    script.write_text(SIGTERM_LOOP.format(root=str(ROOT), out=str(tmp_path / "reports")))
+    result = subprocess.run(
+        [sys.executable, str(script), op, "40", "chained"], capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0 and result.stdout.startswith("ok 40"), result.stderr[-2000:]
+    statuses = {json.loads(p.read_text())["status"] for p in (tmp_path / "reports").glob("*.json")}
+    assert statuses == {"terminated"} and len(list((tmp_path / "reports").glob("*.json"))) == 40
+    # with no handler of the host's, the process then ends by SIGTERM, as it would without nn_tracker
+    killed = subprocess.run([sys.executable, str(script), op, "1", "default"], capture_output=True, timeout=60)
+    assert killed.returncode == -signal.SIGTERM
+    assert json.loads((tmp_path / "reports" / f"nn_tracker-{op}-0.json").read_text())["status"] == "terminated"
+
+
 def test_sigkill_leaves_the_last_checkpoint_as_valid_json(tmp_path):
     script = _script(
         f"""
@@ -474,3 +525,33 @@ def test_config_object_is_immutable_and_reusable(tmp_path):
         config.pue = 2  # type: ignore[misc]
     tracker = Tracker(config, clock=ManualClock(), background=False, sensors=sensor_set(ConstantPower()), pue=1.3)
     assert tracker.config.pue == 1.3 and config.pue is None
+
+
+def test_a_slow_checkpoint_never_blocks_phase_switches_or_unit_counts(tmp_path, monkeypatch):
+    """Writing a checkpoint (fsync on a slow filesystem) holds the tracker's state lock, not the phase lock."""
+    from nn_tracker.report import writers
+
+    release = threading.Event()
+    original = writers.write
+
+    def slow_write(*args, **kwargs):
+        release.wait(10)  # a filesystem that takes its time
+        return original(*args, **kwargs)
+
+    tracker = Tracker(
+        output_dir=tmp_path, intensity_g_per_kwh=100, sensors=sensor_set(ConstantPower()), checkpoint_interval_s=None
+    )
+    with tracker:
+        monkeypatch.setattr(writers, "write", slow_write)
+        writer = threading.Thread(target=tracker.checkpoint)
+        writer.start()
+        time.sleep(0.1)  # the checkpoint now holds the state lock, waiting on the disk
+        started = time.monotonic()
+        with tracker.phase("validation"):
+            tracker.add_units(8)
+        elapsed = time.monotonic() - started
+        release.set()
+        writer.join()
+        monkeypatch.setattr(writers, "write", original)
+    assert elapsed < 1.0  # not the 10 s the disk took
+    assert tracker.report().to_dict()["phases"]["validation"]["units"] == {"sample": 8}

@@ -15,7 +15,7 @@ import contextlib
 from typing import Any
 
 from nn_tracker.config import TrackerConfig
-from nn_tracker.distributed import DistributedTracker, torch_distributed
+from nn_tracker.distributed import DistributedTracker
 from nn_tracker.errors import ValidationError
 from nn_tracker.tracker import check_state, status_for_exception
 
@@ -96,16 +96,27 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
 
     # ----- stages --------------------------------------------------------------------------------------
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        """Start tracking the stage."""
+        """Start tracking the stage (the totals of earlier stages are added when it starts running)."""
         self._run = DistributedTracker(**self._options).start()
-        if self._carried and self._run.is_writer:
-            self._run.tracker.carry_over(self._carried)
-        self._carried = None
         stage_name = str(getattr(stage, "value", stage))  # Lightning passes a TrainerFn (a str enum)
         for name in _STAGE_PHASES.get(stage_name, (stage_name,)):
             phase = self._run.tracker.phase(name)
             phase.__enter__()
             self._phases.append(phase)
+
+    # ----- continuing the totals ----------------------------------------------------------------------
+    def _continue_totals(self, *_: Any) -> None:
+        """Add the totals this run had before the stage, once.
+
+        The checkpoint's if one was loaded, else the earlier stages' of this callback; never both,
+        since a checkpoint already holds what came before it.
+        """
+        if self._run is not None and self._carried is not None:
+            if self._run.is_writer:
+                self._run.tracker.carry_over(self._carried)
+            self._carried = None
+
+    on_fit_start = on_test_start = on_predict_start = _continue_totals
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Stop tracking and write the report (global rank 0)."""
@@ -118,13 +129,17 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
     def _finish(self, trainer: Any, exception: BaseException | None) -> None:
         if self._run is None:
             return
+        self._continue_totals()  # a stage that ended before it started running keeps the earlier totals
         self._leave_validation()
         while self._phases:
             self._phases.pop().__exit__(None, None, None)
         run = self._run
-        report = run.stop(status_for_exception(exception), exception)
-        if exception is None:
-            self._log(trainer, force=True)  # the final figures, after the last reading of every sensor
+        try:
+            report = run.stop(status_for_exception(exception), exception, close=False)
+            if exception is None:
+                self._log(trainer, force=True)  # the final figures, after the last reading of every sensor
+        finally:
+            run.close()
         self._run = None
         self.reports.append(report)
         if run.is_writer:
@@ -133,6 +148,7 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
     # ----- validation inside fit -----------------------------------------------------------------------
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         """Nest ``validation`` inside ``training`` during fit."""
+        self._continue_totals()  # the validate stage has no other start hook
         if self._run is not None and self._phases and self._run.tracker.current_phase == "training":
             self._validation_phase = self._run.tracker.phase("validation")
             self._validation_phase.__enter__()
@@ -182,10 +198,7 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
         if self._run is None or (step == self._last_logged_step and not force):
             return
         self._last_logged_step = step
-        metrics = self._run.tracker.live()
-        dist = torch_distributed()
-        if dist is not None and dist.get_world_size() > 1:
-            metrics = _sum_over_processes(metrics)
+        metrics = self._run.sum_over_processes(self._run.tracker.live())
         metrics = {k: v for k, v in metrics.items() if v is not None}  # not measured anywhere: not logged
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
@@ -197,29 +210,12 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
         return {"nn_tracker": self._run.merged_state() if self._run is not None else self._carried}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Continue the totals of the checkpoint's run (global rank 0 adds them to its tracker)."""
+        """Continue the totals of the checkpoint's run (they replace any this callback carried in memory)."""
         state = state_dict.get("nn_tracker")
         if state is None:
             return
         check_state(state)
-        if self._run is None:
-            self._carried = state  # applied at the next setup
-        elif self._run.is_writer:
-            self._run.tracker.carry_over(state)  # Lightning restores callbacks after the setup hook
-
-
-def _sum_over_processes(metrics: dict[str, float | None]) -> dict[str, float | None]:
-    """Sum every metric over the processes (each measures different devices); ``None`` where none measured it."""
-    import torch
-
-    dist = torch_distributed()
-    keys = sorted(metrics)  # the same keys in every process: live() always returns all of them
-    values = torch.tensor(
-        [[metrics[k] or 0.0 for k in keys], [metrics[k] is not None for k in keys]], dtype=torch.float64
-    )
-    dist.all_reduce(values)
-    sums, present = values.tolist()
-    return {k: (s if p else None) for k, s, p in zip(keys, sums, present, strict=True)}
+        self._carried = state  # added when the stage starts running (Lightning restores after setup)
 
 
 __all__ = ["NNTrackerCallback", "batch_size"]

@@ -18,6 +18,7 @@ from nn_tracker import footprint
 from nn_tracker.config import ResolvedDatacentre, TrackerConfig
 from nn_tracker.energy import j_to_kwh
 from nn_tracker.equivalents import equivalents, what_if
+from nn_tracker.node import hostname
 from nn_tracker.sampling import Sampler
 
 SCHEMA_VERSION = 2
@@ -78,11 +79,6 @@ def _software() -> dict[str, str | None]:
         "lightning": version("lightning") if "lightning" in loaded else None,
         "pytorch-lightning": version("pytorch-lightning") if "pytorch_lightning" in loaded else None,
     }
-
-
-def hostname() -> str:
-    """The name of this machine (``uname``: no socket, no network)."""
-    return os.uname().nodename
 
 
 def _machine(cpu_model: str | None) -> dict[str, Any]:

@@ -29,6 +29,9 @@ class SensorOptions:
         attribution: ``machine`` or ``process`` for the CPU and RAM estimates.
         cpu_tdp_w: The CPU's TDP, if the user knows it.
         node_sensors: Measure CPU and RAM (False on all but one rank of a node).
+        sys_root: Where the CPU topology (sockets) is read.
+        process_pids: With ``process`` attribution, the roots of the process trees to charge
+            (every rank of this node, in a distributed job); ``None``: this process.
 
     """
 
@@ -40,6 +43,23 @@ class SensorOptions:
     attribution: str = "machine"
     cpu_tdp_w: float | None = None
     node_sensors: bool = True
+    process_pids: tuple[int, ...] | None = None
+    sys_root: str = "/sys"
+
+    @classmethod
+    def from_config(cls, config: object, **overrides: object) -> SensorOptions:
+        """The sensor options of a :class:`~nn_tracker.config.TrackerConfig`, with ``overrides``."""
+        names = (
+            "gpus",
+            "visible_devices",
+            "rapl_root",
+            "proc_root",
+            "cgroup_root",
+            "attribution",
+            "cpu_tdp_w",
+            "node_sensors",
+        )
+        return cls(**{**{name: getattr(config, name) for name in names}, **overrides})  # type: ignore[arg-type]
 
 
 @dataclass
@@ -69,7 +89,7 @@ def discover_sensors(options: SensorOptions, catalogue: Catalogue) -> SensorSet:
         found.notes.append("CPU and RAM are measured by another process of this node (local rank 0).")
         return found
     found.rapl = discover_rapl(options.rapl_root)
-    tree = ProcessTree() if options.attribution == "process" else None
+    tree = ProcessTree(pids=options.process_pids) if options.attribution == "process" else None
     cpu_counters = [s for s in found.rapl.sensors if s.info.component == "cpu"]
     if cpu_counters:
         found.sensors.extend(found.rapl.sensors)
@@ -78,10 +98,10 @@ def discover_sensors(options: SensorOptions, catalogue: Catalogue) -> SensorSet:
     else:
         for problem in found.rapl.problems:
             found.notes.append(f"CPU not measured by RAPL: {problem}. Falling back to an estimate.")
-        found.cpu_model = cpu_power_model(catalogue, options.cpu_tdp_w, options.proc_root)
+        found.cpu_model = cpu_power_model(catalogue, options.cpu_tdp_w, options.proc_root, sys_root=options.sys_root)
         found.sensors.append(CpuEstimateSensor(found.cpu_model, options.attribution, tree))
     if not found.rapl.has_dram or not cpu_counters:
-        limit = cgroup_memory_limit_bytes(options.cgroup_root)
+        limit = cgroup_memory_limit_bytes(options.cgroup_root, options.proc_root)
         found.sensors.append(
             RamEstimateSensor(catalogue.power_models["ram_w_per_gb"], options.attribution, tree, limit_bytes=limit)
         )

@@ -71,27 +71,73 @@ def match_cpu_tdp(model: str | None, catalogue: Catalogue) -> tuple[str, float] 
     return best
 
 
+def count_sockets(sys_root: str | Path = "/sys", proc_root: str | Path = "/proc") -> int | None:
+    """CPU packages (sockets) of this machine, from sysfs topology or ``/proc/cpuinfo``; ``None`` if unknown."""
+    packages = set()
+    for path in Path(sys_root).glob("devices/system/cpu/cpu[0-9]*/topology/physical_package_id"):
+        try:
+            packages.add(path.read_text().strip())
+        except OSError:
+            continue
+    if not packages:
+        try:
+            text = (Path(proc_root) / "cpuinfo").read_text(errors="replace")
+        except OSError:
+            return None
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip().lower() == "physical id":
+                packages.add(value.strip())
+    return len(packages) or None
+
+
 @dataclass(frozen=True)
 class CpuPowerModel:
-    """How the CPU power is estimated: a TDP and where it came from."""
+    """How the CPU power is estimated: a TDP for the whole machine and where it came from.
+
+    Attributes:
+        tdp_w: TDP of all the machine's CPUs together (per-package TDP x sockets).
+        source: Where the figure comes from.
+        model_name: The CPU model, if known.
+        assumed: Whether the figure is a stated default rather than the CPU's own.
+        sockets: CPU packages counted (``None`` when unknown; then one was assumed).
+
+    """
 
     tdp_w: float
     source: str
     model_name: str | None
     assumed: bool
+    sockets: int | None = 1
 
 
 def cpu_power_model(
-    catalogue: Catalogue, tdp_w: float | None = None, proc_root: str | Path = "/proc", logical_cpus: int | None = None
+    catalogue: Catalogue,
+    tdp_w: float | None = None,
+    proc_root: str | Path = "/proc",
+    logical_cpus: int | None = None,
+    sys_root: str | Path = "/sys",
 ) -> CpuPowerModel:
-    """Choose the TDP: the user's, the catalogue's for this model, or the documented per-CPU default."""
+    """Choose the TDP: the user's or the catalogue's per package x sockets, or the documented per-CPU default.
+
+    A TDP is per package (socket): a two-socket server draws up to twice it.
+    """
     model = read_cpu_model(proc_root)
+    sockets = count_sockets(sys_root, proc_root)
+    times = sockets or 1
+    per = f" per package x {times} socket{'s' if times > 1 else ''}" + (
+        "" if sockets else " (count unknown: 1 assumed)"
+    )
     if tdp_w is not None:
-        return CpuPowerModel(tdp_w, "given by the user", model, assumed=False)
+        return CpuPowerModel(tdp_w * times, f"given by the user: {tdp_w:g} W{per}", model, False, sockets)
     match = match_cpu_tdp(model, catalogue)
     if match:
         return CpuPowerModel(
-            match[1], f"catalogue TDP of {match[0]!r} ({catalogue.cpu_tdp_source.title})", model, assumed=False
+            match[1] * times,
+            f"catalogue TDP of {match[0]!r}, {match[1]:g} W{per} ({catalogue.cpu_tdp_source.title})",
+            model,
+            False,
+            sockets,
         )
     per_cpu = catalogue.power_models["cpu_w_per_logical_cpu"]
     count = logical_cpus or os.cpu_count() or 1
@@ -99,9 +145,10 @@ def cpu_power_model(
     return CpuPowerModel(
         per_cpu.value * count,
         f"assumed: {reason}; {per_cpu.value:g} W per logical CPU x {count} ({per_cpu.source.title}). "
-        "Give the real TDP with cpu_tdp_w (CLI: --cpu-tdp-w)",
+        "Give the real TDP per package with cpu_tdp_w (CLI: --cpu-tdp-w)",
         model,
         assumed=True,
+        sockets=sockets,
     )
 
 
@@ -149,6 +196,7 @@ class CpuEstimateSensor(Sensor):
             model=f"TDP {model.tdp_w:g} W x utilisation ({share})",
             details={
                 "tdp_w": model.tdp_w,
+                "sockets": model.sockets,
                 "tdp_source": model.source,
                 "attribution": attribution,
                 "logical_cpus": self._cpus,
@@ -160,7 +208,9 @@ class CpuEstimateSensor(Sensor):
         if self._attribution == "process" and self._tree is not None:
             return self._tree.cpu_seconds(), now_s * self._cpus
         times = self._cpu_times()
-        total = sum(times)  # type: ignore[arg-type]
+        # Linux already counts guest (virtual machine) time in user and nice: counting it again double counts
+        guest = getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
+        total = sum(times) - guest  # type: ignore[arg-type]
         idle = getattr(times, "idle", 0.0) + getattr(times, "iowait", 0.0)
         return total - idle, total
 

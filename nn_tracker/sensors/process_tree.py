@@ -1,34 +1,41 @@
-"""The tracked process and its live children, refreshed every few seconds.
+"""The tracked processes and their live descendants, refreshed every few seconds.
 
 ``Process.children(recursive=True)`` costs about a millisecond, so the list is
 refreshed at most every ``refresh_s``; CPU time and memory of the cached
-processes are cheap to read at every tick.
+processes are cheap to read at every tick. Several roots (every rank of a node in a
+distributed job) are one tree: each process is counted once, whoever started it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 class ProcessTree:
-    """A process (default: this one) and its descendants.
+    """Some processes (default: this one) and their descendants, each counted once.
 
     Args:
-        pid: Root of the tree.
+        pid: Root of the tree (default: this process); ignored when ``pids`` is given.
         refresh_s: Minimum seconds between two listings of the children.
         clock: Monotonic clock in seconds.
+        pids: Several roots (e.g. the ranks of a distributed job on this node).
 
     """
 
     def __init__(
-        self, pid: int | None = None, refresh_s: float = 5.0, clock: Callable[[], float] | None = None
+        self,
+        pid: int | None = None,
+        refresh_s: float = 5.0,
+        clock: Callable[[], float] | None = None,
+        pids: Sequence[int] | None = None,
     ) -> None:
         import time
 
         import psutil  # imported on use: psutil reads /proc when imported
 
         self._psutil = psutil
-        self.root = psutil.Process(pid)
+        self.roots = [psutil.Process(p) for p in (pids or [pid])]
+        self.root = self.roots[0]
         self._refresh_s = refresh_s
         self._clock = clock or time.monotonic
         self._children: list = []
@@ -36,21 +43,37 @@ class ProcessTree:
         # CPU seconds of children that ended (so their time is never lost or counted twice).
         self._ended_cpu_s: dict[int, float] = {}
         self._last_child_cpu_s: dict[int, float] = {}
+        self._last_root_cpu_s: dict[int, float] = {}
 
     def _maybe_refresh(self) -> None:
         now = self._clock()
         if self._listed_at_s is None or now - self._listed_at_s >= self._refresh_s:
-            try:
-                self._children = self.root.children(recursive=True)
-            except self._psutil.Error:
-                self._children = []
+            root_pids = {root.pid for root in self.roots}
+            children: dict[int, object] = {}
+            for root in self.roots:
+                try:
+                    for child in root.children(recursive=True):
+                        if child.pid not in root_pids:  # a rank started by another rank is a root itself
+                            children.setdefault(child.pid, child)
+                except self._psutil.Error:
+                    continue
+            self._children = list(children.values())
             self._listed_at_s = now
 
     def cpu_seconds(self) -> float:
-        """User + system CPU seconds of the root, its waited-for children, and live descendants."""
+        """User + system CPU seconds of the roots, their waited-for children, and live descendants."""
         self._maybe_refresh()
-        times = self.root.cpu_times()
-        total = times.user + times.system
+        total = waited = 0.0
+        for root in self.roots:
+            try:
+                times = root.cpu_times()
+            except self._psutil.Error:  # a root that ended keeps what it had used
+                total += self._last_root_cpu_s.get(root.pid, 0.0)
+                continue
+            self._last_root_cpu_s[root.pid] = times.user + times.system
+            total += times.user + times.system
+            # Children that were waited for appear in children_user/system: count those once.
+            waited += times.children_user + times.children_system
         live_total = 0.0
         for child in self._children:
             try:
@@ -61,17 +84,15 @@ class ProcessTree:
             except self._psutil.Error:
                 # Ended since the listing: keep what it had used when last seen.
                 self._ended_cpu_s[child.pid] = self._last_child_cpu_s.pop(child.pid, 0.0)
-        # Children that were waited for appear in children_user/system: count those once.
-        waited = times.children_user + times.children_system
         return total + max(waited, sum(self._ended_cpu_s.values())) + live_total
 
     def rss_bytes(self) -> int:
-        """Resident memory of the root and its live descendants (shared pages counted in each)."""
+        """Resident memory of the roots and their live descendants (shared pages counted in each)."""
         self._maybe_refresh()
-        total = self.root.memory_info().rss
-        for child in self._children:
+        total = 0
+        for process in (*self.roots, *self._children):
             try:
-                total += child.memory_info().rss
+                total += process.memory_info().rss
             except self._psutil.Error:
                 continue
         return total

@@ -25,17 +25,51 @@ def _machine_used_bytes() -> int:
     return psutil.virtual_memory().used
 
 
-def cgroup_memory_limit_bytes(cgroup_root: str | Path = "/sys/fs/cgroup") -> int | None:
-    """The memory limit of this process's cgroup (v2 ``memory.max`` or v1 ``limit_in_bytes``), if any."""
+def _own_cgroups(proc_root: str | Path) -> dict[str, str]:
+    """The cgroup paths of this process from ``/proc/self/cgroup``: ``v2`` (unified), ``v1`` (memory)."""
+    try:
+        text = (Path(proc_root) / "self" / "cgroup").read_text()
+    except OSError:
+        return {}
+    found = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":
+            found["v2"] = path
+        elif "memory" in controllers.split(","):
+            found["v1"] = path
+    return found
+
+
+def _with_ancestors(base: Path, path: str) -> list[Path]:
+    parts = [p for p in path.split("/") if p and p not in (".", "..")]
+    return [base.joinpath(*parts[:n]) for n in range(len(parts), -1, -1)]
+
+
+def cgroup_memory_limit_bytes(
+    cgroup_root: str | Path = "/sys/fs/cgroup", proc_root: str | Path = "/proc"
+) -> int | None:
+    """The tightest memory limit of this process's cgroup and its ancestors, if any.
+
+    cgroup v2 ``memory.max`` or v1 ``memory.limit_in_bytes``, found through ``/proc/self/cgroup`` (a
+    job step's own limit, not only the top of the mount); without it, the top of the mount.
+    """
     root = Path(cgroup_root)
-    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
+    own = _own_cgroups(proc_root)
+    files = [d / "memory.max" for d in _with_ancestors(root, own.get("v2", ""))]
+    files += [d / "memory.limit_in_bytes" for d in _with_ancestors(root / "memory", own.get("v1", ""))]
+    limits = []
+    for path in files:
         try:
             text = path.read_text().strip()
         except OSError:
             continue
-        if text.isdigit() and int(text) < 2**60:  # v1 reports "no limit" as a huge number
-            return int(text)
-    return None
+        if text.isdigit() and int(text) < 2**60:  # v1 reports "no limit" as a huge number, v2 as "max"
+            limits.append(int(text))
+    return min(limits, default=None)
 
 
 class RamEstimateSensor(Sensor):
