@@ -203,13 +203,10 @@ class Catalogue:
             ValidationError: the file is unreadable or an entry is malformed.
 
         """
-        import yaml  # only needed for user files
+        from nn_tracker import inputs
 
         path = Path(path)
-        try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValidationError("catalogue file", str(path), f"must be a readable YAML file ({exc})") from None
+        document = inputs.load_yaml(inputs.read_text(path, "catalogue file", allow_empty=True), str(path)) or {}
         if not isinstance(document, dict) or set(document) - {"locations", "hardware"}:
             raise ValidationError("catalogue file", str(path), "must be a mapping with 'locations' and/or 'hardware'")
         source = Source(id=f"user:{path.name}", title=f"user catalogue {path}")

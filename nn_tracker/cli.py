@@ -372,27 +372,21 @@ def _run_schedule(args: argparse.Namespace) -> int:
 
 
 def _run_if_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import yaml
 
-    from nn_tracker.errors import ValidationError
+    from nn_tracker import inputs
     from nn_tracker.integrations.impact_framework import run_manifest
     from nn_tracker.report.files import write_atomic
 
-    try:
-        manifest = yaml.safe_load(Path(args.manifest).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValidationError("manifest", args.manifest, f"must be a readable file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        reason = str(exc).splitlines()[0]
-        raise ValidationError("manifest", args.manifest, f"must be plain YAML ({reason})") from None
-    text = yaml.safe_dump(run_manifest(manifest), sort_keys=False, width=1000)
-    if args.output is None:
+    output = None if args.output is None else inputs.output_path(args.output, "-o")
+    manifest = inputs.load_yaml(inputs.read_text(args.manifest, "manifest"), args.manifest)
+    with inputs.deep_recursion():  # valid manifests may nest hundreds of levels
+        text = yaml.safe_dump(run_manifest(manifest), sort_keys=False, width=1000)
+    if output is None:
         sys.stdout.write(text)
         return 0
     try:
-        print(f"wrote {write_atomic(args.output, text)}")
+        print(f"wrote {write_atomic(output, text)}")
     except OSError as exc:
         print(f"nn-tracker: error: output {args.output!r} cannot be written ({exc.strerror or exc})", file=sys.stderr)
         return EXIT_USAGE

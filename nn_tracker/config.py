@@ -346,13 +346,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """
     import dataclasses
 
-    import yaml
+    from nn_tracker import inputs
 
     path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValidationError("config file", str(path), f"must be a readable YAML file ({exc})") from None
+    document = inputs.load_yaml(inputs.read_text(path, "config file", allow_empty=True), str(path)) or {}
     if not isinstance(document, dict):
         raise ValidationError("config file", str(path), "must be a mapping of option: value")
     fields = {f.name for f in dataclasses.fields(TrackerConfig) if f.init}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import csv
 import functools
+import io
 import itertools
 import math
 import statistics
@@ -53,12 +54,14 @@ class IntensitySeries:
     @classmethod
     def from_csv(cls, path: str | Path) -> IntensitySeries:
         """Read and validate a CSV; every bad row is an error naming its line, field and value."""
+        from nn_tracker import inputs
+
         path = Path(path)
+        text = inputs.read_text(path, "intensity series")
         try:
-            text = path.read_text(encoding="utf-8-sig")
-        except OSError as exc:
-            raise ValidationError("intensity series", str(path), f"must be a readable file ({exc.strerror})") from None
-        rows = list(csv.reader(text.splitlines()))
+            rows = list(csv.reader(io.StringIO(text, newline="")))
+        except csv.Error as exc:
+            raise ValidationError("intensity series", str(path), f"must be CSV ({exc})") from None
         if not rows:
             raise ValidationError("intensity series", str(path), "must have a header and at least two rows")
         header = [h.strip().lower() for h in rows[0]]
@@ -78,6 +81,8 @@ class IntensitySeries:
             where = f"{path.name} line {line}"
             if len(row) <= max(time_col, value_col):
                 raise ValidationError(where, ",".join(row), f"must have {max(time_col, value_col) + 1} columns")
+            if any(c in row[i] for i in (time_col, value_col) for c in "\r\n"):
+                raise ValidationError(where, ",".join(row), "must not break a time or value across lines")
             moment = parse_time(row[time_col], f"{where} {rows[0][time_col].strip()}")
             try:
                 value = float(row[value_col])

@@ -173,9 +173,9 @@ def test_user_overrides_add_and_replace(tmp_path):
             "locations[0].colour is not a known field",
         ),
         ("hardware:\n  - {name: X, kind: fpga, source: s}\n", "hardware[0].kind must be one of"),
-        ("hardware:\n  - {name: X, kind: gpu, tdp_w: .nan, source: s}\n", "hardware[0].tdp_w must be finite"),
+        ("hardware:\n  - {name: X, kind: gpu, tdp_w: .nan, source: s}\n", "hardware[0].tdp_w must be a finite number"),
         ("gpus: []\n", "catalogue file"),
-        ("locations: [: bad\n", "must be a readable YAML file"),
+        ("locations: [: bad\n", "must be valid YAML"),
     ],
 )
 def test_bad_override_files_are_clear_errors(tmp_path, text, message):

@@ -175,10 +175,10 @@ def test_if_run_cli_writes_the_manifest_back_with_outputs(seed, tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("!!python/object/apply:os.system ['echo pwned']\n", "must be plain YAML"),
+        ("!!python/object/apply:os.system ['echo pwned']\n", "must be valid YAML"),
         ("tree: {children: {}}\ninitialize: {plugins: {}}\n", "must define at least one plugin"),
         ("- a\n- b\n", "manifest must be a YAML mapping"),
-        ("key: [unclosed\n", "must be plain YAML"),
+        ("key: [unclosed\n", "must be valid YAML"),
     ],
 )
 def test_if_run_cli_bad_manifests_exit_2(tmp_path, text, message):

@@ -75,7 +75,7 @@ def test_version_1_reports_are_upgraded(report_data, tmp_path):
         ('{"schema_version": 99}', "is newer than this nn_tracker reads (2); upgrade nn_tracker"),
         ('{"hello": 1}', "must be an nn_tracker report (no schema_version field)"),
         ("[1, 2]", "must be an nn_tracker report"),
-        ("{not json", "must be JSON (line 1"),
+        ("{not json", "must be valid JSON, got 'line 1"),
         ('{"schema_version": 2, "run_id": "x"}', ".project_name is missing"),
         ('{"schema_version": "2"}', "schema_version must be a positive integer"),
         ('{"schema_version": 1, "devices": 3}', "must be a complete report (cannot upgrade"),

@@ -74,7 +74,7 @@ def test_job_longer_than_the_series_is_a_clear_error(tmp_path):
         ),
         ("timestamp,carbon_intensity\n2026-01-01T00:00:00Z,100\n2026-01-01T01:00:00Z\n", "must have 2 columns"),
         ("timestamp,carbon_intensity\n2026-01-01T00:00:00Z,100\n", "must have at least two rows"),
-        ("", "must have a header"),
+        ("", "must not be empty"),
     ],
 )
 def test_malformed_series_are_clear_errors(tmp_path, content, message):

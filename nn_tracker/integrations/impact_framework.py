@@ -282,6 +282,14 @@ def _run_manifest(manifest: Any) -> dict[str, Any]:
     return result
 
 
+def _check_finite(node: _Node, plugin: str, rows: list[Row]) -> None:
+    """Refuse a result that overflowed (``inf``/``nan`` is not a number IF or JSON can carry)."""
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise node.error(f"input {i}: {key} from plugin {plugin}", value, "must be finite (inputs overflow)")
+
+
 def _compute(
     node_dict: dict[str, Any],
     node: _Node,
@@ -311,6 +319,8 @@ def _compute(
         return count
     if not isinstance(inputs, list) or not all(isinstance(r, dict) for r in inputs):
         raise node.error("inputs", inputs, "must be a list of mappings")
+    if not inputs:
+        raise node.error("inputs", inputs, "must list at least one observation (or leave the node out)")
     names = _pipeline_names(node, pipeline)
     if not names:
         raise node.error("pipeline", pipeline, "must name at least one plugin for a node with inputs")
@@ -328,5 +338,6 @@ def _compute(
         plugin, config = plugins[name]
         node_config = overrides.get(name) if isinstance(overrides, dict) else None
         rows = plugin(node, {**config, **(node_config or {})}, rows)
+        _check_finite(node, name, rows)
     node_dict["outputs"] = rows
     return count + 1

@@ -7,13 +7,14 @@ an nn_tracker report, is a :class:`~nn_tracker.errors.ValidationError`.
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from nn_tracker.errors import ValidationError
-from nn_tracker.report.model import SCHEMA_VERSION, hostname
+from nn_tracker.node import hostname
+from nn_tracker.report.model import SCHEMA_VERSION, STATUSES
 
 REQUIRED = (
     "schema_version",
@@ -86,18 +87,158 @@ def upgrade(data: Any, where: str = "report") -> dict[str, Any]:
     missing = [key for key in REQUIRED if key not in data]
     if missing:
         raise ValidationError(f"{where}.{missing[0]}", None, "is missing")
+    _check(data, REPORT, where)
     return data
+
+
+# ----- the shape of a current report, checked before anything renders it -----------------------------------
+class _Num:
+    """A finite number (``null`` allowed when ``optional``)."""
+
+    def __init__(self, optional: bool = False, minimum: float | None = None) -> None:
+        self.optional, self.minimum = optional, minimum
+
+
+class _Str:
+    def __init__(self, optional: bool = False, choices: tuple[str, ...] = ()) -> None:
+        self.optional, self.choices = optional, choices
+
+
+class _Map:
+    """An object whose values all follow ``spec``."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+
+class _List:
+    def __init__(self, spec: Any, min_items: int = 0) -> None:
+        self.spec, self.min_items = spec, min_items
+
+
+class _Opt:
+    """``null`` or ``spec``."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+
+NUMS = _Map(_Num())
+POINT = {"start_s": _Num(), "end_s": _Num(), "mean_power_w": NUMS, "peak_power_w": NUMS, "energy_j": NUMS}
+REPORT = {
+    "run_id": _Str(),
+    "project_name": _Str(),
+    "status": _Str(choices=STATUSES),
+    "started_at": _Str(optional=True),
+    "ended_at": _Str(optional=True),
+    "duration_s": _Num(minimum=0),
+    "error": _Opt({"type": _Str(), "message": _Str()}),
+    "software": _Map(_Str(optional=True)),
+    "energy": {"it_kwh": _Num(), "by_component_kwh": _Map(_Num(optional=True)), "by_method_kwh": NUMS},
+    "devices": _List(
+        {
+            "device_id": _Str(),
+            "component": _Str(),
+            "name": _Str(),
+            "method": _Str(),
+            "energy_kwh": _Num(optional=True),
+            "energy_kwh_by_phase": NUMS,
+            "mean_power_w": _Num(optional=True),
+            "peak_power_w": _Num(optional=True),
+            "measured_s": _Num(),
+            "gap_s": _Num(),
+            "notes": _List(_Str()),
+        }
+    ),
+    "phases": _Map(
+        {
+            "energy_kwh": _Num(),
+            "inclusive_energy_kwh": _Num(),
+            "duration_s": _Num(),
+            "inclusive_duration_s": _Num(),
+            "units": NUMS,
+        }
+    ),
+    "datacentres": _List(
+        {
+            "name": _Str(),
+            "intensity_g_per_kwh": _Num(),
+            "pue": _Num(),
+            "transport_factor": _Num(),
+            "it_energy_kwh": _Num(),
+            "facility_energy_kwh": _Num(),
+            "operational_carbon_g": _Num(),
+        },
+        min_items=1,
+    ),
+    "footprint": {
+        "training_energy_kwh": _Num(),
+        "querying_energy_kwh": _Num(),
+        "operational_carbon_g": _Num(),
+        "embodied_carbon_amortised_g": _Num(optional=True),
+        "embodied": _List(dict),
+        "total_carbon_g": _Num(),
+        "time_resolved": _Opt(dict),
+    },
+    "units": _Map({"count": _Num(), "carbon_g_per_unit": _Num(optional=True)}),
+    "equivalents": _List(dict),
+    "what_if": dict,
+    "sampler": dict,
+    "notes": _List(_Str()),
+    "timeline": _Opt({"bucket_s": _Num(), "devices": _List(_Str()), "points": _List(POINT)}),
+}
+
+
+def _check(value: Any, spec: Any, where: str) -> None:
+    """Raise one :class:`ValidationError` naming the first place where ``value`` breaks ``spec``."""
+    if isinstance(spec, _Opt):
+        if value is not None:
+            _check(value, spec.spec, where)
+    elif isinstance(spec, _Num):
+        if value is None and spec.optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValidationError(where, value, "must be a finite number" + (" or null" if spec.optional else ""))
+        if spec.minimum is not None and value < spec.minimum:
+            raise ValidationError(where, value, f"must be >= {spec.minimum:g}")
+    elif isinstance(spec, _Str):
+        if value is None and spec.optional:
+            return
+        if not isinstance(value, str) or (spec.choices and value not in spec.choices):
+            rule = f"must be one of {', '.join(spec.choices)}" if spec.choices else "must be a string"
+            raise ValidationError(where, value, rule)
+    elif isinstance(spec, _List):
+        if not isinstance(value, list) or len(value) < spec.min_items:
+            more = f" with at least {spec.min_items} item(s)" if spec.min_items else ""
+            raise ValidationError(where, _short(value), f"must be a list{more}")
+        for i, item in enumerate(value):
+            _check(item, spec.spec, f"{where}[{i}]")
+    elif isinstance(spec, _Map):
+        if not isinstance(value, dict):
+            raise ValidationError(where, _short(value), "must be an object")
+        for key, item in value.items():
+            _check(item, spec.spec, f"{where}.{key}")
+    elif spec is dict:
+        if not isinstance(value, dict):
+            raise ValidationError(where, _short(value), "must be an object")
+    elif isinstance(spec, dict):
+        if not isinstance(value, dict):
+            raise ValidationError(where, _short(value), "must be an object")
+        for key, item_spec in spec.items():
+            if key not in value:
+                raise ValidationError(f"{where}.{key}", None, "is missing")
+            _check(value[key], item_spec, f"{where}.{key}")
+
+
+def _short(value: Any) -> Any:
+    text = repr(value)
+    return value if len(text) <= 60 else text[:57] + "..."
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
     """Read a saved report (final or checkpoint) and upgrade it to the current schema."""
+    from nn_tracker import inputs
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValidationError("report", str(path), f"must be a readable file ({exc.strerror or exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValidationError("report", str(path), f"must be JSON (line {exc.lineno}: {exc.msg})") from None
+    data = inputs.load_json(inputs.read_text(path, "report"), str(path))
     return upgrade(data, where=str(path))

@@ -1,0 +1,199 @@
+"""One hardened way to read every file a user gives: manifests, configs, catalogues, reports, series.
+
+Whatever the bytes, the result is the document or one :class:`~nn_tracker.errors.ValidationError`
+naming the file and the rule, never a traceback, and in bounded time and memory:
+
+- the file must be readable, at most :data:`MAX_BYTES`, UTF-8 (a BOM is allowed), not empty;
+  an invalid byte is reported with its offset;
+- YAML and JSON may nest at most :data:`MAX_DEPTH` levels; YAML aliases may expand the document
+  to at most :data:`MAX_NODES` nodes (an "alias bomb" is refused before it is built);
+- numbers must be finite and within float range (``1e400``, ``.inf``, ``NaN``, a 400-digit integer:
+  refused, naming where).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from nn_tracker.errors import ValidationError
+
+MAX_BYTES = 512 * 1024 * 1024
+MAX_DEPTH = 1000
+MAX_NODES = 1_000_000
+FLOAT_MAX = sys.float_info.max
+
+
+def read_text(path: str | Path, what: str, allow_empty: bool = False) -> str:
+    """The text of a user's file (``allow_empty``: an empty file is an empty document, e.g. a config).
+
+    Raises:
+        ValidationError: unreadable, too large, not UTF-8, or empty.
+
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ValidationError(what, str(path), f"must be a readable file ({exc.strerror or exc})") from None
+    if len(data) > MAX_BYTES:
+        raise ValidationError(what, str(path), f"must be at most {MAX_BYTES // 2**20} MiB")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            what, str(path), f"must be UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start} is not)"
+        ) from None
+    if not text.strip() and not allow_empty:
+        raise ValidationError(what, str(path), "must not be empty")
+    return text
+
+
+@contextlib.contextmanager
+def deep_recursion(depth: int = MAX_DEPTH) -> Iterator[None]:
+    """Allow the recursion that a document of up to ``depth`` levels needs (parsers, dumpers, walks)."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, depth * 12 + 1000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
+def load_yaml(text: str, what: str) -> Any:
+    """Parse YAML with PyYAML's safe loader, after checking depth and alias expansion.
+
+    Raises:
+        ValidationError: not YAML, too deep, an alias bomb, or a number out of range.
+
+    """
+    import yaml
+
+    try:
+        _check_yaml_shape(text, what)
+        with deep_recursion():
+            document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())[:200]
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ValidationError(what, f"{where}{problem}", "must be valid YAML") from None
+    except RecursionError:
+        raise ValidationError(what, "YAML", f"must nest at most {MAX_DEPTH} levels") from None
+    except ValidationError:
+        raise
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
+        raise ValidationError(what, "YAML", f"must hold values Python can read ({exc})") from None
+    check_numbers(document, what)
+    return document
+
+
+def _check_yaml_shape(text: str, what: str) -> None:
+    """Walk the parser's events (no recursion, nothing built): depth and expanded size."""
+    import yaml
+
+    depth = total = 0
+    sizes: list[int] = []  # node count of each open collection (for anchors on it)
+    anchored: dict[str, int] = {}
+    open_anchors: list[str | None] = []
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        added = 0
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ValidationError(what, f"{depth} levels", f"must nest at most {MAX_DEPTH} levels")
+            sizes.append(0)
+            open_anchors.append(event.anchor)
+            added = 1
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+            size = sizes.pop() + 1
+            anchor = open_anchors.pop()
+            if anchor is not None:
+                anchored[anchor] = size
+            if sizes:
+                sizes[-1] += size
+        elif isinstance(event, yaml.ScalarEvent):
+            added = 1
+            if event.anchor is not None:
+                anchored[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            added = anchored.get(event.anchor, 1)
+        if added and sizes and not isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            sizes[-1] += added
+        total += added
+        if total > MAX_NODES:
+            raise ValidationError(what, "YAML", f"must expand to at most {MAX_NODES:,} nodes (aliases included)")
+
+
+def load_json(text: str, what: str) -> Any:
+    """Parse JSON (``NaN``/``Infinity`` refused), nesting at most :data:`MAX_DEPTH` levels.
+
+    Raises:
+        ValidationError: not JSON, too deep, or a number out of range.
+
+    """
+
+    def refuse(constant: str) -> None:
+        raise ValidationError(what, constant, "must contain only finite numbers")
+
+    try:
+        with deep_recursion():
+            document = json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(what, f"line {exc.lineno}, column {exc.colno}: {exc.msg}", "must be valid JSON") from None
+    except RecursionError:
+        raise ValidationError(what, "JSON", f"must nest at most {MAX_DEPTH} levels") from None
+    except ValidationError:
+        raise
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
+        raise ValidationError(what, "JSON", f"must hold values Python can read ({exc})") from None
+    check_numbers(document, what)
+    return document
+
+
+def check_numbers(document: Any, what: str) -> None:
+    """Refuse numbers that are not finite or beyond float range, anywhere (an iterative walk).
+
+    Raises:
+        ValidationError: naming the first such number's place.
+
+    """
+    stack: list[tuple[Any, str, int]] = [(document, what, 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValidationError(where, "...", f"must nest at most {MAX_DEPTH} levels")
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            if abs(value) > FLOAT_MAX:
+                raise ValidationError(
+                    where, f"{str(value)[:20]}... ({len(str(value))} digits)", "must be within float range"
+                )
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValidationError(where, value, "must be a finite number")
+        elif isinstance(value, dict):
+            stack.extend((item, f"{where}.{key}", depth + 1) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+
+
+def output_path(value: str | Path, what: str = "output") -> Path:
+    """A path a file can be written to (not empty, not a folder).
+
+    Raises:
+        ValidationError: it cannot name a file.
+
+    """
+    text = str(value)
+    if not text.strip() or text.endswith(("/", "\\")) or Path(text).is_dir() or Path(text).name in ("", ".", ".."):
+        raise ValidationError(what, text, "must be a file path (not empty, not a folder)")
+    return Path(text)
