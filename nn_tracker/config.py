@@ -26,6 +26,10 @@ ATTRIBUTIONS = ("machine", "process")
 _PHASE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+MIN_INTERVAL_S = 0.01  # sampling faster than 100 Hz measures nothing more and costs a core
+MIN_CHECKPOINT_INTERVAL_S = 1.0  # a checkpoint rewrites and fsyncs the report
+
+
 def check_phase_name(name: object, field_name: str = "phase") -> str:
     """Phase names are 1-64 letters, digits, ``_``, ``.`` or ``-`` (``/`` separates nesting)."""
     if not isinstance(name, str) or not _PHASE.match(name):
@@ -176,10 +180,16 @@ class TrackerConfig:
                 raise ValidationError("formats", fmt, f"must be among {', '.join(FORMATS)}")
         object.__setattr__(self, "formats", formats)
         interval = check.positive("interval_s", self.interval_s)
-        if interval > 3600:
-            raise ValidationError("interval_s", self.interval_s, "must be <= 3600")
+        if not MIN_INTERVAL_S <= interval <= 3600:
+            raise ValidationError("interval_s", self.interval_s, f"must be in [{MIN_INTERVAL_S:g}, 3600] seconds")
         if self.checkpoint_interval_s is not None:
-            check.positive("checkpoint_interval_s", self.checkpoint_interval_s)
+            checkpoint = check.positive("checkpoint_interval_s", self.checkpoint_interval_s)
+            if checkpoint < MIN_CHECKPOINT_INTERVAL_S:
+                raise ValidationError(
+                    "checkpoint_interval_s",
+                    self.checkpoint_interval_s,
+                    f"must be at least {MIN_CHECKPOINT_INTERVAL_S:g} s (each checkpoint rewrites the report), or None",
+                )
         if self.attribution not in ATTRIBUTIONS:
             raise ValidationError("attribution", self.attribution, "must be 'machine' or 'process'")
         if self.cpu_tdp_w is not None:

@@ -242,7 +242,13 @@ class DistributedTracker:
         return self.start()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.stop(status_for_exception(exc), exc)
+        if exc is None:
+            self.stop()
+            return
+        try:
+            self.stop(status_for_exception(exc), exc)
+        except Exception:  # the tracked code's exception wins: ours is only logged
+            log.exception("nn_tracker: stopping failed; the tracked code's exception is raised unchanged")
 
 
 def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:

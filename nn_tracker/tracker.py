@@ -26,6 +26,7 @@ from nn_tracker.config import TrackerConfig, check_phase_name
 from nn_tracker.errors import NNTrackerError, ValidationError
 from nn_tracker.node import NodeLabels, hostname, node_id
 from nn_tracker.report import writers
+from nn_tracker.report.files import claim, remove_stale_temporaries
 from nn_tracker.report.model import Report, RunState, build_report
 from nn_tracker.sampling import DeviceTotals, Sampler
 from nn_tracker.sensors import SensorOptions, SensorSet, discover_sensors
@@ -89,7 +90,9 @@ class Tracker:
         self._carry_notes: list[str] = []
         self._node_id = node_id(self.config.proc_root)
         self._node_labels = NodeLabels(self._node_id, hostname())
-        self.run_id = self.config.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
+        # time first (runs sort by start), then 96 random bits: no collision even for a cluster's simultaneous starts
+        self.run_id = self.config.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(12).hex()
+        self._stem = f"{self.config.project_name}-{self.run_id}"
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property
@@ -100,7 +103,7 @@ class Tracker:
     @property
     def report_path(self) -> Path:
         """Where the JSON report is written."""
-        return Path(self.config.output_dir) / f"{self.config.project_name}-{self.run_id}.json"
+        return Path(self.config.output_dir) / f"{self._stem}.json"
 
     def start(self) -> Tracker:
         """Discover sensors, start sampling, write a first checkpoint. Returns ``self``.
@@ -137,8 +140,21 @@ class Tracker:
                 )
             self._install_sigterm()
             atexit.register(self._at_exit)
-            self._checkpoint()
+            self._claim_report()
         return self
+
+    def _claim_report(self) -> None:
+        """Write the first report under a name no other run has (``-2``... if the run id was reused)."""
+        if not self.config.write_report:
+            return
+        folder = Path(self.config.output_dir)
+        remove_stale_temporaries(folder)
+        try:
+            text = writers.render(self._build("running", None, final=False).to_dict(), "json")
+            self._stem = claim(self.report_path, text).stem
+        except (OSError, ValueError) as exc:
+            self._write_errors += 1
+            log.error("nn_tracker: cannot write %s (%s); tracking continues", self.report_path, exc)
 
     def stop(self, status: str = "completed", error: BaseException | None = None) -> Report:
         """Stop sampling, compute the footprint, write the final report; returns it. Idempotent."""
@@ -154,7 +170,11 @@ class Tracker:
             self._sampler.stop()
             self._restore_sigterm()
             atexit.unregister(self._at_exit)
-            report = self._build(status, error, final=True)
+            try:
+                report = self._build(status, error, final=True)
+            except Exception as exc:
+                log.exception("nn_tracker: building the final report failed; writing what is known")
+                report = self._incomplete_report(status, error, exc)
             self._report = report
             if self._sensors is not None and self._given_sensors is None:
                 self._sensors.close()
@@ -165,7 +185,13 @@ class Tracker:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        self.stop(status_for_exception(exc), exc)  # the exception, if any, propagates unchanged
+        if exc is None:
+            self.stop()
+            return
+        try:
+            self.stop(status_for_exception(exc), exc)
+        except Exception:  # the tracked code's exception wins: ours is only logged
+            log.exception("nn_tracker: stopping failed; the tracked code's exception is raised unchanged")
 
     # ----- phases and units ------------------------------------------------------------------------------
     @property
@@ -367,15 +393,33 @@ class Tracker:
         )
         return build_report(state, self._sampler, timeline=timeline)
 
+    def _incomplete_report(self, status: str, error: BaseException | None, failure: BaseException) -> Report:
+        """The little that is known when the report cannot be built: never nothing, never a wrong figure."""
+        from nn_tracker.report.model import SCHEMA_VERSION
+
+        return Report(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "run_id": self.run_id,
+                "project_name": self.config.project_name,
+                "status": status,
+                "incomplete": True,
+                "duration_s": self._clock.monotonic() - self._started_s + self._carried_duration_s,
+                "error": {"type": type(error).__name__, "message": str(error)} if error is not None else None,
+                "notes": [f"The report could not be built ({type(failure).__name__}: {failure}); no figures given."],
+            }
+        )
+
     def _write(self, report: Report, final: bool = False) -> None:
         """Write the JSON report (checkpoints and final), and at the end every other configured format."""
         if not self.config.write_report or self._owner_pid != os.getpid():
             return
         formats = ["json", *(f for f in self.config.formats if f != "json")] if final else ["json"]
-        stem = f"{self.config.project_name}-{self.run_id}"
+        if report.data.get("incomplete"):
+            formats = ["json"]  # the other formats need the figures it lacks
         paths = []
         for fmt in formats:
-            path = writers.default_path(self.config.output_dir, stem, fmt)
+            path = writers.default_path(self.config.output_dir, self._stem, fmt)
             try:
                 paths.append(str(writers.write(report.to_dict(), fmt, path)))
             except (OSError, ValueError) as exc:

@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from fakes import ConstantPower, sensor_set
 
-from nn_tracker import ManualClock, Tracker
+from nn_tracker import ManualClock, Tracker, ValidationError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,6 +92,7 @@ def test_fork_never_duplicates_the_sampler_or_its_output(tmp_path):
         run_id="parent",
     )
     tracker.start()
+    first = tracker.report_path.read_text()  # the report is claimed (written) at start
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # a DataLoader worker: works, stops the tracker, and exits through atexit
@@ -108,7 +110,8 @@ def test_fork_never_duplicates_the_sampler_or_its_output(tmp_path):
     sampler_in_child = os.read(read, 1).decode()
     assert os.waitstatus_to_exitcode(status) == 0
     assert sampler_in_child == "0"  # threads do not survive fork
-    assert not tracker.report_path.exists()  # the child wrote nothing: the run belongs to the parent
+    assert tracker.report_path.read_text() == first  # the child wrote nothing: the run belongs to the parent
+    assert [p.name for p in tmp_path.iterdir()] == ["nn_tracker-parent.json"]
     assert tracker.running
     tracker.stop()
     assert json.loads(tracker.report_path.read_text())["status"] == "completed"
@@ -150,3 +153,163 @@ def test_wall_clock_jumps_change_timestamps_not_energy(tmp_path, jump_s):
         tracker.sample()
     data = tracker.report().to_dict()
     assert data["duration_s"] == 60 and data["energy"]["it_kwh"] == pytest.approx(600 / 3.6e6)
+
+
+def test_the_tracked_code_s_exception_always_wins_and_a_report_is_still_written(tmp_path, monkeypatch):
+    import nn_tracker.tracker as tracker_module
+
+    def broken_build(*args, **kwargs):
+        raise OverflowError("an internal failure")
+
+    tracker = Tracker(output_dir=tmp_path, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower()))
+    with pytest.raises(KeyError, match="the user's own"), tracker:
+        monkeypatch.setattr(tracker_module, "build_report", broken_build)
+        raise KeyError("the user's own")
+    data = json.loads(tracker.report_path.read_text())
+    assert data["status"] == "failed" and data["incomplete"] is True
+    assert data["error"] == {"type": "KeyError", "message": '"the user\'s own"'}
+    assert "OverflowError: an internal failure" in data["notes"][0]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"transport_factor": 1e-320}, "transport_factor must be at least 1e-06"),
+        ({"pue": 10**400}, "pue must be a finite number"),
+        ({"intensity_g_per_kwh": 1e300}, "intensity_g_per_kwh must be at most 1e+15 in magnitude"),
+        ({"interval_s": 1e-300}, "interval_s must be at least 1e-09"),
+        ({"interval_s": 0.001}, "interval_s must be in [0.01, 3600] seconds"),
+        ({"checkpoint_interval_s": 1e-300}, "checkpoint_interval_s must be at least 1e-09"),
+        ({"checkpoint_interval_s": 0.5}, "checkpoint_interval_s must be at least 1 s"),
+    ],
+)
+def test_values_that_would_overflow_or_busy_loop_are_refused_at_the_input(options, message):
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        Tracker(**options)
+
+
+def test_unit_counts_stay_finite():
+    tracker = Tracker(write_report=False, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower()))
+    with pytest.raises(ValidationError, match="count must be at most 1e\\+15"):
+        tracker.add_units(1e308)
+    with pytest.raises(ValidationError, match="count must be a finite number"):
+        tracker.add_units(10**400)
+
+
+class FullDisk:
+    """``os.write`` that fails with ENOSPC once ``room`` more bytes were written (a tiny full filesystem)."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.real = os.write
+
+    def __call__(self, fd, data):
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = min(len(data), self.room)
+        self.room -= n
+        return self.real(fd, data[:n])
+
+
+def report_for_csv(tmp_path, run_id):
+    tracker = Tracker(output_dir=tmp_path, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower()), run_id=run_id)
+    with tracker:
+        pass
+    return tracker.report().to_dict()
+
+
+@pytest.mark.parametrize("room", [0, 1, 40, 150])
+def test_a_full_disk_never_damages_emissions_csv(tmp_path, monkeypatch, room):
+    from nn_tracker.report import codecarbon_csv
+
+    path = tmp_path / "emissions.csv"
+    codecarbon_csv.append(path, report_for_csv(tmp_path, "first"))
+    before = path.read_bytes()
+    monkeypatch.setattr(codecarbon_csv.os, "write", FullDisk(room))
+    with pytest.raises(OSError, match="No space"):
+        codecarbon_csv.append(path, report_for_csv(tmp_path, "second"))
+    monkeypatch.undo()
+    assert path.read_bytes() == before  # the partial row was taken back
+    codecarbon_csv.append(path, report_for_csv(tmp_path, "third"))
+    rows = path.read_text().splitlines()
+    assert len(rows) == 3 and all(len(r.split(",")) == len(rows[0].split(",")) for r in rows)
+
+
+def test_a_full_disk_leaves_no_empty_emissions_csv(tmp_path, monkeypatch):
+    from nn_tracker.report import codecarbon_csv
+
+    monkeypatch.setattr(codecarbon_csv.os, "write", FullDisk(0))
+    with pytest.raises(OSError):
+        codecarbon_csv.append(tmp_path / "emissions.csv", report_for_csv(tmp_path, "only"))
+    assert not (tmp_path / "emissions.csv").exists()
+
+
+def test_a_row_torn_by_an_earlier_crash_is_cut_before_appending(tmp_path):
+    from nn_tracker.report import codecarbon_csv
+
+    path = tmp_path / "emissions.csv"
+    codecarbon_csv.append(path, report_for_csv(tmp_path, "first"))
+    whole = path.read_bytes()
+    path.write_bytes(whole + b"2026-11-26T10:00:00,proj,torn-ro")  # a crash in the middle of a row
+    codecarbon_csv.append(path, report_for_csv(tmp_path, "second"))
+    rows = path.read_text().splitlines()
+    assert path.read_bytes().startswith(whole) and len(rows) == 3 and "torn-ro" not in path.read_text()
+    assert all(len(r.split(",")) == len(rows[0].split(",")) for r in rows)
+
+
+def test_output_files_are_never_followed_through_symlinks(tmp_path):
+    from nn_tracker.report import codecarbon_csv
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "emissions.csv").symlink_to(outside)
+    with pytest.raises(OSError):
+        codecarbon_csv.append(reports / "emissions.csv", report_for_csv(tmp_path, "x"))
+    (reports / "nn_tracker-planted.json").symlink_to(outside)
+    tracker = Tracker(output_dir=reports, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower()), run_id="planted")
+    with tracker:
+        pass
+    assert outside.read_text() == "precious\n"  # nothing written through either link
+    assert tracker.report_path.name == "nn_tracker-planted-2.json"  # the name was taken: another is used
+
+
+def test_a_reused_run_id_never_overwrites_another_run_s_report(tmp_path):
+    first = Tracker(output_dir=tmp_path, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower()), run_id="same")
+    second = Tracker(output_dir=tmp_path, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower()), run_id="same")
+    with first, second:
+        pass
+    assert first.report_path.name == "nn_tracker-same.json" and second.report_path.name == "nn_tracker-same-2.json"
+    assert json.loads(first.report_path.read_text())["status"] == "completed"
+
+
+def test_run_ids_carry_96_random_bits_and_sort_by_start_time():
+    ids = {Tracker(write_report=False, intensity_g_per_kwh=1).run_id for _ in range(20_000)}
+    assert len(ids) == 20_000
+    stamp, random_part = next(iter(ids)).split("-")
+    assert len(random_part) == 24 and len(stamp) == 16 and stamp.endswith("Z")
+
+
+def test_stale_temporary_files_are_removed_at_the_next_start(tmp_path):
+    stale = tmp_path / ".nn_tracker-old.json.0123abcd.tmp"
+    fresh = tmp_path / ".nn_tracker-now.json.89abcdef.tmp"  # maybe another process writing right now
+    other = tmp_path / ".mine.tmp"
+    for path in (stale, fresh, other):
+        path.write_text("x")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    os.utime(other, (time.time() - 3600, time.time() - 3600))
+    with Tracker(output_dir=tmp_path, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower())):
+        pass
+    assert not stale.exists() and fresh.exists() and other.exists()
+
+
+def test_folders_are_created_with_the_umask_but_never_world_writable(tmp_path):
+    previous = os.umask(0)
+    try:
+        with Tracker(output_dir=tmp_path / "a" / "b", intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower())):
+            pass
+    finally:
+        os.umask(previous)
+    for folder in (tmp_path / "a", tmp_path / "a" / "b"):
+        assert folder.stat().st_mode & 0o777 == 0o775

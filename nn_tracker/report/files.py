@@ -1,11 +1,50 @@
-"""Atomic file output: a killed process leaves the previous file or the new one, never half of one."""
+"""Atomic file output: a killed process leaves the previous file or the new one, never half of one.
+
+Files are created with mode 0o664 and folders with 0o775, less the user's umask: never
+world-writable. Temporary files are named ``.<name>.<hex>.tmp``; those a killed process
+left behind are removed by the next tracker that starts in the same folder.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import time
 from pathlib import Path
 
 FILE_MODE = 0o664  # less the umask; never world-writable
+FOLDER_MODE = 0o775
+TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8,}\.tmp$")
+STALE_AFTER_S = 600.0  # a temporary file this old belongs to no write in progress
+
+
+def make_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) with mode 0o775 less the umask."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):  # Path.mkdir(parents=True) would give the parents mode 0o777
+        path.mkdir(mode=FOLDER_MODE, exist_ok=True)
+
+
+def remove_stale_temporaries(folder: str | Path, now_s: float | None = None) -> list[Path]:
+    """Remove nn_tracker's own temporary files older than :data:`STALE_AFTER_S` in ``folder``."""
+    now_s = time.time() if now_s is None else now_s
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            stale = now_s - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER_S
+            if TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False) and stale:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
 
 
 def write_atomic(path: str | Path, text: str) -> Path:
@@ -19,7 +58,7 @@ def write_atomic(path: str | Path, text: str) -> Path:
 
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent)
     temporary = target.with_name(f".{target.name}.{os.urandom(4).hex()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
@@ -32,3 +71,31 @@ def write_atomic(path: str | Path, text: str) -> Path:
         temporary.unlink(missing_ok=True)
         raise
     return target
+
+
+def claim(path: str | Path, text: str) -> Path:
+    """Create ``path`` with ``text`` only if nothing is there (atomic); else the next free ``stem-N`` name.
+
+    Two runs given the same name never overwrite each other's report.
+    """
+    target = Path(path)
+    make_folder(target.parent)
+    temporary = target.with_name(f".{target.name}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        stem, suffix = target.stem, target.suffix
+        for n in range(1, 1000):
+            candidate = target if n == 1 else target.with_name(f"{stem}-{n}{suffix}")
+            try:
+                os.link(temporary, candidate)  # fails if the name is taken, whatever it is
+            except FileExistsError:
+                continue
+            return candidate
+        raise FileExistsError(f"no free name for {target}")
+    finally:
+        temporary.unlink(missing_ok=True)
+
