@@ -130,6 +130,9 @@ class TrackerConfig:
         timeline_points: Maximum points kept in the downsampled timeline.
         catalogue_file: YAML file adding or overriding catalogue entries.
         run_id: Identifier of the run (default: time + random suffix).
+        identity: Record who and where in the report: the user name (``$USER``), the host name and
+            the process id. Off by default: reports get published with models. Host names label
+            the nodes of a multi-node run either way (they are needed to tell them apart).
 
     """
 
@@ -161,6 +164,7 @@ class TrackerConfig:
     timeline_points: int = 2000
     catalogue_file: str | Path | None = None
     run_id: str | None = None
+    identity: bool = False
     resolved: tuple[ResolvedDatacentre, ...] = field(init=False, repr=False, compare=False, default=())
     series: Any = field(init=False, repr=False, compare=False, default=None)
 
@@ -223,7 +227,7 @@ class TrackerConfig:
 
     def _check_types(self) -> None:
         """Options whose only rule is their type."""
-        for name in ("write_report", "gpus", "handle_sigterm", "node_sensors"):
+        for name in ("write_report", "gpus", "handle_sigterm", "node_sensors", "identity"):
             if not isinstance(getattr(self, name), bool):
                 raise ValidationError(name, getattr(self, name), "must be true or false")
         for name in ("rapl_root", "proc_root", "cgroup_root"):

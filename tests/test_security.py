@@ -13,6 +13,7 @@ from fakes import ConstantPower, sensor_set
 from nn_tracker import ManualClock, Tracker, ValidationError
 from nn_tracker.catalogue import bundled
 from nn_tracker.config import load_config_file
+from nn_tracker.report.writers import FORMATS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nn_tracker"
 
@@ -117,3 +118,36 @@ def test_reports_are_data_never_code(tmp_path):
         text = writers.render(load_report(path), fmt)
         assert "49" not in text.split("{{7*7}}")[0][-5:]  # no template evaluation
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_reports_name_no_person_and_no_host_by_default(tmp_path, monkeypatch):
+    import getpass
+    import pwd
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a password-database lookup (it can reach nscd, sssd or LDAP)")
+
+    monkeypatch.setattr(pwd, "getpwuid", forbidden)
+    monkeypatch.setattr(getpass, "getuser", forbidden)
+    monkeypatch.setenv("USER", "alice")
+    tracker = Tracker(
+        output_dir=tmp_path, intensity_g_per_kwh=100, sensors=sensor_set(ConstantPower()), formats=FORMATS
+    )
+    with tracker:
+        pass
+    text = "".join(p.read_text() for p in tmp_path.iterdir())
+    assert "alice" not in text and os.uname().nodename not in text and str(os.getpid()) not in text
+    data = tracker.report().to_dict()
+    assert set(data["machine"]) == {"os", "python", "nn_tracker", "cpu_model", "logical_cpus"}
+    assert data["devices"][0]["node"] == "local"
+    opted_in = Tracker(write_report=False, intensity_g_per_kwh=100, sensors=sensor_set(ConstantPower()), identity=True)
+    with opted_in:
+        pass
+    machine = opted_in.report().to_dict()["machine"]
+    assert machine["user"] == "alice" and machine["hostname"] == os.uname().nodename and machine["pid"] == os.getpid()
+    monkeypatch.delenv("USER")
+    monkeypatch.delenv("LOGNAME", raising=False)
+    anonymous = Tracker(write_report=False, intensity_g_per_kwh=100, sensors=sensor_set(ConstantPower()), identity=True)
+    with anonymous:
+        pass
+    assert anonymous.report().to_dict()["machine"]["user"] is None  # unknown, not looked up

@@ -207,7 +207,10 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
     def state_dict(self) -> dict[str, Any]:
         """The totals so far, merged over processes, so a resumed run continues them."""
         # merged_state() is collective: Lightning calls state_dict on every process when it checkpoints
-        return {"nn_tracker": self._run.merged_state() if self._run is not None else self._carried}
+        state = self._run.merged_state() if self._run is not None else self._carried
+        if state is not None:  # checkpoints get published: no node identity or host name in them
+            state = {**{k: v for k, v in state.items() if k != "host"}, "node": "checkpoint"}
+        return {"nn_tracker": state}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue the totals of the checkpoint's run (they replace any this callback carried in memory)."""

@@ -98,4 +98,3 @@ def claim(path: str | Path, text: str) -> Path:
         raise FileExistsError(f"no free name for {target}")
     finally:
         temporary.unlink(missing_ok=True)
-

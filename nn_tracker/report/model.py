@@ -81,25 +81,24 @@ def _software() -> dict[str, str | None]:
     }
 
 
-def _machine(cpu_model: str | None) -> dict[str, Any]:
-    import getpass
+def _machine(cpu_model: str | None, identity: bool) -> dict[str, Any]:
+    """What the machine is; who and where only with ``identity`` (reports get published with models).
 
+    The user name comes from ``$USER``/``$LOGNAME`` only: never a password-database lookup
+    (``getpwuid`` may ask nscd, sssd or LDAP over the network).
+    """
     from nn_tracker import __version__
 
-    try:
-        user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        user = None
-    return {
-        "hostname": hostname(),
+    machine: dict[str, Any] = {
         "os": "{0.sysname} {0.release} {0.machine}".format(os.uname()),  # platform.platform() may run a subprocess
         "python": sys.version.split()[0],
         "nn_tracker": __version__,
         "cpu_model": cpu_model,
         "logical_cpus": os.cpu_count(),
-        "pid": os.getpid(),
-        "user": user,
     }
+    if identity:
+        machine.update(hostname=hostname(), pid=os.getpid(), user=os.environ.get("USER") or os.environ.get("LOGNAME"))
+    return machine
 
 
 def _root(phase: str) -> str:
@@ -135,7 +134,7 @@ class RunState:
 def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Report:
     """Assemble the report from a consistent snapshot of the sampler (``timeline=False``: a cheap summary)."""
     with sampler.lock:
-        devices = _devices(sampler)
+        devices = _devices(sampler, state.config.identity)
         phases = _phases(sampler, state.units)
         timeline_data = sampler.timeline.to_dict(origin_s=sampler.started_s or 0.0) if timeline else None
         buckets = [
@@ -170,7 +169,7 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
         "ended_at": _iso(state.ended_wall_s),
         "duration_s": state.duration_s,
         "error": state.error,
-        "machine": _machine(state.cpu_model),
+        "machine": _machine(state.cpu_model, state.config.identity),
         "software": _software(),
         "settings": {
             "attribution": state.config.attribution,
@@ -207,7 +206,13 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
     return Report(data)
 
 
-def _devices(sampler: Sampler) -> list[dict[str, Any]]:
+LOCAL_NODE = "local"
+
+
+def _devices(sampler: Sampler, identity: bool = False) -> list[dict[str, Any]]:
+    # The host name labels this node only where it tells nodes apart (or identity was asked for).
+    several_nodes = any(t.node for t in sampler.totals.values())
+    own_node = hostname() if several_nodes or identity else LOCAL_NODE
     rows = []
     for totals in sampler.totals.values():
         info = totals.info
@@ -233,7 +238,7 @@ def _devices(sampler: Sampler) -> list[dict[str, Any]]:
                 "dropped_intervals": totals.dropped_intervals,
                 "bridged_intervals": totals.bridged_intervals,
                 "lost_at_s": None if totals.lost_at_s is None else totals.lost_at_s - (sampler.started_s or 0.0),
-                "node": totals.node or hostname(),
+                "node": totals.node or own_node,
                 "notes": list(info.notes),
             }
         )
