@@ -2,13 +2,22 @@
 
 The command is started without a shell; the process tree of nn-tracker and the
 command is the CPU/RAM attribution (``attribution="process"`` unless told
-otherwise); GPUs are measured whole. SIGINT and SIGTERM are forwarded to the command; when it ends, the report
-is written and nn-tracker exits with the command's exit status (``128 + N`` for a
-death by signal N, as a shell reports it).
+otherwise); GPUs are measured whole. nn-tracker behaves like a transparent wrapper:
+
+- SIGINT, SIGQUIT and SIGHUP that the terminal sent to the whole foreground process group
+  (Ctrl-C, Ctrl-backslash, hang-up) already reached the command: they are not sent again. Sent to
+  nn-tracker alone (``kill``), they and SIGTERM, SIGUSR1 and SIGUSR2 are forwarded, once;
+  nn-tracker itself keeps tracking until the command ends.
+- On Linux the command gets SIGTERM if nn-tracker dies (even by SIGKILL): it never runs on
+  untracked (``PR_SET_PDEATHSIG``). Elsewhere it can outlive a killed nn-tracker.
+
+When the command ends, the report is written and nn-tracker exits with the command's exit
+status (``128 + N`` for a death by signal N, as a shell reports it).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -21,7 +30,8 @@ from nn_tracker.errors import ValidationError
 from nn_tracker.report import units
 from nn_tracker.tracker import Tracker
 
-FORWARDED = (signal.SIGINT, signal.SIGTERM)
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+FROM_TERMINAL = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)  # sent by the tty to the foreground group
 
 
 class CommandEnded(Exception):
@@ -55,12 +65,18 @@ def run_command(command: Sequence[str], options: dict[str, Any], status_line: bo
     if not command:
         raise ValidationError("command", "", "must be given after --, e.g. nn-tracker run -- python train.py")
     started: list[subprocess.Popen[bytes]] = []
-    previous = {
-        signum: signal.signal(signum, lambda n, _f: [c.send_signal(n) for c in started]) for signum in FORWARDED
-    }
+
+    def forward(signum: int, _frame: object) -> None:
+        if signum in FROM_TERMINAL and _terminal_signalled_our_group():
+            return  # the command is in our process group: the terminal signalled it too
+        for child in started:
+            child.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED}
     try:
         try:
-            started.append(subprocess.Popen(list(command)))  # the user's own command, without a shell
+            # the user's own command, without a shell; on Linux it dies with us
+            started.append(subprocess.Popen(list(command), preexec_fn=_die_with_parent()))
         except OSError as exc:
             raise ValidationError("command", command[0], f"must be an executable program ({exc.strerror})") from None
         code, tracker = _track(started[0], options, status_line)
@@ -68,6 +84,42 @@ def run_command(command: Sequence[str], options: dict[str, Any], status_line: bo
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return _finish(tracker, code)
+
+
+def _terminal_signalled_our_group() -> bool:
+    """Whether this process's group is the foreground group of its controlling terminal."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False  # no controlling terminal: the signal came from kill
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _die_with_parent() -> Any:
+    """A ``preexec_fn`` that makes the command receive SIGTERM when nn-tracker dies (Linux; else ``None``)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def in_child() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # nn-tracker died before the line above
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return in_child
 
 
 def _track(child: subprocess.Popen[bytes], options: dict[str, Any], status_line: bool | None) -> tuple[int, Tracker]:

@@ -235,3 +235,141 @@ def test_status_line_shows_elapsed_power_energy_and_carbon(tmp_path):
         display.join()
     line = stream.getvalue()
     assert line.startswith("\r[nn-tracker] ") and "250 W" in line and "gCO2e" in line and line.endswith("\n")
+
+
+GRACEFUL = """
+import signal, sys, time
+print("ready", flush=True)
+try:
+    time.sleep(30)
+except KeyboardInterrupt:  # Lightning's first Ctrl-C: a graceful stop that takes a while
+    print("cleanup start", flush=True)
+    time.sleep(0.5)
+    print("cleanup done", flush=True)
+"""
+
+
+def run_in_a_terminal(tmp_path, script: str, keys: bytes) -> tuple[int, str]:
+    """``nn-tracker run -- python script`` in a pseudo-terminal; type ``keys`` once the script is ready."""
+    import pty
+
+    args = [
+        sys.executable,
+        "-m",
+        "nn_tracker",
+        "run",
+        "--no-status",
+        "--output-dir",
+        str(tmp_path / "reports"),
+        "--intensity",
+        "300",
+        "--",
+        sys.executable,
+        "-c",
+        script,
+    ]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a session of its own whose terminal is the pty, in the foreground
+        os.execv(sys.executable, args)
+    output = b""
+    deadline = time.monotonic() + 60
+    typed = False
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # the other side closed: everything was read
+            break
+        if not chunk:
+            break
+        output += chunk
+        if not typed and b"ready" in output:
+            time.sleep(0.3)
+            os.write(fd, keys)
+            typed = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def test_one_ctrl_c_in_a_terminal_reaches_the_command_once(tmp_path):
+    for attempt in range(3):
+        code, output = run_in_a_terminal(tmp_path / str(attempt), GRACEFUL, b"\x03")
+        assert "cleanup start" in output and "cleanup done" in output, output  # not cut by a second SIGINT
+        assert code == 0, output
+        assert only_report(tmp_path / str(attempt))["status"] == "completed"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT])
+def test_signals_sent_to_nn_tracker_alone_are_forwarded_once_and_it_keeps_tracking(tmp_path, signum):
+    script = textwrap.dedent(f"""
+        import signal, sys, time
+        got = []
+        signal.signal({int(signum)}, lambda n, f: got.append(n))
+        print("ready", flush=True)
+        time.sleep(1.5)
+        open({str(tmp_path / "got")!r}, "w").write(str(got))
+    """)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nn_tracker",
+            "run",
+            "--output-dir",
+            str(tmp_path / "reports"),
+            "--intensity",
+            "300",
+            "--",
+            sys.executable,
+            "-c",
+            script,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # no terminal
+    )
+    assert process.stdout.readline().strip() == "ready"
+    process.send_signal(signum)
+    assert process.wait(timeout=60) == 0
+    assert (tmp_path / "got").read_text() == str([int(signum)])  # exactly once
+    assert only_report(tmp_path)["status"] == "completed"  # nn-tracker was not killed by it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_command_never_outlives_a_killed_nn_tracker(tmp_path):
+    script = textwrap.dedent(f"""
+        import signal, sys, time
+        def bye(n, f):
+            open({str(tmp_path / "terminated")!r}, "w").write("1")
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, bye)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nn_tracker",
+            "run",
+            "--output-dir",
+            str(tmp_path / "reports"),
+            "--intensity",
+            "300",
+            "--",
+            sys.executable,
+            "-c",
+            script,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout.readline().strip() == "ready"
+    process.kill()
+    process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "terminated").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "terminated").exists()  # the command got SIGTERM when nn-tracker died
