@@ -281,6 +281,80 @@ print(json.dumps({{"ticks": steps, "points": len(timeline.points), "growth_mb": 
     return in_subprocess(code)
 
 
+def history_costs(phases: int = 100_000) -> dict:
+    """Costs that must not grow with history: many distinct phases (bounded at 10,000 names)."""
+    import nn_tracker
+
+    tracker = nn_tracker.Tracker(intensity_g_per_kwh=100, write_report=False, rapl_root="/nonexistent")
+    tracker.start()  # a background sampler, as in a real run
+    switch = []
+    for i in range(phases):
+        t0 = time.perf_counter()
+        with tracker.phase(f"request-{i}"):
+            tracker.add_units(1, kind="query")
+        switch.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    data = tracker.report().to_dict()
+    build_s = time.perf_counter() - t0
+    tracker.stop()
+    switch.sort()
+    return {
+        "phase_names_given": phases,
+        "phases_in_report": len(data["phases"]),
+        "phase_enter_and_exit_us_median": switch[len(switch) // 2] * 1e6,
+        "phase_enter_and_exit_us_p99": switch[int(len(switch) * 0.99)] * 1e6,
+        "report_build_s": build_s,
+    }
+
+
+def series_costs(rows: int = 1_000_000) -> dict:
+    """A 1M-row intensity series: read once, then report building and schedule stay fast."""
+    import nn_tracker
+    from nn_tracker.clock import ManualClock
+    from nn_tracker.intensity_series import IntensitySeries
+    from nn_tracker.scheduling import JobProfile, schedule
+
+    folder = Path(tempfile.mkdtemp())
+    path = folder / "series.csv"
+    start = 1_700_000_000
+    with open(path, "w") as handle:
+        handle.write("timestamp,carbon_intensity\n")
+        for i in range(rows):  # one row a minute: 694 days
+            handle.write(f"{_iso(start + 60 * i)},{200 + (i * 7919) % 300}\n")
+    t0 = time.perf_counter()
+    series = IntensitySeries.from_csv(path)
+    read_s = time.perf_counter() - t0
+    clock = ManualClock(wall_start_s=start + 3600)
+    t0 = time.perf_counter()
+    tracker = nn_tracker.Tracker(clock=clock, intensity_g_per_kwh=100, write_report=False, intensity_series=str(path))
+    config_s = time.perf_counter() - t0
+    tracker.start()
+    for _ in range(2000):
+        clock.advance(30)
+        tracker.sample()
+    t0 = time.perf_counter()
+    tracker.report()
+    build_s = time.perf_counter() - t0
+    tracker.stop()
+    t0 = time.perf_counter()
+    schedule(series, JobProfile.constant(6 * 3600, 3000), window_h=24, now_s=start + 86400)
+    schedule_s = time.perf_counter() - t0
+    shutil.rmtree(folder)
+    return {
+        "rows": rows,
+        "read_s": read_s,
+        "tracker_with_series_s": config_s,
+        "report_build_with_series_s": build_s,
+        "schedule_24h_window_s": schedule_s,
+    }
+
+
+def _iso(epoch_s: int) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def main() -> None:
     """Run every measurement and print a JSON summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -289,7 +363,18 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("import", "start_stop", "tick", "memory", "thread", "slowdown", "month", "slow_counters"),
+        choices=(
+            "import",
+            "start_stop",
+            "tick",
+            "memory",
+            "thread",
+            "slowdown",
+            "month",
+            "slow_counters",
+            "history",
+            "series",
+        ),
         help="run only these measurements",
     )
     args = parser.parse_args()
@@ -301,6 +386,8 @@ def main() -> None:
         "thread": lambda: {"sampler_thread": thread_cpu_share()},
         "slowdown": lambda: {"slowdown_10hz": slowdown(args.rounds)},
         "month": lambda: {"timeline_30_days": month_timeline(args.days)},
+        "history": lambda: {"phases_100k": history_costs()},
+        "series": lambda: {"series_1m_rows": series_costs()},
         "slow_counters": lambda: {
             "phase_switch_8_gpus": phase_switch_cost(8),
             "sampler_cpu_1_gpu": slow_counter_sampler_cpu(1),

@@ -123,7 +123,8 @@ class IntensitySeries:
         grams, covered = 0.0, 0.0
         rate = energy_kwh / (end_s - start_s)
         intervals = self._intervals
-        for a, b, value in intervals[max(bisect.bisect_right(self.times_s, start_s) - 1, 0) :]:
+        for index in range(max(bisect.bisect_right(self.times_s, start_s) - 1, 0), len(intervals)):
+            a, b, value = intervals[index]  # no slice: a copy of the rest of a long series at every call
             if a >= end_s:
                 break
             overlap = min(b, end_s) - max(a, start_s)

@@ -54,7 +54,15 @@ class JobProfile:
             joules = sum(point["energy_j"].values())
             segments.append((end - start, joules / (end - start) * pue if end > start else 0.0))
             previous_end = end
-        return cls(tuple(s for s in segments if s[0] > 0))
+        merged: list[tuple[float, float]] = []
+        for duration, power in segments:
+            if duration <= 0:
+                continue
+            if merged and merged[-1][1] == power:
+                merged[-1] = (merged[-1][0] + duration, power)
+            else:
+                merged.append((duration, power))
+        return cls(tuple(merged))
 
     @property
     def duration_s(self) -> float:
@@ -76,23 +84,44 @@ def _iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, tz=timezone.utc).isoformat(timespec="seconds")
 
 
-def _slots(series: IntensitySeries) -> list[tuple[float, float, float]]:
-    return series.covered_intervals()
+class _Integral:
+    """Prefix sums of a series' covered steps: the integral of intensity (and of covered time) up to any moment.
+
+    Built once (linear in rows); each query is a binary search, so evaluating a start costs
+    O(job segments x log rows) instead of a walk over the series.
+    """
+
+    def __init__(self, series: IntensitySeries) -> None:
+        self.slots = series.covered_intervals()
+        self.starts = [a for a, _, _ in self.slots]
+        self.grams = [0.0]  # (gCO2e/kWh) x s before slot i
+        self.seconds = [0.0]  # covered seconds before slot i
+        for a, b, value in self.slots:
+            self.grams.append(self.grams[-1] + value * (b - a))
+            self.seconds.append(self.seconds[-1] + (b - a))
+
+    def at(self, t: float) -> tuple[float, float]:
+        """(integral of intensity, covered seconds) from the series' start to ``t``."""
+        i = bisect.bisect_right(self.starts, t) - 1
+        if i < 0:
+            return 0.0, 0.0
+        a, b, value = self.slots[i]
+        inside = min(max(t - a, 0.0), b - a)
+        return self.grams[i] + value * inside, self.seconds[i] + inside
 
 
-def _emissions_contiguous(series: IntensitySeries, job: JobProfile, start_s: float) -> float | None:
+def _emissions_contiguous(integral: _Integral, job: JobProfile, start_s: float) -> float | None:
     """Emissions if the job runs from ``start_s`` without pause; ``None`` if the series does not cover it."""
-    end_s = start_s + job.duration_s
-    grams, covered = 0.0, 0.0
-    slots = _slots(series)
-    for a, b, value in slots[max(bisect.bisect_right(series.times_s, start_s) - 1, 0) :]:
-        if a >= end_s:
-            break
-        lo, hi = max(a, start_s), min(b, end_s)
-        if hi > lo:
-            grams += job.energy_kwh(lo - start_s, hi - start_s) * value
-            covered += hi - lo
-    return grams if covered >= job.duration_s - 1e-6 else None
+    covered = integral.at(start_s + job.duration_s)[1] - integral.at(start_s)[1]
+    if covered < job.duration_s - 1e-6:
+        return None
+    grams, offset = 0.0, 0.0
+    for duration, power_w in job.segments:
+        if power_w > 0:
+            lo, hi = integral.at(start_s + offset)[0], integral.at(start_s + offset + duration)[0]
+            grams += power_w / 3.6e6 * (hi - lo)
+        offset += duration
+    return grams
 
 
 def schedule(series: IntensitySeries, job: JobProfile, window_h: float, now_s: float | None = None) -> dict[str, Any]:
@@ -109,7 +138,8 @@ def schedule(series: IntensitySeries, job: JobProfile, window_h: float, now_s: f
     """
     window_s = check.non_negative("window_h", window_h) * 3600
     now = series.times_s[0] if now_s is None else now_s
-    baseline = _emissions_contiguous(series, job, now)
+    integral = _Integral(series)
+    baseline = _emissions_contiguous(integral, job, now)
     series_end = series.times_s[-1] + series.step_s
     if baseline is None:
         raise ValidationError(
@@ -117,12 +147,14 @@ def schedule(series: IntensitySeries, job: JobProfile, window_h: float, now_s: f
             f"{job.duration_s / 3600:g} h",
             f"must fit in the intensity series from {_iso(now)} (it ends {_iso(series_end)})",
         )
-    starts = [now] + [t for t in series.times_s if now < t <= now + window_s]
-    options = [(g, t) for t in starts if (g := _emissions_contiguous(series, job, t)) is not None]
+    first = bisect.bisect_right(series.times_s, now)
+    last = bisect.bisect_right(series.times_s, now + window_s)
+    starts = [now, *series.times_s[first:last]]
+    options = [(g, t) for t in starts if (g := _emissions_contiguous(integral, job, t)) is not None]
     best_g, best_start = min(options, key=lambda o: (o[0], o[1]))
 
     window_end = now + window_s + job.duration_s
-    usable = [(max(a, now), min(b, window_end), v) for a, b, v in _slots(series) if b > now and a < window_end]
+    usable = [(max(a, now), min(b, window_end), v) for a, b, v in integral.slots if b > now and a < window_end]
     chosen, covered = [], 0.0
     for a, b, value in sorted(usable, key=lambda s: (s[2], s[0])):
         if covered >= job.duration_s - 1e-6:

@@ -71,6 +71,9 @@ class Tracker:
         self._units: dict[str, dict[str, float]] = {}
         self._units_lock = threading.Lock()
         self._phase_stack: list[str] = []
+        self._phase_names: set[str] = {self.config.default_phase}
+        self._phase_overflow = False
+        self._unit_kinds: set[str] = set()
         self._phase_lock = threading.Lock()
         self._sampler: Sampler | None = None
         self._sensors: SensorSet | None = None
@@ -207,12 +210,27 @@ class Tracker:
         also in every enclosing phase ("inclusive").
         """
         check_phase_name(name)
-        path = f"{self._phase_stack[-1]}/{name}" if self._phase_stack else name
+        parent = self._phase_stack[-1] if self._phase_stack else None
+        path = self._bounded_phase(f"{parent}/{name}" if parent else name, parent)
         self._switch(path, push=True)
         try:
             yield path
         finally:
             self._switch(path, push=False)
+
+    def _bounded_phase(self, path: str, parent: str | None) -> str:
+        """``path``, or ``<parent>/other`` once :data:`MAX_PHASES` distinct phases exist (costs stay bounded)."""
+        if path in self._phase_names or len(self._phase_names) < MAX_PHASES:
+            self._phase_names.add(path)
+            return path
+        if not self._phase_overflow:
+            self._phase_overflow = True
+            message = f"More than {MAX_PHASES:,} distinct phases: later new names are counted as '<parent>/other'."
+            log.warning("nn_tracker: %s", message)
+            self._carry_notes.append(message)
+        other = f"{parent}/other" if parent else "other"
+        self._phase_names.add(other)
+        return other
 
     def _switch(self, path: str, push: bool) -> None:
         # Never waits for a sensor or a report: the sampler only records the switch's time.
@@ -232,8 +250,19 @@ class Tracker:
         check_phase_name(kind, "kind")
         phase = self.current_phase
         with self._units_lock:
+            if kind not in self._unit_kinds:
+                if len(self._unit_kinds) >= MAX_UNIT_KINDS:
+                    kind = self._other_kind()
+                self._unit_kinds.add(kind)
             per_phase = self._units.setdefault(phase, {})
             per_phase[kind] = per_phase.get(kind, 0) + count
+
+    def _other_kind(self) -> str:
+        if "other" not in self._unit_kinds:
+            message = f"More than {MAX_UNIT_KINDS:,} kinds of units: later new kinds are counted as 'other'."
+            log.warning("nn_tracker: %s", message)
+            self._carry_notes.append(message)
+        return "other"
 
     def sample(self) -> None:
         """Take one reading now (with ``background=False``, the only readings besides start and stop)."""
@@ -505,6 +534,8 @@ class Tracker:
 
 
 STATE_VERSION = 1
+MAX_PHASES = 10_000  # distinct phase paths per run; beyond, '<parent>/other'
+MAX_UNIT_KINDS = 1_000  # distinct kinds of functional units per run; beyond, 'other'
 
 
 def remote_device_key(totals: DeviceTotals, state: dict[str, Any], own_node: str, labels: NodeLabels) -> str:

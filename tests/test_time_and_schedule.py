@@ -3,9 +3,12 @@
 import json
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 import pytest
 from fakes import ConstantPower, sensor_set
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nn_tracker import ManualClock, Tracker
 from nn_tracker.errors import ValidationError
@@ -185,3 +188,40 @@ def test_schedule_from_a_saved_report(tmp_path):
     data = json.loads(result.stdout)
     assert data["job"]["duration_s"] == pytest.approx(7200) and data["job"]["energy_kwh"] == pytest.approx(2.0)
     assert data["pause_and_resume"]["emissions_g"] == pytest.approx(150.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.floats(0, 1000), min_size=3, max_size=30),
+    holes=st.lists(st.booleans(), min_size=30, max_size=30),
+    segments=st.lists(st.tuples(st.floats(1, 7200), st.floats(0, 5000)), min_size=1, max_size=5),
+    start=st.floats(0, 20000),
+)
+def test_flexible_start_emissions_equal_a_direct_sum_over_the_series(tmp_path_factory, values, holes, segments, start):
+    """The prefix sums give what walking every step and every job segment gives."""
+    from nn_tracker.scheduling import JobProfile, _emissions_contiguous, _Integral
+
+    lines = ["timestamp,carbon_intensity"]
+    t = 0
+    for value, hole in zip(values, holes, strict=False):
+        t += 3600 * (3 if hole else 1)  # a hole longer than a step leaves time uncovered
+        lines.append(f"{datetime.fromtimestamp(1.7e9 + t, tz=timezone.utc).isoformat()},{value}")
+    path = tmp_path_factory.mktemp("s") / "series.csv"
+    path.write_text("\n".join(lines) + "\n")
+    series = IntensitySeries.from_csv(path)
+    job = JobProfile(tuple(segments))
+    at = series.times_s[0] + start
+
+    def direct():
+        grams = covered = 0.0
+        for a, b, value in series.covered_intervals():
+            lo, hi = max(a, at), min(b, at + job.duration_s)
+            if hi > lo:
+                grams += job.energy_kwh(lo - at, hi - at) * value
+                covered += hi - lo
+        return grams if covered >= job.duration_s - 1e-6 else None
+
+    expected, got = direct(), _emissions_contiguous(_Integral(series), job, at)
+    assert (got is None) == (expected is None)
+    if expected is not None:
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)

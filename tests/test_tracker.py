@@ -556,3 +556,27 @@ def test_a_slow_checkpoint_never_blocks_phase_switches_or_unit_counts(tmp_path, 
         monkeypatch.setattr(writers, "write", original)
     assert elapsed < 1.0  # not the 10 s the disk took
     assert tracker.report().to_dict()["phases"]["validation"]["units"] == {"sample": 8}
+
+
+def test_distinct_phases_and_unit_kinds_are_bounded(tmp_path):
+    from nn_tracker.tracker import MAX_PHASES, MAX_UNIT_KINDS
+
+    tracker, clock, _ = fake_tracker(tmp_path, write_report=False)
+    with tracker:
+        tracker.add_units(0, kind="query")
+        with tracker.phase("querying"):
+            for i in range(MAX_PHASES + 50):  # e.g. one phase per request id
+                with tracker.phase(f"request-{i}"):
+                    clock.advance(0.001)
+                    tracker.add_units(1, kind=f"kind-{i}" if i < MAX_UNIT_KINDS + 5 else "query")
+        started = time.perf_counter()
+        data = tracker.report().to_dict()
+        build_s = time.perf_counter() - started
+    phases = data["phases"]
+    assert len(phases) <= MAX_PHASES + 2 and "querying/other" in phases  # the root is kept: still querying
+    named = sum(p.startswith("querying/request-") for p in phases)
+    assert phases["querying/other"]["units"]["query"] == MAX_PHASES + 50 - named > 0  # every unit still counted
+    assert phases["querying"]["inclusive_duration_s"] == pytest.approx((MAX_PHASES + 50) * 0.001)
+    assert len(data["units"]) == MAX_UNIT_KINDS + 1 and data["units"]["other"]["count"] == 6  # kind-999...1004
+    assert any("distinct phases" in n for n in data["notes"]) and any("kinds of units" in n for n in data["notes"])
+    assert build_s < 30  # linear: quadratic building took minutes at this size

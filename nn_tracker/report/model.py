@@ -324,22 +324,32 @@ def _energy(devices: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _phases(sampler: Sampler, units: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Own and inclusive energy and time of every phase: linear in phases x nesting depth."""
     exclusive: dict[str, float] = {}
     for totals in sampler.totals.values():
         for phase, joules in totals.energy_by_phase_j.items():
             exclusive[phase] = exclusive.get(phase, 0.0) + joules
-    names = sorted(set(exclusive) | set(sampler.phase_time_s) | set(units))
-    result = {}
+    names = set(exclusive) | set(sampler.phase_time_s) | set(units)
+    inclusive_j = dict.fromkeys(names, 0.0)
+    inclusive_s = dict.fromkeys(names, 0.0)
     for name in names:
-        nested = [p for p in names if p == name or p.startswith(name + "/")]
-        result[name] = {
+        joules, seconds = exclusive.get(name, 0.0), sampler.phase_time_s.get(name, 0.0)
+        parts = name.split("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            if prefix in inclusive_j:
+                inclusive_j[prefix] += joules
+                inclusive_s[prefix] += seconds
+    return {
+        name: {
             "energy_kwh": j_to_kwh(exclusive.get(name, 0.0)),
-            "inclusive_energy_kwh": j_to_kwh(sum(exclusive.get(p, 0.0) for p in nested)),
+            "inclusive_energy_kwh": j_to_kwh(inclusive_j[name]),
             "duration_s": sampler.phase_time_s.get(name, 0.0),
-            "inclusive_duration_s": sum(sampler.phase_time_s.get(p, 0.0) for p in nested),
+            "inclusive_duration_s": inclusive_s[name],
             "units": dict(units.get(name, {})),
         }
-    return result
+        for name in sorted(names)
+    }
 
 
 def _operational(config: TrackerConfig, phases: dict[str, Any]) -> tuple[list[dict[str, Any]], dict, float]:
