@@ -316,15 +316,17 @@ def _run_sensors(args: argparse.Namespace) -> int:
 
 
 def _run_report(args: argparse.Namespace) -> int:
+    from nn_tracker import inputs
     from nn_tracker.report import writers
     from nn_tracker.report.schema import load_report
 
+    output = None if args.output is None else inputs.output_path(args.output, "-o")
     data = load_report(args.report)
-    if args.output is None:
+    if output is None:
         sys.stdout.write(writers.render(data, args.format))
         return 0
     try:
-        path = writers.write(data, args.format, args.output)
+        path = writers.write(data, args.format, output)
     except OSError as exc:
         print(f"nn-tracker: error: output {args.output!r} cannot be written ({exc.strerror or exc})", file=sys.stderr)
         return EXIT_USAGE
@@ -350,7 +352,7 @@ def _run_schedule(args: argparse.Namespace) -> int:
         job = JobProfile.constant(validation.positive("duration_h", args.duration_h) * 3600, args.power_w)
     plan = schedule(series, job, args.window_h, parse_time(args.start, "start") if args.start else None)
     if args.format == "json":
-        print(json.dumps(plan, indent=2))
+        print(json.dumps(plan, indent=2, allow_nan=False))
         return 0
     print(
         f"Job: {units.duration(plan['job']['duration_s'])}, {units.energy(plan['job']['energy_kwh'])}; "
@@ -437,6 +439,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except NNTrackerError as exc:
         print(f"nn-tracker: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, OverflowError, RecursionError) as exc:  # input no check named: still one line, exit 2
+        message = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        print(f"nn-tracker: error: the input cannot be processed ({message})", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -39,7 +39,11 @@ def parse_time(text: str, field: str) -> float:
         raise ValidationError(field, text, "must be an ISO 8601 date and time, e.g. 2026-01-01T00:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+    try:
+        moment.astimezone(timezone.utc)  # 9999-12-31T23:00-01:00 is in the year 10000 in UTC
+        return moment.timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise ValidationError(field, text, "must fall within the years 1-9999 in UTC") from None
 
 
 @dataclass(frozen=True)

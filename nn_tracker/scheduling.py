@@ -81,7 +81,10 @@ class JobProfile:
 
 
 def _iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, tz=timezone.utc).isoformat(timespec="seconds")
+    try:
+        return datetime.fromtimestamp(epoch_s, tz=timezone.utc).isoformat(timespec="seconds")
+    except (ValueError, OverflowError, OSError):
+        raise ValidationError("time", epoch_s, "must fall within the years 1-9999 (UTC)") from None
 
 
 class _Integral:

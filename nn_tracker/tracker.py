@@ -556,6 +556,28 @@ def check_state(state: Any) -> None:
         raise ValidationError("state", type(state).__name__, "must be a dict from Tracker.export_state()")
     if state["nn_tracker_state"] != STATE_VERSION:
         raise ValidationError("state.nn_tracker_state", state["nn_tracker_state"], f"must be {STATE_VERSION}")
+    check.non_negative("state.duration_s", state["duration_s"])
+    for name in ("phase_time_s", "units"):
+        if not isinstance(state[name], dict):
+            raise ValidationError(f"state.{name}", type(state[name]).__name__, "must be a mapping")
+    for phase, seconds in state["phase_time_s"].items():
+        check.non_negative(f"state.phase_time_s.{phase}", seconds)
+    for phase, kinds in state["units"].items():
+        if not isinstance(kinds, dict):
+            raise ValidationError(f"state.units.{phase}", type(kinds).__name__, "must be a mapping")
+        for kind, count in kinds.items():
+            check.non_negative(f"state.units.{phase}.{kind}", count)
+    if not isinstance(state["devices"], list):
+        raise ValidationError("state.devices", type(state["devices"]).__name__, "must be a list")
+    for i, device in enumerate(state["devices"]):
+        try:
+            totals = DeviceTotals.from_state(device)
+            check.non_negative(f"state.devices[{i}].energy_j", totals.energy_j)
+            for phase, joules in totals.energy_by_phase_j.items():
+                check.non_negative(f"state.devices[{i}].energy_by_phase_j.{phase}", joules)
+        except (KeyError, TypeError, AttributeError) as exc:
+            rule = f"must be a device's totals ({exc})"
+            raise ValidationError(f"state.devices[{i}]", type(exc).__name__, rule) from None
 
 
 class _Terminated(Exception):

@@ -313,3 +313,27 @@ def test_folders_are_created_with_the_umask_but_never_world_writable(tmp_path):
         os.umask(previous)
     for folder in (tmp_path / "a", tmp_path / "a" / "b"):
         assert folder.stat().st_mode & 0o777 == 0o775
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda s: s["devices"].append({"info": {}}), "state.devices[1] must be a device's totals"),
+        (lambda s: s.update(units={"training": 5}), "state.units.training must be a mapping"),
+        (lambda s: s["devices"][0].update(energy_j="x"), "state.devices[0].energy_j must be a number"),
+        (lambda s: s.update(duration_s=float("inf")), "state.duration_s must be finite"),
+    ],
+)
+def test_a_malformed_state_is_refused_by_carry_over_and_leaves_no_thread(tmp_path, mangle, message):
+    import threading
+
+    first = Tracker(write_report=False, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower()))
+    with first:
+        pass
+    state = first.export_state()
+    mangle(state)
+    second = Tracker(write_report=False, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower()))
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        second.carry_over(state)
+    second.start().stop()  # the tracker is still usable and nothing was left running
+    assert not [t for t in threading.enumerate() if t.name == "nn_tracker-sampler"]

@@ -3,6 +3,7 @@
 import copy
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,86 @@ def test_arbitrary_json_as_a_report(document):
         upgrade(document)
     except Exception as error:  # noqa: BLE001
         one_line(error)
+
+
+# ----- from bytes, through the command line: exit 0 with valid output, or exit 2 with one line, quickly -----
+HOSTILE = st.one_of(
+    st.binary(max_size=300),  # anything at all: invalid UTF-8, NUL bytes, UTF-16...
+    st.text(max_size=200).map(lambda t: t.encode("utf-16")),
+    st.integers(1, 3000).map(lambda n: ("[" * n + "]" * n).encode()),  # deep nesting
+    st.integers(1, 3000).map(
+        lambda n: ("a:\n" + "".join(" " * i + "b:\n" for i in range(1, n)) + " " * n + "1").encode()
+    ),
+    st.integers(2, 12).map(  # alias expansion ("billion laughs")
+        lambda n: (
+            "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+            + "".join(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]\n" for i in range(1, n))
+        ).encode()
+    ),
+    st.integers(300, 5000).map(lambda n: ("x: 1" + "0" * n + "\n").encode()),  # beyond float range
+    st.sampled_from([b"", b"\n", b"\xef\xbb\xbf", b"---\n...\n", b"null", b"[]", b"{}", b"x: .nan", b"1e400"]),
+    st.binary(max_size=100).map(lambda b: b"timestamp,intensity\n" + b),
+    st.sampled_from([b'timestamp,intensity\n2026-01-01T00:00:00Z,"1\n2"\n2026-01-01T01:00:00Z,3\n']),
+)
+ENTRY_POINTS = {
+    "if-run": lambda f: ["if-run", f],
+    "report": lambda f: ["report", f, "--format", "md"],
+    "schedule --series": lambda f: ["schedule", "--series", f, "--duration-h", "1", "--power-w", "100"],
+    "schedule --report": lambda f: ["schedule", "--series", str(SERIES), "--report", f],
+    "estimate --catalogue": lambda f: [
+        "estimate",
+        "--catalogue",
+        f,
+        "--hardware",
+        "T4",
+        "--hours",
+        "1",
+        "--intensity",
+        "100",
+    ],
+    "list --catalogue": lambda f: ["list", "hardware", "--catalogue", f],
+    "run --config": lambda f: ["run", "--config", f, "--no-status", "--output-dir", f + ".out", "--", "true"],
+    "run --intensity-series": lambda f: [
+        "run",
+        "--intensity-series",
+        f,
+        "--intensity",
+        "1",
+        "--no-status",
+        "--output-dir",
+        f + ".out",
+        "--",
+        "true",
+    ],
+}
+SERIES = Path(__file__).resolve().parent / "data" / "series-2-rows.csv"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def two_row_series():
+    SERIES.write_text("timestamp,carbon_intensity\n2026-01-01T00:00:00Z,100\n2026-01-01T01:00:00Z,200\n")
+    yield
+    SERIES.unlink()
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")) // 3,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(content=HOSTILE)
+def test_every_entry_point_takes_hostile_bytes(entry, content, tmp_path_factory, capsys):
+    path = tmp_path_factory.mktemp("in") / "input"
+    path.write_bytes(content)
+    started = time.monotonic()
+    code = main(ENTRY_POINTS[entry](str(path)))
+    elapsed = time.monotonic() - started
+    _, err = capsys.readouterr()
+    assert elapsed < 10, f"{entry} took {elapsed:.1f} s"
+    if code == 0:
+        assert not err.strip() or entry.startswith("run")  # run prints its summary on stderr
+    else:
+        assert code == 2, (code, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("nn-tracker: error: "), err
