@@ -56,14 +56,14 @@ def training_energy_kwh(
     hours: float,
     pue: float,
 ) -> float:
-    """nn-et: ``PUE * hours * (n_acc * P_acc + n_srv * P_srv) / 1000`` in kWh."""
+    """nn-et: ``(PUE * (n_acc * P_acc + n_srv * P_srv) * hours) / 1000`` in kWh, in the original's order."""
     n_acc = check.non_negative("accelerator_count", accelerator_count)
     p_acc = check.non_negative("accelerator_power_w", accelerator_power_w)
     n_srv = check.non_negative("server_count", server_count)
     p_srv = check.non_negative("server_power_w", server_power_w)
     duration_h = check.non_negative("hours", hours)
     factor = check.pue("pue", pue)
-    return factor * duration_h * (n_acc * p_acc + n_srv * p_srv) / 1000
+    return (factor * (n_acc * p_acc + n_srv * p_srv) * duration_h) / 1000  # products are not associative
 
 
 def querying_energy_kwh(

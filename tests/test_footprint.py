@@ -188,3 +188,72 @@ def test_any_negative_or_non_finite_hours_is_rejected(value):
 def test_any_pue_below_one_is_rejected(value):
     with pytest.raises(ValidationError, match=r"^pue must be >= 1"):
         footprint.querying_energy_kwh(server_count=1, server_power_w=1, hours=1, pue=value)
+
+
+# ----- bit-identical to the original NN-CI plugins on any input ---------------------------------------------
+# An independent transcription of the original plugins' expressions (left to right, as JavaScript evaluates
+# them; Python's float arithmetic is the same IEEE 754 double arithmetic), kept apart from nn_tracker's code.
+def original_nn_et(n_acc, p_acc, n_srv, p_srv, hours, pue):
+    return (pue * (n_acc * p_acc + n_srv * p_srv) * hours) / 1000
+
+
+def original_nn_eq(n_srv, p_srv, hours, pue):
+    return n_srv * hours * pue * p_srv / 1000
+
+
+def original_nn_c(energies, intensities, taus):
+    total = 0
+    for e, a, t in zip(energies, intensities, taus, strict=True):
+        total = total + e * (a / t)
+    return total
+
+
+def original_nn_emb(counts, energies, intensities, taus):
+    total = 0
+    for n, e, a, t in zip(counts, energies, intensities, taus, strict=True):
+        total = total + (a / t) * (e * n)
+    return total
+
+
+quantity = st.floats(0, 1e6, allow_nan=False, allow_infinity=False)
+pue_value = st.floats(1, 3, allow_nan=False)
+tau_value = st.floats(1e-3, 1, allow_nan=False)
+
+
+@given(quantity, quantity, quantity, quantity, quantity, pue_value)
+def test_nn_et_is_bit_identical_to_the_original(n_acc, p_acc, n_srv, p_srv, hours, pue):
+    got = footprint.training_energy_kwh(
+        accelerator_count=n_acc,
+        accelerator_power_w=p_acc,
+        server_count=n_srv,
+        server_power_w=p_srv,
+        hours=hours,
+        pue=pue,
+    )
+    assert got == original_nn_et(n_acc, p_acc, n_srv, p_srv, hours, pue)  # ==, not approx
+
+
+def test_nn_et_operation_order_on_the_example_that_differs():
+    got = footprint.training_energy_kwh(
+        accelerator_count=1, accelerator_power_w=250, server_count=0, server_power_w=0, hours=3, pue=1.1
+    )
+    assert got == 0.825 and 1.1 * 3 * (1 * 250 + 0 * 0) / 1000 == 0.8250000000000001  # the order matters
+
+
+@given(quantity, quantity, quantity, pue_value)
+def test_nn_eq_is_bit_identical_to_the_original(n_srv, p_srv, hours, pue):
+    got = footprint.querying_energy_kwh(server_count=n_srv, server_power_w=p_srv, hours=hours, pue=pue)
+    assert got == original_nn_eq(n_srv, p_srv, hours, pue)
+
+
+@given(st.lists(st.tuples(quantity, quantity, tau_value), min_size=1, max_size=6))
+def test_nn_c_is_bit_identical_to_the_original(rows):
+    energies, intensities, taus = (list(column) for column in zip(*rows, strict=True))
+    assert footprint.operational_carbon_g(energies, intensities, taus) == original_nn_c(energies, intensities, taus)
+
+
+@given(st.lists(st.tuples(quantity, quantity, quantity, tau_value), min_size=1, max_size=6))
+def test_nn_emb_is_bit_identical_to_the_original(rows):
+    counts, energies, intensities, taus = (list(column) for column in zip(*rows, strict=True))
+    got = footprint.embodied_carbon_g(counts, energies, intensities, taus)
+    assert got == original_nn_emb(counts, energies, intensities, taus)

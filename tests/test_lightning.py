@@ -136,12 +136,26 @@ def test_bad_arguments_fail_at_construction(kwargs, message):
 
 
 def test_batch_size_of_common_batch_shapes():
+    from collections import UserDict
+
     import torch
 
     assert batch_size(torch.zeros(5, 3)) == 5
     assert batch_size((torch.zeros(7, 2), torch.zeros(7))) == 7
     assert batch_size({"input_ids": torch.zeros(4, 9)}) == 4
     assert batch_size("text") == 1
+
+    class BatchEncoding(UserDict):  # what a Hugging Face tokenizer returns (a UserDict, not a dict)
+        pass
+
+    encoded = BatchEncoding(input_ids=torch.zeros(16, 128), attention_mask=torch.ones(16, 128))
+    assert batch_size(encoded) == 16
+    assert batch_size({"loss_scale": torch.tensor(2.0), "attention_mask": torch.zeros(8, 3)}) == 8  # 0-d skipped
+    assert batch_size([torch.tensor(1.0), torch.zeros(6, 2)]) == 6  # the first element is 0-d
+    assert batch_size(["a photo of a cat", "a dog", "a tree"]) == 3  # one string per sample
+    assert batch_size([torch.tensor(1), torch.tensor(0)]) == 2  # one 0-d label per sample
+    assert batch_size(torch.tensor(3.0)) == 1
+    assert batch_size({"ids": [[1, 2], [3, 4]]}) == 1  # nothing with a shape: documented as 1
 
 
 def test_importing_nn_tracker_does_not_import_lightning():

@@ -12,6 +12,7 @@ installed (both at once too); importing ``nn_tracker`` imports neither.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 from nn_tracker.config import TrackerConfig
@@ -35,19 +36,35 @@ def _callback_bases() -> tuple[type, ...]:
     return tuple(bases)
 
 
+BATCH_KEYS = ("input_ids", "attention_mask", "labels", "pixel_values", "input_values", "x")
+
+
 def batch_size(batch: Any) -> int:
-    """Number of samples in a batch: the first dimension of its first tensor (1 if none is found)."""
-    if hasattr(batch, "shape") and len(batch.shape) > 0:
-        return int(batch.shape[0])
-    if isinstance(batch, dict):
-        batch = list(batch.values())
-    if isinstance(batch, (list, tuple)):
-        for item in batch:
-            size = batch_size(item)
-            if size:
-                return size
-        return 1
+    """Samples in a batch: the first dimension of the batch's first tensor with one.
+
+    A tensor (or array) gives its first dimension; a mapping (``dict``, ``UserDict``, a Hugging Face
+    ``BatchEncoding``) its usual keys first (``input_ids``, ``attention_mask``, ``labels``...), then any
+    value; a tuple or list its first element with a batch dimension, else, if it holds plain values
+    (strings, numbers, 0-d tensors: one per sample), its length. 1 when nothing has a batch dimension.
+    """
+    size = _first_dimension(batch)
+    if size is not None:
+        return size
+    if isinstance(batch, (list, tuple)) and batch:
+        return len(batch)  # one plain value (a string, a number, a 0-d tensor) per sample
     return 1
+
+
+def _first_dimension(batch: Any) -> int | None:
+    shape = getattr(batch, "shape", None)
+    if shape is not None:
+        return int(shape[0]) if len(shape) > 0 else None  # a 0-d tensor is one value, not a batch
+    if isinstance(batch, Mapping):
+        keys = [k for k in BATCH_KEYS if k in batch] + [k for k in batch if k not in BATCH_KEYS]
+        return next((size for k in keys if (size := _first_dimension(batch[k])) is not None), None)
+    if isinstance(batch, (list, tuple)):
+        return next((size for item in batch if (size := _first_dimension(item)) is not None), None)
+    return None
 
 
 _STAGE_PHASES = {
