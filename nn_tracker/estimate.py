@@ -52,15 +52,15 @@ class Estimate:
 def estimate(
     *,
     hours: float,
-    count: float = 1,
+    count: float | None = None,
     hardware: str | None = None,
     power_w: float | None = None,
-    servers: float = 0,
-    server_power_w: float = 0,
+    servers: float | None = None,
+    server_power_w: float | None = None,
     pue: float | None = None,
     location: str | None = None,
     intensity_g_per_kwh: float | None = None,
-    transport_factor: float = 1.0,
+    transport_factor: float | None = None,
     embodied_kg_per_unit: float | None = None,
     server_embodied_kg: float | None = None,
     lifetime_years: float | None = None,
@@ -101,15 +101,21 @@ def estimate(
     notes: list[str] = []
     if phase not in PHASES:
         raise ValidationError("phase", phase, f"must be one of {', '.join(PHASES)}")
+
+    def given(name: str, value: float | None, default: float, unit: str, why: str) -> Input:
+        if value is None:
+            return Input(default, unit, f"default: {why}")
+        return Input(check.non_negative(name, value), unit, "user")
+
     inputs: dict[str, Input] = {
         "hours": Input(check.non_negative("hours", hours), "h", "user"),
-        "count": Input(check.non_negative("count", count), "accelerators", "user"),
-        "servers": Input(check.non_negative("servers", servers), "servers", "user"),
-        "server_power_w": Input(check.non_negative("server_power_w", server_power_w), "W", "user"),
+        "count": given("count", count, 1, "accelerators", "1 accelerator"),
+        "servers": given("servers", servers, 0, "servers", "no host servers counted"),
+        "server_power_w": given("server_power_w", server_power_w, 0, "W", "no host server power counted"),
         "transport_factor": Input(
-            check.fraction("transport_factor", transport_factor),
+            1.0 if transport_factor is None else check.fraction("transport_factor", transport_factor),
             "",
-            "user" if transport_factor != 1.0 else "default: 1.0 (no delivery loss)",
+            "default: 1.0 (no delivery loss)" if transport_factor is None else "user",
         ),
     }
     spec = catalogue.hardware_spec(hardware) if hardware else None
@@ -131,7 +137,9 @@ def estimate(
     else:
         inputs["power_w"] = Input(0.0, "W", "no accelerators")
 
-    place = resolve_datacentre(Datacentre(location, intensity_g_per_kwh, pue, transport_factor), catalogue)
+    place = resolve_datacentre(
+        Datacentre(location, intensity_g_per_kwh, pue, inputs["transport_factor"].value), catalogue
+    )
     intensity_source = "user" if intensity_g_per_kwh is not None else f"catalogue: {place.intensity_source}"
     inputs["intensity_g_per_kwh"] = Input(place.intensity_g_per_kwh, "gCO2e/kWh", intensity_source)
     inputs["pue"] = Input(place.pue, "", "user" if pue is not None else place.pue_source)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
 from nn_tracker import validation as check
-from nn_tracker.report.files import FILE_MODE
+from nn_tracker.report.files import append_whole
 from nn_tracker.report.model import Report
 from nn_tracker.tracker import Tracker, status_for_exception
 
@@ -72,6 +71,7 @@ class ServingTracker:
                 log.exception("nn_tracker: period record failed (tracking continues)")
 
     def _totals(self) -> dict[str, float]:
+        self.tracker.sample()  # read every sensor now: a period gets exactly its own energy
         live = self.tracker.live()
         units = self.tracker.units().get(self.unit, 0.0)
         return {
@@ -96,7 +96,7 @@ class ServingTracker:
                 "it_energy_kwh": delta["energy_kwh"],
                 "facility_energy_kwh": delta["facility_kwh"],
                 "carbon_g": delta["carbon_g"],
-                f"{self.unit}_count": count,
+                f"{self.unit}_count": int(count) if float(count).is_integer() else count,
                 f"carbon_g_per_{self.unit}": delta["carbon_g"] / count if count else None,
                 f"facility_energy_kwh_per_{self.unit}": delta["facility_kwh"] / count if count else None,
             }
@@ -108,13 +108,8 @@ class ServingTracker:
             return record
 
     def _append(self, record: dict[str, Any]) -> None:
-        path = self.periods_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
-        try:
-            os.write(fd, (json.dumps(record) + "\n").encode())
-        finally:
-            os.close(fd)
+        line = (json.dumps(record, allow_nan=False) + "\n").encode()
+        append_whole(self.periods_path, lambda _size: line)
 
     def stop(self, status: str = "completed", error: BaseException | None = None) -> Report:
         """Record the last (partial) period and write the final report."""
@@ -129,4 +124,10 @@ class ServingTracker:
         return self.start()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.stop(status_for_exception(exc), exc)
+        if exc is None:
+            self.stop()
+            return
+        try:
+            self.stop(status_for_exception(exc), exc)
+        except Exception:  # the served code's exception wins: ours is only logged
+            log.exception("nn_tracker: stopping failed; the served code's exception is raised unchanged")

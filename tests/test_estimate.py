@@ -91,3 +91,15 @@ def test_bad_input(kwargs, error, message):
     with pytest.raises(error) as info:
         estimate(**kwargs)
     assert message in str(info.value)
+
+
+def test_estimate_says_which_inputs_are_defaults():
+    from nn_tracker import estimate
+
+    result = estimate(hours=2, hardware="T4", location="FR")
+    sources = {name: item.source for name, item in result.inputs.items()}
+    assert sources["servers"].startswith("default") and sources["server_power_w"].startswith("default")
+    assert sources["count"].startswith("default") and sources["transport_factor"].startswith("default")
+    assert sources["hours"] == "user"
+    given = estimate(hours=2, hardware="T4", location="FR", count=2, servers=0, server_power_w=0, transport_factor=1)
+    assert {given.inputs[n].source for n in ("count", "servers", "server_power_w", "transport_factor")} == {"user"}

@@ -220,12 +220,12 @@ def report_for_csv(tmp_path, run_id):
 
 @pytest.mark.parametrize("room", [0, 1, 40, 150])
 def test_a_full_disk_never_damages_emissions_csv(tmp_path, monkeypatch, room):
-    from nn_tracker.report import codecarbon_csv
+    from nn_tracker.report import codecarbon_csv, files
 
     path = tmp_path / "emissions.csv"
     codecarbon_csv.append(path, report_for_csv(tmp_path, "first"))
     before = path.read_bytes()
-    monkeypatch.setattr(codecarbon_csv.os, "write", FullDisk(room))
+    monkeypatch.setattr(files.os, "write", FullDisk(room))
     with pytest.raises(OSError, match="No space"):
         codecarbon_csv.append(path, report_for_csv(tmp_path, "second"))
     monkeypatch.undo()
@@ -236,9 +236,9 @@ def test_a_full_disk_never_damages_emissions_csv(tmp_path, monkeypatch, room):
 
 
 def test_a_full_disk_leaves_no_empty_emissions_csv(tmp_path, monkeypatch):
-    from nn_tracker.report import codecarbon_csv
+    from nn_tracker.report import codecarbon_csv, files
 
-    monkeypatch.setattr(codecarbon_csv.os, "write", FullDisk(0))
+    monkeypatch.setattr(files.os, "write", FullDisk(0))
     with pytest.raises(OSError):
         codecarbon_csv.append(tmp_path / "emissions.csv", report_for_csv(tmp_path, "only"))
     assert not (tmp_path / "emissions.csv").exists()

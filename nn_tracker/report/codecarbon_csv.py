@@ -9,14 +9,12 @@ never 0. Extra columns at the end: ``status``, ``nn_tracker_version``, ``energy_
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from nn_tracker.report.files import FILE_MODE, make_folder
+from nn_tracker.report.files import append_whole
 
 COLUMNS = (
     "timestamp",
@@ -126,55 +124,12 @@ def render(data: dict[str, Any], header: bool = True) -> str:
 
 
 def append(path: str | Path, data: dict[str, Any]) -> Path:
-    """Append the run's row to ``path`` (header first if the file is new or empty): whole or not at all.
+    """Append the run's row to ``path`` (header first if the file is new or empty), whole or not at all.
 
-    The file is locked (``flock`` on the file itself, no lock file) while its tail is checked
-    and the row written, so processes appending at once never interleave or duplicate the
-    header. A row torn by an earlier crash or a full disk (no final newline) is cut off before
-    appending; if this write fails (disk full), the file is cut back to its previous length, and
-    a file this call created is removed: nothing already written is ever damaged. ``path`` is
-    never followed through a symbolic link.
+    See :func:`~nn_tracker.report.files.append_whole`: locked, torn rows cut, never through a symlink.
 
     Raises:
         OSError: the row could not be written (the file is as it was).
 
     """
-    target = Path(path)
-    make_folder(target.parent)
-    fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        size = _cut_torn_row(fd)
-        payload = render(data, header=size == 0).encode("utf-8")
-        try:
-            written = 0
-            while written < len(payload):
-                written += os.write(fd, payload[written:])
-            os.fsync(fd)
-        except OSError:
-            os.ftruncate(fd, size)  # back to the rows that were whole
-            if size == 0:
-                os.unlink(target)  # created (or found empty) here: leave no empty file
-            raise
-    finally:
-        os.close(fd)  # closing releases the lock
-    return target
-
-
-def _cut_torn_row(fd: int) -> int:
-    """Cut an incomplete last row (no final newline) off the file; return the file's length."""
-    size = os.fstat(fd).st_size
-    if size == 0:
-        return 0
-    block = min(size, 1 << 16)
-    tail = os.pread(fd, block, size - block)
-    if tail.endswith(b"\n"):
-        return size
-    last = tail.rfind(b"\n")
-    while last < 0 and block < size:  # a very long torn row: look further back
-        block = min(size, block * 4)
-        tail = os.pread(fd, block, size - block)
-        last = tail.rfind(b"\n")
-    keep = size - block + last + 1 if last >= 0 else 0
-    os.ftruncate(fd, keep)
-    return keep
+    return append_whole(path, lambda size: render(data, header=size == 0).encode("utf-8"))

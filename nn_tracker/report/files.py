@@ -7,9 +7,11 @@ left behind are removed by the next tracker that starts in the same folder.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 FILE_MODE = 0o664  # less the umask; never world-writable
@@ -98,3 +100,56 @@ def claim(path: str | Path, text: str) -> Path:
         raise FileExistsError(f"no free name for {target}")
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def append_whole(path: str | Path, payload: Callable[[int], bytes]) -> Path:
+    """Append ``payload(size of the file)`` to ``path``: whole or not at all, never through a symlink.
+
+    The file is locked (``flock`` on the file itself, no lock file) while its tail is checked and
+    the data written, so processes appending at once never interleave. A line torn by an earlier
+    crash or a full disk (no final newline) is cut off first; if this write fails, the file is cut
+    back to its previous length, and a file this call created is removed.
+
+    Raises:
+        OSError: nothing was appended (the file is as it was).
+
+    """
+    target = Path(path)
+    make_folder(target.parent)
+    fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = _cut_torn_line(fd)
+        data = payload(size)
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)  # back to the lines that were whole
+            if size == 0:
+                os.unlink(target)  # created (or found empty) here: leave no empty file
+            raise
+    finally:
+        os.close(fd)  # closing releases the lock
+    return target
+
+
+def _cut_torn_line(fd: int) -> int:
+    """Cut an incomplete last line (no final newline) off the file; return the file's length."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return 0
+    block = min(size, 1 << 16)
+    tail = os.pread(fd, block, size - block)
+    if tail.endswith(b"\n"):
+        return size
+    last = tail.rfind(b"\n")
+    while last < 0 and block < size:  # a very long torn line: look further back
+        block = min(size, block * 4)
+        tail = os.pread(fd, block, size - block)
+        last = tail.rfind(b"\n")
+    keep = size - block + last + 1 if last >= 0 else 0
+    os.ftruncate(fd, keep)
+    return keep
