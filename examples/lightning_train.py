@@ -69,7 +69,11 @@ def main() -> None:
 
     torch.manual_seed(0)
     callback = NNTrackerCallback(
-        project_name="lightning-demo", location=args.location, output_dir=args.output_dir, log_every_n_steps=20
+        project_name="lightning-demo",
+        location=args.location,
+        output_dir=args.output_dir,
+        formats=("json", "md", "html"),
+        log_every_n_steps=20,
     )
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -84,12 +88,17 @@ def main() -> None:
     model = Classifier()
     trainer.fit(model, synthetic(args.samples, 0), synthetic(args.samples // 4, 1))
     trainer.test(model, synthetic(args.samples // 4, 2), verbose=False)
-    data = callback.reports[-1].to_dict()
-    print(
-        f"energy {data['energy']['it_kwh'] * 1000:.3g} Wh (IT), carbon {data['footprint']['total_carbon_g']:.3g} "
-        f"gCO2e; {data['units']['sample']['carbon_g_per_unit']:.3g} gCO2e per sample"
-    )
-    print(f"report: {callback.reports[-1].paths[0]}")
+    for stage, report in zip(("fit", "test"), callback.reports, strict=True):  # one report per stage
+        data = report.to_dict()
+        phase = "training" if stage == "fit" else "querying/test"
+        per_sample = data["units"]["sample"]["by_phase"][phase]["carbon_g_per_unit"]
+        print(
+            f"{stage}: {data['duration_s']:.1f} s, {data['energy']['it_kwh'] * 1000:.3g} Wh (IT), "
+            f"{data['footprint']['total_carbon_g']:.3g} gCO2e; {per_sample:.3g} gCO2e per {phase} sample"
+        )
+        print(f"  report: {next(p for p in report.paths if p.endswith('.html'))}")
+    total_g = sum(s["total_carbon_g"] for s in callback.stages)
+    print(f"fit and test together: {total_g:.3g} gCO2e")
 
 
 if __name__ == "__main__":

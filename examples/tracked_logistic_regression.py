@@ -66,7 +66,7 @@ def main() -> None:
     data = tracker.report().to_dict()
     print(
         f"energy {data['energy']['it_kwh'] * 1000:.3g} Wh, carbon {data['footprint']['total_carbon_g']:.3g} gCO2e, "
-        f"{data['units']['query']['carbon_g_per_unit']:.3g} gCO2e per query"
+        f"{data['units']['query']['by_phase']['querying']['carbon_g_per_unit']:.3g} gCO2e per query"
     )
     print(f"report: {tracker.report().paths[0]}")
 

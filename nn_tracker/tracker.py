@@ -91,6 +91,7 @@ class Tracker:
         self._pending_carry: list[tuple[dict[str, Any], bool]] = []
         self._carried_duration_s = 0.0
         self._carry_notes: list[str] = []
+        self._related_runs: list[dict[str, Any]] = []
         self._node_id = node_id(self.config.proc_root)
         self._node_labels = NodeLabels(self._node_id, hostname())
         # time first (runs sort by start), then 96 random bits: no collision even for a cluster's simultaneous starts
@@ -314,6 +315,10 @@ class Tracker:
         """Add a caveat or fact to the report's notes."""
         self._carry_notes.append(str(text))
 
+    def add_related_run(self, summary: dict[str, Any]) -> None:
+        """List another run in the report (e.g. an earlier stage of the same trainer), with its totals."""
+        self._related_runs.append(dict(summary))
+
     def live(self) -> dict[str, float | None]:
         """Cheap running totals for loggers: energy per component and total (kWh), power (W), carbon (g).
 
@@ -419,6 +424,8 @@ class Tracker:
             notes=notes,
             cpu_model=self._sensors.cpu_model.model_name if self._sensors and self._sensors.cpu_model else None,
             error={"type": type(error).__name__, "message": str(error)} if error is not None else None,
+            related_runs=list(self._related_runs),
+            built_wall_s=self._clock.time(),
         )
         return build_report(state, self._sampler, timeline=timeline)
 

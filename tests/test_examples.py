@@ -46,13 +46,20 @@ def run_example(name, *args, timeout=240):
 
 def test_lightning_example(tmp_path):
     out = run_example("lightning_train.py", "--epochs", "1", "--samples", "512", "--output-dir", str(tmp_path))
-    assert "gCO2e per sample" in out
-    reports = [json.loads(p.read_text()) for p in tmp_path.glob("lightning-demo-*.json")]
-    assert len(reports) == 2  # one for fit, one for test (which continues fit's totals)
-    data = max(reports, key=lambda r: r["ended_at"])
-    assert data["status"] == "completed"
-    assert data["phases"]["training"]["units"]["sample"] == 512
-    assert data["phases"]["querying/test"]["units"]["sample"] == 128
+    assert "gCO2e per training sample" in out and "gCO2e per querying/test sample" in out
+    assert len(list(tmp_path.glob("lightning-demo-*.html"))) == 2  # what a person opens, for each stage
+    fit, test = sorted(
+        (json.loads(p.read_text()) for p in tmp_path.glob("lightning-demo-*.json")), key=lambda r: r["ended_at"]
+    )  # one report per stage, each covering its own stage
+    assert fit["status"] == test["status"] == "completed"
+    assert set(fit["phases"]) == {"training", "training/validation"} and set(test["phases"]) == {
+        "querying",
+        "querying/test",
+    }
+    assert fit["phases"]["training"]["units"]["sample"] == 512
+    assert test["phases"]["querying/test"]["units"]["sample"] == 128
+    assert [r["run_id"] for r in test["related_runs"]] == [fit["run_id"]]  # the run so far, beside it
+    assert not any("earlier sessions" in n for n in test["notes"])  # nothing was resumed
     assert list(tmp_path.rglob("metrics.csv"))
 
 
@@ -67,5 +74,5 @@ def test_serving_example(tmp_path):
     out = run_example("serving.py", "--queries", "200", "--output-dir", str(tmp_path))
     assert "200 queries" in out
     data = json.loads(next(tmp_path.glob("serving-*.json")).read_text())
-    assert data["units"]["query"]["basis_phases"] == ["querying"]
+    assert list(data["units"]["query"]["by_phase"]) == ["querying"]
     assert data["footprint"]["querying_energy_kwh"] > 0 and data["footprint"]["training_energy_kwh"] == 0

@@ -53,7 +53,15 @@ def test_fit_phases_units_and_logged_metrics(tmp_path):
     # sanity check (2 batches) + 2 epochs x 32 samples
     assert phases["training/validation"]["units"]["sample"] == 32 * 2 + 32
     assert phases["training"]["inclusive_energy_kwh"] >= phases["training/validation"]["energy_kwh"] > 0
-    assert data["units"]["sample"]["basis_phases"] == ["training"]
+    # per training sample: training's own energy; validation samples divide validation's, never mixed
+    per_sample = data["units"]["sample"]["by_phase"]
+    assert per_sample["training"]["count"] == 128 and per_sample["training/validation"]["count"] == 96
+    assert per_sample["training"]["facility_energy_kwh_per_unit"] == pytest.approx(
+        phases["training"]["energy_kwh"] / 128
+    )
+    assert per_sample["training/validation"]["facility_energy_kwh_per_unit"] == pytest.approx(
+        phases["training/validation"]["energy_kwh"] / 96
+    )
     assert data["footprint"]["training_energy_kwh"] > 0 and data["footprint"]["querying_energy_kwh"] == 0
     with open(next((tmp_path / "logs").rglob("metrics.csv"))) as handle:
         rows = list(csv.DictReader(handle))
@@ -65,7 +73,7 @@ def test_fit_phases_units_and_logged_metrics(tmp_path):
     assert values == sorted(values) and values[-1] > 0
 
 
-def test_test_and_predict_are_querying_and_continue_the_totals(tmp_path):
+def test_each_stage_s_report_covers_its_own_stage_and_lists_the_others(tmp_path):
     callback = NNTrackerCallback(**options(tmp_path))
     trainer_ = trainer(tmp_path, callback, max_epochs=1)
     model = TinyRegressor()
@@ -73,12 +81,17 @@ def test_test_and_predict_are_querying_and_continue_the_totals(tmp_path):
     trainer_.test(model, loader(48))
     trainer_.predict(model, loader(16))
     assert len(callback.reports) == 3
-    data = read_report(callback)
-    assert set(data["phases"]) >= {"training", "querying", "querying/test", "querying/predict"}
-    assert data["phases"]["querying/test"]["units"]["sample"] == 48
-    assert data["phases"]["querying/predict"]["units"]["sample"] == 16
-    assert data["phases"]["training"]["units"]["sample"] == 32  # carried from fit
-    assert data["footprint"]["querying_energy_kwh"] > 0 and data["footprint"]["training_energy_kwh"] > 0
+    fit, test, predict = (r.to_dict() for r in callback.reports)
+    assert set(fit["phases"]) == {"training"} and set(predict["phases"]) == {"querying", "querying/predict"}
+    assert test["phases"]["querying/test"]["units"]["sample"] == 48
+    assert predict["phases"]["querying/predict"]["units"]["sample"] == 16
+    assert test["footprint"]["training_energy_kwh"] == 0  # fit's energy is in fit's report only
+    assert [r["stage"] for r in predict["related_runs"]] == ["fit", "test"]
+    assert predict["related_runs"][0]["it_energy_kwh"] == fit["energy"]["it_kwh"]
+    # the header, the plot and the totals cover the same stage
+    assert predict["timeline"]["points"][-1]["end_s"] == pytest.approx(predict["duration_s"], abs=0.02)
+    assert [s["stage"] for s in callback.stages] == ["fit", "test", "predict"]
+    assert predict["footprint"]["querying_energy_kwh"] > 0 and fit["footprint"]["training_energy_kwh"] > 0
     assert len({r.to_dict()["run_id"] for r in callback.reports}) == 3
 
 

@@ -224,4 +224,4 @@ def test_flexible_start_emissions_equal_a_direct_sum_over_the_series(tmp_path_fa
     expected, got = direct(), _emissions_contiguous(_Integral(series), job, at)
     assert (got is None) == (expected is None)
     if expected is not None:
-        assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
+        assert got == pytest.approx(expected, rel=1e-6, abs=1e-9)  # prefix sums subtract large cumulative sums

@@ -80,9 +80,9 @@ def test_querying_phase_goes_to_nn_eq_and_its_own_datacentre(tmp_path):
     assert france["intensity_g_per_kwh"] == 56.039 and "Ember" in france["intensity_source"]
     assert data["footprint"]["operational_carbon_g"] == pytest.approx(1.1 * 400 + 0.6 * 56.039)
     assert data["units"]["query"]["count"] == 1000
-    assert data["units"]["query"]["basis_phases"] == ["querying"]
-    assert data["units"]["query"]["carbon_g_per_unit"] == pytest.approx(0.6 * 56.039 / 1000)
-    assert data["units"]["query"]["facility_energy_kwh_per_unit"] == pytest.approx(0.6 / 1000)
+    per_query = data["units"]["query"]["by_phase"]["querying"]
+    assert per_query["carbon_g_per_unit"] == pytest.approx(0.6 * 56.039 / 1000)  # France's grid, not 400 g
+    assert per_query["facility_energy_kwh_per_unit"] == pytest.approx(0.6 / 1000)  # querying's own energy
     assert data["phases"]["querying"]["units"] == {"query": 1000}
 
 

@@ -78,6 +78,11 @@ _STAGE_PHASES = {
 class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
     """Track a Lightning ``Trainer``'s energy and carbon; one report per ``fit``/``validate``/``test``/``predict``.
 
+    Each report covers its own stage only (header, plot, totals and exports agree); its
+    ``related_runs`` list the earlier stages of this callback with their totals, so a reader
+    sees the trainer's run so far, and summing the stages' CSV rows counts nothing twice. A fit
+    resumed from a checkpoint continues the checkpoint's totals.
+
     Args:
         log_every_n_steps: Log ``energy/*``, ``power/total_w`` and ``carbon/*`` to the trainer's
             loggers every this many training steps (and once at the end of each stage).
@@ -102,9 +107,11 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
         self._run: DistributedTracker | None = None
         self._phases: list[contextlib.AbstractContextManager[str]] = []
         self._validation_phase: contextlib.AbstractContextManager[str] | None = None
-        self._carried: dict[str, Any] | None = None
+        self._carried: dict[str, Any] | None = None  # a checkpoint's totals, added when the stage runs
         self._last_logged_step = -1
+        self._stage = ""
         self.reports: list[Any] = []
+        self.stages: list[dict[str, Any]] = []  # the stages finished by this callback, with their totals
 
     @property
     def tracker(self) -> Any:
@@ -113,21 +120,23 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
 
     # ----- stages --------------------------------------------------------------------------------------
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        """Start tracking the stage (the totals of earlier stages are added when it starts running)."""
-        self._run = DistributedTracker(**self._options).start()
+        """Start tracking the stage."""
         stage_name = str(getattr(stage, "value", stage))  # Lightning passes a TrainerFn (a str enum)
-        for name in _STAGE_PHASES.get(stage_name, (stage_name,)):
+        phases = _STAGE_PHASES.get(stage_name, (stage_name,))
+        # the moments before the stage's phase is entered belong to the stage, not to "training"
+        options = {"default_phase": phases[0], **self._options}
+        self._run = DistributedTracker(**options).start()
+        self._stage = stage_name
+        for earlier in self.stages:
+            self._run.tracker.add_related_run(earlier)
+        for name in phases:
             phase = self._run.tracker.phase(name)
             phase.__enter__()
             self._phases.append(phase)
 
     # ----- continuing the totals ----------------------------------------------------------------------
     def _continue_totals(self, *_: Any) -> None:
-        """Add the totals this run had before the stage, once.
-
-        The checkpoint's if one was loaded, else the earlier stages' of this callback; never both,
-        since a checkpoint already holds what came before it.
-        """
+        """Add the totals of the checkpoint the stage resumes from, once it runs (after Lightning's restore)."""
         if self._run is not None and self._carried is not None:
             if self._run.is_writer:
                 self._run.tracker.carry_over(self._carried)
@@ -159,8 +168,7 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
             run.close()
         self._run = None
         self.reports.append(report)
-        if run.is_writer:
-            self._carried = run.tracker.export_state()  # a later stage of this trainer continues the totals
+        self.stages.append(stage_summary(self._stage, report))
 
     # ----- validation inside fit -----------------------------------------------------------------------
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
@@ -230,7 +238,7 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
         return {"nn_tracker": state}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Continue the totals of the checkpoint's run (they replace any this callback carried in memory)."""
+        """Continue the totals of the checkpoint's run."""
         state = state_dict.get("nn_tracker")
         if state is None:
             return
@@ -238,4 +246,19 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
         self._carried = state  # added when the stage starts running (Lightning restores after setup)
 
 
-__all__ = ["NNTrackerCallback", "batch_size"]
+def stage_summary(stage: str, report: Any) -> dict[str, Any]:
+    """What a later stage's report says of an earlier one: its totals and where its report is."""
+    data = report.to_dict()
+    return {
+        "stage": stage,
+        "run_id": data["run_id"],
+        "status": data["status"],
+        "started_at": data.get("started_at"),
+        "duration_s": data["duration_s"],
+        "it_energy_kwh": (data.get("energy") or {}).get("it_kwh"),
+        "total_carbon_g": (data.get("footprint") or {}).get("total_carbon_g"),
+        "report": report.paths[0] if report.paths else None,
+    }
+
+
+__all__ = ["NNTrackerCallback", "batch_size", "stage_summary"]

@@ -119,8 +119,7 @@ def render(data: dict[str, Any]) -> str:
     sections = [
         f"<h1>Footprint of {_e(data['project_name'])}</h1>",
         f'<p class="meta">Run <code>{_e(data["run_id"])}</code> · status <b>{_e(data["status"])}</b> · '
-        f"{_e(data['started_at'])} → {_e(data['ended_at'] or 'still running')} · "
-        f"{_e(units.duration(data['duration_s']))} · nn_tracker {_e(data['software'].get('nn_tracker') or '')}</p>",
+        f"{_e(tables.period(data))} · nn_tracker {_e(data['software'].get('nn_tracker') or '')}</p>",
         f'<div class="cards">{cards}</div>',
         "<h2>Power over time</h2>",
         power_plot(data.get("timeline"), labels),
@@ -146,6 +145,8 @@ def render(data: dict[str, Any]) -> str:
         ),
         "<h2>Per functional unit</h2>",
         _table(*tables.per_unit(data)),
+        "<h2>This report and the other stages of the run</h2>" if tables.related(data) else "",
+        _table(*tables.related(data)) if tables.related(data) else "",
         "<h2>Inputs and their sources</h2>",
         _table(
             ["datacentre", "grid intensity", "source", "PUE", "transport factor", "carbon"],

@@ -23,8 +23,7 @@ def render(data: dict[str, Any]) -> str:
     lines = [
         f"# Footprint of {_cell(data['project_name'])}",
         "",
-        f"Run `{_cell(data['run_id'])}` · status **{data['status']}** · {data['started_at']} → "
-        f"{data['ended_at'] or 'still running'} · {units.duration(data['duration_s'])} · "
+        f"Run `{_cell(data['run_id'])}` · status **{data['status']}** · {_cell(tables.period(data))} · "
         f"measured by nn_tracker {data['software'].get('nn_tracker') or ''}".rstrip(),
         "",
         *_table(["", "value"], tables.headline(data)),
@@ -68,6 +67,9 @@ def render(data: dict[str, Any]) -> str:
             ],
         ),
     ]
+    others = tables.related(data)
+    if others:
+        lines += ["", "## This report and the other stages of the run", "", *_table(*others)]
     if data["footprint"]["embodied"]:
         lines += ["", "## Embodied carbon", "", *_table(*tables.embodied(data))]
     lines += ["", "## In everyday terms", "", *(f"- {line}" for line in tables.equivalents(data))]

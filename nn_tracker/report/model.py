@@ -21,7 +21,7 @@ from nn_tracker.equivalents import equivalents, what_if
 from nn_tracker.node import hostname
 from nn_tracker.sampling import Sampler
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("running", "completed", "failed", "terminated")
 QUERYING_PHASE = "querying"
 
@@ -129,6 +129,8 @@ class RunState:
     notes: list[str]
     cpu_model: str | None
     error: dict[str, str] | None = None
+    related_runs: list[dict[str, Any]] = field(default_factory=list)
+    built_wall_s: float | None = None
 
 
 def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Report:
@@ -167,6 +169,7 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
         "status": state.status,
         "started_at": _iso(state.started_wall_s),
         "ended_at": _iso(state.ended_wall_s),
+        "checkpointed_at": _iso(state.built_wall_s) if state.status == "running" else None,
         "duration_s": state.duration_s,
         "error": state.error,
         "machine": _machine(state.cpu_model, state.config.identity),
@@ -194,13 +197,14 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
             "method": "measured IT energy x PUE in nn-et/nn-eq slots; nn-c per datacentre; embodied amortised "
             "by the SCI over the run's duration",
         },
-        "units": _per_unit(state.units, slots, amortised_g, state.duration_s),
+        "units": per_unit(state.units, phases, centres, amortised_g, state.duration_s),
         "equivalents": equivalents(total_g, slots["training"] + slots["querying"], state.config.catalogue),
         "what_if": what_if(
             slots["training"] + slots["querying"], amortised_g, state.config.catalogue, state.config.what_if_locations
         ),
         "sampler": sampler_health,
         "notes": notes,
+        "related_runs": state.related_runs,
         "timeline": timeline_data,
     }
     return Report(data)
@@ -346,7 +350,7 @@ def _phases(sampler: Sampler, units: dict[str, dict[str, float]]) -> dict[str, A
             "inclusive_energy_kwh": j_to_kwh(inclusive_j[name]),
             "duration_s": sampler.phase_time_s.get(name, 0.0),
             "inclusive_duration_s": inclusive_s[name],
-            "units": dict(units.get(name, {})),
+            "units": {kind: whole(count) for kind, count in units.get(name, {}).items()},
         }
         for name in sorted(names)
     }
@@ -467,31 +471,54 @@ def _embodied(
     }
 
 
-def _per_unit(
-    units: dict[str, dict[str, float]], slots: dict[str, Any], embodied_g: float | None, duration_s: float
+def per_unit(
+    units: dict[str, dict[str, float]],
+    phases: dict[str, Any],
+    centres: list[dict[str, Any]],
+    embodied_g: float | None,
+    duration_s: float,
 ) -> dict[str, Any]:
-    """SCI per functional unit, over the root phases in which each kind of unit was counted.
+    """Energy and carbon per functional unit, per kind and per phase, never mixing phases (a pure function).
 
-    Carbon of a root phase = its operational carbon + the amortised embodied carbon
-    in proportion to its share of the run's duration.
+    A phase's units divide that phase's own energy and time (its nested phases excluded: training
+    samples do not share validation's energy): facility energy = own IT energy x the PUE of the
+    phase's datacentre; carbon = its operational carbon (nn-c) + the amortised embodied carbon in
+    proportion to the phase's own duration.
     """
-    counts: dict[str, float] = {}
-    basis: dict[str, set[str]] = {}
-    for phase, per_kind in units.items():
-        for kind, count in per_kind.items():
-            counts[kind] = counts.get(kind, 0.0) + count
-            basis.setdefault(kind, set()).add(phase.split("/", 1)[0])
-    result = {}
-    for kind, count in counts.items():
-        roots = sorted(r for r in basis[kind] if r in slots["roots"])
-        energy = sum(slots["roots"][r]["facility_energy_kwh"] for r in roots)
-        carbon = sum(slots["roots"][r]["operational_carbon_g"] for r in roots)
+    result: dict[str, Any] = {}
+    for phase in sorted(units):
+        info = phases.get(phase, {"energy_kwh": 0.0, "duration_s": 0.0})
+        centre = centres[_centre_row_for(phase.split("/", 1)[0], centres)]
+        facility_kwh = info["energy_kwh"] * centre["pue"]
+        carbon_g = footprint.operational_carbon_g(
+            [facility_kwh], [centre["intensity_g_per_kwh"]], [centre["transport_factor"]]
+        )
         if embodied_g and duration_s > 0:
-            carbon += embodied_g * sum(slots["roots"][r]["duration_s"] for r in roots) / duration_s
-        result[kind] = {
-            "count": count,
-            "basis_phases": roots,
-            "facility_energy_kwh_per_unit": energy / count if count else None,
-            "carbon_g_per_unit": carbon / count if count else None,
-        }
+            carbon_g += embodied_g * info["duration_s"] / duration_s
+        for kind, count in units[phase].items():
+            entry = result.setdefault(kind, {"count": 0, "by_phase": {}})
+            entry["count"] = whole(entry["count"] + count)
+            entry["by_phase"][phase] = {
+                "count": whole(count),
+                "facility_energy_kwh": facility_kwh,
+                "carbon_g": carbon_g,
+                "facility_energy_kwh_per_unit": facility_kwh / count if count else None,
+                "carbon_g_per_unit": carbon_g / count if count else None,
+            }
     return result
+
+
+def _centre_row_for(root: str, centres: list[dict[str, Any]]) -> int:
+    """The datacentre row that runs a root phase: the one naming it, else the one for all others."""
+    for i, centre in enumerate(centres):
+        if root in centre["phases"]:
+            return i
+    for i, centre in enumerate(centres):
+        if "(all others)" in centre["phases"]:
+            return i
+    return 0
+
+
+def whole(count: float) -> float:
+    """A count as an integer when it is one (``76``, not ``76.0``)."""
+    return int(count) if isinstance(count, float) and count.is_integer() else count

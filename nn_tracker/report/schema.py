@@ -36,6 +36,9 @@ REQUIRED = (
 )
 
 
+BASE_REQUIRED = REQUIRED[:11]  # schema_version ... notes: present since version 1
+
+
 def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     """Version 2 added software versions, gap totals, nodes, equivalents and the what-if."""
     from nn_tracker.catalogue import bundled
@@ -61,7 +64,20 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 gives per-unit figures per phase (version 2 divided a root's energy by all its units)."""
+    from nn_tracker.report.model import per_unit
+
+    phases = data["phases"]
+    units = {name: phase.get("units", {}) for name, phase in phases.items() if phase.get("units")}
+    data["units"] = per_unit(
+        units, phases, data["datacentres"], data["footprint"].get("embodied_carbon_amortised_g"), data["duration_s"]
+    )
+    data["schema_version"] = 3
+    return data
+
+
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def upgrade(data: Any, where: str = "report") -> dict[str, Any]:
@@ -77,6 +93,9 @@ def upgrade(data: Any, where: str = "report") -> dict[str, Any]:
             version,
             f"is newer than this nn_tracker reads ({SCHEMA_VERSION}); upgrade nn_tracker",
         )
+    missing = [key for key in BASE_REQUIRED if key not in data]  # in every version: say so before upgrading
+    if missing:
+        raise ValidationError(f"{where}.{missing[0]}", None, "is missing")
     try:
         while data["schema_version"] < SCHEMA_VERSION:
             data = UPGRADES[data["schema_version"]](data)
@@ -180,7 +199,20 @@ REPORT = {
         "total_carbon_g": _Num(),
         "time_resolved": _Opt(dict),
     },
-    "units": _Map({"count": _Num(), "carbon_g_per_unit": _Num(optional=True)}),
+    "units": _Map(
+        {
+            "count": _Num(),
+            "by_phase": _Map(
+                {
+                    "count": _Num(),
+                    "facility_energy_kwh": _Num(),
+                    "carbon_g": _Num(),
+                    "facility_energy_kwh_per_unit": _Num(optional=True),
+                    "carbon_g_per_unit": _Num(optional=True),
+                }
+            ),
+        }
+    ),
     "equivalents": _List(dict),
     "what_if": dict,
     "sampler": dict,

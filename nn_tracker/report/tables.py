@@ -9,6 +9,58 @@ from nn_tracker.report import units
 Table = tuple[list[str], list[list[str]]]
 
 
+def period(data: dict[str, Any]) -> str:
+    """When the run happened; a checkpoint of a run that never stopped says it may have been interrupted."""
+    if data["status"] != "running":
+        return f"{data['started_at']} → {data['ended_at']} · {units.duration(data['duration_s'])}"
+    last = data.get("checkpointed_at") or "unknown"
+    return (
+        f"{data['started_at']} → last checkpoint {last} · {units.duration(data['duration_s'])} so far "
+        "(if the job is no longer running, it was interrupted after this checkpoint)"
+    )
+
+
+def related(data: dict[str, Any]) -> Table | None:
+    """The other runs listed in the report (earlier stages of the same trainer) and the total with this one."""
+    runs = data.get("related_runs") or []
+    if not runs:
+        return None
+    rows = [
+        [
+            r.get("stage") or "",
+            r["run_id"],
+            r["status"],
+            units.duration(r["duration_s"]),
+            units.energy(r.get("it_energy_kwh")),
+            units.carbon(r.get("total_carbon_g")),
+        ]
+        for r in runs
+    ]
+    rows.append(
+        [
+            "this report",
+            data["run_id"],
+            data["status"],
+            units.duration(data["duration_s"]),
+            units.energy(data["energy"]["it_kwh"]),
+            units.carbon(data["footprint"]["total_carbon_g"]),
+        ]
+    )
+    energies = [r.get("it_energy_kwh") for r in runs] + [data["energy"]["it_kwh"]]
+    carbons = [r.get("total_carbon_g") for r in runs] + [data["footprint"]["total_carbon_g"]]
+    rows.append(
+        [
+            "all of them",
+            "",
+            "",
+            units.duration(sum(r["duration_s"] for r in runs) + data["duration_s"]),
+            units.energy(sum(e for e in energies if e is not None)),
+            units.carbon(sum(c for c in carbons if c is not None)),
+        ]
+    )
+    return ["stage", "run", "status", "duration", "IT energy", "total carbon"], rows
+
+
 def headline(data: dict[str, Any]) -> list[list[str]]:
     """The figures shown first."""
     footprint = data["footprint"]
@@ -26,8 +78,9 @@ def headline(data: dict[str, Any]) -> list[list[str]]:
         rows.insert(
             3, ["Operational carbon, time-resolved (intensity series)", units.carbon(resolved["operational_carbon_g"])]
         )
-    for kind, unit in data["units"].items():
-        rows.append([f"Per {kind} ({', '.join(unit['basis_phases'])})", units.carbon(unit["carbon_g_per_unit"])])
+    per_phase = [(kind, phase, u) for kind, unit in data["units"].items() for phase, u in unit["by_phase"].items()]
+    for kind, phase, u in sorted(per_phase, key=lambda item: -item[2]["count"])[:6]:  # the most counted
+        rows.append([f"Per {kind} ({phase})", units.carbon(u["carbon_g_per_unit"])])
     return rows
 
 
@@ -83,18 +136,19 @@ def what_if(data: dict[str, Any]) -> Table:
 
 
 def per_unit(data: dict[str, Any]) -> Table:
-    """Energy and carbon per functional unit."""
+    """Energy and carbon per functional unit, per kind and phase (the phase's own energy and time)."""
     return (
-        ["unit", "count", "phases", "facility energy per unit", "carbon per unit"],
+        ["unit", "phase", "count", "facility energy per unit", "carbon per unit"],
         [
             [
-                k,
+                kind,
+                phase,
                 units.number(u["count"]),
-                ", ".join(u["basis_phases"]),
                 units.energy(u["facility_energy_kwh_per_unit"]),
                 units.carbon(u["carbon_g_per_unit"]),
             ]
-            for k, u in data["units"].items()
+            for kind, unit in data["units"].items()
+            for phase, u in unit["by_phase"].items()
         ],
     )
 
