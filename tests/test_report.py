@@ -203,10 +203,45 @@ def test_model_card_block_as_the_hub_documents_it(report_data):
     assert text.startswith("---\n") and text.endswith("---\n")
     block = yaml.safe_load(text.strip("-\n"))["co2_eq_emissions"]
     assert set(block) == {"emissions", "source", "training_type", "geographical_location", "hardware_used"}
-    assert block["emissions"] == pytest.approx(report_data["footprint"]["total_carbon_g"], rel=1e-5)
+    # training only: the 30 minutes of serving in the same run are left out
+    serving = next(c for c in report_data["datacentres"] if c["phases"] == ["querying"])["operational_carbon_g"]
+    serving += report_data["footprint"]["embodied_carbon_amortised_g"] * 1800 / report_data["duration_s"]
+    assert block["emissions"] == pytest.approx(report_data["footprint"]["total_carbon_g"] - serving, rel=1e-5)
+    assert block["emissions"] < report_data["footprint"]["total_carbon_g"]
+    assert block["source"] == "nn_tracker 0.1.0: measured (cpu, gpu); run golden-run"  # the fakes integrate power
     assert block["hardware_used"] == "2 x NVIDIA A100-SXM4-80GB, CPU: AMD EPYC 7763 64-Core Processor"
     assert block["training_type"] == "pre-training"
     assert block["geographical_location"].startswith("Paris DC; GCP europe-west1")
+
+
+def test_model_card_of_a_run_without_training_has_no_emissions_block(tmp_path):
+    from fakes import ConstantPower, sensor_set
+
+    from nn_tracker import ManualClock, Tracker
+    from nn_tracker.sensors.base import METHOD_ESTIMATE
+
+    clock = ManualClock()
+    cpu = ConstantPower("cpu:estimate", power_w=40, component="cpu")
+    cpu.info.method = METHOD_ESTIMATE
+    tracker = Tracker(
+        clock=clock,
+        background=False,
+        sensors=sensor_set(cpu),
+        write_report=False,
+        intensity_g_per_kwh=100,
+        default_phase="querying",
+    )
+    with tracker:
+        clock.advance(60)
+    text = model_card.render(tracker.report().to_dict())
+    assert yaml.safe_load(text.strip("-\n")) is None and "did no training" in text  # only a comment
+    trained = Tracker(
+        clock=clock, background=False, sensors=sensor_set(cpu), write_report=False, intensity_g_per_kwh=100
+    )
+    with trained:
+        clock.advance(60)
+    block = model_card.block(trained.report().to_dict())["co2_eq_emissions"]
+    assert block["source"].startswith("nn_tracker") and ": estimate (cpu)" in block["source"]
 
 
 def test_tracker_writes_every_configured_format(tmp_path):
