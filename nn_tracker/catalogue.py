@@ -75,6 +75,8 @@ class HardwareSpec:
         tdp_source: Where the TDP comes from.
         embodied_kg_co2e: Embodied carbon of one unit, ``None`` where no figure is published.
         embodied_method: How that figure was obtained (what it covers).
+        embodied_scope: ``unit`` (the whole card, chip or server) or ``die`` (the chip's die alone,
+            e.g. LLMCarbon's area-based figures: board and memory excluded).
         embodied_source: Where it comes from.
         notes: Caveats about the row.
         aliases: Other names that select this entry (e.g. NVML's device name).
@@ -88,6 +90,7 @@ class HardwareSpec:
     tdp_origin: str = ""
     embodied_kg_co2e: float | None = None
     embodied_method: str = ""
+    embodied_scope: str = "unit"
     embodied_source: Source | None = None
     notes: str = ""
     aliases: tuple[str, ...] = ()
@@ -259,7 +262,8 @@ def _user_location(where: str, item: dict[str, Any], source: Source) -> GridInte
 
 
 def _user_hardware(where: str, item: dict[str, Any], source: Source) -> HardwareSpec:
-    unknown = set(item) - {"name", "kind", "tdp_w", "embodied_kg_co2e", "embodied_method", "source", "aliases"}
+    fields = {"name", "kind", "tdp_w", "embodied_kg_co2e", "embodied_method", "embodied_scope", "source", "aliases"}
+    unknown = set(item) - fields
     if unknown:
         raise ValidationError(f"{where}.{sorted(unknown)[0]}", item[sorted(unknown)[0]], "is not a known field")
     kind = _required_text(where, item, "kind")
@@ -278,9 +282,16 @@ def _user_hardware(where: str, item: dict[str, Any], source: Source) -> Hardware
         tdp_source=user_source,
         embodied_kg_co2e=None if embodied is None else check.non_negative(f"{where}.embodied_kg_co2e", embodied),
         embodied_method=str(item.get("embodied_method") or "given by the user"),
+        embodied_scope=_scope(where, item.get("embodied_scope", "unit")),
         embodied_source=user_source if embodied is not None else None,
         aliases=tuple(aliases),
     )
+
+
+def _scope(where: str, scope: Any) -> str:
+    if scope not in ("unit", "die"):
+        raise ValidationError(f"{where}.embodied_scope", scope, "must be 'unit' or 'die'")
+    return scope
 
 
 @functools.lru_cache(maxsize=1)
@@ -321,6 +332,7 @@ def bundled() -> Catalogue:
             embodied_kg_co2e=_optional_float(row["embodied_kg_co2e"]),
             embodied_method=row["embodied_method"],
             embodied_source=sources.get(row["embodied_source_id"]),
+            embodied_scope=row["embodied_scope"] or "unit",
             notes=row["notes"],
             aliases=tuple(a for a in row["aliases"].split(";") if a),
         )

@@ -86,6 +86,8 @@ class EmbodiedHardware:
         embodied_kg_per_unit: kgCO2e per unit; default the catalogue's figure.
         lifetime_years: Expected life (default 6 years).
         utilisation: Share of its life the hardware is busy (default 0.85 with the default life, else 1).
+        scope: ``unit`` (default): only a whole-unit catalogue figure (card, chip package or server) is
+            used; ``die``: a figure for the chip's die alone (LLMCarbon) may be used, labelled as such.
 
     """
 
@@ -94,6 +96,7 @@ class EmbodiedHardware:
     embodied_kg_per_unit: float | None = None
     lifetime_years: float | None = None
     utilisation: float | None = None
+    scope: str = "unit"
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,8 @@ class TrackerConfig:
         catalogue = self.catalogue
         for i, hw in enumerate(self.embodied):
             check.non_negative(f"embodied[{i}].count", hw.count)
+            if hw.scope not in ("unit", "die"):
+                raise ValidationError(f"embodied[{i}].scope", hw.scope, "must be 'unit' or 'die'")
             if hw.embodied_kg_per_unit is None:
                 spec = catalogue.hardware_spec(hw.name)
                 if spec.embodied_kg_co2e is None:
@@ -292,6 +297,13 @@ class TrackerConfig:
                         f"embodied[{i}].embodied_kg_per_unit",
                         None,
                         f"must be given: the catalogue has no figure for {spec.name!r}",
+                    )
+                if spec.embodied_scope == "die" and hw.scope != "die":
+                    raise ValidationError(
+                        f"embodied[{i}].scope",
+                        hw.scope,
+                        f"must be 'die' to use {spec.name!r}'s figure (the chip's die alone), or give "
+                        "embodied_kg_per_unit for the whole card",
                     )
             else:
                 check.non_negative(f"embodied[{i}].embodied_kg_per_unit", hw.embodied_kg_per_unit)

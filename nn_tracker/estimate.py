@@ -7,7 +7,7 @@ default), so the result can be checked and cited.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from nn_tracker import footprint
@@ -68,6 +68,7 @@ def estimate(
     functional_units: float = 1,
     functional_unit: str = "run",
     phase: str = "training",
+    embodied_scope: str = "unit",
     catalogue: Catalogue | None = None,
 ) -> Estimate:
     """Estimate energy and carbon of a job that was not measured.
@@ -90,6 +91,8 @@ def estimate(
         functional_units: How many functional units the job served (R of the SCI).
         functional_unit: What one unit is ("run", "query", "token", ...).
         phase: ``training`` (nn-et) or ``querying`` (nn-eq).
+        embodied_scope: ``unit`` (default): only whole-unit catalogue figures; ``die``: a figure for the
+            chip's die alone may be used (labelled).
         catalogue: Reference data; default the bundled one.
 
     Raises:
@@ -174,6 +177,14 @@ def estimate(
         [energy_kwh], [values["intensity_g_per_kwh"]], [values["transport_factor"]]
     )
 
+    if embodied_scope not in ("unit", "die"):
+        raise ValidationError("embodied_scope", embodied_scope, "must be 'unit' or 'die'")
+    if spec is not None and spec.embodied_scope == "die" and embodied_scope != "die" and embodied_kg_per_unit is None:
+        notes.append(
+            f"The catalogue's embodied figure for {spec.name} ({spec.embodied_kg_co2e:g} kg) covers the chip's die "
+            "alone, not the whole card: not used (give embodied_kg_per_unit, or embodied_scope='die')."
+        )
+        spec = replace(spec, embodied_kg_co2e=None)
     unamortised_g, amortised_g = _embodied(
         inputs, notes, spec, embodied_kg_per_unit, server_embodied_kg, lifetime_years, utilisation
     )

@@ -54,6 +54,7 @@ class IntensitySeries:
     values_g_per_kwh: tuple[float, ...]
     step_s: float
     source: str
+    column: str = ""  # the header of the intensity column used
 
     @classmethod
     def from_csv(cls, path: str | Path) -> IntensitySeries:
@@ -70,7 +71,10 @@ class IntensitySeries:
             raise ValidationError("intensity series", str(path), "must have a header and at least two rows")
         header = [h.strip().lower() for h in rows[0]]
         time_col = next((i for i, h in enumerate(header) if h.startswith(TIME_NAMES)), None)
-        value_col = next((i for i, h in enumerate(header) if i != time_col and any(k in h for k in VALUE_HINTS)), None)
+        candidates = [i for i, h in enumerate(header) if i != time_col and any(k in h for k in VALUE_HINTS)]
+        # Electricity Maps exports direct and life-cycle intensity: life-cycle, by name, as the yearly averages are
+        life_cycle = [i for i in candidates if "life" in header[i] or "lca" in header[i]]
+        value_col = (life_cycle or candidates or [None])[0]
         if time_col is None or value_col is None:
             raise ValidationError(
                 f"{path.name} header",
@@ -107,7 +111,11 @@ class IntensitySeries:
         if len(times) < 2:
             raise ValidationError("intensity series", str(path), "must have at least two rows")
         return cls(
-            tuple(times), tuple(values), statistics.median(b - a for a, b in itertools.pairwise(times)), str(path)
+            tuple(times),
+            tuple(values),
+            statistics.median(b - a for a, b in itertools.pairwise(times)),
+            str(path),
+            rows[0][value_col].strip(),
         )
 
     def covered_intervals(self) -> list[tuple[float, float, float]]:

@@ -276,6 +276,8 @@ def grid_rows(data: Path) -> list[list[object]]:
     rows: list[list[object]] = []
     mix = json.loads((data / "codecarbon/global_energy_mix.json").read_text())
     for iso3, row in sorted(mix.items()):
+        if not float(row["carbon_intensity"]):
+            continue  # 0 g/kWh is a gap upstream (e.g. the Central African Republic), not a real grid
         country = pycountry.countries.get(alpha_3=iso3)
         aliases = [country.alpha_2] if country else []
         if country and country.name != row["country_name"]:
@@ -380,11 +382,22 @@ def cloud_rows(data: Path) -> list[list[object]]:
             ]
     out = []
     for key, row in sorted(rows.items()):
-        if not row[4]:
-            continue  # no usable intensity in the origin
+        if not row[4] or not float(row[4]):
+            continue  # no usable intensity; 0 is a market-based "carbon-free" claim, not the grid's intensity
         pue, pue_origin = pue_by_region.get(key, ("", ""))
         out.append([*row, pue, pue_origin])
     return out
+
+
+# Rows of gpus.csv that are wrong, with the manufacturer's figure: name -> (tdp_w, origin).
+TDP_CORRECTIONS = {
+    "GTX 750": ("55", "https://www.nvidia.com/en-us/geforce/graphics-cards/geforce-gtx-750/specifications/"),
+}
+
+
+def _scope(method: str) -> str:
+    """What an embodied figure covers: ``die`` (the chip alone, LLMCarbon) or ``unit`` (the whole card or server)."""
+    return "die" if "die only" in method.lower() else "unit"
 
 
 def hardware_rows(data: Path) -> list[list[object]]:
@@ -395,24 +408,30 @@ def hardware_rows(data: Path) -> list[list[object]]:
             notes = "average consumption, not TDP (Patterson et al. 2021)" if row["type"] == "tpu" else ""
             emb = EMBODIED.get(name)
             origin = (row["source"] or row["memory"] or "").strip()  # the A10G row lacks one column
+            tdp = num(row["tdp_watts"])
+            if name in TDP_CORRECTIONS:  # gpus.csv says 250 W for the GTX 750: NVIDIA says 55 W
+                tdp, origin = TDP_CORRECTIONS[name]
             rows.append(
                 [
                     name,
                     row["type"].strip(),
                     ";".join(ALIASES.get(name, [])),
-                    num(row["tdp_watts"]),
-                    "mlco2-gpus",
+                    tdp,
+                    "nvidia-specs" if name in TDP_CORRECTIONS else "mlco2-gpus",
                     origin,
                     notes,
                     emb[0] if emb else "",
                     emb[1] if emb else "",
                     emb[2] if emb else "",
+                    _scope(emb[1]) if emb else "",
                 ]
             )
     for name, tdp, notes, origin in NVIDIA_GPUS:
-        rows.append([name, "gpu", ";".join(ALIASES.get(name, [])), tdp, "nvidia-specs", origin, notes, "", "", ""])
+        rows.append([name, "gpu", ";".join(ALIASES.get(name, [])), tdp, "nvidia-specs", origin, notes, "", "", "", ""])
     for name, kind, tdp, notes, kg, method, source in EXTRA_HARDWARE:
-        rows.append([name, kind, ";".join(ALIASES.get(name, [])), tdp, "", "", notes, kg, method, source])
+        rows.append(
+            [name, kind, ";".join(ALIASES.get(name, [])), tdp, "", "", notes, kg, method, source, _scope(method)]
+        )
     return sorted(rows, key=lambda r: str(r[0]).lower())
 
 
@@ -513,6 +532,7 @@ def main() -> None:
             "embodied_kg_co2e",
             "embodied_method",
             "embodied_source_id",
+            "embodied_scope",
         ],
         hardware_rows(data),
     )

@@ -210,3 +210,16 @@ def test_bundled_tables_are_the_build_scripts_output(tmp_path):
     ):
         with open(out / table) as built, open(root / "nn_tracker" / "data" / table) as shipped:
             assert list(csv.reader(built)) == list(csv.reader(shipped)), table
+
+
+def test_no_location_has_a_zero_intensity_and_the_gtx_750_is_55_w():
+    """0 g/kWh is a gap upstream (the Central African Republic) or a market-based claim, never a grid's average."""
+    assert min(e.intensity_g_per_kwh for e in bundled().locations.values()) > 0
+    assert bundled().hardware_spec("GTX 750").tdp_w == 55
+
+
+def test_embodied_figures_have_one_scope_and_die_only_ones_are_never_used_by_default():
+    catalogue = bundled()
+    assert catalogue.hardware_spec("NVIDIA A100-SXM4-80GB").embodied_scope == "unit"  # BLOOM: the whole card
+    assert catalogue.hardware_spec("NVIDIA H100 80GB HBM3").embodied_scope == "die"  # LLMCarbon: the die alone
+    assert {s.embodied_scope for s in catalogue.hardware.values() if "die only" in s.embodied_method.lower()} == {"die"}

@@ -103,3 +103,15 @@ def test_estimate_says_which_inputs_are_defaults():
     assert sources["hours"] == "user"
     given = estimate(hours=2, hardware="T4", location="FR", count=2, servers=0, server_power_w=0, transport_factor=1)
     assert {given.inputs[n].source for n in ("count", "servers", "server_power_w", "transport_factor")} == {"user"}
+
+
+def test_die_only_embodied_figures_only_on_request():
+    from nn_tracker import estimate
+
+    default = estimate(hours=10, hardware="NVIDIA H100 80GB HBM3", location="FR")
+    assert default.embodied_carbon_unamortised_g is None
+    assert any("die alone" in n for n in default.notes)
+    asked = estimate(hours=10, hardware="NVIDIA H100 80GB HBM3", location="FR", embodied_scope="die")
+    assert asked.embodied_carbon_unamortised_g == pytest.approx(14.652 * 1000)
+    whole = estimate(hours=10, hardware="NVIDIA A100-SXM4-80GB", location="FR")
+    assert whole.embodied_carbon_unamortised_g == pytest.approx(150 * 1000)

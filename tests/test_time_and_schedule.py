@@ -121,6 +121,53 @@ def test_time_resolved_carbon_of_a_tracked_run(tmp_path):
     assert tracker.report().to_dict()["footprint"]["operational_carbon_g"] == pytest.approx(4.5 * 200)
 
 
+def test_time_resolved_carbon_covers_energy_carried_from_other_processes(tmp_path):
+    """Another rank's (or an earlier session's) energy is not on this timeline: priced at the average, said so."""
+    path = series_file(tmp_path, [100, 100, 100, 100])
+    clock = ManualClock(start_s=0.0, wall_start_s=JAN_1)
+    other = Tracker(
+        clock=clock,
+        background=False,
+        sensors=sensor_set(ConstantPower(power_w=1000)),
+        write_report=False,
+        intensity_g_per_kwh=200,
+    )
+    with other:
+        clock.advance(3600)
+        other.sample()
+    tracker = Tracker(
+        clock=ManualClock(start_s=0.0, wall_start_s=JAN_1),
+        background=False,
+        sensors=sensor_set(ConstantPower("gpu:mine", power_w=1000)),
+        write_report=False,
+        intensity_g_per_kwh=200,
+        intensity_series=str(path),
+    )
+    with tracker:
+        tracker.carry_over(other.export_state(), parallel=True)  # 1 kWh measured by another process
+        tracker.clock.advance(3600)
+        tracker.sample()
+    resolved = tracker.report().to_dict()["footprint"]["time_resolved"]
+    assert resolved["energy_kwh"] == pytest.approx(2.0)  # all the energy in the report, not 1.0
+    assert resolved["not_in_timeline_energy_kwh"] == pytest.approx(1.0)
+    assert resolved["uncovered_energy_kwh"] == pytest.approx(1.0)
+    assert resolved["operational_carbon_g"] == pytest.approx(1.0 * 100 + 1.0 * 200)
+
+
+def test_electricity_maps_life_cycle_column_is_chosen_by_name_and_named(tmp_path):
+    path = tmp_path / "em.csv"
+    path.write_text(
+        "Datetime (UTC),Country,Zone Id,Carbon Intensity gCO₂eq/kWh (direct),"
+        "Carbon Intensity gCO₂eq/kWh (Life cycle),Carbon-free energy percentage (CFE%)\n"
+        "2026-01-01 00:00:00,France,FR,20,40,90\n2026-01-01 01:00:00,France,FR,22,44,90\n"
+    )
+    series = IntensitySeries.from_csv(path)
+    assert series.values_g_per_kwh == (40.0, 44.0) and "Life cycle" in series.column
+    direct_only = tmp_path / "direct.csv"
+    direct_only.write_text("datetime,carbon intensity (direct)\n2026-01-01T00:00Z,20\n2026-01-01T01:00Z,22\n")
+    assert IntensitySeries.from_csv(direct_only).column == "carbon intensity (direct)"
+
+
 def test_bad_series_fails_at_tracker_construction(tmp_path):
     with pytest.raises(ValidationError, match="intensity series"):
         Tracker(intensity_g_per_kwh=1, intensity_series=str(tmp_path / "missing.csv"))

@@ -580,3 +580,37 @@ def test_distinct_phases_and_unit_kinds_are_bounded(tmp_path):
     assert len(data["units"]) == MAX_UNIT_KINDS + 1 and data["units"]["other"]["count"] == 6  # kind-999...1004
     assert any("distinct phases" in n for n in data["notes"]) and any("kinds of units" in n for n in data["notes"])
     assert build_s < 30  # linear: quadratic building took minutes at this size
+
+
+def test_auto_embodied_uses_whole_card_figures_only(tmp_path):
+    from nn_tracker.sensors.base import SensorInfo
+
+    h100 = ConstantPower("gpu:GPU-h100", power_w=500, name="NVIDIA H100 80GB HBM3")
+    a100 = ConstantPower("gpu:GPU-a100", power_w=300, name="NVIDIA A100-SXM4-80GB")
+    assert isinstance(h100.info, SensorInfo)
+    tracker = Tracker(
+        clock=(clock := ManualClock()),
+        background=False,
+        sensors=sensor_set(h100, a100),
+        write_report=False,
+        intensity_g_per_kwh=100,
+    )
+    with tracker:
+        clock.advance(3600)
+    data = tracker.report().to_dict()
+    items = {i["name"]: i for i in data["footprint"]["embodied"]}
+    assert list(items) == ["NVIDIA A100-SXM4-80GB"] and items["NVIDIA A100-SXM4-80GB"]["scope"] == "unit"
+    assert any("covers the chip's die alone" in n for n in data["notes"])
+    with pytest.raises(ValidationError, match=r"embodied\[0\]\.scope must be 'die'"):
+        Tracker(embodied=(EmbodiedHardware("H100 SXM", count=8),))
+    die = Tracker(
+        clock=clock,
+        background=False,
+        sensors=sensor_set(h100),
+        write_report=False,
+        intensity_g_per_kwh=100,
+        embodied=(EmbodiedHardware("H100 SXM", count=1, scope="die"),),
+    )
+    with die:
+        clock.advance(3600)
+    assert die.report().to_dict()["footprint"]["embodied"][0]["scope"] == "die"

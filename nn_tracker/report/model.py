@@ -290,11 +290,20 @@ def _time_resolved(
         covered_g, share = series.carbon_of(state.started_wall_s + start_s, state.started_wall_s + end_s, kwh)
         grams += covered_g / tau + kwh * (1 - share) * average / tau
         uncovered_kwh += kwh * (1 - share)
+    # energy this process did not time (other ranks, earlier sessions): the yearly average, said so
+    not_in_timeline_kwh = max(facility_kwh - bucket_kwh, 0.0)
+    grams += not_in_timeline_kwh * average / tau
+    direct = not any(k in series.column.lower() for k in ("life", "lca"))
     return {
         "series": series.source,
+        "series_column": series.column,
         "operational_carbon_g": grams,
-        "energy_kwh": bucket_kwh,
-        "uncovered_energy_kwh": uncovered_kwh,
+        "energy_kwh": facility_kwh,
+        "uncovered_energy_kwh": uncovered_kwh + not_in_timeline_kwh,
+        "not_in_timeline_energy_kwh": not_in_timeline_kwh,
+        "series_scope": "direct emissions only: lower than the life-cycle yearly averages it is compared with"
+        if direct and "direct" in series.column.lower()
+        else "as the column says",
         "yearly_average_operational_carbon_g": facility_kwh * average / tau,
         "rule": "each row holds until the next row for at most one step (the median spacing); energy in time the "
         "series does not cover uses the datacentre's average intensity",
@@ -409,19 +418,22 @@ def _embodied(
     config: TrackerConfig, devices: list[dict[str, Any]], duration_s: float, notes: list[str]
 ) -> dict[str, Any]:
     catalogue = config.catalogue
-    wanted: list[tuple[str, float, float | None, float | None, float | None]] = []
+    wanted: list[tuple[str, float, float | None, float | None, float | None, str]] = []
     if config.embodied == "auto":
         counts: dict[str, int] = {}
         for device in devices:
             if device["component"] == "gpu":
                 counts[device["name"]] = counts.get(device["name"], 0) + 1
-        wanted = [(name, count, None, None, None) for name, count in counts.items()]
+        wanted = [(name, count, None, None, None, "unit") for name, count in counts.items()]
     else:
-        wanted = [(h.name, h.count, h.embodied_kg_per_unit, h.lifetime_years, h.utilisation) for h in config.embodied]
+        wanted = [
+            (h.name, h.count, h.embodied_kg_per_unit, h.lifetime_years, h.utilisation, h.scope)
+            for h in config.embodied
+        ]
     items = []
     hours = duration_s / 3600.0
-    for name, count, kg, life, share in wanted:
-        source, method = "given by the user", "given by the user"
+    for name, count, kg, life, share, scope in wanted:
+        source, method, item_scope = "given by the user", "given by the user", "given by the user"
         if kg is None:
             try:
                 spec = catalogue.hardware_spec(name)
@@ -433,7 +445,14 @@ def _embodied(
                     "catalogue (give embodied=[EmbodiedHardware(...)])."
                 )
                 continue
-            kg, method = spec.embodied_kg_co2e, spec.embodied_method
+            if spec.embodied_scope == "die" and scope != "die":
+                notes.append(
+                    f"Embodied carbon of {name} not included: the only figure in the catalogue "
+                    f"({spec.embodied_kg_co2e:g} kg, {spec.embodied_method}) covers the chip's die alone, not the "
+                    "whole card; give embodied_kg_per_unit, or scope='die' to count the die alone (labelled)."
+                )
+                continue
+            kg, method, item_scope = spec.embodied_kg_co2e, spec.embodied_method, spec.embodied_scope
             source = spec.embodied_source.title if spec.embodied_source else "catalogue"
         terms = footprint.lifetime(life, share)
         whole_g = footprint.embodied_carbon_from_kg_g([count], [kg])
@@ -448,6 +467,7 @@ def _embodied(
                 "name": name,
                 "count": count,
                 "embodied_kg_per_unit": kg,
+                "scope": item_scope,
                 "method": method,
                 "source": source,
                 "lifetime_years": terms.years,

@@ -76,7 +76,12 @@ def headline(data: dict[str, Any]) -> list[list[str]]:
     resolved = footprint.get("time_resolved")
     if resolved:
         rows.insert(
-            3, ["Operational carbon, time-resolved (intensity series)", units.carbon(resolved["operational_carbon_g"])]
+            3,
+            [
+                f"Operational carbon, time-resolved (series column {resolved.get('series_column') or '?'}; "
+                f"{units.energy(resolved['uncovered_energy_kwh'])} outside it at the yearly average)",
+                units.carbon(resolved["operational_carbon_g"]),
+            ],
         )
     per_phase = [(kind, phase, u) for kind, unit in data["units"].items() for phase, u in unit["by_phase"].items()]
     for kind, phase, u in sorted(per_phase, key=lambda item: -item[2]["count"])[:6]:  # the most counted
