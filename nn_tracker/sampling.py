@@ -327,7 +327,11 @@ class Sampler:
             elif measurement is not None:
                 self._account(sensor, totals, now, measurement)
         if segments:
-            self.timeline.add_interval(start, now, power_j, peaks)
+            phase_s: dict[str, float] = {}
+            for seg_start, seg_end, phase in segments:
+                root = phase.split("/", 1)[0]
+                phase_s[root] = phase_s.get(root, 0.0) + (seg_end - seg_start)
+            self.timeline.add_interval(start, now, power_j, peaks, phase_s)
         for totals in self.totals.values():
             for seg_start, seg_end, phase, joules in totals.flushed:
                 self.timeline.add_energy(totals.info.device_id, seg_start, seg_end, joules, phase)

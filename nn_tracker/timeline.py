@@ -23,6 +23,7 @@ class TimelinePoint:
         phase_energy_j: Energy of all devices per root phase.
         power_j: Integral of the power samples per device (devices with power samples only):
             the shape the plot shows, which never exceeds what the device can draw.
+        phase_s: Seconds of each root phase in the bucket (the plot's phase bands).
 
     """
 
@@ -32,6 +33,7 @@ class TimelinePoint:
     peak_power_w: dict[str, float] = field(default_factory=dict)
     phase_energy_j: dict[str, float] = field(default_factory=dict)
     power_j: dict[str, float] = field(default_factory=dict)
+    phase_s: dict[str, float] = field(default_factory=dict)
 
     def absorb(self, other: TimelinePoint) -> None:
         """Extend this bucket with the next one."""
@@ -39,6 +41,7 @@ class TimelinePoint:
         _add_all(self.energy_j, other.energy_j)
         _add_all(self.phase_energy_j, other.phase_energy_j)
         _add_all(self.power_j, other.power_j)
+        _add_all(self.phase_s, other.phase_s)
         for device, watts in other.peak_power_w.items():
             self.peak_power_w[device] = max(self.peak_power_w.get(device, watts), watts)
 
@@ -70,10 +73,17 @@ class Timeline:
         self.points: list[TimelinePoint] = []
 
     def add_interval(
-        self, start_s: float, end_s: float, power_j: dict[str, float], peak_power_w: dict[str, float]
+        self,
+        start_s: float,
+        end_s: float,
+        power_j: dict[str, float],
+        peak_power_w: dict[str, float],
+        phase_s: dict[str, float] | None = None,
     ) -> None:
-        """Record one sampler interval: the integral and peak of the power samples in it."""
-        point = TimelinePoint(start_s, end_s, peak_power_w=dict(peak_power_w), power_j=dict(power_j))
+        """Record one sampler interval: the integral and peak of the power samples in it, its phases' time."""
+        point = TimelinePoint(
+            start_s, end_s, peak_power_w=dict(peak_power_w), power_j=dict(power_j), phase_s=dict(phase_s or {})
+        )
         last = self.points[-1] if self.points else None
         if last is not None and last.end_s - last.start_s < self.bucket_s:
             last.absorb(point)
@@ -113,7 +123,7 @@ class Timeline:
         phase: str | None = None,
     ) -> None:
         """Record an interval and the energy of each device in it (``power_w``: peak power)."""
-        self.add_interval(start_s, end_s, {}, power_w)
+        self.add_interval(start_s, end_s, {}, power_w, {phase.split("/", 1)[0]: end_s - start_s} if phase else None)
         for device, joules in energy_j.items():
             self.add_energy(device, start_s, end_s, joules, phase, peak=False)
 
@@ -143,6 +153,7 @@ class Timeline:
                     "peak_power_w": {d: p.peak_power_w[d] for d in devices if d in p.peak_power_w},
                     "energy_j": {d: p.energy_j[d] for d in devices if d in p.energy_j},
                     "phase_energy_j": dict(p.phase_energy_j),
+                    "phase_s": dict(p.phase_s),
                 }
                 for p in self.points
             ],

@@ -1,8 +1,10 @@
 """Report formats: schema and upgrades, Markdown golden file, HTML escaping and rendering, CSV, model card."""
 
 import csv
+import html as html_module
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -320,3 +322,67 @@ def test_a_month_long_timeline_still_gives_a_small_page(report_data):
     page = html.render(report_data)
     assert page.count("<polyline") == 5
     assert len(page.encode()) < 400_000
+
+
+OVERFLOW_CHECK = """
+<script>
+window.addEventListener("load", () => {
+  const problems = [];
+  if (document.documentElement.scrollWidth > window.innerWidth + 1) problems.push("page wider than the window");
+  const svg = document.getElementById("power-plot");
+  const frame = svg.getBoundingClientRect();
+  for (const text of svg.querySelectorAll("text")) {
+    const box = text.getBoundingClientRect();
+    if (box.left < frame.left - 0.5 || box.right > frame.right + 0.5 || box.top < frame.top - 0.5
+        || box.bottom > frame.bottom + 0.5) problems.push("plot label outside the plot: " + text.textContent);
+  }
+  for (const cell of document.querySelectorAll("td, .card b")) {
+    if (cell.scrollWidth > cell.clientWidth + 1) problems.push("text overflows its box: " + cell.textContent);
+    const range = document.createRange();
+    range.selectNodeContents(cell);
+    const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+    if (/^[-+]?[0-9.,]+ [^ ]+$/.test(cell.textContent.replace(/\u00a0/g, " ")) && lines > 1)
+      problems.push("value broken across lines: " + cell.textContent);
+  }
+  for (const element of document.body.querySelectorAll("*")) {
+    if (element.getBoundingClientRect().right > window.innerWidth + 1)
+      problems.push("beyond the window: " + element.tagName + " " + element.textContent.slice(0, 40));
+  }
+  document.title = "CHECKED " + JSON.stringify(problems);
+});
+</script>
+"""
+
+
+def test_html_has_no_text_outside_its_box_in_headless_chromium(report_data, tmp_path):
+    """Element boxes checked in a real browser: no label outside the plot, no overflowing or broken value."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it): apt-get install chromium")
+    page = tmp_path / "report.html"
+    page.write_text(html.render(report_data).replace("</body>", OVERFLOW_CHECK + "</body>"))  # the test's own script
+    result = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1100,1200",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    title = re.search(r"<title>CHECKED (.*?)</title>", result.stdout, re.DOTALL)
+    assert title, result.stderr[-2000:]
+    assert json.loads(html_module.unescape(title.group(1))) == []
+    assert "phase-band" in page.read_text() and 'data-phase="training"' in page.read_text()

@@ -7,6 +7,8 @@ escaped.
 
 from __future__ import annotations
 
+import math
+import re
 from html import escape
 from typing import Any
 
@@ -21,7 +23,9 @@ h1{margin-bottom:.2rem}.meta{color:#555;margin-top:0}
 .card{border:1px solid #ddd;border-radius:8px;padding:.7rem 1rem;min-width:12rem}
 .card b{display:block;font-size:1.5rem}
 table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem;font-size:.92rem}
-th,td{border-bottom:1px solid #e5e5e5;padding:.35rem .5rem;text-align:left;vertical-align:top}
+th,td{border-bottom:1px solid #e5e5e5;padding:.35rem .5rem;text-align:left;vertical-align:top;
+overflow-wrap:anywhere}
+.v{white-space:nowrap}
 th{background:#f6f6f6}.legend span{margin-right:1.2rem;white-space:nowrap}
 .swatch{display:inline-block;width:.9rem;height:.9rem;border-radius:2px;margin-right:.3rem;vertical-align:middle}
 .bar{display:flex;height:1.6rem;border-radius:4px;overflow:hidden;margin:.5rem 0}
@@ -33,28 +37,41 @@ def _e(value: Any) -> str:
     return escape(str(value), quote=True)
 
 
+_VALUE = re.compile(r"^[-+]?[\d.,]+(e[-+]?\d+)?( [^\s()]+){1,3}$")  # "13 s", "1 h 5 min", "3.41 mgCO2e"
+
+
+def _value(text: Any) -> str:
+    """Escaped text; a number with its unit never breaks across lines."""
+    escaped = _e(text)
+    return f'<span class="v">{escaped}</span>' if _VALUE.match(str(text)) and len(str(text)) < 24 else escaped
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{_value(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+BAND_COLOURS = ("#eef3fb", "#fdf2e6", "#edf7ee", "#f5eefa", "#fbeeee", "#eef8f8")
+
+
 def power_plot(timeline: dict[str, Any] | None, labels: dict[str, str], width: int = 900, height: int = 320) -> str:
-    """Inline SVG of mean power per device over time (one polyline per device)."""
+    """Inline SVG of mean power per device over time: 1-2-5 ticks, phase bands, no label outside the frame."""
     points = (timeline or {}).get("points") or []
     devices = (timeline or {}).get("devices") or []
     if not points or not devices:
         return "<p>No power timeline in this report.</p>"
-    left, right, top, bottom = 64, 16, 12, 40
+    left, right, top, bottom = 72, 40, 24, 44
     span_s = max(p["end_s"] for p in points) or 1.0
     peak_w = max((w for p in points for w in p["mean_power_w"].values() if w is not None), default=0.0) or 1.0
-    peak_w *= 1.1
+    step_w = units.nice_step(peak_w * 1.05, 5)
+    axis_w = step_w * math.ceil(peak_w * 1.05 / step_w)
 
     def x(seconds: float) -> float:
         return left + (width - left - right) * seconds / span_s
 
     def y(watts: float) -> float:
-        return top + (height - top - bottom) * (1 - watts / peak_w)
+        return top + (height - top - bottom) * (1 - watts / axis_w)
 
     parts = [
         f'<svg id="power-plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -62,19 +79,25 @@ def power_plot(timeline: dict[str, Any] | None, labels: dict[str, str], width: i
         f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
         'fill="#fff" stroke="#999"/>',
     ]
-    for i in range(5):
-        watts = peak_w * i / 4
+    parts += _phase_bands(points, x, top, height - bottom)
+    for i in range(round(axis_w / step_w) + 1):
+        watts = step_w * i
         parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y(watts):.1f}" y2="{y(watts):.1f}" stroke="#eee"/>'
             f'<text x="{left - 6}" y="{y(watts) + 4:.1f}" font-size="11" text-anchor="end">'
             f"{_e(units.power(watts))}</text>"
         )
-        seconds = span_s * i / 4
+    step_s = units.nice_time_step(span_s)
+    for i in range(int(span_s / step_s + 1e-9) + 1):
+        seconds = step_s * i
+        anchor = "end" if x(seconds) > width - right - 20 else "middle"  # the last label stays in the frame
         parts.append(
-            f'<text x="{x(seconds):.1f}" y="{height - bottom + 16}" font-size="11" text-anchor="middle">'
+            f'<text x="{x(seconds):.1f}" y="{height - bottom + 16}" font-size="11" text-anchor="{anchor}">'
             f"{_e(units.duration(seconds))}</text>"
         )
     parts.append(
-        f'<text x="{(left + width) / 2}" y="{height - 6}" font-size="12" text-anchor="middle">time since start</text>'
+        f'<text x="{(left + width - right) / 2}" y="{height - 6}" font-size="12" text-anchor="middle">'
+        "time since start</text>"
     )
     for index, device in enumerate(devices):
         coords = [
@@ -98,11 +121,39 @@ def power_plot(timeline: dict[str, Any] | None, labels: dict[str, str], width: i
     return "".join(parts) + f'<p class="legend">{legend}</p>'
 
 
+def _phase_bands(points: list[dict[str, Any]], x: Any, top: float, bottom: float) -> list[str]:
+    """Shaded spans of the root phase that filled most of each bucket, labelled when wide enough."""
+    spans: list[list[Any]] = []  # [phase, start, end]
+    for point in points:
+        phase_s = point.get("phase_s") or {}
+        if not phase_s:
+            continue
+        phase = max(phase_s, key=phase_s.get)
+        if spans and spans[-1][0] == phase and abs(spans[-1][2] - point["start_s"]) < 1e-6:
+            spans[-1][2] = point["end_s"]
+        else:
+            spans.append([phase, point["start_s"], point["end_s"]])
+    colours: dict[str, str] = {}
+    parts = []
+    for phase, start, end in spans:
+        colour = colours.setdefault(phase, BAND_COLOURS[len(colours) % len(BAND_COLOURS)])
+        x0, x1 = x(start), x(end)
+        parts.append(
+            f'<rect class="phase-band" data-phase="{_e(phase)}" x="{x0:.1f}" y="{top}" width="{max(x1 - x0, 0.5):.1f}" '
+            f'height="{bottom - top}" fill="{colour}"><title>{_e(phase)}</title></rect>'
+        )
+        if x1 - x0 > 8 * len(phase) + 8:
+            parts.append(f'<text x="{x0 + 4:.1f}" y="{top - 6}" font-size="11" fill="#555">{_e(phase)}</text>')
+    return parts
+
+
 def render(data: dict[str, Any]) -> str:
     """The HTML page of a (current-schema) report."""
     footprint = data["footprint"]
     labels = {d["device_id"]: f"{d['name']} [{d['device_id']}], {d['method']}" for d in data["devices"]}
-    cards = "".join(f'<div class="card">{_e(label)}<b>{_e(value)}</b></div>' for label, value in tables.headline(data))
+    cards = "".join(
+        f'<div class="card">{_e(label)}<b>{_value(value)}</b></div>' for label, value in tables.headline(data)
+    )
     operational = footprint["operational_carbon_g"]
     embodied = footprint["embodied_carbon_amortised_g"] or 0.0
     total = (operational + embodied) or 1.0

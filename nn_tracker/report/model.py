@@ -427,8 +427,7 @@ def _embodied(
         wanted = [(name, count, None, None, None, "unit") for name, count in counts.items()]
     else:
         wanted = [
-            (h.name, h.count, h.embodied_kg_per_unit, h.lifetime_years, h.utilisation, h.scope)
-            for h in config.embodied
+            (h.name, h.count, h.embodied_kg_per_unit, h.lifetime_years, h.utilisation, h.scope) for h in config.embodied
         ]
     items = []
     hours = duration_s / 3600.0
