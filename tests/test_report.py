@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -163,18 +164,68 @@ def test_html_renders_in_headless_chromium_with_the_plot(report_data, tmp_path):
     assert matches > 200, f"the first device's line ({html.PALETTE[0]}) is not visible in the plot area"
 
 
-def test_codecarbon_csv_row(report_data, tmp_path):
-    path = codecarbon_csv.append(tmp_path / "emissions.csv", report_data)
+CODECARBON_FILE = Path(__file__).parent / "data" / "codecarbon-3.3.2-emissions.csv"  # written by CodeCarbon 3.3.2
+
+
+def test_codecarbon_csv_row(report_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("TZ", "Europe/Paris")  # CodeCarbon writes local time
+    time.tzset()
+    try:
+        path = codecarbon_csv.append(tmp_path / "emissions.csv", report_data)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
     rows = list(csv.DictReader(path.open()))
-    assert list(rows[0]) == list(codecarbon_csv.COLUMNS)
     row = rows[0]
     assert float(row["emissions"]) == pytest.approx(report_data["footprint"]["total_carbon_g"] / 1000)
     assert float(row["duration"]) == report_data["duration_s"]
     assert float(row["gpu_energy"]) == pytest.approx(report_data["energy"]["by_component_kwh"]["gpu"])
     assert row["ram_energy"] == "" and row["ram_power"] == ""  # not measured: empty, never 0
-    assert row["country_name"] == "Paris DC" and row["country_iso_code"] == "FRA" and row["on_cloud"] == "No"
+    assert row["water_consumed"] == "" and row["cpu_utilization_percent"] == ""  # not measured by nn_tracker
+    assert row["country_name"] == "Paris DC" and row["country_iso_code"] == "FRA" and row["on_cloud"] == "N"
     assert row["gpu_count"] == "2" and row["gpu_model"] == "NVIDIA A100-SXM4-80GB"
-    assert row["timestamp"] == "2026-01-01T02:40:00"  # started 00:00, ran 2 h 40 min
+    assert float(row["gpu_power"]) == pytest.approx(345 + 250)  # the last reading, as CodeCarbon writes it
+    assert row["timestamp"] == "2026-01-01T03:40:00"  # ended 02:40 UTC, in Paris's local time
+
+
+def test_the_csv_has_codecarbon_s_own_header_and_formats(report_data, tmp_path):
+    """Compared with a file CodeCarbon 3.3.2 wrote itself, not with our own column list."""
+    with CODECARBON_FILE.open() as handle:
+        theirs = list(csv.reader(handle))
+    ours = list(csv.reader(codecarbon_csv.append(tmp_path / "emissions.csv", report_data).open()))
+    assert ours[0] == theirs[0]  # the same 38 columns in the same order
+    for mine, reference in zip(ours[1], theirs[1], strict=True):
+        if reference and mine:  # the same kind of value where both have one
+            assert re.fullmatch(_shape(reference), mine), (mine, reference)
+
+
+def _shape(value: str) -> str:
+    if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", value):
+        return r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
+    if value in ("Y", "N"):
+        return "[YN]"
+    if re.fullmatch(r"-?[\d.]+(e-?\d+)?", value):
+        return r"-?[\d.]+(e-?\d+)?"
+    return ".*"
+
+
+def test_appending_to_a_file_codecarbon_started_keeps_every_column_in_place(report_data, tmp_path):
+    target = tmp_path / "emissions.csv"
+    shutil.copy(CODECARBON_FILE, target)
+    codecarbon_csv.append(target, report_data)
+    rows = list(csv.DictReader(target.open()))
+    assert len(rows) == 3 and all(None not in r and len(r) == 38 for r in rows)
+    assert rows[-1]["run_id"] == report_data["run_id"] and rows[-1]["on_cloud"] == "N"
+    assert sum(float(r["emissions"]) for r in rows) == pytest.approx(
+        sum(float(r["emissions"]) for r in rows[:2]) + report_data["footprint"]["total_carbon_g"] / 1000
+    )
+    # an older CodeCarbon file (2.x: no water or utilisation columns): our row follows its header
+    older = tmp_path / "older.csv"
+    header = [c for c in codecarbon_csv.COLUMNS if c not in ("water_consumed", "wue") and "utilization" not in c]
+    older.write_text(",".join(header) + "\n")
+    codecarbon_csv.append(older, report_data)
+    (row,) = list(csv.DictReader(older.open()))
+    assert list(row) == header and None not in row and row["project_name"] == report_data["project_name"]
 
 
 def test_concurrent_csv_appends_never_interleave(report_data, tmp_path):

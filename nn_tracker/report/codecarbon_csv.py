@@ -1,22 +1,29 @@
-"""One row per run in CodeCarbon's ``emissions.csv`` columns and units, appended safely.
+"""One row per run in the columns and value formats of CodeCarbon 3.x's ``emissions.csv``, appended safely.
 
-Units as CodeCarbon: duration s, emissions kgCO2e, emissions_rate kgCO2e/s, power W
-(mean over the run), energy kWh. ``energy_consumed`` is the facility energy (IT x PUE)
-that the emissions come from. A component that was not measured is an empty cell,
-never 0. Extra columns at the end: ``status``, ``nn_tracker_version``, ``energy_methods``.
+Checked against a file written by CodeCarbon 3.3.2 itself (``tests/data``): the same 38 columns in
+the same order; timestamps in local time (``YYYY-MM-DDTHH:MM:SS``); duration s, emissions kgCO2e,
+emissions_rate kgCO2e/s, power W (the last reading, as CodeCarbon writes it), energy kWh;
+``on_cloud`` ``Y``/``N``. ``energy_consumed`` is the facility energy (IT x PUE) that the emissions
+come from. What nn_tracker does not measure (water, utilisation percentages, RAM size) or did not
+measure in this run is an empty cell, never 0. Appending to an existing file follows that file's
+own header, so a file started by another CodeCarbon version never gets misaligned columns.
+
+One row per tracker run, each covering only its own run (a Lightning stage's row covers that
+stage), so summing a column of the file counts nothing twice.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from nn_tracker.report.files import append_whole
 
-COLUMNS = (
+COLUMNS = (  # CodeCarbon 3.3.2's header, in its order
     "timestamp",
     "project_name",
     "run_id",
@@ -31,6 +38,7 @@ COLUMNS = (
     "gpu_energy",
     "ram_energy",
     "energy_consumed",
+    "water_consumed",
     "country_name",
     "country_iso_code",
     "region",
@@ -47,11 +55,13 @@ COLUMNS = (
     "latitude",
     "ram_total_size",
     "tracking_mode",
+    "cpu_utilization_percent",
+    "gpu_utilization_percent",
+    "ram_utilization_percent",
+    "ram_used_gb",
     "on_cloud",
     "pue",
-    "status",
-    "nn_tracker_version",
-    "energy_methods",
+    "wue",
 )
 
 
@@ -64,27 +74,29 @@ def row(data: dict[str, Any]) -> dict[str, Any]:
     centre = data["datacentres"][0]
     kind, code = centre.get("location_kind"), centre.get("location_code") or ""
     gpus = [d for d in data["devices"] if d["component"] == "gpu"]
-    stamp = data["ended_at"] or data["started_at"]
+    stamp = data["ended_at"] or data.get("checkpointed_at") or data["started_at"]
 
-    def mean_power(component: str) -> float | str:
-        kwh = by_component.get(component)
-        return "" if kwh is None or duration <= 0 else kwh * 3.6e6 / duration
+    def last_power(component: str) -> float | str:
+        readings = [d.get("last_power_w") for d in data["devices"] if d["component"] == component]
+        readings = [w for w in readings if w is not None]
+        return sum(readings) if readings else ""
 
     return {
-        "timestamp": datetime.fromisoformat(stamp).strftime("%Y-%m-%dT%H:%M:%S") if stamp else "",
+        "timestamp": _local(stamp),
         "project_name": data["project_name"],
         "run_id": data["run_id"],
         "experiment_id": "",
         "duration": duration,
         "emissions": emissions_kg,
         "emissions_rate": emissions_kg / duration if duration > 0 else "",
-        "cpu_power": mean_power("cpu"),
-        "gpu_power": mean_power("gpu"),
-        "ram_power": mean_power("ram"),
+        "cpu_power": last_power("cpu"),
+        "gpu_power": last_power("gpu"),
+        "ram_power": last_power("ram"),
         "cpu_energy": _blank(by_component.get("cpu")),
         "gpu_energy": _blank(by_component.get("gpu")),
         "ram_energy": _blank(by_component.get("ram")),
         "energy_consumed": footprint["training_energy_kwh"] + footprint["querying_energy_kwh"],
+        "water_consumed": "",
         "country_name": centre["name"] if kind == "country" else "",
         "country_iso_code": code if kind == "country" else "",
         "region": code if kind in ("us_state", "grid_zone") else "",
@@ -101,22 +113,29 @@ def row(data: dict[str, Any]) -> dict[str, Any]:
         "latitude": "",
         "ram_total_size": "",
         "tracking_mode": data.get("settings", {}).get("attribution", ""),
-        "on_cloud": "Yes" if kind == "cloud_region" else "No",
+        "cpu_utilization_percent": "",
+        "gpu_utilization_percent": "",
+        "ram_utilization_percent": "",
+        "ram_used_gb": "",
+        "on_cloud": "Y" if kind == "cloud_region" else "N",
         "pue": centre["pue"],
-        "status": data["status"],
-        "nn_tracker_version": data["software"].get("nn_tracker") or "",
-        "energy_methods": ";".join(sorted(data["energy"]["by_method_kwh"])),
+        "wue": "",
     }
+
+
+def _local(stamp: str | None) -> str:
+    """An ISO timestamp in local time, as CodeCarbon writes it (``2026-11-26T05:15:39``)."""
+    return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%dT%H:%M:%S") if stamp else ""
 
 
 def _blank(value: float | None) -> float | str:
     return "" if value is None else value
 
 
-def render(data: dict[str, Any], header: bool = True) -> str:
-    """The row as CSV text (with the header line if ``header``)."""
+def render(data: dict[str, Any], header: bool = True, columns: tuple[str, ...] = COLUMNS) -> str:
+    """The row as CSV text (with the header line if ``header``), in ``columns``' order (unknown ones empty)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore", restval="")
     if header:
         writer.writeheader()
     writer.writerow(row(data))
@@ -124,12 +143,29 @@ def render(data: dict[str, Any], header: bool = True) -> str:
 
 
 def append(path: str | Path, data: dict[str, Any]) -> Path:
-    """Append the run's row to ``path`` (header first if the file is new or empty), whole or not at all.
+    """Append the run's row to ``path``, whole or not at all, in the columns of the file's own header.
 
-    See :func:`~nn_tracker.report.files.append_whole`: locked, torn rows cut, never through a symlink.
+    A new or empty file gets CodeCarbon 3.3.2's header first. See
+    :func:`~nn_tracker.report.files.append_whole`: locked, torn rows cut, never through a symlink.
 
     Raises:
         OSError: the row could not be written (the file is as it was).
 
     """
-    return append_whole(path, lambda size: render(data, header=size == 0).encode("utf-8"))
+    target = Path(path)
+
+    def payload(size: int) -> bytes:
+        if size == 0:
+            return render(data).encode("utf-8")
+        return render(data, header=False, columns=_existing_header(target)).encode("utf-8")
+
+    return append_whole(target, payload)
+
+
+def _existing_header(path: Path) -> tuple[str, ...]:
+    """The header of a CSV file nn_tracker or CodeCarbon started (read under the append's lock)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, encoding="utf-8", errors="replace", newline="") as handle:
+        first = handle.readline()
+    columns = next(csv.reader([first]), [])
+    return tuple(columns) if columns else COLUMNS

@@ -234,6 +234,7 @@ def _devices(sampler: Sampler, identity: bool = False) -> list[dict[str, Any]]:
                 "energy_kwh_by_phase": {p: j_to_kwh(j) for p, j in totals.energy_by_phase_j.items()},
                 "mean_power_w": mean_w,
                 "peak_power_w": totals.peak_power_w,
+                "last_power_w": totals.last_power_w,
                 "measured_s": totals.measured_s,
                 "gap_s": totals.gap_s + totals.pending_s,
                 "readings": totals.readings,
