@@ -208,3 +208,30 @@ def test_guest_time_is_not_counted_twice():
     sensor = CpuEstimateSensor(CpuPowerModel(100, "test", None, False), cpu_times=lambda: next(samples), logical_cpus=1)
     sensor.start(0.0)
     assert sensor.utilisation(1.0) == pytest.approx(0.5)  # 10 s busy (the guest's 10 s are inside user) of 20 s
+
+
+def test_a_machine_attributed_run_says_when_other_processes_were_busy(tmp_path):
+    from collections import namedtuple
+
+    from fakes import sensor_set
+
+    from nn_tracker import ManualClock, Tracker
+
+    Times = namedtuple("Times", "user system idle")
+    machine = iter([Times(0, 0, 100), Times(60, 0, 140)])  # 60 s of the machine's CPU time busy
+    own = iter([0.0, 15.0])  # of which this job's process tree used 15 s
+    sensor = CpuEstimateSensor(
+        CpuPowerModel(100, "test", None, False),
+        cpu_times=lambda: next(machine),
+        logical_cpus=1,
+        own_cpu_s=lambda: next(own),
+    )
+    clock = ManualClock()
+    tracker = Tracker(
+        clock=clock, background=False, sensors=sensor_set(sensor), write_report=False, intensity_g_per_kwh=100
+    )
+    with tracker:
+        clock.advance(100)
+    device = tracker.report().to_dict()["devices"][0]
+    assert device["details"]["other_processes_cpu_share"] == 0.75
+    assert any("Other processes used 75% of the CPU time" in n for n in device["notes"])

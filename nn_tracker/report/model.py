@@ -211,6 +211,7 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
 
 
 LOCAL_NODE = "local"
+OTHERS_NOTABLE_SHARE = 0.25  # other processes' share of the machine's CPU time worth a note
 
 
 def _devices(sampler: Sampler, identity: bool = False) -> list[dict[str, Any]]:
@@ -260,6 +261,12 @@ def _devices(sampler: Sampler, identity: bool = False) -> list[dict[str, Any]]:
             )
         if not measured:
             rows[-1]["notes"].append(f"{info.device_id} was not measured: energy unknown (null), not zero")
+        others = info.details.get("other_processes_cpu_share")
+        if others is not None and others > OTHERS_NOTABLE_SHARE:
+            rows[-1]["notes"].append(
+                f"Other processes used {others:.0%} of the CPU time the machine spent during this run: with "
+                "attribution='machine' their energy is counted here; attribution='process' counts only this job."
+            )
     return rows
 
 

@@ -161,6 +161,8 @@ class CpuEstimateSensor(Sensor):
         tree: Process tree used in ``process`` mode.
         cpu_times: ``psutil.cpu_times`` (injectable).
         logical_cpus: Number of logical CPUs.
+        own_cpu_s: CPU seconds of this job's process tree (injectable); with ``machine`` attribution
+            it tells how much of the machine's CPU time other processes used.
 
     """
 
@@ -176,8 +178,13 @@ class CpuEstimateSensor(Sensor):
         tree: ProcessTree | None = None,
         cpu_times: Callable[[], object] | None = None,
         logical_cpus: int | None = None,
+        own_cpu_s: Callable[[], float] | None = None,
     ) -> None:
         self._model = model
+        # machine attribution: this job's own CPU time too, to say when other processes were busy
+        self._own_cpu_s = own_cpu_s
+        self._own_last: float | None = None
+        self._machine_busy_s = self._own_busy_s = 0.0
         self._attribution = attribution
         self._tree = tree
         self._cpu_times = cpu_times or _psutil_cpu_times
@@ -218,12 +225,24 @@ class CpuEstimateSensor(Sensor):
         """Baseline CPU times."""
         self._last = self._busy_and_total_s(now_s)
         self._last_s = now_s
+        if self._attribution == "machine":
+            if self._own_cpu_s is None:
+                self._own_cpu_s = ProcessTree().cpu_seconds
+            self._own_last = self._own_cpu_s()
 
     def utilisation(self, now_s: float) -> float:
         """Share of the CPUs busy since the last call, in [0, 1]."""
         busy, total = self._busy_and_total_s(now_s)
         last_busy, last_total = self._last
         self._last = (busy, total)
+        if self._own_last is not None:
+            own = self._own_cpu_s()
+            self._own_busy_s += max(own - self._own_last, 0.0)
+            self._machine_busy_s += max(busy - last_busy, 0.0)
+            self._own_last = own
+            if self._machine_busy_s > 0:
+                others = min(max(1 - self._own_busy_s / self._machine_busy_s, 0.0), 1.0)
+                self.info.details["other_processes_cpu_share"] = round(others, 4)
         elapsed = total - last_total
         return min(max((busy - last_busy) / elapsed, 0.0), 1.0) if elapsed > 0 else 0.0
 
