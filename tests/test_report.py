@@ -16,7 +16,7 @@ import yaml
 from report_fixture import deterministic_report, stable
 
 from nn_tracker.errors import ValidationError
-from nn_tracker.report import codecarbon_csv, html, markdown, model_card, writers
+from nn_tracker.report import codecarbon_csv, html, model_card, writers
 from nn_tracker.report.model import SCHEMA_VERSION
 from nn_tracker.report.schema import load_report, upgrade
 
@@ -92,9 +92,27 @@ def test_bad_reports_are_clear_errors(tmp_path, content, message):
     assert message in str(info.value)
 
 
-def test_markdown_golden_file(report_data):
-    text = markdown.render(upgrade(report_data))
-    golden = GOLDEN / "report.md"
+GOLDEN_NAMES = {
+    "json": "report.json",
+    "md": "report.md",
+    "html": "report.html",
+    "csv": "emissions.csv",
+    "model-card": "report.model-card.md",
+    "if-manifest": "report.if.yml",
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(GOLDEN_NAMES))
+def test_golden_file_of_every_format(report_data, fmt, monkeypatch):
+    """One fixed simulated run (ManualClock) in every format: any change of meaning shows in review."""
+    monkeypatch.setenv("TZ", "UTC")  # the CSV's timestamps are local time, as CodeCarbon's
+    time.tzset()
+    try:
+        text = writers.render(upgrade(report_data), fmt)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    golden = GOLDEN / GOLDEN_NAMES[fmt]
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(text)
     assert text == golden.read_text(), "run with UPDATE_GOLDEN=1 to accept a deliberate change"
