@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -128,6 +130,9 @@ def _add_run(commands: Any) -> None:
     parser.add_argument("--phase", dest="default_phase", help="phase of the whole run (training, querying...)")
     parser.add_argument("--training-type", choices=("pre-training", "fine-tuning"))
     parser.add_argument("--no-status", action="store_true", help="no live status line, even on a terminal")
+    parser.add_argument(
+        "--status-every", type=float, metavar="S", help="seconds between status lines on a terminal (default 30)"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     parser.set_defaults(handler=_run_run)
 
@@ -164,7 +169,10 @@ def _add_if_run(commands: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``nn-tracker`` (exposed for tests and docs)."""
+    from nn_tracker import __version__
+
     parser = _Parser(prog="nn-tracker", description="Energy and carbon footprint of neural-network jobs.")
+    parser.add_argument("--version", action="version", version=f"nn-tracker {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_estimate(commands)
     _add_list(commands)
@@ -260,7 +268,7 @@ def _run_list(args: argparse.Namespace) -> int:
             }
             for e in catalogue.locations.values()
         ]
-        columns = ("code", "kind", "intensity_g_per_kwh", "year", "name")
+        columns = ("code", "kind", "intensity_g_per_kwh", "year", "pue", "name", "source")
     else:
         rows = [
             {
@@ -269,11 +277,13 @@ def _run_list(args: argparse.Namespace) -> int:
                 "tdp_w": h.tdp_w,
                 "embodied_kg_co2e": h.embodied_kg_co2e,
                 "embodied_method": h.embodied_method,
+                "embodied_scope": h.embodied_scope if h.embodied_kg_co2e is not None else None,
+                "tdp_source": h.tdp_source.title if h.tdp_source else None,
                 "aliases": list(h.aliases),
             }
             for h in catalogue.hardware.values()
         ]
-        columns = ("name", "kind", "tdp_w", "embodied_kg_co2e")
+        columns = ("name", "kind", "tdp_w", "embodied_kg_co2e", "embodied_scope")
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
@@ -418,6 +428,7 @@ RUN_OPTIONS = (
 def _run_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from nn_tracker import validation
     from nn_tracker.config import CONFIG_FILE, load_config_file
     from nn_tracker.runner import run_command
 
@@ -428,7 +439,8 @@ def _run_run(args: argparse.Namespace) -> int:
         if value is not None:
             options[name] = tuple(value) if isinstance(value, list) else value
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    return run_command(command, options, status_line=False if args.no_status else None)
+    every = None if args.status_every is None else validation.positive("status_every", args.status_every)
+    return run_command(command, options, status_line=False if args.no_status else None, status_every_s=every)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -436,7 +448,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # `nn-tracker list locations | head`: the reader left, as `ls` and `grep` see it
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit, no traceback
+        return 128 + signal.SIGPIPE
     except NNTrackerError as exc:
         print(f"nn-tracker: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

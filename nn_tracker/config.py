@@ -30,6 +30,14 @@ MIN_INTERVAL_S = 0.01  # sampling faster than 100 Hz measures nothing more and c
 MIN_CHECKPOINT_INTERVAL_S = 1.0  # a checkpoint rewrites and fsyncs the report
 
 
+def closest(name: object, choices: object) -> str:
+    """`` (did you mean 'location'?)`` for a misspelt name, else ``""``."""
+    import difflib
+
+    match = difflib.get_close_matches(str(name), sorted(choices), n=1, cutoff=0.6)  # type: ignore[arg-type]
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
 def check_phase_name(name: object, field_name: str = "phase") -> str:
     """Phase names are 1-64 letters, digits, ``_``, ``.`` or ``-`` (``/`` separates nesting)."""
     if not isinstance(name, str) or not _PHASE.match(name):
@@ -382,7 +390,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for key, value in document.items():
         if key not in fields:
-            raise ValidationError(f"{path.name}: {key}", value, "is not a tracker option")
+            raise ValidationError(f"{path.name}: {key}", value, "is not a tracker option" + closest(key, fields))
         if key in ("datacentres", "embodied") and isinstance(value, list):
             kind = Datacentre if key == "datacentres" else EmbodiedHardware
             try:

@@ -38,27 +38,40 @@ class CommandEnded(Exception):
     """Stands for the command's exit status in the report's ``error`` field."""
 
 
-def _status_line(tracker: Tracker, stop: threading.Event, stream: TextIO) -> None:
-    """Rewrite one line on the terminal every second: elapsed, power, energy, carbon so far."""
-    while not stop.wait(1.0):
+STATUS_EVERY_S = 30.0
+
+
+def _status_line(tracker: Tracker, stop: threading.Event, stream: TextIO, every_s: float) -> None:
+    """Every ``every_s``, one whole line of its own: elapsed, power, energy, carbon so far.
+
+    Never a line rewritten in place with a carriage return: the command's own output would run into it.
+    """
+    while not stop.wait(every_s):
         try:
             live = tracker.live()
+            line = (
+                f"[nn-tracker] {units.duration(tracker.elapsed_s())} · {units.power(live['power/total_w'])} · "
+                f"{units.energy(live['energy/total_kwh'])} · {units.carbon(live['carbon/total_g'])}\n"
+            )
+            stream.write(line)  # one write: a whole line
+            stream.flush()
         except Exception:  # noqa: BLE001 - the display must never hurt the run
             continue
-        stream.write(
-            f"\r[nn-tracker] {units.duration(tracker.elapsed_s())} · {units.power(live['power/total_w'])} · "
-            f"{units.energy(live['energy/total_kwh'])} · {units.carbon(live['carbon/total_g'])}   "
-        )
-        stream.flush()
-    stream.write("\n")
-    stream.flush()
 
 
-def run_command(command: Sequence[str], options: dict[str, Any], status_line: bool | None = None) -> int:
+def run_command(
+    command: Sequence[str],
+    options: dict[str, Any],
+    status_line: bool | None = None,
+    status_every_s: float | None = None,
+) -> int:
     """Run and track ``command``; return the exit status nn-tracker should end with.
 
+    A command that cannot be found exits 127 and one that cannot be run 126, as shells do,
+    with one line on stderr.
+
     Raises:
-        ValidationError: no command, a command that cannot be started, or bad options.
+        ValidationError: no command, or bad options.
     """
     options = {"attribution": "process", **options, "handle_sigterm": False}
     TrackerConfig(**options)  # every option is checked before the command starts
@@ -77,9 +90,13 @@ def run_command(command: Sequence[str], options: dict[str, Any], status_line: bo
         try:
             # the user's own command, without a shell; on Linux it dies with us
             started.append(subprocess.Popen(list(command), preexec_fn=_die_with_parent()))
+        except FileNotFoundError:
+            print(f"nn-tracker: {command[0]}: command not found", file=sys.stderr)
+            return 127
         except OSError as exc:
-            raise ValidationError("command", command[0], f"must be an executable program ({exc.strerror})") from None
-        code, tracker = _track(started[0], options, status_line)
+            print(f"nn-tracker: {command[0]}: cannot run it ({exc.strerror or exc})", file=sys.stderr)
+            return 126
+        code, tracker = _track(started[0], options, status_line, status_every_s or STATUS_EVERY_S)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -122,7 +139,9 @@ def _die_with_parent() -> Any:
     return in_child
 
 
-def _track(child: subprocess.Popen[bytes], options: dict[str, Any], status_line: bool | None) -> tuple[int, Tracker]:
+def _track(
+    child: subprocess.Popen[bytes], options: dict[str, Any], status_line: bool | None, status_every_s: float
+) -> tuple[int, Tracker]:
     """Track until the command ends; return its status and the (still running) tracker."""
     # The tracked tree is this process and its children: the command's CPU time stays counted after it
     # exits (it moves to our children's times when waited for); our own share is the sampler's, tiny.
@@ -131,7 +150,11 @@ def _track(child: subprocess.Popen[bytes], options: dict[str, Any], status_line:
         tracker.start()
         stop = threading.Event()
         show = sys.stderr.isatty() if status_line is None else status_line
-        display = threading.Thread(target=_status_line, args=(tracker, stop, sys.stderr), daemon=True) if show else None
+        display = (
+            threading.Thread(target=_status_line, args=(tracker, stop, sys.stderr, status_every_s), daemon=True)
+            if show
+            else None
+        )
         if display:
             display.start()
         code = child.wait()
@@ -145,6 +168,14 @@ def _track(child: subprocess.Popen[bytes], options: dict[str, Any], status_line:
     return code, tracker
 
 
+def _signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15; ``signal 40`` for a number without a name (real-time signals)."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def _finish(tracker: Tracker, code: int) -> int:
     """Write the report with the status the exit code means; return nn-tracker's own exit status."""
     if code == 0:
@@ -155,10 +186,17 @@ def _finish(tracker: Tracker, code: int) -> int:
     else:
         report = tracker.stop("failed", CommandEnded(f"exit status {code}"))
     data = report.to_dict()
-    where = f"; report: {report.paths[0]}" if report.paths else ""
+    if code == 0:
+        ended = "the command completed"
+    elif code < 0:
+        ended = f"the command was terminated by {_signal_name(-code)}"
+    else:
+        ended = f"the command failed (exit status {code})"
     print(
-        f"nn-tracker: {units.energy(data['energy']['it_kwh'])} (IT), "
-        f"{units.carbon(data['footprint']['total_carbon_g'])}{where}",
+        f"nn-tracker: {ended}; {units.energy(data['energy']['it_kwh'])} (IT), "
+        f"{units.carbon(data['footprint']['total_carbon_g'])}; report status {data['status']}",
         file=sys.stderr,
     )
+    for path in report.paths:
+        print(f"nn-tracker: wrote {path}", file=sys.stderr)
     return 128 - code if code < 0 else code

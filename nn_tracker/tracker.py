@@ -63,6 +63,13 @@ class Tracker:
         try:
             self.config = dataclasses.replace(config, **options) if config else TrackerConfig(**options)
         except TypeError as exc:
+            from nn_tracker.config import closest
+
+            known = {f.name for f in dataclasses.fields(TrackerConfig) if f.init}
+            unknown = sorted(set(options) - known)
+            if unknown:
+                rule = "is not a TrackerConfig field" + closest(unknown[0], known)
+                raise ValidationError(unknown[0], options[unknown[0]], rule) from None
             raise ValidationError("options", sorted(options), f"must be fields of TrackerConfig ({exc})") from None
         self._clock = clock or SystemClock()
         self._background = background

@@ -152,3 +152,134 @@ def test_sensors_lists_gpus_through_the_simulated_driver(fake_nvml_build, intel_
 def test_sensors_bad_tdp_is_one_line():
     result = run("sensors", "--cpu-tdp-w", "-5")
     assert result.returncode == 2 and result.stderr.strip() == "nn-tracker: error: cpu_tdp_w must be > 0, got -5.0"
+
+
+# ----- a CLI that behaves like a good Unix tool ---------------------------------------------------------------
+def nn_tracker_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "nn_tracker", *args], capture_output=True, text=True, **kwargs)
+
+
+def test_piping_into_head_prints_no_traceback():
+    result = subprocess.run(
+        f"{sys.executable} -m nn_tracker list locations | head -1", shell=True, capture_output=True, text=True
+    )
+    assert result.stdout.startswith("code\t") and result.stderr == ""
+
+
+def test_version():
+    from nn_tracker import __version__
+
+    result = nn_tracker_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"nn-tracker {__version__}"
+
+
+def test_run_of_a_missing_or_non_executable_command_exits_as_a_shell_does(tmp_path):
+    missing = nn_tracker_cli("run", "--output-dir", str(tmp_path), "--", "no-such-command-anywhere")
+    assert missing.returncode == 127 and missing.stderr.strip().splitlines() == [
+        "nn-tracker: no-such-command-anywhere: command not found"
+    ]
+    script = tmp_path / "not-executable.sh"
+    script.write_text("echo hi\n")
+    blocked = nn_tracker_cli("run", "--output-dir", str(tmp_path), "--", str(script))
+    assert blocked.returncode == 126 and len(blocked.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*.json"))  # nothing ran, nothing tracked
+
+
+def test_run_says_how_the_command_ended_and_every_file_it_wrote(tmp_path):
+    result = nn_tracker_cli(
+        "run",
+        "--output-dir",
+        str(tmp_path),
+        "--intensity",
+        "100",
+        "--format",
+        "html",
+        "--format",
+        "csv",
+        "--",
+        sys.executable,
+        "-c",
+        "import sys; sys.exit(4)",
+    )
+    assert result.returncode == 4
+    lines = result.stderr.strip().splitlines()
+    assert "the command failed (exit status 4)" in lines[0] and "report status failed" in lines[0]
+    written = sorted(line.removeprefix("nn-tracker: wrote ") for line in lines[1:])
+    assert written == sorted(str(p) for p in tmp_path.iterdir())  # json, html and the CSV
+    killed = nn_tracker_cli(
+        "run",
+        "--output-dir",
+        str(tmp_path / "k"),
+        "--intensity",
+        "100",
+        "--",
+        sys.executable,
+        "-c",
+        "import os, signal; os.kill(os.getpid(), signal.SIGTERM)",
+    )
+    assert killed.returncode == 128 + 15 and "the command was terminated by SIGTERM" in killed.stderr
+
+
+def test_the_status_line_never_runs_into_the_command_s_output_on_a_terminal(tmp_path):
+    import pty
+
+    script = "import time\nfor i in range(40):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.05)\n"
+    args = [
+        sys.executable,
+        "-m",
+        "nn_tracker",
+        "run",
+        "--status-every",
+        "0.3",
+        "--output-dir",
+        str(tmp_path),
+        "--intensity",
+        "100",
+        "--",
+        sys.executable,
+        "-c",
+        script,
+    ]
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, args)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    lines = [line for line in text.replace("\r\n", "\n").split("\n") if line]
+    status = [line for line in lines if line.startswith("[nn-tracker]")]
+    assert len(status) >= 3  # shown on a terminal, at the chosen pace
+    assert all(line.startswith(("tick ", "[nn-tracker] ", "nn-tracker: ")) for line in lines), lines
+    assert "\r" not in text.replace("\r\n", "\n")  # no line rewritten in place
+    assert [int(line.split()[1]) for line in lines if line.startswith("tick")] == list(range(40))
+
+
+def test_list_locations_shows_the_source_and_pue_columns():
+    result = nn_tracker_cli("list", "locations")
+    header, *rows = result.stdout.splitlines()
+    assert header.split("\t") == ["code", "kind", "intensity_g_per_kwh", "year", "pue", "name", "source"]
+    gcp = next(r.split("\t") for r in rows if r.startswith("gcp:europe-west1\t"))
+    assert gcp[4] == "1.09" and "Google" in gcp[6]
+
+
+def test_an_unknown_option_suggests_the_closest(tmp_path):
+    config = tmp_path / "nn-tracker.yml"
+    config.write_text("locaton: FR\n")
+    result = nn_tracker_cli("run", "--config", str(config), "--", "true")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip() == "nn-tracker: error: nn-tracker.yml: locaton is not a tracker option (did you "
+        "mean 'location'?), got 'FR'"
+    )
+    from nn_tracker import Tracker, ValidationError
+
+    with pytest.raises(ValidationError, match="locaton is not a TrackerConfig field \\(did you mean 'location'\\?\\)"):
+        Tracker(locaton="FR")

@@ -140,7 +140,7 @@ def mutate(seed, change):
         (lambda m: m["tree"]["children"]["child-1"].update(inputs="rows"), "inputs must be a list of mappings"),
         (
             lambda m: m["tree"]["children"]["child-1"]["inputs"][0].update({"pue/training": 0.5}),
-            "pue must be >= 1, got 0.5",
+            "tree.children.child-1: input 0 field 'pue/training' (NNET) must be >= 1, got 0.5",
         ),
         (lambda m: m.update(aggregation={"metrics": ["carbon"]}), "manifest.aggregation is not supported"),
         (
@@ -241,3 +241,18 @@ def test_export_runs_in_the_official_impact_framework(tmp_path):
     assert total_carbon(official) == pytest.approx(report["footprint"]["total_carbon_g"], rel=1e-12)
     # and the official output runs again in our runner (it adds 'execution', which we accept)
     assert total_carbon(run_manifest({k: v for k, v in official.items()})) == pytest.approx(total_carbon(official))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("pue/training", 0.9, "tree.children.child-1: input 0 field 'pue/training' (NNET) must be >= 1, got 0.9"),
+        ("energy-transport-factor/training", 1.5, "input 0 field 'energy-transport-factor/training' (NNEmb)"),
+        ("location-gpu-manufacturing/carbon-intensity", -1, "field 'location-gpu-manufacturing/carbon-intensity'"),
+    ],
+)
+def test_formula_errors_name_the_node_the_input_and_the_field(seed, field, value, message):
+    seed["tree"]["children"]["child-1"]["inputs"][0][field] = value
+    with pytest.raises(ValidationError) as info:
+        run_manifest(seed)
+    assert message in str(info.value)

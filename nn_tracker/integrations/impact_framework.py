@@ -55,6 +55,18 @@ def _number(node: _Node, index: int, row: Row, field: str) -> float:
     return value
 
 
+def _formula_error(
+    node: _Node, index: int, plugin: str, exc: ValidationError, names: dict[str, Any]
+) -> ValidationError:
+    """A footprint formula's error, named as the manifest names it: node, input and field."""
+    base, _, rest = exc.field.partition("[")
+    field = names.get(base)
+    if isinstance(field, list) and rest:
+        field = field[int(rest.rstrip("]"))]
+    where = f"input {index} field '{field}' ({plugin})" if isinstance(field, str) else f"input {index}: {exc.field}"
+    return node.error(where, exc.value, exc.rule)
+
+
 def _mapping(node: _Node, plugin: str, config: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     """The ``input-parameters`` mapping of an NN-CI plugin, with exactly the original's keys."""
     params = config.get("input-parameters")
@@ -93,14 +105,19 @@ def nnet(node: _Node, config: dict[str, Any], rows: list[Row]) -> list[Row]:
     result = []
     for i, row in enumerate(rows):
         n_acc, p_acc, n_srv, p_srv, hours, pue = (_number(node, i, row, params[k]) for k in NNET_KEYS)
-        value = footprint.training_energy_kwh(
-            accelerator_count=n_acc,
-            accelerator_power_w=p_acc,
-            server_count=n_srv,
-            server_power_w=p_srv,
-            hours=hours,
-            pue=pue,
-        )
+        try:
+            value = footprint.training_energy_kwh(
+                accelerator_count=n_acc,
+                accelerator_power_w=p_acc,
+                server_count=n_srv,
+                server_power_w=p_srv,
+                hours=hours,
+                pue=pue,
+            )
+        except ValidationError as exc:
+            names = ("accelerator_count", "accelerator_power_w", "server_count", "server_power_w", "hours", "pue")
+            fields = {n: params[k] for n, k in zip(names, NNET_KEYS, strict=True)}
+            raise _formula_error(node, i, "NNET", exc, fields) from None
         result.append({**row, out: value})
     return result
 
@@ -111,7 +128,12 @@ def nneq(node: _Node, config: dict[str, Any], rows: list[Row]) -> list[Row]:
     result = []
     for i, row in enumerate(rows):
         n_srv, p_srv, hours, pue = (_number(node, i, row, params[k]) for k in NNEQ_KEYS)
-        value = footprint.querying_energy_kwh(server_count=n_srv, server_power_w=p_srv, hours=hours, pue=pue)
+        try:
+            value = footprint.querying_energy_kwh(server_count=n_srv, server_power_w=p_srv, hours=hours, pue=pue)
+        except ValidationError as exc:
+            names = ("server_count", "server_power_w", "hours", "pue")
+            fields = {n: params[k] for n, k in zip(names, NNEQ_KEYS, strict=True)}
+            raise _formula_error(node, i, "NNEQ", exc, fields) from None
         result.append({**row, out: value})
     return result
 
@@ -121,13 +143,22 @@ def nnemb(node: _Node, config: dict[str, Any], rows: list[Row]) -> list[Row]:
     params, out = _mapping(node, "NNEmb", config, NNEMB_KEYS), _output(node, "NNEmb", config)
     counts, energies, intensities, taus = _lists(node, "NNEmb", params, NNEMB_KEYS)
     result = []
+    names = {
+        "count": counts,
+        "manufacturing_energy_kwh": energies,
+        "intensity_g_per_kwh": intensities,
+        "transport_factor": taus,
+    }
     for i, row in enumerate(rows):
-        value = footprint.embodied_carbon_g(
-            [_number(node, i, row, f) for f in counts],
-            [_number(node, i, row, f) for f in energies],
-            [_number(node, i, row, f) for f in intensities],
-            [_number(node, i, row, f) for f in taus],
-        )
+        try:
+            value = footprint.embodied_carbon_g(
+                [_number(node, i, row, f) for f in counts],
+                [_number(node, i, row, f) for f in energies],
+                [_number(node, i, row, f) for f in intensities],
+                [_number(node, i, row, f) for f in taus],
+            )
+        except ValidationError as exc:
+            raise _formula_error(node, i, "NNEmb", exc, names) from None
         result.append({**row, out: value})
     return result
 
@@ -137,12 +168,16 @@ def nnc(node: _Node, config: dict[str, Any], rows: list[Row]) -> list[Row]:
     params, out = _mapping(node, "NNC", config, NNC_KEYS), _output(node, "NNC", config)
     energies, intensities, taus = _lists(node, "NNC", params, NNC_KEYS)
     result = []
+    names = {"energy_kwh": energies, "intensity_g_per_kwh": intensities, "transport_factor": taus}
     for i, row in enumerate(rows):
-        value = footprint.operational_carbon_g(
-            [_number(node, i, row, f) for f in energies],
-            [_number(node, i, row, f) for f in intensities],
-            [_number(node, i, row, f) for f in taus],
-        )
+        try:
+            value = footprint.operational_carbon_g(
+                [_number(node, i, row, f) for f in energies],
+                [_number(node, i, row, f) for f in intensities],
+                [_number(node, i, row, f) for f in taus],
+            )
+        except ValidationError as exc:
+            raise _formula_error(node, i, "NNC", exc, names) from None
         result.append({**row, out: value})
     return result
 
