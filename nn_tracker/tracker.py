@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -326,15 +327,28 @@ class Tracker:
         """List another run in the report (e.g. an earlier stage of the same trainer), with its totals."""
         self._related_runs.append(dict(summary))
 
+    def live_report(self) -> dict[str, Any]:
+        """The report so far as a dict, without the timeline: cheap enough for every logging step or scrape.
+
+        With a background sampler nothing is read here: the figures are those of its last tick. After
+        :meth:`stop`, the final report.
+        """
+        with self._state_lock:
+            if self._report is not None:
+                return self._report.to_dict()
+            if self._sampler is None:
+                raise NNTrackerError("this Tracker was never started")
+            if self.running and not self._background:
+                self._sampler.tick()
+            return self._build("running", None, final=False, timeline=False).to_dict()
+
     def live(self) -> dict[str, float | None]:
         """Cheap running totals for loggers: energy per component and total (kWh), power (W), carbon (g).
 
         With a background sampler nothing is read here: the figures are those of its last tick
         (counters are read once a second), so a logging step never waits for a sensor.
         """
-        if self.running and not self._background:
-            self._sampler.tick()
-        report = self._build("running", None, final=False, timeline=False).to_dict()
+        report = self.live_report()
         by_component = report["energy"]["by_component_kwh"]
         with self._sampler.lock:
             power = sum(t.last_power_w or 0.0 for t in self._sampler.totals.values() if t.node is None)
@@ -543,8 +557,17 @@ class Tracker:
             os.kill(os.getpid(), signal.SIGTERM)  # the default handler is back: the process ends by SIGTERM
 
     def _at_exit(self) -> None:
+        """Stop a tracker still running when the interpreter exits.
+
+        When an uncaught exception ends the program (Python sets ``sys.last_value`` before the
+        exit handlers run), the report says so: ``failed``, or ``terminated`` for Ctrl-C.
+        """
         if self.running:
-            self.stop("completed")
+            uncaught = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+            if isinstance(uncaught, BaseException):
+                self.stop(status_for_exception(uncaught), uncaught)
+            else:
+                self.stop("completed")
 
 
 STATE_VERSION = 1

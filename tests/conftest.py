@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -180,3 +181,17 @@ def amd_tree(tmp_path) -> Path:
 
 def set_energy(zone: Path, energy_uj: int) -> None:
     (zone / "energy_uj").write_text(f"{energy_uj}\n")
+
+
+@pytest.fixture
+def fake_gpu_env(fake_nvml_build):
+    env = dict(
+        os.environ,
+        LD_LIBRARY_PATH=str(fake_nvml_build.parent),
+        FAKE_NVML_DEVICES="NVIDIA A100-SXM4-80GB|GPU-aaaa|300;NVIDIA A100-SXM4-80GB|GPU-bbbb|200",
+        FAKE_NVML_REALTIME="1",
+        PYTHONUNBUFFERED="1",
+    )
+    for name in ("CUDA_VISIBLE_DEVICES", "NN_TRACKER_NODE_ID"):
+        env.pop(name, None)
+    return env

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -124,20 +123,6 @@ def free_port() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return str(sock.getsockname()[1])
-
-
-@pytest.fixture
-def fake_gpu_env(fake_nvml_build):
-    env = dict(
-        os.environ,
-        LD_LIBRARY_PATH=str(fake_nvml_build.parent),
-        FAKE_NVML_DEVICES="NVIDIA A100-SXM4-80GB|GPU-aaaa|300;NVIDIA A100-SXM4-80GB|GPU-bbbb|200",
-        FAKE_NVML_REALTIME="1",
-        PYTHONUNBUFFERED="1",
-    )
-    for name in ("CUDA_VISIBLE_DEVICES", "NN_TRACKER_NODE_ID"):
-        env.pop(name, None)
-    return env
 
 
 def double_counting_problems(data: dict, gpu_watts: dict[str, float], nodes: int) -> list[str]:

@@ -76,3 +76,14 @@ def test_serving_example(tmp_path):
     data = json.loads(next(tmp_path.glob("serving-*.json")).read_text())
     assert list(data["units"]["query"]["by_phase"]) == ["querying"]
     assert data["footprint"]["querying_energy_kwh"] > 0 and data["footprint"]["training_energy_kwh"] == 0
+
+
+def test_transformers_example(tmp_path):
+    out = run_example("transformers_train.py", "--samples", "64", "--epochs", "1", "--output-dir", str(tmp_path))
+    assert "samples in training:" in out and "tokens in querying/predict:" in out
+    train, predict = sorted(
+        (json.loads(p.read_text()) for p in tmp_path.glob("transformers-demo-*.json")), key=lambda r: r["ended_at"]
+    )
+    assert train["phases"]["training"]["units"]["sample"] == 64
+    assert train["phases"]["training/validation"]["units"]["sample"] == 64  # one evaluation per epoch
+    assert predict["phases"]["querying/predict"]["units"]["sample"] == 128

@@ -30,3 +30,20 @@ def test_import_opens_no_data_file_device_or_socket():
 
 def test_the_probe_sees_a_file_read():
     assert "/proc/cpuinfo" in probe("open('/proc/cpuinfo').close()")
+
+
+FRAMEWORKS = ("torch", "transformers", "lightning", "pytorch_lightning", "prometheus_client", "accelerate")
+
+
+def test_import_loads_no_framework():
+    code = "import sys, nn_tracker, nn_tracker.cli, nn_tracker.serving; print(sorted(set(sys.modules) & set(%r)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code % (FRAMEWORKS,)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_framework_probe_sees_an_integration_import():
+    code = "import sys, nn_tracker.integrations.transformers; print('transformers' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "True"

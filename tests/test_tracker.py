@@ -269,7 +269,7 @@ def test_embodied_amortised_over_the_run(tmp_path):
         ({"embodied": (EmbodiedHardware("Tesla T4"),)}, "the catalogue has no figure for 'T4'"),
         ({"datacentres": (Datacentre(), Datacentre())}, "at most one entry without phases"),
         ({"datacentres": (Datacentre(),), "pue": 1.2}, "datacentres must be used alone"),
-        ({"colour": "red"}, "options must be fields of TrackerConfig"),
+        ({"colour": "red"}, "colour is not a TrackerConfig field, got 'red'"),
     ],
 )
 def test_bad_configuration_fails_at_construction(options, message):

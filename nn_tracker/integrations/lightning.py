@@ -12,12 +12,13 @@ installed (both at once too); importing ``nn_tracker`` imports neither.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from typing import Any
 
 from nn_tracker.config import TrackerConfig
 from nn_tracker.distributed import DistributedTracker
 from nn_tracker.errors import ValidationError
+from nn_tracker.integrations.batches import batch_size
+from nn_tracker.integrations.stages import stage_phases, stage_summary
 from nn_tracker.tracker import check_state, status_for_exception
 
 
@@ -34,45 +35,6 @@ def _callback_bases() -> tuple[type, ...]:
     if not bases:
         raise ImportError("NNTrackerCallback needs `lightning` or `pytorch_lightning`: pip install pytorch-lightning")
     return tuple(bases)
-
-
-BATCH_KEYS = ("input_ids", "attention_mask", "labels", "pixel_values", "input_values", "x")
-
-
-def batch_size(batch: Any) -> int:
-    """Samples in a batch: the first dimension of the batch's first tensor with one.
-
-    A tensor (or array) gives its first dimension; a mapping (``dict``, ``UserDict``, a Hugging Face
-    ``BatchEncoding``) its usual keys first (``input_ids``, ``attention_mask``, ``labels``...), then any
-    value; a tuple or list its first element with a batch dimension, else, if it holds plain values
-    (strings, numbers, 0-d tensors: one per sample), its length. 1 when nothing has a batch dimension.
-    """
-    size = _first_dimension(batch)
-    if size is not None:
-        return size
-    if isinstance(batch, (list, tuple)) and batch:
-        return len(batch)  # one plain value (a string, a number, a 0-d tensor) per sample
-    return 1
-
-
-def _first_dimension(batch: Any) -> int | None:
-    shape = getattr(batch, "shape", None)
-    if shape is not None:
-        return int(shape[0]) if len(shape) > 0 else None  # a 0-d tensor is one value, not a batch
-    if isinstance(batch, Mapping):
-        keys = [k for k in BATCH_KEYS if k in batch] + [k for k in batch if k not in BATCH_KEYS]
-        return next((size for k in keys if (size := _first_dimension(batch[k])) is not None), None)
-    if isinstance(batch, (list, tuple)):
-        return next((size for item in batch if (size := _first_dimension(item)) is not None), None)
-    return None
-
-
-_STAGE_PHASES = {
-    "fit": ("training",),
-    "validate": ("validation",),
-    "test": ("querying", "test"),
-    "predict": ("querying", "predict"),
-}
 
 
 class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
@@ -122,7 +84,7 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Start tracking the stage."""
         stage_name = str(getattr(stage, "value", stage))  # Lightning passes a TrainerFn (a str enum)
-        phases = _STAGE_PHASES.get(stage_name, (stage_name,))
+        phases = stage_phases(stage_name)
         # the moments before the stage's phase is entered belong to the stage, not to "training"
         options = {"default_phase": phases[0], **self._options}
         self._run = DistributedTracker(**options).start()
@@ -244,21 +206,6 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
             return
         check_state(state)
         self._carried = state  # added when the stage starts running (Lightning restores after setup)
-
-
-def stage_summary(stage: str, report: Any) -> dict[str, Any]:
-    """What a later stage's report says of an earlier one: its totals and where its report is."""
-    data = report.to_dict()
-    return {
-        "stage": stage,
-        "run_id": data["run_id"],
-        "status": data["status"],
-        "started_at": data.get("started_at"),
-        "duration_s": data["duration_s"],
-        "it_energy_kwh": (data.get("energy") or {}).get("it_kwh"),
-        "total_carbon_g": (data.get("footprint") or {}).get("total_carbon_g"),
-        "report": report.paths[0] if report.paths else None,
-    }
 
 
 __all__ = ["NNTrackerCallback", "batch_size", "stage_summary"]

@@ -1,0 +1,389 @@
+"""``NNTrackerCallback`` for Hugging Face ``transformers``: energy and carbon of ``Trainer`` runs.
+
+The same behaviour as the Lightning callback, over the ``Trainer``'s events: ``train`` is the
+``training`` phase with its evaluations nested as ``training/validation``; a ``trainer.evaluate()``
+of its own is ``validation``; ``trainer.predict()`` is ``querying/predict``. One report per
+``train``/``evaluate``/``predict`` call. Samples, batches and tokens are counted from the batches the
+model receives (``input_ids``/``attention_mask``), through a forward pre-hook on the model, because
+``Trainer`` callbacks never see the batches. Importing ``nn_tracker`` imports neither ``transformers``
+nor ``torch``; importing this module imports ``transformers``.
+
+How it finds its way without events the ``Trainer`` does not have:
+
+- Evaluation inside training begins when the ``Trainer`` decides to evaluate (``control.should_evaluate``
+  at the end of a step or epoch, or ``eval_on_start``) and ends with ``on_evaluate``; a forward pass in
+  ``eval`` mode during training is counted as validation too (an evaluation started by another
+  callback), a forward pass in ``train`` mode ends it.
+- A ``trainer.evaluate()`` or ``trainer.predict()`` outside training has no begin event: its stage
+  starts at its first batch, recognised by the ``Trainer``'s ``evaluate``/``predict`` being on the call
+  stack (the model used on its own, outside the ``Trainer``, is never tracked), and ends with
+  ``on_evaluate``/``on_predict``.
+- Metrics go through ``trainer.log`` (so every ``report_to`` backend receives them); the callback
+  finds its ``Trainer`` on the call stack when the ``Trainer`` is created.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import weakref
+from pathlib import Path
+from typing import Any
+
+from transformers import Trainer, TrainerCallback
+
+from nn_tracker.config import TrackerConfig
+from nn_tracker.distributed import DistributedTracker
+from nn_tracker.errors import ValidationError
+from nn_tracker.integrations.batches import batch_size, batch_tokens
+from nn_tracker.integrations.stages import stage_phases, stage_summary
+from nn_tracker.tracker import check_state, status_for_exception
+
+try:  # transformers >= 4.41: callback state saved in the checkpoint's trainer_state.json
+    from transformers.trainer_callback import ExportableState
+except ImportError:  # pragma: no cover - older transformers: no resume of the totals
+    ExportableState = object  # type: ignore[assignment,misc]
+
+log = logging.getLogger("nn_tracker")
+
+
+class _ForwardHook:
+    """The forward pre-hook on the model: hands each batch to its callback; never raises.
+
+    Holds its callback weakly, and a copy (``copy.deepcopy(model)``, ``torch.save(model)``) is a hook
+    that does nothing, so the tracked model stays copyable and picklable.
+    """
+
+    def __init__(self, callback: NNTrackerCallback | None = None) -> None:
+        self._callback = weakref.ref(callback) if callback is not None else None
+
+    @property
+    def callback(self) -> NNTrackerCallback | None:
+        return self._callback() if self._callback else None
+
+    def __call__(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        callback = self.callback
+        if callback is None:
+            return
+        try:
+            callback._before_forward(module, args, kwargs)
+        except Exception:  # counting must never break training
+            log.debug("nn_tracker: could not count a batch", exc_info=True)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_ForwardHook, ())
+
+
+_HOOKS: weakref.WeakKeyDictionary[Any, tuple[_ForwardHook, Any]] = weakref.WeakKeyDictionary()  # model: its hook
+
+
+class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
+    """Track a ``transformers.Trainer``'s energy and carbon; one report per ``train``/``evaluate``/``predict``.
+
+    ``Trainer(..., callbacks=[NNTrackerCallback(location="FR")])``. Each report covers its own stage;
+    its ``related_runs`` list this callback's earlier stages. In distributed runs (``torchrun``,
+    ``accelerate launch``) every process tracks what it alone measures and global rank 0 writes one
+    merged report (see :class:`~nn_tracker.distributed.DistributedTracker`). A training resumed with
+    ``trainer.train(resume_from_checkpoint=...)`` continues the checkpoint's totals, which travel in
+    the checkpoint's ``trainer_state.json``.
+
+    Args:
+        log_metrics: Log ``energy/*``, ``power/total_w`` and ``carbon/*`` through ``trainer.log``
+            whenever the ``Trainer`` logs (``logging_steps``) and at the end of each stage.
+        **tracker_options: Fields of :class:`~nn_tracker.config.TrackerConfig` (``location``, ``pue``...).
+
+    Raises:
+        ValidationError: a bad argument, reported at construction.
+    """
+
+    def __init__(self, log_metrics: bool = True, **tracker_options: Any) -> None:
+        if not isinstance(log_metrics, bool):
+            raise ValidationError("log_metrics", log_metrics, "must be true or false")
+        try:
+            TrackerConfig(**tracker_options)
+        except TypeError as exc:
+            raise ValidationError(
+                "tracker_options", sorted(tracker_options), f"must be TrackerConfig fields ({exc})"
+            ) from None
+        self.log_metrics = log_metrics
+        self._options = tracker_options
+        self._run: DistributedTracker | None = None
+        self._stage = ""
+        self._phases: list[Any] = []
+        self._validation_phase: Any = None
+        self._pending_tokens: Any = 0  # tokens counted since the last flush (maybe a tensor on the accelerator)
+        self._checkpoint_totals: dict[str, Any] | None = None  # merged at the last collective point
+        self._trainer: Any = None  # weakref.ref to the Trainer, found on the call stack
+        self.reports: list[Any] = []
+        self.stages: list[dict[str, Any]] = []
+
+    @property
+    def tracker(self) -> Any:
+        """The tracker of the current stage (``None`` between stages)."""
+        return self._run.tracker if self._run else None
+
+    @property
+    def trainer(self) -> Any:
+        """The ``Trainer`` this callback belongs to (``None`` until found)."""
+        return self._trainer() if self._trainer else None
+
+    # ----- finding the trainer and the batches --------------------------------------------------------
+    def on_init_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        """Find the ``Trainer`` and hook the model (to count batches and see evaluations begin)."""
+        self._attach(model)
+
+    def _attach(self, model: Any) -> None:
+        if self.trainer is None:
+            trainer = _calling_trainer()
+            self._trainer = weakref.ref(trainer) if trainer is not None else None
+        if model is None or not hasattr(model, "register_forward_pre_hook"):
+            return
+        current = _HOOKS.get(model)
+        if current is not None and current[0].callback is self:
+            return
+        if current is not None:  # a callback restored from a checkpoint replaces this one: one hook per model
+            current[1].remove()
+        hook = _ForwardHook(self)
+        _HOOKS[model] = (hook, model.register_forward_pre_hook(hook, with_kwargs=True))
+
+    def _before_forward(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Before every forward pass of the model: follow its mode, count the batch."""
+        if self._run is not None and self._stage == "train":
+            if module.training:
+                self._leave_validation()
+            elif self._validation_phase is None:
+                if self.trainer is None or "train" in _calls_of(self.trainer):
+                    self._enter_validation()  # an evaluation started by another callback
+                else:  # the training raised earlier and this is an evaluate() or predict() of its own
+                    self._finish(RuntimeError("the train stage ended without on_train_end (the Trainer raised)"))
+        if self._run is None:
+            if module.training:
+                return
+            stage = self._inference_stage()
+            if stage is None:
+                return  # the model used on its own, outside the Trainer: not ours to track
+            self._begin(stage)
+        self._count(kwargs if kwargs else (args[0] if len(args) == 1 else args))
+
+    def _inference_stage(self) -> str | None:
+        """``evaluate`` or ``predict`` when the Trainer's method of that name is running, else ``None``."""
+        calls = _calls_of(self.trainer)
+        return calls[0] if calls and calls[0] in ("evaluate", "predict") else None
+
+    def _count(self, batch: Any) -> None:
+        tracker = self._run.tracker
+        tracker.add_units(batch_size(batch), kind="sample")
+        tracker.add_units(1, kind="batch")
+        tokens = batch_tokens(batch)
+        if tokens is not None:
+            self._pending_tokens = self._pending_tokens + tokens  # not read back: no wait for the GPU
+
+    def _flush_tokens(self) -> None:
+        """Count the pending tokens in the current phase (one read from the accelerator)."""
+        pending, self._pending_tokens = self._pending_tokens, 0
+        if self._run is None:
+            return
+        count = int(pending.item()) if hasattr(pending, "item") else int(pending)
+        if count:
+            self._run.tracker.add_units(count, kind="token")
+
+    # ----- stages --------------------------------------------------------------------------------------
+    def _begin(self, stage: str) -> None:
+        """Start tracking a stage (collective in distributed runs: every process reaches it)."""
+        if self._run is not None:  # the previous stage never got its end event: the Trainer raised
+            self._finish(RuntimeError(f"the {self._stage} stage ended without its end event"))
+        phases = stage_phases(stage)
+        options = {"default_phase": phases[0], **self._options}
+        self._run = DistributedTracker(**options).start()
+        self._stage = stage
+        for earlier in self.stages:
+            self._run.tracker.add_related_run(earlier)
+        for name in phases:
+            phase = self._run.tracker.phase(name)
+            phase.__enter__()
+            self._phases.append(phase)
+
+    def _finish(self, exception: BaseException | None = None) -> None:
+        if self._run is None:
+            return
+        try:
+            self._flush_tokens()
+            self._leave_validation()
+            while self._phases:
+                self._phases.pop().__exit__(None, None, None)
+        except Exception:  # the report is written whatever happened here
+            log.debug("nn_tracker: could not close the phases", exc_info=True)
+        run, self._run = self._run, None
+        try:
+            report = run.stop(status_for_exception(exception), exception, close=False)
+            if exception is None:
+                self._log(run)  # the final figures, after the last reading of every sensor
+        finally:
+            run.close()
+        self.reports.append(report)
+        self.stages.append(stage_summary(self._stage, report))
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        """Start the ``train`` stage, continuing a resumed checkpoint's totals."""
+        self._attach(model)
+        self._begin("train")
+        carried = _saved_totals(state, type(self).__name__) if state.global_step > 0 else None
+        if carried is not None and self._run.is_writer:
+            try:
+                check_state(carried)
+                self._run.tracker.carry_over(carried)
+            except ValidationError as exc:  # a damaged trainer_state.json must not stop the training
+                self._run.tracker.add_note(f"The checkpoint's nn_tracker totals were not used: {exc}.")
+        if args.eval_on_start:
+            self._enter_validation()
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Stop tracking and write the ``train`` report (global rank 0)."""
+        if self._stage == "train":
+            self._finish()
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Training goes on: any evaluation is over."""
+        self._leave_validation()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Log when the Trainer logs; enter validation when it is about to evaluate."""
+        self._before_log_save_evaluate(control)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """As at the end of a step: the Trainer may log, evaluate and save now."""
+        self._before_log_save_evaluate(control)
+
+    def _before_log_save_evaluate(self, control: Any) -> None:
+        if self._run is None or self._stage != "train":
+            return
+        if control.should_log:
+            self._log(self._run)  # collective: every process decides to log at the same step
+        if control.should_save:
+            self._remember_totals()
+        if control.should_evaluate:
+            self._enter_validation()
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """An evaluation ended: back to training, or the end of an ``evaluate`` stage.
+
+        With several evaluation datasets the ``Trainer`` evaluates each on its own (``on_evaluate``
+        comes once per dataset): each is a stage of its own, with its own report.
+        """
+        if self._stage == "train":
+            self._leave_validation()
+            self._remember_totals()  # a checkpoint may follow (save_strategy="best" decides only now)
+        elif self._stage == "evaluate":
+            self._finish()
+
+    def on_predict(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
+        """A ``predict`` stage ended."""
+        if self._stage == "predict":
+            self._finish()
+
+    # ----- validation inside training ------------------------------------------------------------------
+    def _enter_validation(self) -> None:
+        if self._run is not None and self._validation_phase is None and self._stage == "train":
+            self._flush_tokens()
+            self._validation_phase = self._run.tracker.phase("validation")
+            self._validation_phase.__enter__()
+
+    def _leave_validation(self) -> None:
+        if self._validation_phase is not None:
+            self._flush_tokens()
+            phase, self._validation_phase = self._validation_phase, None
+            phase.__exit__(None, None, None)
+
+    # ----- logging -------------------------------------------------------------------------------------
+    def _log(self, run: DistributedTracker) -> None:
+        """Send the running totals, summed over processes, through ``trainer.log`` (collective)."""
+        if not self.log_metrics:
+            return
+        self._flush_tokens()
+        metrics = run.sum_over_processes(run.tracker.live())
+        metrics = {k: v for k, v in metrics.items() if v is not None}  # not measured anywhere: not logged
+        trainer = self.trainer
+        if trainer is not None and metrics:
+            trainer.log(metrics)
+
+    # ----- checkpoints ---------------------------------------------------------------------------------
+    def _remember_totals(self) -> None:
+        """Merge the totals of every process now, for the checkpoint that may follow (collective)."""
+        if self._run is not None:
+            self._flush_tokens()
+            self._checkpoint_totals = _public(self._run.merged_state())
+
+    def state(self) -> dict[str, Any]:
+        """What the ``Trainer`` saves in a checkpoint's ``trainer_state.json``: options and totals so far.
+
+        Called on the saving process only, so nothing collective happens here: in a distributed run
+        the totals are those merged just before (when the ``Trainer`` decided to save or evaluate).
+        """
+        totals = self._checkpoint_totals
+        if self._run is not None and self._run.world_size == 1:
+            self._flush_tokens()
+            totals = _public(self._run.merged_state())
+        return {"args": _json_options(self.log_metrics, self._options), "attributes": {"_saved_totals": totals}}
+
+
+def _public(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A state fit for a checkpoint that gets published: no node identity or host name."""
+    if state is None:
+        return None
+    return {**{k: v for k, v in state.items() if k != "host"}, "node": "checkpoint"}
+
+
+def _saved_totals(state: Any, name: str) -> dict[str, Any] | None:
+    """The totals a resumed checkpoint's ``trainer_state.json`` carries for this callback, if any."""
+    saved = (getattr(state, "stateful_callbacks", None) or {}).get(name)
+    if isinstance(saved, list):
+        saved = saved[0] if saved else None
+    if not isinstance(saved, dict):
+        return None
+    return (saved.get("attributes") or {}).get("_saved_totals")
+
+
+def _json_options(log_metrics: bool, options: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments that survive ``trainer_state.json`` (the Trainer may rebuild the callback)."""
+    kept: dict[str, Any] = {"log_metrics": log_metrics}
+    for key, value in options.items():
+        value = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            continue  # e.g. objects of the catalogue: not rebuilt, the defaults apply
+        kept[key] = value
+    return kept
+
+
+_TRAINER_METHODS = ("evaluate", "predict", "train", "__init__")
+
+
+def _calling_trainer() -> Any:
+    """The ``Trainer`` whose method is on the call stack (the one creating or running this callback)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name in _TRAINER_METHODS:
+            candidate = frame.f_locals.get("self")
+            if isinstance(candidate, Trainer):
+                return candidate
+        frame = frame.f_back
+    return None
+
+
+def _calls_of(trainer: Any) -> list[str]:
+    """The names of ``trainer``'s ``evaluate``/``predict``/``train`` calls on the stack, innermost first."""
+    if trainer is None:
+        return []
+    calls = []
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_code.co_name
+        if name in ("evaluate", "predict", "train") and frame.f_locals.get("self") is trainer:
+            calls.append(name)
+        frame = frame.f_back
+    return calls
+
+
+__all__ = ["NNTrackerCallback"]
