@@ -5,6 +5,9 @@ one hour) appends one line to ``<project>-<run id>.periods.jsonl`` with that
 period's energy, carbon and per-query figures, and rewrites the cumulative JSON
 report. Memory does not grow with uptime: totals are running sums, the timeline is
 bounded, and periods go to disk, not to memory.
+
+Optionally (``prometheus_registry=`` or ``prometheus_port=``, needs ``prometheus_client``) its
+figures are Prometheus metrics, see :mod:`nn_tracker.integrations.prometheus`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from nn_tracker import validation as check
+from nn_tracker.config import check_phase_name
+from nn_tracker.errors import ValidationError
 from nn_tracker.report.files import append_whole
 from nn_tracker.report.model import Report
 from nn_tracker.tracker import Tracker, status_for_exception
@@ -29,14 +34,33 @@ class ServingTracker:
     Args:
         period_s: Seconds per period (default 3600).
         unit: The functional unit counted by :meth:`count` (default ``query``).
+        prometheus_registry: Register Prometheus metrics into this ``prometheus_client`` registry
+            (``prometheus_client.REGISTRY`` is the default one) while the tracker runs.
+        prometheus_port: Serve the metrics on ``http://ADDR:PORT/metrics`` while the tracker runs
+            (0: any free port, see :attr:`prometheus_address`). Nothing listens unless given.
+        prometheus_addr: The address the endpoint listens on (all interfaces by default, as
+            ``prometheus_client`` does, so that a Prometheus on another host can scrape it).
         **options: Fields of :class:`~nn_tracker.config.TrackerConfig`; ``default_phase`` is ``querying``.
+
+    Raises:
+        ValidationError: a bad argument, or Prometheus options without ``prometheus_client``.
     """
 
-    def __init__(self, period_s: float = 3600.0, unit: str = "query", **options: Any) -> None:
+    def __init__(
+        self,
+        period_s: float = 3600.0,
+        unit: str = "query",
+        prometheus_registry: Any = None,
+        prometheus_port: int | None = None,
+        prometheus_addr: str = "0.0.0.0",
+        **options: Any,
+    ) -> None:
         self.period_s = check.positive("period_s", period_s)
+        check_phase_name(unit, "unit")
         self.unit = unit
         options.setdefault("default_phase", "querying")
         self.tracker = Tracker(**options)
+        self._prometheus = _prometheus_export(self, prometheus_registry, prometheus_port, prometheus_addr)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._period_lock = threading.Lock()
@@ -49,9 +73,36 @@ class ServingTracker:
         """Where the period records are appended."""
         return self.tracker.report_path.with_suffix(".periods.jsonl")
 
+    @property
+    def prometheus_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the Prometheus endpoint while it listens, else ``None``."""
+        return self._prometheus.address if self._prometheus is not None else None
+
     def start(self) -> ServingTracker:
-        """Start tracking and the period timer."""
-        self.tracker.start()
+        """Start tracking, the period timer and the Prometheus export (if asked).
+
+        Raises:
+            ValidationError: the Prometheus port cannot be listened on, or the registry already has
+                nn_tracker's metrics (from another tracker still running).
+        """
+        if self._prometheus is not None:
+            try:
+                self._prometheus.open()
+            except OSError as exc:
+                raise ValidationError(
+                    "prometheus_port", self._prometheus.port, f"must be free to listen on ({exc.strerror or exc})"
+                ) from None
+            except ValueError:  # prometheus_client: "Duplicated timeseries in CollectorRegistry: {...}"
+                raise ValidationError(
+                    "prometheus_registry",
+                    type(self._prometheus.registry).__name__,
+                    "must not hold nn_tracker's metrics already (another ServingTracker still uses it)",
+                ) from None
+        try:
+            self.tracker.start()
+        except BaseException:
+            self._close_prometheus()
+            raise
         self._last = self._totals()
         self._period_started_s = self.tracker.elapsed_s()
         if self.tracker.background:
@@ -116,9 +167,19 @@ class ServingTracker:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
-        if self.tracker.running and self.tracker.elapsed_s() > self._period_started_s:
-            self.close_period()
-        return self.tracker.stop(status, error)
+        try:
+            if self.tracker.running and self.tracker.elapsed_s() > self._period_started_s:
+                self.close_period()
+            return self.tracker.stop(status, error)
+        finally:
+            self._close_prometheus()
+
+    def _close_prometheus(self) -> None:
+        if self._prometheus is not None:
+            try:
+                self._prometheus.close()
+            except Exception:  # stopping the endpoint must never hurt the service
+                log.exception("nn_tracker: closing the Prometheus endpoint failed")
 
     def __enter__(self) -> ServingTracker:
         return self.start()
@@ -131,3 +192,24 @@ class ServingTracker:
             self.stop(status_for_exception(exc), exc)
         except Exception:  # the served code's exception wins: ours is only logged
             log.exception("nn_tracker: stopping failed; the served code's exception is raised unchanged")
+
+
+def _prometheus_export(serving: ServingTracker, registry: Any, port: Any, addr: Any) -> Any:
+    """The Prometheus export asked for (checked now, opened at start), or ``None``."""
+    if registry is None and port is None:
+        return None
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
+        raise ValidationError("prometheus_port", port, "must be an integer from 0 to 65535")
+    if not isinstance(addr, str) or not addr:
+        raise ValidationError("prometheus_addr", addr, "must be a host name or IP address")
+    if registry is not None and not callable(getattr(registry, "register", None)):
+        raise ValidationError("prometheus_registry", type(registry).__name__, "must be a prometheus_client registry")
+    try:
+        from nn_tracker.integrations.prometheus import PrometheusExport
+    except ImportError:
+        raise ValidationError(
+            "prometheus_port" if port is not None else "prometheus_registry",
+            port if port is not None else type(registry).__name__,
+            "needs prometheus_client (pip install 'nn-tracker[prometheus]')",
+        ) from None
+    return PrometheusExport(serving, registry, port, addr)

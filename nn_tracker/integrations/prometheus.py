@@ -1,0 +1,195 @@
+"""Prometheus metrics of a :class:`~nn_tracker.serving.ServingTracker` (needs ``prometheus_client``).
+
+A custom collector: every scrape reads the tracker's running totals (its sampler's last
+readings; no sensor is read during a scrape), so nothing is updated on the request path.
+Names and units follow the Prometheus conventions: base units in the name, ``_total`` on
+counters (energy in joules, carbon in grams of CO2e, power in watts).
+
+| metric | type | labels |
+| --- | --- | --- |
+| ``nn_tracker_run_info`` | info | ``run_id``, ``project``, ``unit`` |
+| ``nn_tracker_it_energy_joules_total`` | counter | |
+| ``nn_tracker_facility_energy_joules_total`` | counter | |
+| ``nn_tracker_device_energy_joules_total`` | counter | ``device``, ``component``, ``method`` |
+| ``nn_tracker_power_watts`` | gauge | |
+| ``nn_tracker_device_power_watts`` | gauge | ``device``, ``component``, ``method`` |
+| ``nn_tracker_operational_carbon_grams_total`` | counter | |
+| ``nn_tracker_embodied_carbon_grams_total`` | counter | |
+| ``nn_tracker_carbon_grams_total`` | counter | |
+| ``nn_tracker_device_carbon_grams_total`` | counter | ``device``, ``component``, ``method`` |
+| ``nn_tracker_units_total`` | counter | ``unit`` |
+| ``nn_tracker_facility_energy_joules_per_unit`` | gauge | ``unit`` |
+| ``nn_tracker_carbon_grams_per_unit`` | gauge | ``unit`` |
+
+A figure nobody measured is left out, never exported as 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+
+log = logging.getLogger("nn_tracker")
+
+J_PER_KWH = 3.6e6
+DEVICE_LABELS = ("device", "component", "method")
+
+
+class ServingCollector:
+    """Exposes a serving tracker's figures at each scrape.
+
+    Args:
+        serving: The :class:`~nn_tracker.serving.ServingTracker`.
+    """
+
+    def __init__(self, serving: Any) -> None:
+        self._serving = serving
+
+    def describe(self) -> Iterator[Metric]:
+        """The metric families (without samples), so a registry can refuse duplicates up front."""
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        """The current figures; nothing before the tracker starts, the final figures after it stops."""
+        tracker = self._serving.tracker
+        try:
+            report = tracker.live_report()
+        except Exception:  # not started yet, or a broken sensor: a scrape must never raise into the server
+            log.debug("nn_tracker: no figures for this scrape", exc_info=True)
+            return
+        yield from self._families(report, tracker.units().get(self._serving.unit, 0.0))
+
+    def _families(self, report: dict[str, Any] | None = None, units: float = 0.0) -> Iterator[Metric]:
+        families = {
+            "info": InfoMetricFamily(
+                "nn_tracker_run", "The tracked service run.", labels=("run_id", "project", "unit")
+            ),
+            "it": CounterMetricFamily("nn_tracker_it_energy_joules", "IT energy of every measured device."),
+            "facility": CounterMetricFamily(
+                "nn_tracker_facility_energy_joules", "IT energy x PUE: what the facility drew."
+            ),
+            "device_energy": CounterMetricFamily(
+                "nn_tracker_device_energy_joules", "IT energy of one device.", labels=DEVICE_LABELS
+            ),
+            "power": GaugeMetricFamily("nn_tracker_power_watts", "Power of every measured device at its last reading."),
+            "device_power": GaugeMetricFamily(
+                "nn_tracker_device_power_watts", "Power of one device at its last reading.", labels=DEVICE_LABELS
+            ),
+            "operational": CounterMetricFamily(
+                "nn_tracker_operational_carbon_grams", "Operational carbon (facility energy x grid intensity), gCO2e."
+            ),
+            "embodied": CounterMetricFamily(
+                "nn_tracker_embodied_carbon_grams", "Embodied carbon amortised over the run so far, gCO2e."
+            ),
+            "total": CounterMetricFamily("nn_tracker_carbon_grams", "Operational + amortised embodied carbon, gCO2e."),
+            "device_carbon": CounterMetricFamily(
+                "nn_tracker_device_carbon_grams",
+                "Operational carbon of one device: the run's, shared by the devices' IT energy, gCO2e.",
+                labels=DEVICE_LABELS,
+            ),
+            "served": CounterMetricFamily("nn_tracker_units", "Functional units served (count()).", labels=("unit",)),
+            "energy_per_unit": GaugeMetricFamily(
+                "nn_tracker_facility_energy_joules_per_unit",
+                "Facility energy per unit since the start.",
+                labels=("unit",),
+            ),
+            "carbon_per_unit": GaugeMetricFamily(
+                "nn_tracker_carbon_grams_per_unit", "Total carbon per unit since the start, gCO2e.", labels=("unit",)
+            ),
+        }
+        if report is not None:
+            self._fill(report, units, families)
+        yield from families.values()
+
+    def _fill(self, report: dict[str, Any], units: float, families: dict[str, Metric]) -> None:
+        unit = self._serving.unit
+        footprint, energy = report["footprint"], report["energy"]
+        families["info"].add_metric([report["run_id"], report["project_name"], unit], {})
+        it_kwh = energy["it_kwh"]
+        facility_kwh = footprint["training_energy_kwh"] + footprint["querying_energy_kwh"]
+        families["it"].add_metric([], it_kwh * J_PER_KWH)
+        families["facility"].add_metric([], facility_kwh * J_PER_KWH)
+        operational_g = footprint["operational_carbon_g"]
+        families["operational"].add_metric([], operational_g)
+        if footprint["embodied_carbon_amortised_g"] is not None:
+            families["embodied"].add_metric([], footprint["embodied_carbon_amortised_g"])
+        families["total"].add_metric([], footprint["total_carbon_g"])
+        power_w = None
+        for device in report["devices"]:
+            if device["energy_kwh"] is None:
+                continue  # not measured: left out, not 0
+            labels = [device["device_id"], device["component"], device["method"]]
+            families["device_energy"].add_metric(labels, device["energy_kwh"] * J_PER_KWH)
+            if it_kwh > 0:
+                families["device_carbon"].add_metric(labels, operational_g * device["energy_kwh"] / it_kwh)
+            if device.get("last_power_w") is not None:
+                families["device_power"].add_metric(labels, device["last_power_w"])
+                power_w = (power_w or 0.0) + device["last_power_w"]
+        if power_w is not None:
+            families["power"].add_metric([], power_w)
+        families["served"].add_metric([unit], units)
+        if units > 0:
+            families["energy_per_unit"].add_metric([unit], facility_kwh * J_PER_KWH / units)
+            families["carbon_per_unit"].add_metric([unit], footprint["total_carbon_g"] / units)
+
+
+class PrometheusExport:
+    """The collector in a registry and, if asked, an HTTP endpoint: opened at start, closed at stop.
+
+    Args:
+        serving: The serving tracker.
+        registry: The application's registry to register into (``prometheus_client.REGISTRY`` for the
+            default one); ``None`` for none.
+        port: Serve ``/metrics`` on this port (0: any free port); ``None`` for no endpoint.
+        addr: The address to listen on.
+    """
+
+    def __init__(self, serving: Any, registry: Any, port: int | None, addr: str) -> None:
+        self.collector = ServingCollector(serving)
+        self.registry, self.port, self.addr = registry, port, addr
+        self._registry = registry
+        self._server: Any = None
+        self._own_registry: CollectorRegistry | None = None
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the endpoint while it listens."""
+        return self._server.server_address[:2] if self._server is not None else None
+
+    def open(self) -> None:
+        """Register the collector and start listening.
+
+        Raises:
+            ValueError: the registry already has these metrics (another tracker registered them).
+            OSError: the port cannot be listened on.
+        """
+        if self._registry is not None:
+            self._registry.register(self.collector)
+        if self.port is None:
+            return
+        served = self._registry
+        if served is None:
+            served = self._own_registry = CollectorRegistry()
+            served.register(self.collector)
+        try:
+            self._server, _thread = start_http_server(self.port, addr=self.addr, registry=served)
+        except OSError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop listening and unregister (a later tracker may register the same names); idempotent."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        for registry in (self._registry, self._own_registry):
+            if registry is not None:
+                with contextlib.suppress(KeyError):  # never registered: open() failed before
+                    registry.unregister(self.collector)
+        self._registry = self._own_registry = None
