@@ -94,6 +94,20 @@ def _add_report(commands: Any) -> None:
     parser.set_defaults(handler=_run_report)
 
 
+def _add_compare(commands: Any) -> None:
+    parser = commands.add_parser(
+        "compare",
+        help="compare saved runs side by side",
+        description="Compare saved JSON reports: energy (IT, facility), carbon (operational, embodied, total), "
+        "per-unit figures per phase, duration, hardware, location and how each device was measured, with the "
+        "change from the first run. Reports of older schemas are upgraded first.",
+    )
+    parser.add_argument("reports", nargs="+", metavar="RUN.json", help="two or more reports; the first is the baseline")
+    parser.add_argument("--format", choices=("table", "md", "html", "json"), default="table")
+    parser.add_argument("-o", "--output", metavar="PATH", help="write here (atomically) instead of printing")
+    parser.set_defaults(handler=_run_compare)
+
+
 def _add_run(commands: Any) -> None:
     parser = commands.add_parser(
         "run",
@@ -178,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_list(commands)
     _add_sensors(commands)
     _add_report(commands)
+    _add_compare(commands)
     _add_run(commands)
     _add_schedule(commands)
     _add_if_run(commands)
@@ -337,6 +352,29 @@ def _run_report(args: argparse.Namespace) -> int:
         return 0
     try:
         path = writers.write(data, args.format, output)
+    except OSError as exc:
+        print(f"nn-tracker: error: output {args.output!r} cannot be written ({exc.strerror or exc})", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {path}")
+    return 0
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from nn_tracker import inputs
+    from nn_tracker.errors import ValidationError
+    from nn_tracker.report import compare
+    from nn_tracker.report.files import write_atomic
+    from nn_tracker.report.schema import load_report
+
+    output = None if args.output is None else inputs.output_path(args.output, "-o")
+    if len(args.reports) < 2:  # before reading anything
+        raise ValidationError("reports", len(args.reports), "must be at least 2 files to compare")
+    text = compare.render([(path, load_report(path)) for path in args.reports], args.format)
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        path = write_atomic(output, text)
     except OSError as exc:
         print(f"nn-tracker: error: output {args.output!r} cannot be written ({exc.strerror or exc})", file=sys.stderr)
         return EXIT_USAGE

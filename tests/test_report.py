@@ -423,13 +423,13 @@ window.addEventListener("load", () => {
 """
 
 
-def test_html_has_no_text_outside_its_box_in_headless_chromium(report_data, tmp_path):
-    """Element boxes checked in a real browser: no label outside the plot, no overflowing or broken value."""
+def layout_problems(page_text: str, tmp_path: Path) -> list[str]:
+    """What a real browser finds wrong with a page's layout (see OVERFLOW_CHECK); skips without chromium."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it): apt-get install chromium")
-    page = tmp_path / "report.html"
-    page.write_text(html.render(report_data).replace("</body>", OVERFLOW_CHECK + "</body>"))  # the test's own script
+    page = tmp_path / "page.html"
+    page.write_text(page_text.replace("</body>", OVERFLOW_CHECK + "</body>"))  # the test's own script
     result = subprocess.run(
         [
             browser,
@@ -453,5 +453,11 @@ def test_html_has_no_text_outside_its_box_in_headless_chromium(report_data, tmp_
     )
     title = re.search(r"<title>CHECKED (.*?)</title>", result.stdout, re.DOTALL)
     assert title, result.stderr[-2000:]
-    assert json.loads(html_module.unescape(title.group(1))) == []
-    assert "phase-band" in page.read_text() and 'data-phase="training"' in page.read_text()
+    return json.loads(html_module.unescape(title.group(1)))
+
+
+def test_html_has_no_text_outside_its_box_in_headless_chromium(report_data, tmp_path):
+    """Element boxes checked in a real browser: no label outside the plot, no overflowing or broken value."""
+    page = html.render(report_data)
+    assert layout_problems(page, tmp_path) == []
+    assert "phase-band" in page and 'data-phase="training"' in page

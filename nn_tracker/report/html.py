@@ -46,7 +46,8 @@ def _value(text: Any) -> str:
     return f'<span class="v">{escaped}</span>' if _VALUE.match(str(text)) and len(str(text)) < 24 else escaped
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """An HTML table of text cells (escaped; numbers with units never break)."""
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_value(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -177,9 +178,9 @@ def render(data: dict[str, Any]) -> str:
         "<h2>Carbon: operational and embodied</h2>",
         split,
         "<h2>Energy by phase</h2>",
-        _table(*tables.phases(data)),
+        table(*tables.phases(data)),
         "<h2>Energy by device</h2>",
-        _table(
+        table(
             ["device", "node", "how it was obtained", "energy", "mean power", "peak power", "gaps"],
             [
                 [
@@ -195,11 +196,11 @@ def render(data: dict[str, Any]) -> str:
             ],
         ),
         "<h2>Per functional unit</h2>",
-        _table(*tables.per_unit(data)),
+        table(*tables.per_unit(data)),
         "<h2>This report and the other stages of the run</h2>" if tables.related(data) else "",
-        _table(*tables.related(data)) if tables.related(data) else "",
+        table(*tables.related(data)) if tables.related(data) else "",
         "<h2>Inputs and their sources</h2>",
-        _table(
+        table(
             ["datacentre", "grid intensity", "source", "PUE", "transport factor", "carbon"],
             [
                 [
@@ -213,11 +214,11 @@ def render(data: dict[str, Any]) -> str:
                 for c in data["datacentres"]
             ],
         ),
-        _table(*tables.embodied(data)) if footprint["embodied"] else "",
+        table(*tables.embodied(data)) if footprint["embodied"] else "",
         "<h2>In everyday terms</h2>",
         "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in tables.equivalents(data)) + "</ul>",
         "<h2>The same energy elsewhere</h2>",
-        _table(*tables.what_if(data)),
+        table(*tables.what_if(data)),
         "<h2>Notes and caveats</h2>",
         '<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in data["notes"]) + "</ul>",
     ]
