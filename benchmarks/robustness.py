@@ -52,6 +52,7 @@ def commands(path: str, folder: Path) -> dict[str, list[str]]:
     return {
         "if-run": ["if-run", path],
         "report": ["report", path, "--format", "html"],
+        "compare": ["compare", path, path, "--format", "html"],
         "schedule --series": ["schedule", "--series", path, "--duration-h", "1", "--power-w", "100"],
         "schedule --report": ["schedule", "--series", str(series), "--report", path],
         "estimate --catalogue": ["estimate", "--catalogue", path, "--hardware", "T4", "--hours", "1"],

@@ -6,7 +6,6 @@ on NCCL (which serves only CUDA tensors, and objects only on the right CUDA devi
 use a group of its own. Each rank sees the two simulated GPUs (counters moving in real time).
 """
 
-import functools
 import sys
 import time
 from pathlib import Path
@@ -14,27 +13,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch.distributed as dist
+import nccl_like
 from lightning_models import TinyRegressor, loader, pl
 
 from nn_tracker.integrations.lightning import NNTrackerCallback
 
-
-def nccl_like(function):
-    """Fail a collective that nn_tracker issues on the job's (default) group."""
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        caller = sys._getframe(1).f_globals.get("__name__", "")
-        if caller.startswith("nn_tracker") and kwargs.get("group") is None:
-            raise RuntimeError("No backend type associated with device type cpu")
-        return function(*args, **kwargs)
-
-    return wrapper
-
-
-for name in ("all_reduce", "all_gather", "all_gather_object", "broadcast", "broadcast_object_list", "barrier"):
-    setattr(dist, name, nccl_like(getattr(dist, name)))
+nccl_like.install()
 
 
 class SlowRegressor(TinyRegressor):

@@ -4,34 +4,19 @@ As in ddp_lightning_job.py, every collective nn_tracker would issue on the job's
 fails, as on NCCL; each rank sees the two simulated GPUs. Rank 0 saves what reached `on_log`.
 """
 
-import functools
 import json
 import sys
 import time
 from pathlib import Path
 
+import nccl_like
 import torch.distributed as dist
 from hf_models import Sentences, arguments, tiny_bert
 from transformers import Trainer, TrainerCallback
 
 from nn_tracker.integrations.transformers import NNTrackerCallback
 
-
-def nccl_like(function):
-    """Fail a collective that nn_tracker issues on the job's (default) group."""
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        caller = sys._getframe(1).f_globals.get("__name__", "")
-        if caller.startswith("nn_tracker") and kwargs.get("group") is None:
-            raise RuntimeError("No backend type associated with device type cpu")
-        return function(*args, **kwargs)
-
-    return wrapper
-
-
-for name in ("all_reduce", "all_gather", "all_gather_object", "broadcast", "broadcast_object_list", "barrier"):
-    setattr(dist, name, nccl_like(getattr(dist, name)))
+nccl_like.install()
 
 
 class Recorder(TrainerCallback):

@@ -14,12 +14,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from nn_tracker.config import TrackerConfig
-from nn_tracker.distributed import DistributedTracker
 from nn_tracker.errors import ValidationError
 from nn_tracker.integrations.batches import batch_size
-from nn_tracker.integrations.stages import stage_phases, stage_summary
-from nn_tracker.tracker import check_state, status_for_exception
+from nn_tracker.integrations.stages import StageRun, check_tracker_options, public_state, stage_summary
+from nn_tracker.tracker import check_state
 
 
 def _callback_bases() -> tuple[type, ...]:
@@ -58,50 +56,32 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
         super().__init__()
         if isinstance(log_every_n_steps, bool) or not isinstance(log_every_n_steps, int) or log_every_n_steps < 1:
             raise ValidationError("log_every_n_steps", log_every_n_steps, "must be an integer >= 1")
-        try:
-            TrackerConfig(**tracker_options)
-        except TypeError as exc:
-            raise ValidationError(
-                "tracker_options", sorted(tracker_options), f"must be TrackerConfig fields ({exc})"
-            ) from None
+        check_tracker_options(tracker_options)
         self.log_every_n_steps = log_every_n_steps
         self._options = tracker_options
-        self._run: DistributedTracker | None = None
-        self._phases: list[contextlib.AbstractContextManager[str]] = []
-        self._validation_phase: contextlib.AbstractContextManager[str] | None = None
+        self._stage_run: StageRun | None = None
         self._carried: dict[str, Any] | None = None  # a checkpoint's totals, added when the stage runs
         self._last_logged_step = -1
-        self._stage = ""
         self.reports: list[Any] = []
         self.stages: list[dict[str, Any]] = []  # the stages finished by this callback, with their totals
 
     @property
     def tracker(self) -> Any:
         """The tracker of the current stage (``None`` between stages)."""
-        return self._run.tracker if self._run else None
+        return self._stage_run.tracker if self._stage_run else None
 
     # ----- stages --------------------------------------------------------------------------------------
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Start tracking the stage."""
         stage_name = str(getattr(stage, "value", stage))  # Lightning passes a TrainerFn (a str enum)
-        phases = stage_phases(stage_name)
-        # the moments before the stage's phase is entered belong to the stage, not to "training"
-        options = {"default_phase": phases[0], **self._options}
-        self._run = DistributedTracker(**options).start()
-        self._stage = stage_name
-        for earlier in self.stages:
-            self._run.tracker.add_related_run(earlier)
-        for name in phases:
-            phase = self._run.tracker.phase(name)
-            phase.__enter__()
-            self._phases.append(phase)
+        self._stage_run = StageRun(stage_name, self._options, self.stages)
 
     # ----- continuing the totals ----------------------------------------------------------------------
     def _continue_totals(self, *_: Any) -> None:
         """Add the totals of the checkpoint the stage resumes from, once it runs (after Lightning's restore)."""
-        if self._run is not None and self._carried is not None:
-            if self._run.is_writer:
-                self._run.tracker.carry_over(self._carried)
+        if self._stage_run is not None and self._carried is not None:
+            if self._stage_run.run.is_writer:
+                self._stage_run.tracker.carry_over(self._carried)
             self._carried = None
 
     on_fit_start = on_test_start = on_predict_start = _continue_totals
@@ -115,45 +95,34 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
         self._finish(trainer, exception)
 
     def _finish(self, trainer: Any, exception: BaseException | None) -> None:
-        if self._run is None:
+        if self._stage_run is None:
             return
         self._continue_totals()  # a stage that ended before it started running keeps the earlier totals
-        self._leave_validation()
-        while self._phases:
-            self._phases.pop().__exit__(None, None, None)
-        run = self._run
-        try:
-            report = run.stop(status_for_exception(exception), exception, close=False)
-            if exception is None:
-                self._log(trainer, force=True)  # the final figures, after the last reading of every sensor
+        stage_run = self._stage_run
+        try:  # the final figures are logged after the last reading of every sensor
+            report = stage_run.finish(exception, lambda _run: self._log(trainer, force=True))
         finally:
-            run.close()
-        self._run = None
+            self._stage_run = None
         self.reports.append(report)
-        self.stages.append(stage_summary(self._stage, report))
+        self.stages.append(stage_summary(stage_run.stage, report))
 
     # ----- validation inside fit -----------------------------------------------------------------------
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         """Nest ``validation`` inside ``training`` during fit."""
         self._continue_totals()  # the validate stage has no other start hook
-        if self._run is not None and self._phases and self._run.tracker.current_phase == "training":
-            self._validation_phase = self._run.tracker.phase("validation")
-            self._validation_phase.__enter__()
+        if self._stage_run is not None and self._stage_run.tracker.current_phase == "training":
+            self._stage_run.enter_nested("validation")
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """Back to ``training``."""
-        self._leave_validation()
-
-    def _leave_validation(self) -> None:
-        if self._validation_phase is not None:
-            self._validation_phase.__exit__(None, None, None)
-            self._validation_phase = None
+        if self._stage_run is not None:
+            self._stage_run.leave_nested()
 
     # ----- units and logging ---------------------------------------------------------------------------
     def _count(self, batch: Any) -> None:
-        if self._run is not None:
-            self._run.tracker.add_units(batch_size(batch), kind="sample")
-            self._run.tracker.add_units(1, kind="batch")
+        if self._stage_run is not None:
+            self._stage_run.tracker.add_units(batch_size(batch), kind="sample")
+            self._stage_run.tracker.add_units(1, kind="batch")
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Count the batch; log every ``log_every_n_steps`` steps."""
@@ -182,10 +151,10 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
     def _log(self, trainer: Any, force: bool = False) -> None:
         """Send the running totals, summed over processes, to every logger (collective in DDP)."""
         step = trainer.global_step
-        if self._run is None or (step == self._last_logged_step and not force):
+        if self._stage_run is None or (step == self._last_logged_step and not force):
             return
         self._last_logged_step = step
-        metrics = self._run.sum_over_processes(self._run.tracker.live())
+        metrics = self._stage_run.run.sum_over_processes(self._stage_run.tracker.live())
         metrics = {k: v for k, v in metrics.items() if v is not None}  # not measured anywhere: not logged
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
@@ -194,10 +163,8 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
     def state_dict(self) -> dict[str, Any]:
         """The totals so far, merged over processes, so a resumed run continues them."""
         # merged_state() is collective: Lightning calls state_dict on every process when it checkpoints
-        state = self._run.merged_state() if self._run is not None else self._carried
-        if state is not None:  # checkpoints get published: no node identity or host name in them
-            state = {**{k: v for k, v in state.items() if k != "host"}, "node": "checkpoint"}
-        return {"nn_tracker": state}
+        state = self._stage_run.run.merged_state() if self._stage_run is not None else self._carried
+        return {"nn_tracker": public_state(state)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue the totals of the checkpoint's run."""

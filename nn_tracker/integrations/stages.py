@@ -32,3 +32,93 @@ def stage_summary(stage: str, report: Any) -> dict[str, Any]:
         "total_carbon_g": (data.get("footprint") or {}).get("total_carbon_g"),
         "report": report.paths[0] if report.paths else None,
     }
+
+
+def public_state(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A tracker state fit for a checkpoint, which gets published: no node identity or host name."""
+    if state is None:
+        return None
+    return {**{k: v for k, v in state.items() if k != "host"}, "node": "checkpoint"}
+
+
+def check_tracker_options(options: dict[str, Any]) -> None:
+    """Raise a one-line error unless ``options`` are fields of :class:`~nn_tracker.config.TrackerConfig`."""
+    from nn_tracker.config import TrackerConfig
+    from nn_tracker.errors import ValidationError
+
+    try:
+        TrackerConfig(**options)
+    except TypeError as exc:
+        raise ValidationError("tracker_options", sorted(options), f"must be TrackerConfig fields ({exc})") from None
+
+
+class StageRun:
+    """One stage of a trainer: a :class:`~nn_tracker.distributed.DistributedTracker` in the stage's phases.
+
+    Starting is collective in distributed runs (every process creates its ``StageRun`` together).
+
+    Args:
+        stage: ``fit``, ``train``, ``validate``, ``evaluate``, ``test`` or ``predict`` (others as named).
+        options: Fields of :class:`~nn_tracker.config.TrackerConfig`.
+        earlier: Summaries of the earlier stages (:func:`stage_summary`), listed in the report.
+    """
+
+    def __init__(self, stage: str, options: dict[str, Any], earlier: list[dict[str, Any]]) -> None:
+        from nn_tracker.distributed import DistributedTracker
+
+        phases = stage_phases(stage)
+        self.stage = stage
+        # the moments before the stage's phase is entered belong to the stage, not to "training"
+        self.run = DistributedTracker(**{"default_phase": phases[0], **options}).start()
+        for summary in earlier:
+            self.run.tracker.add_related_run(summary)
+        self._phases: list[Any] = []
+        for name in phases:
+            self._enter(name)
+        self._nested: Any = None
+
+    @property
+    def tracker(self) -> Any:
+        """The tracker of this process."""
+        return self.run.tracker
+
+    @property
+    def nested(self) -> bool:
+        """Whether a nested phase (validation inside training) is entered."""
+        return self._nested is not None
+
+    def _enter(self, name: str) -> None:
+        phase = self.run.tracker.phase(name)
+        phase.__enter__()
+        self._phases.append(phase)
+
+    def enter_nested(self, name: str) -> None:
+        """Enter ``name`` inside the stage's phase (e.g. ``training/validation``); once at a time."""
+        if self._nested is None:
+            self._nested = self.run.tracker.phase(name)
+            self._nested.__enter__()
+
+    def leave_nested(self) -> None:
+        """Back to the stage's own phase."""
+        if self._nested is not None:
+            phase, self._nested = self._nested, None
+            phase.__exit__(None, None, None)
+
+    def finish(self, exception: BaseException | None, last_log: Any = None) -> Any:
+        """Leave the phases, stop (collective; global rank 0 writes the report) and return the report.
+
+        ``last_log(run)`` runs after the last reading of every sensor, before nn_tracker's process group
+        is released (so it may sum over the processes), when the stage ended without an exception.
+        """
+        from nn_tracker.tracker import status_for_exception
+
+        self.leave_nested()
+        while self._phases:
+            self._phases.pop().__exit__(None, None, None)
+        try:
+            report = self.run.stop(status_for_exception(exception), exception, close=False)
+            if exception is None and last_log is not None:
+                last_log(self.run)
+        finally:
+            self.run.close()
+        return report

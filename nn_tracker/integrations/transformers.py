@@ -33,12 +33,11 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback
 
-from nn_tracker.config import TrackerConfig
 from nn_tracker.distributed import DistributedTracker
 from nn_tracker.errors import ValidationError
 from nn_tracker.integrations.batches import batch_size, batch_tokens
-from nn_tracker.integrations.stages import stage_phases, stage_summary
-from nn_tracker.tracker import check_state, status_for_exception
+from nn_tracker.integrations.stages import StageRun, check_tracker_options, public_state, stage_summary
+from nn_tracker.tracker import check_state
 
 try:  # transformers >= 4.41: callback state saved in the checkpoint's trainer_state.json
     from transformers.trainer_callback import ExportableState
@@ -100,18 +99,10 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
     def __init__(self, log_metrics: bool = True, **tracker_options: Any) -> None:
         if not isinstance(log_metrics, bool):
             raise ValidationError("log_metrics", log_metrics, "must be true or false")
-        try:
-            TrackerConfig(**tracker_options)
-        except TypeError as exc:
-            raise ValidationError(
-                "tracker_options", sorted(tracker_options), f"must be TrackerConfig fields ({exc})"
-            ) from None
+        check_tracker_options(tracker_options)
         self.log_metrics = log_metrics
         self._options = tracker_options
-        self._run: DistributedTracker | None = None
-        self._stage = ""
-        self._phases: list[Any] = []
-        self._validation_phase: Any = None
+        self._stage_run: StageRun | None = None
         self._pending_tokens: Any = 0  # tokens counted since the last flush (maybe a tensor on the accelerator)
         self._checkpoint_totals: dict[str, Any] | None = None  # merged at the last collective point
         self._trainer: Any = None  # weakref.ref to the Trainer, found on the call stack
@@ -121,7 +112,7 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
     @property
     def tracker(self) -> Any:
         """The tracker of the current stage (``None`` between stages)."""
-        return self._run.tracker if self._run else None
+        return self._stage_run.tracker if self._stage_run else None
 
     @property
     def trainer(self) -> Any:
@@ -149,15 +140,15 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
 
     def _before_forward(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Before every forward pass of the model: follow its mode, count the batch."""
-        if self._run is not None and self._stage == "train":
+        if self._stage == "train":
             if module.training:
                 self._leave_validation()
-            elif self._validation_phase is None:
+            elif not self._stage_run.nested:
                 if self.trainer is None or "train" in _calls_of(self.trainer):
                     self._enter_validation()  # an evaluation started by another callback
                 else:  # the training raised earlier and this is an evaluate() or predict() of its own
                     self._finish(RuntimeError("the train stage ended without on_train_end (the Trainer raised)"))
-        if self._run is None:
+        if self._stage_run is None:
             if module.training:
                 return
             stage = self._inference_stage()
@@ -172,7 +163,7 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         return calls[0] if calls and calls[0] in ("evaluate", "predict") else None
 
     def _count(self, batch: Any) -> None:
-        tracker = self._run.tracker
+        tracker = self._stage_run.tracker
         tracker.add_units(batch_size(batch), kind="sample")
         tracker.add_units(1, kind="batch")
         tokens = batch_tokens(batch)
@@ -182,59 +173,46 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
     def _flush_tokens(self) -> None:
         """Count the pending tokens in the current phase (one read from the accelerator)."""
         pending, self._pending_tokens = self._pending_tokens, 0
-        if self._run is None:
+        if self._stage_run is None:
             return
         count = int(pending.item()) if hasattr(pending, "item") else int(pending)
         if count:
-            self._run.tracker.add_units(count, kind="token")
+            self._stage_run.tracker.add_units(count, kind="token")
 
     # ----- stages --------------------------------------------------------------------------------------
+    @property
+    def _stage(self) -> str:
+        return self._stage_run.stage if self._stage_run else ""
+
     def _begin(self, stage: str) -> None:
         """Start tracking a stage (collective in distributed runs: every process reaches it)."""
-        if self._run is not None:  # the previous stage never got its end event: the Trainer raised
+        if self._stage_run is not None:  # the previous stage never got its end event: the Trainer raised
             self._finish(RuntimeError(f"the {self._stage} stage ended without its end event"))
-        phases = stage_phases(stage)
-        options = {"default_phase": phases[0], **self._options}
-        self._run = DistributedTracker(**options).start()
-        self._stage = stage
-        for earlier in self.stages:
-            self._run.tracker.add_related_run(earlier)
-        for name in phases:
-            phase = self._run.tracker.phase(name)
-            phase.__enter__()
-            self._phases.append(phase)
+        self._stage_run = StageRun(stage, self._options, self.stages)
 
     def _finish(self, exception: BaseException | None = None) -> None:
-        if self._run is None:
+        if self._stage_run is None:
             return
         try:
             self._flush_tokens()
-            self._leave_validation()
-            while self._phases:
-                self._phases.pop().__exit__(None, None, None)
         except Exception:  # the report is written whatever happened here
-            log.debug("nn_tracker: could not close the phases", exc_info=True)
-        run, self._run = self._run, None
-        try:
-            report = run.stop(status_for_exception(exception), exception, close=False)
-            if exception is None:
-                self._log(run)  # the final figures, after the last reading of every sensor
-        finally:
-            run.close()
+            log.debug("nn_tracker: could not count the last tokens", exc_info=True)
+        stage_run, self._stage_run = self._stage_run, None
+        report = stage_run.finish(exception, self._log)  # the final figures, after the last readings
         self.reports.append(report)
-        self.stages.append(stage_summary(self._stage, report))
+        self.stages.append(stage_summary(stage_run.stage, report))
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         """Start the ``train`` stage, continuing a resumed checkpoint's totals."""
         self._attach(model)
         self._begin("train")
         carried = _saved_totals(state, type(self).__name__) if state.global_step > 0 else None
-        if carried is not None and self._run.is_writer:
+        if carried is not None and self._stage_run.run.is_writer:
             try:
                 check_state(carried)
-                self._run.tracker.carry_over(carried)
+                self._stage_run.tracker.carry_over(carried)
             except ValidationError as exc:  # a damaged trainer_state.json must not stop the training
-                self._run.tracker.add_note(f"The checkpoint's nn_tracker totals were not used: {exc}.")
+                self._stage_run.tracker.add_note(f"The checkpoint's nn_tracker totals were not used: {exc}.")
         if args.eval_on_start:
             self._enter_validation()
 
@@ -256,10 +234,10 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         self._before_log_save_evaluate(control)
 
     def _before_log_save_evaluate(self, control: Any) -> None:
-        if self._run is None or self._stage != "train":
+        if self._stage != "train":
             return
         if control.should_log:
-            self._log(self._run)  # collective: every process decides to log at the same step
+            self._log(self._stage_run.run)  # collective: every process decides to log at the same step
         if control.should_save:
             self._remember_totals()
         if control.should_evaluate:
@@ -284,16 +262,14 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
 
     # ----- validation inside training ------------------------------------------------------------------
     def _enter_validation(self) -> None:
-        if self._run is not None and self._validation_phase is None and self._stage == "train":
-            self._flush_tokens()
-            self._validation_phase = self._run.tracker.phase("validation")
-            self._validation_phase.__enter__()
+        if self._stage == "train" and not self._stage_run.nested:
+            self._flush_tokens()  # the tokens so far belong to training
+            self._stage_run.enter_nested("validation")
 
     def _leave_validation(self) -> None:
-        if self._validation_phase is not None:
+        if self._stage_run is not None and self._stage_run.nested:
             self._flush_tokens()
-            phase, self._validation_phase = self._validation_phase, None
-            phase.__exit__(None, None, None)
+            self._stage_run.leave_nested()
 
     # ----- logging -------------------------------------------------------------------------------------
     def _log(self, run: DistributedTracker) -> None:
@@ -310,9 +286,9 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
     # ----- checkpoints ---------------------------------------------------------------------------------
     def _remember_totals(self) -> None:
         """Merge the totals of every process now, for the checkpoint that may follow (collective)."""
-        if self._run is not None:
+        if self._stage_run is not None:
             self._flush_tokens()
-            self._checkpoint_totals = _public(self._run.merged_state())
+            self._checkpoint_totals = public_state(self._stage_run.run.merged_state())
 
     def state(self) -> dict[str, Any]:
         """What the ``Trainer`` saves in a checkpoint's ``trainer_state.json``: options and totals so far.
@@ -321,17 +297,10 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         the totals are those merged just before (when the ``Trainer`` decided to save or evaluate).
         """
         totals = self._checkpoint_totals
-        if self._run is not None and self._run.world_size == 1:
+        if self._stage_run is not None and self._stage_run.run.world_size == 1:
             self._flush_tokens()
-            totals = _public(self._run.merged_state())
+            totals = public_state(self._stage_run.run.merged_state())
         return {"args": _json_options(self.log_metrics, self._options), "attributes": {"_saved_totals": totals}}
-
-
-def _public(state: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A state fit for a checkpoint that gets published: no node identity or host name."""
-    if state is None:
-        return None
-    return {**{k: v for k, v in state.items() if k != "host"}, "node": "checkpoint"}
 
 
 def _saved_totals(state: Any, name: str) -> dict[str, Any] | None:
