@@ -36,12 +36,28 @@ def in_subprocess(code: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def import_time_ms(runs: int = 15) -> float:
+def import_time_ms(runs: int = 15, after_torch: bool = False, bytecode: bool = False) -> float:
+    """Median time of ``import nn_tracker`` in fresh processes.
+
+    ``after_torch``: torch is imported first, as in a training script (the stdlib modules both use are
+    then loaded already). ``bytecode``: nn_tracker's ``.pyc`` files exist, as after ``pip install``;
+    without them (this machine sets ``PYTHONDONTWRITEBYTECODE``) every import compiles the sources.
+    """
+    if bytecode:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "nn_tracker")], check=True)
+    else:
+        for cached in (ROOT / "nn_tracker").rglob("__pycache__"):
+            shutil.rmtree(cached)
     code = (
-        "import time, json; t=time.perf_counter(); import nn_tracker; "
+        ("import torch; " if after_torch else "")
+        + "import time, json; t=time.perf_counter(); import nn_tracker; "
         "print(json.dumps({'ms': (time.perf_counter()-t)*1000}))"
     )
-    return statistics.median(in_subprocess(code)["ms"] for _ in range(runs))
+    try:
+        return statistics.median(in_subprocess(code)["ms"] for _ in range(runs))
+    finally:
+        for cached in (ROOT / "nn_tracker").rglob("__pycache__"):
+            shutil.rmtree(cached)
 
 
 def memory_mb() -> dict:
@@ -379,7 +395,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     measurements = {
-        "import": lambda: {"import_ms": import_time_ms()},
+        "import": lambda: {
+            "import_ms": import_time_ms(),
+            "import_after_torch_ms": import_time_ms(after_torch=True),
+            "import_after_torch_bytecode_ms": import_time_ms(after_torch=True, bytecode=True),
+        },
         "start_stop": lambda: {**start_stop_ms(), "cold_first_run_ms": cold_first_run_ms()},
         "tick": lambda: {"tick_us_cpu_sensors": cpu_sensor_tick_us(), "tick_us_8_simulated_gpus": gpu_tick_us()},
         "memory": memory_mb,

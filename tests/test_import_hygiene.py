@@ -32,10 +32,19 @@ def test_the_probe_sees_a_file_read():
     assert "/proc/cpuinfo" in probe("open('/proc/cpuinfo').close()")
 
 
-FRAMEWORKS = ("torch", "transformers", "lightning", "pytorch_lightning", "prometheus_client", "accelerate")
+FRAMEWORKS = (
+    "torch",
+    "transformers",
+    "lightning",
+    "pytorch_lightning",
+    "prometheus_client",
+    "accelerate",
+    "yaml",  # ~80 ms: only for IF manifests, model cards and config files, imported when used
+    "pynvml",  # at the first tracker's start, never at import
+)
 
 
-def test_import_loads_no_framework():
+def test_import_loads_no_framework_and_no_yaml():
     code = "import sys, nn_tracker, nn_tracker.cli, nn_tracker.serving; print(sorted(set(sys.modules) & set(%r)))"
     result = subprocess.run(
         [sys.executable, "-c", code % (FRAMEWORKS,)], capture_output=True, text=True, timeout=60, check=True

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from nn_tracker.errors import ValidationError
-from nn_tracker.report import codecarbon_csv, html, if_manifest, markdown, model_card
 from nn_tracker.report.files import write_atomic
 
 FORMATS = ("json", "md", "html", "csv", "model-card", "if-manifest")
@@ -30,6 +29,9 @@ def render(data: dict[str, Any], fmt: str) -> str:
 
 
 def _render(data: dict[str, Any], fmt: str) -> str:
+    # each format's module is imported when first written (some pull in PyYAML), not with nn_tracker
+    from nn_tracker.report import codecarbon_csv, html, if_manifest, markdown, model_card
+
     if fmt == "json":
         return json.dumps(data, indent=2, allow_nan=False) + "\n"
     if fmt == "md":
@@ -54,5 +56,7 @@ def write(data: dict[str, Any], fmt: str, path: str | Path) -> Path:
     """Write atomically (CSV: append one row under a lock)."""
     text = render(data, fmt)  # first, so a bad report leaves no file behind
     if fmt == "csv":
+        from nn_tracker.report import codecarbon_csv
+
         return codecarbon_csv.append(path, data)
     return write_atomic(path, text)
