@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from nn_tracker import validation as check
+from nn_tracker.energy import JOULES_PER_KWH
 from nn_tracker.errors import ValidationError
 from nn_tracker.intensity_series import IntensitySeries
 
@@ -75,7 +76,7 @@ class JobProfile:
         for duration, power in self.segments:
             overlap = min(end_s, offset + duration) - max(start_s, offset)
             if overlap > 0:
-                total += power * overlap / 3.6e6
+                total += power * overlap / JOULES_PER_KWH
             offset += duration
         return total
 
@@ -122,7 +123,7 @@ def _emissions_contiguous(integral: _Integral, job: JobProfile, start_s: float) 
     for duration, power_w in job.segments:
         if power_w > 0:
             lo, hi = integral.at(start_s + offset)[0], integral.at(start_s + offset + duration)[0]
-            grams += power_w / 3.6e6 * (hi - lo)
+            grams += power_w / JOULES_PER_KWH * (hi - lo)
         offset += duration
     return grams
 

@@ -34,9 +34,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
+from nn_tracker.energy import JOULES_PER_KWH
+
 log = logging.getLogger("nn_tracker")
 
-J_PER_KWH = 3.6e6
 DEVICE_LABELS = ("device", "component", "method")
 
 
@@ -112,8 +113,8 @@ class ServingCollector:
         families["info"].add_metric([report["run_id"], report["project_name"], unit], {})
         it_kwh = energy["it_kwh"]
         facility_kwh = footprint["training_energy_kwh"] + footprint["querying_energy_kwh"]
-        families["it"].add_metric([], it_kwh * J_PER_KWH)
-        families["facility"].add_metric([], facility_kwh * J_PER_KWH)
+        families["it"].add_metric([], it_kwh * JOULES_PER_KWH)
+        families["facility"].add_metric([], facility_kwh * JOULES_PER_KWH)
         operational_g = footprint["operational_carbon_g"]
         families["operational"].add_metric([], operational_g)
         if footprint["embodied_carbon_amortised_g"] is not None:
@@ -124,7 +125,7 @@ class ServingCollector:
             if device["energy_kwh"] is None:
                 continue  # not measured: left out, not 0
             labels = [device["device_id"], device["component"], device["method"]]
-            families["device_energy"].add_metric(labels, device["energy_kwh"] * J_PER_KWH)
+            families["device_energy"].add_metric(labels, device["energy_kwh"] * JOULES_PER_KWH)
             if it_kwh > 0:
                 families["device_carbon"].add_metric(labels, operational_g * device["energy_kwh"] / it_kwh)
             if device.get("last_power_w") is not None:
@@ -134,7 +135,7 @@ class ServingCollector:
             families["power"].add_metric([], power_w)
         families["served"].add_metric([unit], units)
         if units > 0:
-            families["energy_per_unit"].add_metric([unit], facility_kwh * J_PER_KWH / units)
+            families["energy_per_unit"].add_metric([unit], facility_kwh * JOULES_PER_KWH / units)
             families["carbon_per_unit"].add_metric([unit], footprint["total_carbon_g"] / units)
 
 

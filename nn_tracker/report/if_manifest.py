@@ -15,6 +15,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from nn_tracker.energy import JOULES_PER_KWH
+
 
 def _datacentre_index(phase: str, centres: list[dict[str, Any]]) -> int:
     for i, centre in enumerate(centres):
@@ -66,10 +68,10 @@ def build(data: dict[str, Any]) -> dict[str, Any]:
                     {
                         "timestamp": _stamp(start, point["start_s"]),
                         "duration": round(point["end_s"] - point["start_s"], 6),
-                        "energy": joules / 3.6e6 * pue,
+                        "energy": joules / JOULES_PER_KWH * pue,
                     }
                 )
-        carried_kwh = data["phases"][phase]["inclusive_energy_kwh"] - timeline_j / 3.6e6
+        carried_kwh = data["phases"][phase]["inclusive_energy_kwh"] - timeline_j / JOULES_PER_KWH
         if carried_kwh > 1e-12:
             inputs.insert(0, {"timestamp": _stamp(start, 0), "duration": 0, "energy": carried_kwh * pue})
         if inputs:

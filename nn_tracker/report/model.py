@@ -16,7 +16,7 @@ from typing import Any
 
 from nn_tracker import footprint
 from nn_tracker.config import ResolvedDatacentre, TrackerConfig
-from nn_tracker.energy import j_to_kwh
+from nn_tracker.energy import JOULES_PER_KWH, j_to_kwh
 from nn_tracker.equivalents import equivalents, what_if
 from nn_tracker.node import hostname
 from nn_tracker.sampling import Sampler
@@ -99,10 +99,6 @@ def _machine(cpu_model: str | None, identity: bool) -> dict[str, Any]:
     if identity:
         machine.update(hostname=hostname(), pid=os.getpid(), user=os.environ.get("USER") or os.environ.get("LOGNAME"))
     return machine
-
-
-def _root(phase: str) -> str:
-    return phase.split("/", 1)[0]
 
 
 def _datacentre_for(root: str, centres: tuple[ResolvedDatacentre, ...]) -> int:
@@ -293,7 +289,7 @@ def _time_resolved(
     average = centres[0]["intensity_g_per_kwh"]
     grams = uncovered_kwh = bucket_kwh = 0.0
     for start_s, end_s, joules in buckets:
-        kwh = joules / 3.6e6 * pue
+        kwh = joules / JOULES_PER_KWH * pue
         bucket_kwh += kwh
         covered_g, share = series.carbon_of(state.started_wall_s + start_s, state.started_wall_s + end_s, kwh)
         grams += covered_g / tau + kwh * (1 - share) * average / tau

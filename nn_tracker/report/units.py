@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from nn_tracker.energy import JOULES_PER_KWH
+
 
 def _scaled(value: float | None, steps: list[tuple[float, str]], digits: int = 3) -> str:
     if value is None:
@@ -24,7 +26,7 @@ def carbon(grams: float | None) -> str:
 
 def energy(kwh: float | None) -> str:
     """``1.29 GWh``, ``3.4 kWh``, ``12 Wh``, ``0.5 J``, ``42 µJ``."""
-    joule = 1 / 3.6e6
+    joule = 1 / JOULES_PER_KWH
     return _scaled(
         kwh,
         [

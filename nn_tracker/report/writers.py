@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nn_tracker.config import FORMATS as FORMATS  # the formats a report can be written in, declared once
 from nn_tracker.errors import ValidationError
 from nn_tracker.report.files import write_atomic
 
-FORMATS = ("json", "md", "html", "csv", "model-card", "if-manifest")
 SUFFIXES = {"json": ".json", "md": ".md", "html": ".html", "model-card": ".model-card.md", "if-manifest": ".if.yml"}
 CSV_NAME = "emissions.csv"
 
