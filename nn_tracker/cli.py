@@ -116,39 +116,35 @@ def _add_run(commands: Any) -> None:
         "Options default to ./nn-tracker.yml (or --config FILE): a YAML mapping of tracker options.",
     )
     parser.add_argument("--config", metavar="FILE", help="YAML file of tracker options (default ./nn-tracker.yml)")
-    parser.add_argument("--project-name")
-    parser.add_argument("--location", help="country, grid zone, US state or cloud region such as aws:us-east-1")
-    parser.add_argument("--intensity", type=float, dest="intensity_g_per_kwh", help="grid intensity, gCO2e/kWh")
-    parser.add_argument("--intensity-series", metavar="CSV", help="timestamps and gCO2e/kWh for time-resolved carbon")
-    parser.add_argument("--pue", type=float)
-    parser.add_argument("--transport-factor", type=float)
-    parser.add_argument("--interval", type=float, dest="interval_s", help="seconds between readings (default 0.1)")
-    parser.add_argument(
-        "--checkpoint-interval",
-        type=float,
-        dest="checkpoint_interval_s",
-        help="seconds between checkpoints of the report (default 60)",
-    )
-    parser.add_argument("--output-dir")
-    parser.add_argument(
-        "--format",
-        action="append",
-        dest="formats",
-        choices=("json", "md", "html", "csv", "model-card", "if-manifest"),
-        help="report format, repeatable (json is always written)",
-    )
-    parser.add_argument("--attribution", choices=("machine", "process"), help="CPU/RAM estimates (default process)")
-    parser.add_argument("--cpu-tdp-w", type=float)
-    parser.add_argument("--catalogue", dest="catalogue_file", metavar="FILE")
-    parser.add_argument("--what-if", action="append", dest="what_if_locations", metavar="PLACE")
-    parser.add_argument("--phase", dest="default_phase", help="phase of the whole run (training, querying...)")
-    parser.add_argument("--training-type", choices=("pre-training", "fine-tuning"))
+    from nn_tracker.config import RUN_DEFAULTS, options
+
+    for option in options():  # each TrackerConfig option with a flag, as declared there
+        meta = option.metadata
+        if meta["flag"] is None:
+            continue
+        parser.add_argument(
+            meta["flag"],
+            dest=option.name,
+            type=float if meta["kind"] == "float" else None,
+            action="append" if meta["kind"] == "list" else "store",
+            choices=meta["choices"],
+            metavar=meta["metavar"],
+            help=_help_with_default(meta["help"], RUN_DEFAULTS.get(option.name, option.default)),
+        )
     parser.add_argument("--no-status", action="store_true", help="no live status line, even on a terminal")
     parser.add_argument(
         "--status-every", type=float, metavar="S", help="seconds between status lines on a terminal (default 30)"
     )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     parser.set_defaults(handler=_run_run)
+
+
+def _help_with_default(text: str, default: Any) -> str:
+    """``text (default 0.1)``; nothing added for an empty default."""
+    if default in (None, ()):
+        return text
+    shown = ", ".join(default) if isinstance(default, tuple) else default
+    return f"{text} (default {shown})"
 
 
 def _add_schedule(commands: Any) -> None:
@@ -443,39 +439,20 @@ def _run_if_run(args: argparse.Namespace) -> int:
     return 0
 
 
-RUN_OPTIONS = (
-    "project_name",
-    "location",
-    "intensity_g_per_kwh",
-    "intensity_series",
-    "pue",
-    "transport_factor",
-    "interval_s",
-    "checkpoint_interval_s",
-    "output_dir",
-    "formats",
-    "attribution",
-    "cpu_tdp_w",
-    "catalogue_file",
-    "what_if_locations",
-    "default_phase",
-    "training_type",
-)
-
-
 def _run_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from nn_tracker import validation
     from nn_tracker.config import CONFIG_FILE, load_config_file
+    from nn_tracker.config import options as tracker_options
     from nn_tracker.runner import run_command
 
     config_path = args.config or (CONFIG_FILE if Path(CONFIG_FILE).exists() else None)
     options = load_config_file(config_path) if config_path else {}
-    for name in RUN_OPTIONS:
-        value = getattr(args, name)
+    for option in tracker_options():
+        value = getattr(args, option.name, None)
         if value is not None:
-            options[name] = tuple(value) if isinstance(value, list) else value
+            options[option.name] = tuple(value) if isinstance(value, list) else value
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     every = None if args.status_every is None else validation.positive("status_every", args.status_every)
     return run_command(command, options, status_line=False if args.no_status else None, status_every_s=every)

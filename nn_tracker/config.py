@@ -26,6 +26,7 @@ ATTRIBUTIONS = ("machine", "process")
 _PHASE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+RUN_DEFAULTS = {"attribution": "process"}  # nn-tracker run charges a wrapped command for its own process tree
 MIN_INTERVAL_S = 0.01  # sampling faster than 100 Hz measures nothing more and costs a core
 MIN_CHECKPOINT_INTERVAL_S = 1.0  # a checkpoint rewrites and fsyncs the report
 
@@ -107,75 +108,135 @@ class EmbodiedHardware:
     scope: str = "unit"
 
 
+def option(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    kind: str = "str",
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+) -> Any:
+    """A :class:`TrackerConfig` field with what the CLI, the YAML file and the docs need to know of it.
+
+    Args:
+        default: The default value.
+        help: What the option is, in one line (the README's option table and ``--help``).
+        flag: Its ``nn-tracker run`` flag, if it has one.
+        kind: How the flag reads its value: ``str``, ``float`` or ``list`` (repeatable).
+        choices: The values the flag accepts, if only some.
+        metavar: The placeholder in ``--help``.
+    """
+    metadata = {"help": help, "flag": flag, "kind": kind, "choices": choices, "metavar": metavar}
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class TrackerConfig:
     """Everything a :class:`~nn_tracker.tracker.Tracker` needs to know; validated at construction.
 
-    Attributes:
-        project_name: Name in reports and file names.
-        output_dir: Folder of the reports.
-        formats: Report formats to write.
-        write_report: Write files at all (the report object is returned either way).
-        interval_s: Seconds between samples (default 0.1).
-        checkpoint_interval_s: Seconds between crash-safe checkpoints; ``None`` disables them.
-        location: Where the job runs (shorthand for one datacentre).
-        intensity_g_per_kwh: Explicit grid intensity (shorthand for one datacentre).
-        pue: Facility PUE (shorthand for one datacentre).
-        transport_factor: Delivered share of electricity (shorthand for one datacentre).
-        datacentres: Several datacentres, each with the phases it runs.
-        embodied: ``"auto"`` (the detected GPUs' catalogue figures) or a list of hardware.
-        attribution: CPU/RAM estimates for the ``machine`` or this ``process`` tree.
-        cpu_tdp_w: The CPU's TDP when known, per package (socket) as datasheets give it.
-        gpus: Measure NVIDIA GPUs.
-        visible_devices: GPU selection; ``None`` reads ``CUDA_VISIBLE_DEVICES``.
-        rapl_root: The powercap directory.
-        proc_root: Where ``cpuinfo`` is read.
-        cgroup_root: Where the cgroup memory limit is read.
-        default_phase: Phase of energy measured outside any ``phase()`` block.
-        handle_sigterm: Write a ``terminated`` report on SIGTERM (main thread only).
-        node_sensors: Measure CPU and RAM (``False`` on all but one process of a node).
-        what_if_locations: Places whose grid the report compares the run with.
-        intensity_series: CSV of timestamps and gCO2e/kWh (e.g. exported from Electricity Maps or
-            WattTime, converted to gCO2e/kWh): operational carbon is also computed as sum of E(t) x I(t).
-        training_type: ``pre-training`` or ``fine-tuning`` (for the model-card block).
-        timeline_points: Maximum points kept in the downsampled timeline.
-        catalogue_file: YAML file adding or overriding catalogue entries.
-        run_id: Identifier of the run (default: time + random suffix).
-        identity: Record who and where in the report: the user name (``$USER``), the host name and
-            the process id. Off by default: reports get published with models. Host names label
-            the nodes of a multi-node run either way (they are needed to tell them apart).
-
+    Each field is declared once, below, with its help and its ``nn-tracker run`` flag: the CLI
+    flags, the keys of ``nn-tracker.yml`` and the README's option table are derived from these
+    declarations (:func:`options_table`).
     """
 
-    project_name: str = "nn_tracker"
-    output_dir: str | Path = "nn_tracker_reports"
-    formats: tuple[str, ...] = ("json",)
-    write_report: bool = True
-    interval_s: float = 0.1
-    checkpoint_interval_s: float | None = 60.0
-    location: str | None = None
-    intensity_g_per_kwh: float | None = None
-    pue: float | None = None
-    transport_factor: float = 1.0
-    datacentres: tuple[Datacentre, ...] = ()
-    embodied: str | tuple[EmbodiedHardware, ...] = "auto"
-    attribution: str = "machine"
-    cpu_tdp_w: float | None = None
-    gpus: bool = True
-    visible_devices: str | None = None
-    rapl_root: str = DEFAULT_ROOT
-    proc_root: str = "/proc"
-    cgroup_root: str = "/sys/fs/cgroup"
-    default_phase: str = "training"
-    handle_sigterm: bool = True
-    node_sensors: bool = True
-    what_if_locations: tuple[str, ...] = ()
-    intensity_series: str | Path | None = None
-    training_type: str = "pre-training"
-    timeline_points: int = 2000
-    catalogue_file: str | Path | None = None
-    run_id: str | None = None
-    identity: bool = False
+    project_name: str = option("nn_tracker", "name in reports and file names", flag="--project-name", metavar="NAME")
+    output_dir: str | Path = option("nn_tracker_reports", "folder of the reports", flag="--output-dir", metavar="DIR")
+    formats: tuple[str, ...] = option(
+        ("json",),
+        "report formats written at stop: json, md, html, csv (CodeCarbon's emissions.csv), model-card, if-manifest",
+        flag="--format",
+        kind="list",
+        choices=FORMATS,
+    )
+    write_report: bool = option(True, "write files at all (the report object is returned either way)")
+    interval_s: float = option(
+        0.1, "seconds between readings of counters and GPU power", flag="--interval", kind="float", metavar="S"
+    )
+    checkpoint_interval_s: float | None = option(
+        60.0,
+        "seconds between crash-safe rewrites of the report (None: none)",
+        flag="--checkpoint-interval",
+        metavar="S",
+        kind="float",
+    )
+    location: str | None = option(
+        None,
+        "where the job runs: country, grid zone, US state or provider:region (None: the world average, with a warning)",
+        flag="--location",
+        metavar="PLACE",
+    )
+    intensity_g_per_kwh: float | None = option(
+        None,
+        "explicit grid intensity, gCO2e/kWh, instead of a location's",
+        flag="--intensity",
+        metavar="G_PER_KWH",
+        kind="float",
+    )
+    pue: float | None = option(
+        None,
+        "facility overhead, >= 1 (None: the region's published PUE, else 1.0, said in the report)",
+        flag="--pue",
+        metavar="PUE",
+        kind="float",
+    )
+    transport_factor: float = option(
+        1.0,
+        "delivered share of the electricity drawn, (0, 1]",
+        flag="--transport-factor",
+        metavar="FACTOR",
+        kind="float",
+    )
+    datacentres: tuple[Datacentre, ...] = option(
+        (), "several datacentres, each with the root phases it runs (replaces the four options above)"
+    )
+    embodied: str | tuple[EmbodiedHardware, ...] = option(
+        "auto", "'auto' (the detected GPUs with a catalogue figure) or a list of EmbodiedHardware"
+    )
+    attribution: str = option(
+        "machine",
+        "CPU/RAM estimates for the whole machine or this process tree",
+        flag="--attribution",
+        choices=ATTRIBUTIONS,
+    )
+    cpu_tdp_w: float | None = option(
+        None,
+        "the CPU's TDP per package (socket), as datasheets give it, W (None: the catalogue's, else 3.5 W a CPU)",
+        flag="--cpu-tdp-w",
+        metavar="W",
+        kind="float",
+    )
+    gpus: bool = option(True, "measure NVIDIA GPUs")
+    visible_devices: str | None = option(None, "GPU selection (None: CUDA_VISIBLE_DEVICES)")
+    rapl_root: str = option(DEFAULT_ROOT, "the powercap directory")
+    proc_root: str = option("/proc", "where cpuinfo is read")
+    cgroup_root: str = option("/sys/fs/cgroup", "where the cgroup memory limit is read")
+    default_phase: str = option(
+        "training", "phase of the energy measured outside any phase() block", flag="--phase", metavar="PHASE"
+    )
+    handle_sigterm: bool = option(True, "write a terminated report on SIGTERM (main thread only)")
+    node_sensors: bool = option(True, "measure CPU and RAM (false on all but one process of a node)")
+    what_if_locations: tuple[str, ...] = option(
+        (), "places whose grid the report compares the run with", flag="--what-if", kind="list", metavar="PLACE"
+    )
+    intensity_series: str | Path | None = option(
+        None,
+        "CSV of timestamps and gCO2e/kWh: operational carbon also as the sum of E(t) x I(t)",
+        flag="--intensity-series",
+        metavar="CSV",
+    )
+    training_type: str = option(
+        "pre-training",
+        "pre-training or fine-tuning (the model-card block)",
+        flag="--training-type",
+        choices=("pre-training", "fine-tuning"),
+    )
+    timeline_points: int = option(2000, "most points kept in the downsampled timeline")
+    catalogue_file: str | Path | None = option(
+        None, "YAML file adding or overriding catalogue entries", flag="--catalogue", metavar="FILE"
+    )
+    run_id: str | None = option(None, "identifier of the run (default: start time + 96 random bits)")
+    identity: bool = option(False, "record the user name, host name and pid in the report (off: reports get published)")
     resolved: tuple[ResolvedDatacentre, ...] = field(init=False, repr=False, compare=False, default=())
     series: Any = field(init=False, repr=False, compare=False, default=None)
 
@@ -403,3 +464,24 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             value = tuple(value)
         options[key] = value
     return options
+
+
+def options() -> list[Any]:
+    """The :class:`TrackerConfig` options (dataclass fields with their help and flag), in declaration order."""
+    import dataclasses
+
+    return [f for f in dataclasses.fields(TrackerConfig) if f.init]
+
+
+def options_table() -> str:
+    """The README's option table (Markdown), derived from the declarations."""
+    rows = ["| option | `nn-tracker run` flag | default | what |", "| --- | --- | --- | --- |"]
+    for option_field in options():
+        meta = option_field.metadata
+        default = option_field.default
+        shown = list(default) if isinstance(default, tuple) else default
+        flag = f"`{meta['flag']}`" if meta["flag"] else ""
+        run_default = RUN_DEFAULTS.get(option_field.name)
+        default_text = f"`{shown!r}`" + (f" (`run`: `{run_default!r}`)" if run_default is not None else "")
+        rows.append(f"| `{option_field.name}` | {flag} | {default_text} | {meta['help']} |")
+    return "\n".join(rows) + "\n"

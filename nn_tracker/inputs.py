@@ -37,6 +37,8 @@ def read_text(path: str | Path, what: str, allow_empty: bool = False) -> str:
 
     """
     path = Path(path)
+    if "\x00" in str(path):  # open() would raise ValueError, not OSError
+        raise ValidationError(what, str(path), "must be a path without NUL characters")
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_BYTES + 1)

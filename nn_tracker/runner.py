@@ -25,7 +25,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from nn_tracker.config import TrackerConfig
+from nn_tracker.config import RUN_DEFAULTS, TrackerConfig
 from nn_tracker.errors import ValidationError
 from nn_tracker.report import units
 from nn_tracker.tracker import Tracker
@@ -73,7 +73,7 @@ def run_command(
     Raises:
         ValidationError: no command, or bad options.
     """
-    options = {"attribution": "process", **options, "handle_sigterm": False}
+    options = {**RUN_DEFAULTS, **options, "handle_sigterm": False}
     TrackerConfig(**options)  # every option is checked before the command starts
     if not command:
         raise ValidationError("command", "", "must be given after --, e.g. nn-tracker run -- python train.py")

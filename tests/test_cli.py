@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from nn_tracker.cli import main
+from nn_tracker.cli import build_parser, main
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -283,3 +283,26 @@ def test_an_unknown_option_suggests_the_closest(tmp_path):
 
     with pytest.raises(ValidationError, match="locaton is not a TrackerConfig field \\(did you mean 'location'\\?\\)"):
         Tracker(locaton="FR")
+
+
+def test_every_option_is_declared_once_and_the_readme_table_is_current():
+    from pathlib import Path
+
+    from nn_tracker.config import options, options_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("<!-- options: generated")
+    block = readme[readme.index("\n", start) + 1 : readme.index("<!-- options: end -->")]
+    assert block == options_table(), "README option table is stale: paste nn_tracker.config.options_table()"
+    flagged = [o for o in options() if o.metadata["flag"]]
+    assert len(flagged) >= 15
+    parser = build_parser()
+    for option in flagged:  # every declared flag reaches its option, nothing else is needed
+        value = {"float": "2.5", "list": None}.get(option.metadata["kind"], "x")
+        if option.metadata["choices"]:
+            value = option.metadata["choices"][-1]
+        value = value or "FR"
+        args = parser.parse_args(["run", option.metadata["flag"], value, "--", "true"])
+        expected = float(value) if option.metadata["kind"] == "float" else value
+        got = getattr(args, option.name)
+        assert got == ([expected] if option.metadata["kind"] == "list" else expected), option.name

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from nn_tracker import NNTrackerError, TrackerConfig
 from nn_tracker.catalogue import bundled
 from nn_tracker.cli import main
+from nn_tracker.config import options
 from nn_tracker.integrations.impact_framework import run_manifest
 from nn_tracker.intensity_series import IntensitySeries
 from nn_tracker.report import writers
@@ -31,27 +32,7 @@ anything = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
-FIELDS = [
-    "project_name",
-    "output_dir",
-    "formats",
-    "interval_s",
-    "checkpoint_interval_s",
-    "location",
-    "intensity_g_per_kwh",
-    "pue",
-    "transport_factor",
-    "datacentres",
-    "embodied",
-    "attribution",
-    "cpu_tdp_w",
-    "default_phase",
-    "timeline_points",
-    "what_if_locations",
-    "training_type",
-    "run_id",
-    "visible_devices",
-]
+FIELDS = [option.name for option in options() if option.name != "write_report"]  # every declared option
 
 
 def one_line(error: BaseException) -> None:

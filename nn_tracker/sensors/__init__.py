@@ -49,16 +49,10 @@ class SensorOptions:
     @classmethod
     def from_config(cls, config: object, **overrides: object) -> SensorOptions:
         """The sensor options of a :class:`~nn_tracker.config.TrackerConfig`, with ``overrides``."""
-        names = (
-            "gpus",
-            "visible_devices",
-            "rapl_root",
-            "proc_root",
-            "cgroup_root",
-            "attribution",
-            "cpu_tdp_w",
-            "node_sensors",
-        )
+        import dataclasses
+
+        # every sensor option the configuration declares too (not a second list of names)
+        names = [f.name for f in dataclasses.fields(cls) if hasattr(config, f.name)]
         return cls(**{**{name: getattr(config, name) for name in names}, **overrides})  # type: ignore[arg-type]
 
 
