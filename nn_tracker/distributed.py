@@ -217,16 +217,28 @@ class DistributedTracker:
                     self.tracker.add_note(f"Totals of the other processes could not be gathered ({exc}).")
                 else:
                     if self.is_writer:
-                        for state in states[1:]:
-                            self.tracker.carry_over(state, parallel=True)
-                        nodes = len({s["node"] for s in states})
-                        self.tracker.add_note(f"Merged from {len(states)} processes on {nodes} node(s).")
+                        self._merge(states)
             return self.tracker.stop(status, error)
         finally:
             if self._sensors is not None:
                 self._sensors.close()
             if close:
                 self.close()
+
+    def _merge(self, states: list[dict[str, Any]]) -> None:
+        """Add the other processes' totals to rank 0's, once they are known to merge without counting twice."""
+        from nn_tracker.run_state import DeviceCountedTwice
+
+        try:
+            merge_states(states)  # checks every claim first: nothing is added unless everything merges
+        except DeviceCountedTwice as exc:
+            log.error("nn_tracker: %s; the report holds rank 0's own measurements only", exc)
+            self.tracker.add_note(f"Not merged: {exc}. The report holds rank 0's own measurements only.")
+            return
+        for state in states[1:]:
+            self.tracker.carry_over(state, parallel=True)
+        nodes = len({s["node"] for s in states})
+        self.tracker.add_note(f"Merged from {len(states)} processes on {nodes} node(s).")
 
     def close(self) -> None:
         """Release nn_tracker's process group (after :meth:`stop`); safe to call twice."""
@@ -252,26 +264,14 @@ class DistributedTracker:
 
 
 def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
-    """One state from the states of processes that ran at the same time (rank 0's first)."""
-    from nn_tracker.sampling import DeviceTotals
+    """One state from the states of processes that ran at the same time (rank 0's first).
+
+    Raises:
+        DeviceCountedTwice: two processes measured one device (see :mod:`nn_tracker.run_state`).
+    """
+    from nn_tracker.run_state import merge_parallel
     from nn_tracker.tracker import remote_device_key
 
     first = states[0]
-    merged = dict(first, devices=list(first["devices"]), units={p: dict(k) for p, k in first["units"].items()})
     labels = NodeLabels(first["node"], first.get("host") or first["node"])
-    by_key = {d["info"]["device_id"]: DeviceTotals.from_state(d) for d in merged["devices"]}
-    for state in states[1:]:
-        for device in state["devices"]:
-            totals = DeviceTotals.from_state(device)
-            key = remote_device_key(totals, state, first["node"], labels)
-            if key in by_key:
-                by_key[key].absorb(totals)
-            else:
-                totals.info.device_id = key
-                by_key[key] = totals
-        for phase, kinds in state["units"].items():
-            per_phase = merged["units"].setdefault(phase, {})
-            for kind, count in kinds.items():
-                per_phase[kind] = per_phase.get(kind, 0) + count
-    merged["devices"] = [t.to_state() for t in by_key.values()]
-    return merged
+    return merge_parallel(states, lambda totals, state: remote_device_key(totals, state, first["node"], labels))

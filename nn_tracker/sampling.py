@@ -387,15 +387,16 @@ class Sampler:
             totals.flushed.append((begin, end, phase, joules))
 
     # ----- merging -----------------------------------------------------------------------------------
-    def carry(self, totals: DeviceTotals, key: str) -> None:
-        """Add totals measured elsewhere (an earlier session, another rank) under ``key``."""
+    def carry(self, totals: DeviceTotals, key: str, parallel: bool = False) -> None:
+        """Add totals measured elsewhere under ``key``: an earlier session, or (``parallel``) another rank.
+
+        Raises:
+            DeviceCountedTwice: ``parallel`` and this device is measured here already.
+        """
+        from nn_tracker.run_state import add_device  # run_state builds on this module
+
         with self._lock:
-            existing = self.totals.get(key)
-            if existing is None:
-                totals.info.device_id = key
-                self.totals[key] = totals
-            else:
-                existing.absorb(totals)
+            add_device(self.totals, key, totals, parallel)
 
     def carry_phase_time(self, phase_time_s: dict[str, float]) -> None:
         """Add the phase durations of an earlier session."""

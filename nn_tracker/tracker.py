@@ -29,6 +29,7 @@ from nn_tracker.node import NodeLabels, hostname, node_id
 from nn_tracker.report import writers
 from nn_tracker.report.files import claim, remove_stale_temporaries
 from nn_tracker.report.model import Report, RunState, build_report
+from nn_tracker.run_state import add_units, unit_totals
 from nn_tracker.sampling import DeviceTotals, Sampler
 from nn_tracker.sensors import SensorOptions, SensorSet, discover_sensors
 
@@ -307,11 +308,7 @@ class Tracker:
     def units(self) -> dict[str, float]:
         """Functional units counted so far, per kind, over all phases."""
         with self._units_lock:
-            totals: dict[str, float] = {}
-            for kinds in self._units.values():
-                for kind, count in kinds.items():
-                    totals[kind] = totals.get(kind, 0) + count
-            return totals
+            return unit_totals(self._units)
 
     def checkpoint(self) -> None:
         """Rewrite the JSON report now (status ``running``)."""
@@ -415,16 +412,13 @@ class Tracker:
             key = totals.info.device_id
             if parallel:
                 key = remote_device_key(totals, state, self._node_id, self._node_labels)
-            self._sampler.carry(totals, key)
+            self._sampler.carry(totals, key, parallel)
         if not parallel:
             self._sampler.carry_phase_time(state["phase_time_s"])
             self._carried_duration_s += state["duration_s"]
             self._carry_notes.append(f"Includes {state['duration_s']:.1f} s measured in earlier sessions (resumed).")
         with self._units_lock:
-            for phase, kinds in state["units"].items():
-                per_phase = self._units.setdefault(phase, {})
-                for kind, count in kinds.items():
-                    per_phase[kind] = per_phase.get(kind, 0) + count
+            add_units(self._units, state["units"])
 
     # ----- output ----------------------------------------------------------------------------------------
     def _build(self, status: str, error: BaseException | None, final: bool, timeline: bool = True) -> Report:

@@ -207,12 +207,28 @@ def test_one_node_of_four_processes_with_four_gpus(tmp_path, fake_gpu_env):
     assert double_counting_problems(data, gpus, nodes=1) == []
 
 
-def test_the_checks_catch_every_rank_measuring_everything(tmp_path, fake_gpu_env):
-    """The mutation these tests exist for: it must not pass."""
+def test_every_rank_measuring_everything_is_refused_at_the_merge(tmp_path, fake_gpu_env):
+    """The mutation these tests exist for: two ranks claiming one device are never summed."""
     pytest.importorskip("torch")
     data = run_job(tmp_path, fake_gpu_env, 1, 2, "--every-rank-measures-all")
-    problems = double_counting_problems(data, job_gpus(1), nodes=1)
-    assert any("GPU-n0-0" in p for p in problems) and any(p.startswith("cpu:") for p in problems), problems
+    (note,) = [n for n in data["notes"] if n.startswith("Not merged: device ")]
+    assert "measured by two processes at the same time" in note
+    assert not any(n.startswith("Merged from") for n in data["notes"])
+    assert double_counting_problems(data, job_gpus(1), nodes=1) == []  # rank 0's own figures, counted once
+
+
+def test_the_checks_catch_a_device_summed_twice():
+    """What the merge now refuses, summed anyway, is what double_counting_problems exists to see."""
+    data = {
+        "duration_s": 10.0,
+        "devices": [
+            {"device_id": "gpu:GPU-n0-0", "component": "gpu", "energy_kwh": 2 * 100 * 10 / 3.6e6, "measured_s": 10.0},
+            {"device_id": "gpu:GPU-n0-1", "component": "gpu", "energy_kwh": 150 * 10 / 3.6e6, "measured_s": 10.0},
+        ],
+        "nodes": {"local": {}},
+    }
+    problems = double_counting_problems(data, {"GPU-n0-0": 100.0, "GPU-n0-1": 150.0}, nodes=1)
+    assert any("GPU-n0-0" in p for p in problems) and not any("GPU-n0-1" in p for p in problems), problems
 
 
 def test_lightning_ddp_on_a_backend_like_nccl_counts_node_energy_once(tmp_path, fake_gpu_env):
