@@ -46,6 +46,24 @@ def check_phase_name(name: object, field_name: str = "phase") -> str:
     return name
 
 
+ALL_OTHER_PHASES = "(all others)"  # how reports list the phases of a datacentre that names none
+
+
+def datacentre_index(root_phase: str, phases_per_centre: list[tuple[str, ...]] | list[list[str]]) -> int:
+    """Which datacentre runs a root phase: the first naming it, else the first naming none, else the first.
+
+    A datacentre that names no phase runs all the others.
+
+    Args:
+        root_phase: e.g. ``training`` or ``querying``.
+        phases_per_centre: Each datacentre's named phases, in order (empty: all the others).
+    """
+    for index, phases in enumerate(phases_per_centre):
+        if root_phase in phases:
+            return index
+    return next((index for index, phases in enumerate(phases_per_centre) if not phases), 0)
+
+
 @dataclass(frozen=True)
 class Datacentre:
     """Where (part of) the job runs: grid intensity, PUE, transport factor.

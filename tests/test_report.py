@@ -461,3 +461,14 @@ def test_html_has_no_text_outside_its_box_in_headless_chromium(report_data, tmp_
     page = html.render(report_data)
     assert layout_problems(page, tmp_path) == []
     assert "phase-band" in page and 'data-phase="training"' in page
+
+
+def test_which_datacentre_runs_a_phase_is_decided_in_one_place(report_data):
+    from nn_tracker.config import datacentre_index
+    from nn_tracker.report.model import centre_row_for
+
+    assert datacentre_index("querying", [("training",), ("querying",)]) == 1
+    assert datacentre_index("training", [("querying",), ()]) == 1  # the one naming no phase runs the others
+    assert datacentre_index("training", [("querying",)]) == 0  # none runs the others: the first
+    rows = report_data["datacentres"]  # Paris for everything but querying, Belgium for querying
+    assert [centre_row_for(phase, rows) for phase in ("training", "querying", "other")] == [0, 1, 0]

@@ -16,16 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from nn_tracker.energy import JOULES_PER_KWH
-
-
-def _datacentre_index(phase: str, centres: list[dict[str, Any]]) -> int:
-    for i, centre in enumerate(centres):
-        if phase in centre["phases"]:
-            return i
-    for i, centre in enumerate(centres):
-        if centre["phases"] == ["(all others)"]:
-            return i
-    return 0
+from nn_tracker.report.model import centre_row_for
 
 
 def _stamp(start: datetime, offset_s: float) -> str:
@@ -56,7 +47,7 @@ def build(data: dict[str, Any]) -> dict[str, Any]:
     children: dict[str, Any] = {}
     points = (data.get("timeline") or {}).get("points") or []
     for phase in roots:
-        index = _datacentre_index(phase, centres)
+        index = centre_row_for(phase, centres)
         pue = centres[index]["pue"]
         inputs = []
         timeline_j = 0.0

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from nn_tracker import footprint
-from nn_tracker.config import ResolvedDatacentre, TrackerConfig
+from nn_tracker.config import ALL_OTHER_PHASES, TrackerConfig, datacentre_index
 from nn_tracker.energy import JOULES_PER_KWH, j_to_kwh
 from nn_tracker.equivalents import equivalents, what_if
 from nn_tracker.node import hostname
@@ -99,16 +99,6 @@ def _machine(cpu_model: str | None, identity: bool) -> dict[str, Any]:
     if identity:
         machine.update(hostname=hostname(), pid=os.getpid(), user=os.environ.get("USER") or os.environ.get("LOGNAME"))
     return machine
-
-
-def _datacentre_for(root: str, centres: tuple[ResolvedDatacentre, ...]) -> int:
-    for i, centre in enumerate(centres):
-        if root in centre.phases:
-            return i
-    for i, centre in enumerate(centres):
-        if not centre.phases:
-            return i
-    return 0
 
 
 @dataclass
@@ -377,7 +367,7 @@ def _operational(config: TrackerConfig, phases: dict[str, Any]) -> tuple[list[di
     for name, phase in phases.items():
         if "/" in name:
             continue  # nested phases are inside their root's inclusive energy
-        index = _datacentre_for(name, centres)
+        index = datacentre_index(name, [c.phases for c in centres])
         centre = centres[index]
         it_kwh[index] += phase["inclusive_energy_kwh"]
         facility = phase["inclusive_energy_kwh"] * centre.pue
@@ -398,7 +388,7 @@ def _operational(config: TrackerConfig, phases: dict[str, Any]) -> tuple[list[di
         rows.append(
             {
                 "name": centre.name,
-                "phases": list(centre.phases) or ["(all others)"],
+                "phases": list(centre.phases) or [ALL_OTHER_PHASES],
                 "intensity_g_per_kwh": centre.intensity_g_per_kwh,
                 "intensity_source": centre.intensity_source,
                 "intensity_year": centre.intensity_year,
@@ -511,7 +501,7 @@ def per_unit(
     result: dict[str, Any] = {}
     for phase in sorted(units):
         info = phases.get(phase, {"energy_kwh": 0.0, "duration_s": 0.0})
-        centre = centres[_centre_row_for(phase.split("/", 1)[0], centres)]
+        centre = centres[centre_row_for(phase.split("/", 1)[0], centres)]
         facility_kwh = info["energy_kwh"] * centre["pue"]
         carbon_g = footprint.operational_carbon_g(
             [facility_kwh], [centre["intensity_g_per_kwh"]], [centre["transport_factor"]]
@@ -531,15 +521,9 @@ def per_unit(
     return result
 
 
-def _centre_row_for(root: str, centres: list[dict[str, Any]]) -> int:
-    """The datacentre row that runs a root phase: the one naming it, else the one for all others."""
-    for i, centre in enumerate(centres):
-        if root in centre["phases"]:
-            return i
-    for i, centre in enumerate(centres):
-        if "(all others)" in centre["phases"]:
-            return i
-    return 0
+def centre_row_for(root_phase: str, rows: list[dict[str, Any]]) -> int:
+    """The report's datacentre row that runs a root phase (see :func:`~nn_tracker.config.datacentre_index`)."""
+    return datacentre_index(root_phase, [[] if r["phases"] == [ALL_OTHER_PHASES] else r["phases"] for r in rows])
 
 
 def whole(count: float) -> float:

@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 from nn_tracker import footprint
+from nn_tracker.report.model import centre_row_for
 
 
 def training_carbon_g(data: dict[str, Any]) -> float | None:
@@ -28,8 +29,7 @@ def training_carbon_g(data: dict[str, Any]) -> float | None:
     embodied = data["footprint"].get("embodied_carbon_amortised_g") or 0.0
     total = 0.0
     for name, phase in roots.items():
-        centre = next((c for c in centres if name in c["phases"]), None)
-        centre = centre or next((c for c in centres if "(all others)" in c["phases"]), centres[0])
+        centre = centres[centre_row_for(name, centres)]
         facility = phase["inclusive_energy_kwh"] * centre["pue"]
         total += footprint.operational_carbon_g(
             [facility], [centre["intensity_g_per_kwh"]], [centre["transport_factor"]]
