@@ -23,7 +23,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line, without the usage block."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        from nn_tracker.errors import printable
+
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {printable(message)}\n")  # an argument's control characters too
 
 
 def _add_estimate(commands: Any) -> None:

@@ -21,10 +21,10 @@ class ValidationError(NNTrackerError, ValueError):
         self.field = field
         self.value = value
         self.rule = rule
-        super().__init__(f"{_printable(field)} {_printable(rule)}, got {value!r}")
+        super().__init__(f"{printable(field)} {printable(rule)}, got {value!r}")
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """Keep a message on one line whatever the user's names contain (control characters are escaped)."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 

@@ -481,6 +481,10 @@ class Tracker:
                         path,
                         exc,
                     )
+            except Exception:  # a bug in a writer must not reach the tracked program
+                log.exception(
+                    "nn_tracker: writing %s failed (a bug: please report it); the other files are written", path
+                )
         report.paths = paths
 
     def _checkpoint(self, force: bool = False) -> None:

@@ -75,6 +75,7 @@ def row(data: dict[str, Any]) -> dict[str, Any]:
     kind, code = centre.get("location_kind"), centre.get("location_code") or ""
     gpus = [d for d in data["devices"] if d["component"] == "gpu"]
     stamp = data["ended_at"] or data.get("checkpointed_at") or data["started_at"]
+    machine = data.get("machine") or {}
 
     def last_power(component: str) -> float | str:
         readings = [d.get("last_power_w") for d in data["devices"] if d["component"] == component]
@@ -102,11 +103,11 @@ def row(data: dict[str, Any]) -> dict[str, Any]:
         "region": code if kind in ("us_state", "grid_zone") else "",
         "cloud_provider": code.split(":")[0] if kind == "cloud_region" else "",
         "cloud_region": code.split(":", 1)[1] if kind == "cloud_region" else "",
-        "os": data["machine"].get("os", ""),
+        "os": machine.get("os", ""),
         "python_version": data["software"].get("python", ""),
         "codecarbon_version": "",
-        "cpu_count": data["machine"].get("logical_cpus", ""),
-        "cpu_model": data["machine"].get("cpu_model") or "",
+        "cpu_count": machine.get("logical_cpus", ""),
+        "cpu_model": machine.get("cpu_model") or "",
         "gpu_count": len(gpus),
         "gpu_model": ", ".join(sorted({d["name"] for d in gpus})),
         "longitude": "",

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from nn_tracker.energy import JOULES_PER_KWH
+from nn_tracker.errors import ValidationError
 from nn_tracker.report.model import centre_row_for
 
 
@@ -26,6 +27,8 @@ def _stamp(start: datetime, offset_s: float) -> str:
 def build(data: dict[str, Any]) -> dict[str, Any]:
     """The manifest as a dict."""
     centres = data["datacentres"]
+    if data["started_at"] is None:
+        raise ValidationError("report.started_at", None, "must be the run's start time to export an IF manifest")
     start = datetime.fromisoformat(data["started_at"])
     plugins: dict[str, Any] = {}
     for i, centre in enumerate(centres):

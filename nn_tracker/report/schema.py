@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,10 @@ class _Str:
         self.optional, self.choices = optional, choices
 
 
+class _Time(_Str):
+    """An ISO 8601 time, as ``datetime.fromisoformat`` reads it (``null`` allowed when ``optional``)."""
+
+
 class _Map:
     """An object whose values all follow ``spec``."""
 
@@ -142,17 +147,57 @@ class _Opt:
         self.spec = spec
 
 
+class _Absent:
+    """A key that may be absent; when present, it follows ``spec``."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+
 NUMS = _Map(_Num())
-POINT = {"start_s": _Num(), "end_s": _Num(), "mean_power_w": NUMS, "peak_power_w": NUMS, "energy_j": NUMS}
+OPTIONAL_NUMS = _Map(_Num(optional=True))
+POINT = {
+    "start_s": _Num(),
+    "end_s": _Num(),
+    "mean_power_w": OPTIONAL_NUMS,
+    "peak_power_w": OPTIONAL_NUMS,
+    "energy_j": OPTIONAL_NUMS,
+    "phase_s": _Absent(NUMS),
+    "phase_energy_j": _Absent(NUMS),
+}
+EMBODIED = {
+    "name": _Str(),
+    "count": _Num(),
+    "embodied_kg_per_unit": _Num(),
+    "method": _Str(),
+    "source": _Str(),
+    "lifetime_years": _Num(),
+    "utilisation": _Num(),
+    "amortised_g": _Num(),
+}
 REPORT = {
     "run_id": _Str(),
     "project_name": _Str(),
     "status": _Str(choices=STATUSES),
-    "started_at": _Str(optional=True),
-    "ended_at": _Str(optional=True),
+    "started_at": _Time(optional=True),
+    "ended_at": _Time(optional=True),
+    "checkpointed_at": _Absent(_Time(optional=True)),
     "duration_s": _Num(minimum=0),
     "error": _Opt({"type": _Str(), "message": _Str()}),
     "software": _Map(_Str(optional=True)),
+    "machine": _Absent(
+        {
+            "os": _Absent(_Str(optional=True)),
+            "logical_cpus": _Absent(_Num(optional=True)),
+            "cpu_model": _Absent(_Str(optional=True)),
+        }
+    ),
+    "settings": _Absent(
+        {
+            "attribution": _Absent(_Str(optional=True)),
+            "training_type": _Absent(_Str(choices=("pre-training", "fine-tuning"))),
+        }
+    ),
     "energy": {"it_kwh": _Num(), "by_component_kwh": _Map(_Num(optional=True)), "by_method_kwh": NUMS},
     "devices": _List(
         {
@@ -160,10 +205,13 @@ REPORT = {
             "component": _Str(),
             "name": _Str(),
             "method": _Str(),
+            "model": _Str(optional=True),
+            "node": _Str(),
             "energy_kwh": _Num(optional=True),
             "energy_kwh_by_phase": NUMS,
             "mean_power_w": _Num(optional=True),
             "peak_power_w": _Num(optional=True),
+            "last_power_w": _Absent(_Num(optional=True)),
             "measured_s": _Num(),
             "gap_s": _Num(),
             "notes": _List(_Str()),
@@ -181,8 +229,13 @@ REPORT = {
     "datacentres": _List(
         {
             "name": _Str(),
+            "phases": _List(_Str()),
+            "location_code": _Absent(_Str(optional=True)),
+            "location_kind": _Absent(_Str(optional=True)),
             "intensity_g_per_kwh": _Num(),
+            "intensity_source": _Str(),
             "pue": _Num(),
+            "pue_source": _Str(),
             "transport_factor": _Num(),
             "it_energy_kwh": _Num(),
             "facility_energy_kwh": _Num(),
@@ -195,9 +248,15 @@ REPORT = {
         "querying_energy_kwh": _Num(),
         "operational_carbon_g": _Num(),
         "embodied_carbon_amortised_g": _Num(optional=True),
-        "embodied": _List(dict),
+        "embodied": _List(EMBODIED),
         "total_carbon_g": _Num(),
-        "time_resolved": _Opt(dict),
+        "time_resolved": _Opt(
+            {
+                "operational_carbon_g": _Num(),
+                "uncovered_energy_kwh": _Num(),
+                "series_column": _Absent(_Str(optional=True)),
+            }
+        ),
     },
     "units": _Map(
         {
@@ -213,8 +272,31 @@ REPORT = {
             ),
         }
     ),
-    "equivalents": _List(dict),
-    "what_if": dict,
+    "equivalents": _List({"value": _Num(), "label": _Str(), "factor": _Num(), "unit": _Str(), "source": _Str()}),
+    "what_if": {
+        "places": _List(
+            {
+                "name": _Str(),
+                "code": _Str(),
+                "why": _Str(),
+                "intensity_g_per_kwh": _Num(),
+                "year": _Num(optional=True),
+                "total_carbon_g": _Num(),
+            }
+        )
+    },
+    "related_runs": _Absent(
+        _List(
+            {
+                "stage": _Absent(_Str(optional=True)),
+                "run_id": _Str(),
+                "status": _Str(),
+                "duration_s": _Num(),
+                "it_energy_kwh": _Absent(_Num(optional=True)),
+                "total_carbon_g": _Absent(_Num(optional=True)),
+            }
+        )
+    ),
     "sampler": dict,
     "notes": _List(_Str()),
     "timeline": _Opt({"bucket_s": _Num(), "devices": _List(_Str()), "points": _List(POINT)}),
@@ -239,6 +321,11 @@ def _check(value: Any, spec: Any, where: str) -> None:
         if not isinstance(value, str) or (spec.choices and value not in spec.choices):
             rule = f"must be one of {', '.join(spec.choices)}" if spec.choices else "must be a string"
             raise ValidationError(where, value, rule)
+        if isinstance(spec, _Time):
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise ValidationError(where, value, "must be an ISO 8601 time") from None
     elif isinstance(spec, _List):
         if not isinstance(value, list) or len(value) < spec.min_items:
             more = f" with at least {spec.min_items} item(s)" if spec.min_items else ""
@@ -258,8 +345,10 @@ def _check(value: Any, spec: Any, where: str) -> None:
             raise ValidationError(where, _short(value), "must be an object")
         for key, item_spec in spec.items():
             if key not in value:
+                if isinstance(item_spec, _Absent):
+                    continue
                 raise ValidationError(f"{where}.{key}", None, "is missing")
-            _check(value[key], item_spec, f"{where}.{key}")
+            _check(value[key], item_spec.spec if isinstance(item_spec, _Absent) else item_spec, f"{where}.{key}")
 
 
 def _short(value: Any) -> Any:

@@ -17,15 +17,14 @@ CSV_NAME = "emissions.csv"
 def render(data: dict[str, Any], fmt: str) -> str:
     """The report as text in ``fmt`` (CSV: header and one row).
 
+    ``data`` is a report of the current schema: built by a tracker, or loaded and checked by
+    :func:`~nn_tracker.report.schema.load_report`. Nothing is re-wrapped here: an exception from a
+    writer is a bug in it, not a user's error.
+
     Raises:
-        ValidationError: the report lacks a field the format needs, or has one of the wrong type.
+        ValidationError: an unknown format.
     """
-    try:
-        return _render(data, fmt)
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise ValidationError(
-            "report", type(exc).__name__, f"must be a complete report to render {fmt} ({exc})"
-        ) from None
+    return _render(data, fmt)
 
 
 def _render(data: dict[str, Any], fmt: str) -> str:
@@ -44,7 +43,7 @@ def _render(data: dict[str, Any], fmt: str) -> str:
         return model_card.render(data)
     if fmt == "if-manifest":
         return if_manifest.render(data)
-    raise ValueError(f"unknown format {fmt!r}")
+    raise ValidationError("format", fmt, f"must be one of {', '.join(FORMATS)}")
 
 
 def default_path(output_dir: str | Path, stem: str, fmt: str) -> Path:
