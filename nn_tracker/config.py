@@ -484,6 +484,25 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return options
 
 
+def make_config(config: TrackerConfig | None, options: dict[str, Any]) -> TrackerConfig:
+    """``config`` with ``options`` replacing its fields, else a new one of ``options``.
+
+    Raises:
+        ValidationError: a bad value, or an unknown option (with the closest known one).
+    """
+    import dataclasses
+
+    try:
+        return dataclasses.replace(config, **options) if config else TrackerConfig(**options)
+    except TypeError as exc:
+        known = {f.name for f in dataclasses.fields(TrackerConfig) if f.init}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            rule = "is not a TrackerConfig field" + closest(unknown[0], known)
+            raise ValidationError(unknown[0], options[unknown[0]], rule) from None
+        raise ValidationError("options", sorted(options), f"must be fields of TrackerConfig ({exc})") from None
+
+
 def options() -> list[Any]:
     """The :class:`TrackerConfig` options (dataclass fields with their help and flag), in declaration order."""
     import dataclasses

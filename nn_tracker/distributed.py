@@ -269,8 +269,7 @@ def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
     Raises:
         DeviceCountedTwice: two processes measured one device (see :mod:`nn_tracker.run_state`).
     """
-    from nn_tracker.run_state import merge_parallel
-    from nn_tracker.tracker import remote_device_key
+    from nn_tracker.run_state import merge_parallel, remote_device_key
 
     first = states[0]
     labels = NodeLabels(first["node"], first.get("host") or first["node"])

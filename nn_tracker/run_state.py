@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from nn_tracker.errors import NNTrackerError
-from nn_tracker.sampling import DeviceTotals
+from nn_tracker import validation as check
+from nn_tracker.errors import NNTrackerError, ValidationError
+from nn_tracker.node import NodeLabels
+from nn_tracker.sampling import DeviceTotals, Sampler
 
 Units = dict[str, dict[str, float]]  # phase -> kind -> count
 
@@ -90,3 +92,77 @@ def merge_parallel(states: list[dict[str, Any]], key_of: Any) -> dict[str, Any]:
             add_units(merged["units"], state["units"])
     merged["devices"] = [t.to_state() for t in devices.values()]
     return merged
+
+
+STATE_VERSION = 1
+
+
+def remote_device_key(totals: DeviceTotals, state: dict[str, Any], own_node: str, labels: NodeLabels) -> str:
+    """Key of a device measured by another process: ``host/device`` when on another node.
+
+    Nodes are told apart by their identity (``state["node"]``); the host name only labels them.
+    """
+    if state["node"] == own_node or totals.node:
+        return totals.info.device_id
+    totals.node = labels.label(state["node"], state.get("host"))
+    return f"{totals.node}/{totals.info.device_id}"
+
+
+def check_state(state: Any) -> None:
+    """Raise a one-line error unless ``state`` comes from :meth:`Tracker.export_state`."""
+    keys = {"nn_tracker_state", "node", "duration_s", "phase_time_s", "units", "devices"}
+    if not isinstance(state, dict) or not keys <= set(state):
+        raise ValidationError("state", type(state).__name__, "must be a dict from Tracker.export_state()")
+    if state["nn_tracker_state"] != STATE_VERSION:
+        raise ValidationError("state.nn_tracker_state", state["nn_tracker_state"], f"must be {STATE_VERSION}")
+    check.non_negative("state.duration_s", state["duration_s"])
+    for name in ("phase_time_s", "units"):
+        if not isinstance(state[name], dict):
+            raise ValidationError(f"state.{name}", type(state[name]).__name__, "must be a mapping")
+    for phase, seconds in state["phase_time_s"].items():
+        check.non_negative(f"state.phase_time_s.{phase}", seconds)
+    for phase, kinds in state["units"].items():
+        if not isinstance(kinds, dict):
+            raise ValidationError(f"state.units.{phase}", type(kinds).__name__, "must be a mapping")
+        for kind, count in kinds.items():
+            check.non_negative(f"state.units.{phase}.{kind}", count)
+    if not isinstance(state["devices"], list):
+        raise ValidationError("state.devices", type(state["devices"]).__name__, "must be a list")
+    for i, device in enumerate(state["devices"]):
+        try:
+            totals = DeviceTotals.from_state(device)
+            check.non_negative(f"state.devices[{i}].energy_j", totals.energy_j)
+            for phase, joules in totals.energy_by_phase_j.items():
+                check.non_negative(f"state.devices[{i}].energy_by_phase_j.{phase}", joules)
+        except (KeyError, TypeError, AttributeError) as exc:
+            rule = f"must be a device's totals ({exc})"
+            raise ValidationError(f"state.devices[{i}]", type(exc).__name__, rule) from None
+
+
+def snapshot(sampler: Sampler, units: Units, node: str, host: str, duration_s: float) -> dict[str, Any]:
+    """A run's state (JSON-ready) from its sampler's totals and its units (see :func:`check_state`)."""
+    with sampler.lock:
+        devices = [t.to_state() for t in sampler.totals.values()]
+        phase_time_s = dict(sampler.phase_time_s)
+    return {
+        "nn_tracker_state": STATE_VERSION,
+        "node": node,
+        "host": host,
+        "duration_s": duration_s,
+        "phase_time_s": phase_time_s,
+        "units": units,
+        "devices": devices,
+    }
+
+
+def carry_devices(sampler: Sampler, state: dict[str, Any], parallel: bool, key_of: Any) -> None:
+    """Add a state's devices (and, for an earlier session, its time per phase) to a running sampler.
+
+    Raises:
+        DeviceCountedTwice: ``parallel`` and one of the devices is measured here already.
+    """
+    for device_state in state["devices"]:
+        totals = DeviceTotals.from_state(device_state)
+        sampler.carry(totals, key_of(totals, state) if parallel else totals.info.device_id, parallel)
+    if not parallel:
+        sampler.carry_phase_time(state["phase_time_s"])

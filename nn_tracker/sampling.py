@@ -387,6 +387,11 @@ class Sampler:
             totals.flushed.append((begin, end, phase, joules))
 
     # ----- merging -----------------------------------------------------------------------------------
+    def power_w(self) -> float:
+        """Power of this process's own devices at their last reading (carried devices left out)."""
+        with self._lock:
+            return sum(t.last_power_w or 0.0 for t in self.totals.values() if t.node is None)
+
     def carry(self, totals: DeviceTotals, key: str, parallel: bool = False) -> None:
         """Add totals measured elsewhere under ``key``: an earlier session, or (``parallel``) another rank.
 

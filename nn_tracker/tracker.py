@@ -9,29 +9,28 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import functools
 import logging
 import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nn_tracker import validation as check
 from nn_tracker.clock import Clock, SystemClock
-from nn_tracker.config import TrackerConfig, check_phase_name
-from nn_tracker.errors import NNTrackerError, ValidationError
+from nn_tracker.config import TrackerConfig, make_config
+from nn_tracker.errors import NNTrackerError
+from nn_tracker.live import live_figures
 from nn_tracker.node import NodeLabels, hostname, node_id
-from nn_tracker.report import writers
-from nn_tracker.report.files import claim, remove_stale_temporaries
-from nn_tracker.report.model import Report, RunState, build_report
-from nn_tracker.run_state import add_units, unit_totals
-from nn_tracker.sampling import DeviceTotals, Sampler
+from nn_tracker.phases import PhaseBook
+from nn_tracker.report.model import Report, RunState, build_report, incomplete_report
+from nn_tracker.report.output import ReportFiles
+from nn_tracker.run_state import carry_devices, check_state, remote_device_key, snapshot
+from nn_tracker.sampling import Sampler
 from nn_tracker.sensors import SensorOptions, SensorSet, discover_sensors
+from nn_tracker.sigterm import SigtermGuard
 
 log = logging.getLogger("nn_tracker")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -62,41 +61,20 @@ class Tracker:
         sensors: SensorSet | None = None,
         **options: Any,
     ) -> None:
-        try:
-            self.config = dataclasses.replace(config, **options) if config else TrackerConfig(**options)
-        except TypeError as exc:
-            from nn_tracker.config import closest
-
-            known = {f.name for f in dataclasses.fields(TrackerConfig) if f.init}
-            unknown = sorted(set(options) - known)
-            if unknown:
-                rule = "is not a TrackerConfig field" + closest(unknown[0], known)
-                raise ValidationError(unknown[0], options[unknown[0]], rule) from None
-            raise ValidationError("options", sorted(options), f"must be fields of TrackerConfig ({exc})") from None
+        self.config = make_config(config, options)
         self._clock = clock or SystemClock()
         self._background = background
         self._given_sensors = sensors
         self._state_lock = threading.RLock()
-        self._units: dict[str, dict[str, float]] = {}
-        self._units_lock = threading.Lock()
-        self._phase_stack: list[str] = []
-        self._phase_names: set[str] = {self.config.default_phase}
-        self._phase_overflow = False
-        self._unit_kinds: set[str] = set()
-        self._phase_lock = threading.Lock()
+        self._phases = PhaseBook(self.config.default_phase, self._on_switch)
         self._sampler: Sampler | None = None
         self._sensors: SensorSet | None = None
         self._started_wall_s = 0.0
         self._started_s = 0.0
         self._last_checkpoint_s = 0.0
         self._owner_pid: int | None = None
-        self._previous_sigterm: Any = None
-        self._sigterm_installed = False
-        self._sigterm_received = False  # set by the handler
-        self._sigterm_wake = threading.Event()  # wakes the watcher thread: SIGTERM received, or the run is over
-        self._kill_after_stop = False
+        self._sigterm = SigtermGuard(lambda: self.stop("terminated", _Terminated("SIGTERM received")))
         self._report: Report | None = None
-        self._write_errors = 0
         self._pending_carry: list[tuple[dict[str, Any], bool]] = []
         self._carried_duration_s = 0.0
         self._carry_notes: list[str] = []
@@ -105,7 +83,9 @@ class Tracker:
         self._node_labels = NodeLabels(self._node_id, hostname())
         # time first (runs sort by start), then 96 random bits: no collision even for a cluster's simultaneous starts
         self.run_id = self.config.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(12).hex()
-        self._stem = f"{self.config.project_name}-{self.run_id}"
+        self._files = ReportFiles(
+            self.config.output_dir, f"{self.config.project_name}-{self.run_id}", self.config.formats
+        )
 
     # ----- life cycle -------------------------------------------------------------------------------------
     @property
@@ -116,7 +96,7 @@ class Tracker:
     @property
     def report_path(self) -> Path:
         """Where the JSON report is written."""
-        return Path(self.config.output_dir) / f"{self._stem}.json"
+        return self._files.json_path
 
     def start(self) -> Tracker:
         """Discover sensors, start sampling, write a first checkpoint. Returns ``self``.
@@ -151,23 +131,12 @@ class Tracker:
                     "nn_tracker: no location given; using the world-average grid intensity. "
                     "Set location= (country, zone or cloud region) for a meaningful carbon figure."
                 )
-            self._install_sigterm()
+            if config.handle_sigterm:
+                self._sigterm.install()
             atexit.register(self._at_exit)
-            self._claim_report()
+            if config.write_report:
+                self._files.claim(self._build("running", None, final=False).to_dict())
         return self
-
-    def _claim_report(self) -> None:
-        """Write the first report under a name no other run has (``-2``... if the run id was reused)."""
-        if not self.config.write_report:
-            return
-        folder = Path(self.config.output_dir)
-        remove_stale_temporaries(folder)
-        try:
-            text = writers.render(self._build("running", None, final=False).to_dict(), "json")
-            self._stem = claim(self.report_path, text).stem
-        except (OSError, ValueError) as exc:
-            self._write_errors += 1
-            log.error("nn_tracker: cannot write %s (%s); tracking continues", self.report_path, exc)
 
     def stop(self, status: str = "completed", error: BaseException | None = None) -> Report:
         """Stop sampling, compute the footprint, write the final report; returns it. Idempotent."""
@@ -178,16 +147,16 @@ class Tracker:
                 raise NNTrackerError("this Tracker was never started")
             if self._owner_pid != os.getpid():  # a forked child: the run belongs to the parent
                 return self._build("running", None, final=False)
-            if self._sigterm_received and status == "completed":
+            if self._sigterm.received and status == "completed":
                 status, error = "terminated", error or _Terminated("SIGTERM received")
             self._sampler.stop()
-            self._restore_sigterm()
+            self._sigterm.restore()
             atexit.unregister(self._at_exit)
             try:
                 report = self._build(status, error, final=True)
             except Exception as exc:
                 log.exception("nn_tracker: building the final report failed; writing what is known")
-                report = self._incomplete_report(status, error, exc)
+                report = incomplete_report(self._run_state(status, error, final=True), exc)
             self._report = report
             if self._sensors is not None and self._given_sensors is None:
                 self._sensors.close()
@@ -210,69 +179,24 @@ class Tracker:
     @property
     def current_phase(self) -> str:
         """The innermost phase path, e.g. ``training/validation``."""
-        return self._phase_stack[-1] if self._phase_stack else self.config.default_phase
+        return self._phases.current
 
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[str]:
+    def phase(self, name: str) -> contextlib.AbstractContextManager[str]:
         """Attribute energy and time to ``name`` inside the block; nests as ``outer/name``.
 
         Energy is counted in the innermost phase ("exclusive") and, in the report,
         also in every enclosing phase ("inclusive").
         """
-        check_phase_name(name)
-        parent = self._phase_stack[-1] if self._phase_stack else None
-        path = self._bounded_phase(f"{parent}/{name}" if parent else name, parent)
-        self._switch(path, push=True)
-        try:
-            yield path
-        finally:
-            self._switch(path, push=False)
+        return self._phases.phase(name)
 
-    def _bounded_phase(self, path: str, parent: str | None) -> str:
-        """``path``, or ``<parent>/other`` once :data:`MAX_PHASES` distinct phases exist (costs stay bounded)."""
-        if path in self._phase_names or len(self._phase_names) < MAX_PHASES:
-            self._phase_names.add(path)
-            return path
-        if not self._phase_overflow:
-            self._phase_overflow = True
-            message = f"More than {MAX_PHASES:,} distinct phases: later new names are counted as '<parent>/other'."
-            log.warning("nn_tracker: %s", message)
-            self._carry_notes.append(message)
-        other = f"{parent}/other" if parent else "other"
-        self._phase_names.add(other)
-        return other
-
-    def _switch(self, path: str, push: bool) -> None:
+    def _on_switch(self, phase: str) -> None:
         # Never waits for a sensor or a report: the sampler only records the switch's time.
-        with self._phase_lock:
-            if push:
-                self._phase_stack.append(path)
-            elif path in self._phase_stack:
-                del self._phase_stack[self._phase_stack.index(path) :]
-            if self._sampler is not None and self.running:
-                self._sampler.switch_phase(self.current_phase)
+        if self._sampler is not None and self.running:
+            self._sampler.switch_phase(phase)
 
     def add_units(self, count: float = 1, kind: str = "sample") -> None:
         """Count functional units (samples, queries, tokens...) in the current phase; cheap, thread-safe."""
-        if isinstance(count, bool) or not isinstance(count, (int, float)):
-            raise ValidationError("count", count, "must be a number")
-        check.non_negative("count", count)
-        check_phase_name(kind, "kind")
-        phase = self.current_phase
-        with self._units_lock:
-            if kind not in self._unit_kinds:
-                if len(self._unit_kinds) >= MAX_UNIT_KINDS:
-                    kind = self._other_kind()
-                self._unit_kinds.add(kind)
-            per_phase = self._units.setdefault(phase, {})
-            per_phase[kind] = per_phase.get(kind, 0) + count
-
-    def _other_kind(self) -> str:
-        if "other" not in self._unit_kinds:
-            message = f"More than {MAX_UNIT_KINDS:,} kinds of units: later new kinds are counted as 'other'."
-            log.warning("nn_tracker: %s", message)
-            self._carry_notes.append(message)
-        return "other"
+        self._phases.add_units(count, kind)
 
     def sample(self) -> None:
         """Take one reading now (with ``background=False``, the only readings besides start and stop)."""
@@ -307,8 +231,7 @@ class Tracker:
 
     def units(self) -> dict[str, float]:
         """Functional units counted so far, per kind, over all phases."""
-        with self._units_lock:
-            return unit_totals(self._units)
+        return self._phases.totals()
 
     def checkpoint(self) -> None:
         """Rewrite the JSON report now (status ``running``)."""
@@ -340,26 +263,12 @@ class Tracker:
             return self._build("running", None, final=False, timeline=False).to_dict()
 
     def live(self) -> dict[str, float | None]:
-        """Cheap running totals for loggers: energy per component and total (kWh), power (W), carbon (g).
+        """Cheap running totals for loggers (see :data:`~nn_tracker.live.LIVE_METRICS`).
 
         With a background sampler nothing is read here: the figures are those of its last tick
         (counters are read once a second), so a logging step never waits for a sensor.
         """
-        report = self.live_report()
-        by_component = report["energy"]["by_component_kwh"]
-        with self._sampler.lock:
-            power = sum(t.last_power_w or 0.0 for t in self._sampler.totals.values() if t.node is None)
-        return {
-            "energy/gpu_kwh": by_component.get("gpu"),
-            "energy/cpu_kwh": by_component.get("cpu"),
-            "energy/ram_kwh": by_component.get("ram"),
-            "energy/total_kwh": report["energy"]["it_kwh"],
-            "energy/facility_kwh": report["footprint"]["training_energy_kwh"]
-            + report["footprint"]["querying_energy_kwh"],
-            "power/total_w": power,
-            "carbon/operational_g": report["footprint"]["operational_carbon_g"],
-            "carbon/total_g": report["footprint"]["total_carbon_g"],
-        }
+        return live_figures(self.live_report(), self._sampler.power_w())
 
     # ----- resuming and merging -------------------------------------------------------------------------
     def export_state(self) -> dict[str, Any]:
@@ -369,20 +278,8 @@ class Tracker:
                 raise NNTrackerError("this Tracker was never started")
             if self.running:
                 self._sampler.tick(force=True)
-            with self._sampler.lock:
-                devices = [t.to_state() for t in self._sampler.totals.values()]
-                phase_time_s = dict(self._sampler.phase_time_s)
-            with self._units_lock:
-                units = {phase: dict(kinds) for phase, kinds in self._units.items()}
-            return {
-                "nn_tracker_state": STATE_VERSION,
-                "node": self._node_id,
-                "host": hostname(),
-                "duration_s": self._clock.monotonic() - self._started_s + self._carried_duration_s,
-                "phase_time_s": phase_time_s,
-                "units": units,
-                "devices": devices,
-            }
+            duration_s = self._clock.monotonic() - self._started_s + self._carried_duration_s
+            return snapshot(self._sampler, self._phases.units(), self._node_id, hostname(), duration_s)
 
     def carry_over(self, state: dict[str, Any], parallel: bool = False) -> None:
         """Add totals from :meth:`export_state` of another tracker.
@@ -407,28 +304,25 @@ class Tracker:
                 self._apply_carry(state, parallel)
 
     def _apply_carry(self, state: dict[str, Any], parallel: bool) -> None:
-        for device_state in state["devices"]:
-            totals = DeviceTotals.from_state(device_state)
-            key = totals.info.device_id
-            if parallel:
-                key = remote_device_key(totals, state, self._node_id, self._node_labels)
-            self._sampler.carry(totals, key, parallel)
+        key_of = functools.partial(remote_device_key, own_node=self._node_id, labels=self._node_labels)
+        carry_devices(self._sampler, state, parallel, key_of)
         if not parallel:
-            self._sampler.carry_phase_time(state["phase_time_s"])
             self._carried_duration_s += state["duration_s"]
             self._carry_notes.append(f"Includes {state['duration_s']:.1f} s measured in earlier sessions (resumed).")
-        with self._units_lock:
-            add_units(self._units, state["units"])
+        self._phases.carry(state["units"])
 
     # ----- output ----------------------------------------------------------------------------------------
     def _build(self, status: str, error: BaseException | None, final: bool, timeline: bool = True) -> Report:
+        return build_report(self._run_state(status, error, final), self._sampler, timeline=timeline)
+
+    def _run_state(self, status: str, error: BaseException | None, final: bool) -> RunState:
+        """What the report needs besides the sampler's totals."""
         now = self._clock.monotonic()
-        with self._units_lock:
-            units = {phase: dict(kinds) for phase, kinds in self._units.items()}
-        notes = (list(self._sensors.notes) if self._sensors else []) + self._carry_notes
-        if self._write_errors:
-            notes.append(f"{self._write_errors} report writes failed (see the log); this report is from memory.")
-        state = RunState(
+        units = self._phases.units()
+        notes = (list(self._sensors.notes) if self._sensors else []) + self._carry_notes + self._phases.notes
+        if self._files.errors:
+            notes.append(f"{self._files.errors} report writes failed (see the log); this report is from memory.")
+        return RunState(
             config=self.config,
             run_id=self.run_id,
             status=status,
@@ -442,50 +336,11 @@ class Tracker:
             related_runs=list(self._related_runs),
             built_wall_s=self._clock.time(),
         )
-        return build_report(state, self._sampler, timeline=timeline)
-
-    def _incomplete_report(self, status: str, error: BaseException | None, failure: BaseException) -> Report:
-        """The little that is known when the report cannot be built: never nothing, never a wrong figure."""
-        from nn_tracker.report.model import SCHEMA_VERSION
-
-        return Report(
-            {
-                "schema_version": SCHEMA_VERSION,
-                "run_id": self.run_id,
-                "project_name": self.config.project_name,
-                "status": status,
-                "incomplete": True,
-                "duration_s": self._clock.monotonic() - self._started_s + self._carried_duration_s,
-                "error": {"type": type(error).__name__, "message": str(error)} if error is not None else None,
-                "notes": [f"The report could not be built ({type(failure).__name__}: {failure}); no figures given."],
-            }
-        )
 
     def _write(self, report: Report, final: bool = False) -> None:
-        """Write the JSON report (checkpoints and final), and at the end every other configured format."""
-        if not self.config.write_report or self._owner_pid != os.getpid():
-            return
-        formats = ["json", *(f for f in self.config.formats if f != "json")] if final else ["json"]
-        if report.data.get("incomplete"):
-            formats = ["json"]  # the other formats need the figures it lacks
-        paths = []
-        for fmt in formats:
-            path = writers.default_path(self.config.output_dir, self._stem, fmt)
-            try:
-                paths.append(str(writers.write(report.to_dict(), fmt, path)))
-            except (OSError, ValueError) as exc:
-                self._write_errors += 1
-                if self._write_errors == 1:
-                    log.error(
-                        "nn_tracker: cannot write %s (%s); tracking continues and the report stays in memory",
-                        path,
-                        exc,
-                    )
-            except Exception:  # a bug in a writer must not reach the tracked program
-                log.exception(
-                    "nn_tracker: writing %s failed (a bug: please report it); the other files are written", path
-                )
-        report.paths = paths
+        """Write the report's files (not from a forked child: the run belongs to the parent)."""
+        if self.config.write_report and self._owner_pid == os.getpid():
+            self._files.write(report, final)
 
     def _checkpoint(self, force: bool = False) -> None:
         if (self.config.checkpoint_interval_s is None and not force) or not self.config.write_report:
@@ -504,56 +359,7 @@ class Tracker:
                 if self._report is None:
                     self._checkpoint()
 
-    # ----- signals and exit ------------------------------------------------------------------------------
-    def _install_sigterm(self) -> None:
-        if not self.config.handle_sigterm or threading.current_thread() is not threading.main_thread():
-            return
-        try:
-            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
-        except (ValueError, OSError):  # not the main interpreter, or signals unavailable
-            return
-        self._sigterm_installed = True
-        threading.Thread(target=self._watch_sigterm, name="nn_tracker-sigterm", daemon=True).start()
-
-    def _restore_sigterm(self) -> None:
-        """Put the previous handler back (main thread only; the handler does it itself when it runs)."""
-        if not self._sigterm_installed or threading.current_thread() is not threading.main_thread():
-            return
-        self._sigterm_installed = False
-        with contextlib.suppress(ValueError, OSError):
-            if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
-                signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
-        self._sigterm_wake.set()  # ends the watcher (the run is over)
-
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        """Record the request; never stop here.
-
-        The handler runs in the main thread between two steps of whatever it was doing, possibly
-        inside ``add_units``, a phase switch or ``live()`` with one of the tracker's locks held:
-        stopping here could wait for that lock forever. The watcher thread stops the run instead.
-        """
-        previous = self._previous_sigterm
-        self._sigterm_installed = False
-        with contextlib.suppress(ValueError, OSError):
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-        self._kill_after_stop = previous in (None, signal.SIG_DFL)
-        self._sigterm_received = True
-        self._sigterm_wake.set()
-        if callable(previous):
-            previous(signum, frame)
-
-    def _watch_sigterm(self) -> None:
-        """Stop the run when SIGTERM was received, then end as the process would have without us."""
-        self._sigterm_wake.wait()
-        if not self._sigterm_received:
-            return  # the run ended normally
-        try:
-            self.stop("terminated", _Terminated("SIGTERM received"))
-        except Exception:
-            log.exception("nn_tracker: final report on SIGTERM failed")
-        if self._kill_after_stop:
-            os.kill(os.getpid(), signal.SIGTERM)  # the default handler is back: the process ends by SIGTERM
-
+    # ----- exit -----------------------------------------------------------------------------------------
     def _at_exit(self) -> None:
         """Stop a tracker still running when the interpreter exits.
 
@@ -566,53 +372,6 @@ class Tracker:
                 self.stop(status_for_exception(uncaught), uncaught)
             else:
                 self.stop("completed")
-
-
-STATE_VERSION = 1
-MAX_PHASES = 10_000  # distinct phase paths per run; beyond, '<parent>/other'
-MAX_UNIT_KINDS = 1_000  # distinct kinds of functional units per run; beyond, 'other'
-
-
-def remote_device_key(totals: DeviceTotals, state: dict[str, Any], own_node: str, labels: NodeLabels) -> str:
-    """Key of a device measured by another process: ``host/device`` when on another node.
-
-    Nodes are told apart by their identity (``state["node"]``); the host name only labels them.
-    """
-    if state["node"] == own_node or totals.node:
-        return totals.info.device_id
-    totals.node = labels.label(state["node"], state.get("host"))
-    return f"{totals.node}/{totals.info.device_id}"
-
-
-def check_state(state: Any) -> None:
-    """Raise a one-line error unless ``state`` comes from :meth:`Tracker.export_state`."""
-    keys = {"nn_tracker_state", "node", "duration_s", "phase_time_s", "units", "devices"}
-    if not isinstance(state, dict) or not keys <= set(state):
-        raise ValidationError("state", type(state).__name__, "must be a dict from Tracker.export_state()")
-    if state["nn_tracker_state"] != STATE_VERSION:
-        raise ValidationError("state.nn_tracker_state", state["nn_tracker_state"], f"must be {STATE_VERSION}")
-    check.non_negative("state.duration_s", state["duration_s"])
-    for name in ("phase_time_s", "units"):
-        if not isinstance(state[name], dict):
-            raise ValidationError(f"state.{name}", type(state[name]).__name__, "must be a mapping")
-    for phase, seconds in state["phase_time_s"].items():
-        check.non_negative(f"state.phase_time_s.{phase}", seconds)
-    for phase, kinds in state["units"].items():
-        if not isinstance(kinds, dict):
-            raise ValidationError(f"state.units.{phase}", type(kinds).__name__, "must be a mapping")
-        for kind, count in kinds.items():
-            check.non_negative(f"state.units.{phase}.{kind}", count)
-    if not isinstance(state["devices"], list):
-        raise ValidationError("state.devices", type(state["devices"]).__name__, "must be a list")
-    for i, device in enumerate(state["devices"]):
-        try:
-            totals = DeviceTotals.from_state(device)
-            check.non_negative(f"state.devices[{i}].energy_j", totals.energy_j)
-            for phase, joules in totals.energy_by_phase_j.items():
-                check.non_negative(f"state.devices[{i}].energy_by_phase_j.{phase}", joules)
-        except (KeyError, TypeError, AttributeError) as exc:
-            rule = f"must be a device's totals ({exc})"
-            raise ValidationError(f"state.devices[{i}]", type(exc).__name__, rule) from None
 
 
 class _Terminated(Exception):

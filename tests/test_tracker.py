@@ -290,7 +290,7 @@ def test_sigterm_handler_is_restored_on_stop(tmp_path):
     before = signal.getsignal(signal.SIGTERM)
     tracker, _, _ = fake_tracker(tmp_path)
     with tracker:
-        assert signal.getsignal(signal.SIGTERM) == tracker._on_sigterm
+        assert signal.getsignal(signal.SIGTERM) == tracker._sigterm.handler
     assert signal.getsignal(signal.SIGTERM) == before
 
 
@@ -559,7 +559,7 @@ def test_a_slow_checkpoint_never_blocks_phase_switches_or_unit_counts(tmp_path, 
 
 
 def test_distinct_phases_and_unit_kinds_are_bounded(tmp_path):
-    from nn_tracker.tracker import MAX_PHASES, MAX_UNIT_KINDS
+    from nn_tracker.phases import MAX_PHASES, MAX_UNIT_KINDS
 
     tracker, clock, _ = fake_tracker(tmp_path, write_report=False)
     with tracker:

@@ -17,7 +17,7 @@ from typing import Any
 from nn_tracker.errors import ValidationError
 from nn_tracker.integrations.batches import batch_size
 from nn_tracker.integrations.stages import StageRun, check_tracker_options, public_state, stage_summary
-from nn_tracker.tracker import check_state
+from nn_tracker.run_state import check_state
 
 
 def _callback_bases() -> tuple[type, ...]:

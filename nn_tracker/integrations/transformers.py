@@ -37,7 +37,7 @@ from nn_tracker.distributed import DistributedTracker
 from nn_tracker.errors import ValidationError
 from nn_tracker.integrations.batches import batch_size, batch_tokens
 from nn_tracker.integrations.stages import StageRun, check_tracker_options, public_state, stage_summary
-from nn_tracker.tracker import check_state
+from nn_tracker.run_state import check_state
 
 try:  # transformers >= 4.41: callback state saved in the checkpoint's trainer_state.json
     from transformers.trainer_callback import ExportableState

@@ -119,6 +119,22 @@ class RunState:
     built_wall_s: float | None = None
 
 
+def incomplete_report(state: RunState, failure: BaseException) -> Report:
+    """The little that is known when the report cannot be built: never nothing, never a wrong figure."""
+    return Report(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": state.run_id,
+            "project_name": state.config.project_name,
+            "status": state.status,
+            "incomplete": True,
+            "duration_s": state.duration_s,
+            "error": state.error,
+            "notes": [f"The report could not be built ({type(failure).__name__}: {failure}); no figures given."],
+        }
+    )
+
+
 def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Report:
     """Assemble the report from a consistent snapshot of the sampler (``timeline=False``: a cheap summary)."""
     with sampler.lock:

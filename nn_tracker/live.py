@@ -1,0 +1,42 @@
+"""The running figures a tracker gives loggers, status lines and metrics endpoints.
+
+| name | what |
+| --- | --- |
+| ``energy/gpu_kwh``, ``energy/cpu_kwh``, ``energy/ram_kwh`` | IT energy per component (``None``: not measured) |
+| ``energy/total_kwh`` | IT energy of every device so far |
+| ``energy/facility_kwh`` | IT energy x PUE so far |
+| ``power/total_w`` | power of this process's devices at their last reading |
+| ``carbon/operational_g`` | operational carbon so far |
+| ``carbon/total_g`` | operational + amortised embodied carbon so far |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LIVE_METRICS = (
+    "energy/gpu_kwh",
+    "energy/cpu_kwh",
+    "energy/ram_kwh",
+    "energy/total_kwh",
+    "energy/facility_kwh",
+    "power/total_w",
+    "carbon/operational_g",
+    "carbon/total_g",
+)
+
+
+def live_figures(report: dict[str, Any], power_w: float) -> dict[str, float | None]:
+    """The running figures from a report so far (a dict) and the current power."""
+    by_component = report["energy"]["by_component_kwh"]
+    footprint = report["footprint"]
+    return {
+        "energy/gpu_kwh": by_component.get("gpu"),
+        "energy/cpu_kwh": by_component.get("cpu"),
+        "energy/ram_kwh": by_component.get("ram"),
+        "energy/total_kwh": report["energy"]["it_kwh"],
+        "energy/facility_kwh": footprint["training_energy_kwh"] + footprint["querying_energy_kwh"],
+        "power/total_w": power_w,
+        "carbon/operational_g": footprint["operational_carbon_g"],
+        "carbon/total_g": footprint["total_carbon_g"],
+    }
