@@ -1,6 +1,20 @@
 """nn_tracker: measure and report the energy and carbon footprint of neural-network jobs.
 
 Importing this package touches no hardware, network or files.
+
+The modules form layers; each imports only the layers below it (``tests/test_architecture.py``):
+
+1. **base**: ``errors``, ``validation``, ``clock``, ``energy`` (units), ``node``, ``inputs`` (reading
+   users' files), ``data``, ``timeline``, ``live`` (the running figures' names).
+2. **footprint model**: ``catalogue`` (reference data), ``footprint`` (the NN-CI formulas and the SCI),
+   ``equivalents``, ``intensity_series``, ``scheduling``.
+3. **measuring**: ``sensors`` (one module per source: NVML, RAPL, CPU and RAM estimates), ``sampling``.
+4. **configuration**: ``config`` (every option, declared once), ``estimate`` (what-ifs).
+5. **reports**: ``report`` (the model, the schema, every writer, ``compare``, Prometheus exposition).
+6. **running**: ``run_state`` (the one merge), ``phases``, ``sigterm``, ``tracker``, ``distributed``,
+   ``serving``, ``runner``.
+7. **integrations**: Lightning, transformers, the Impact Framework.
+8. **command line**: ``cli``.
 """
 
 from nn_tracker.clock import ManualClock

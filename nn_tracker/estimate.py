@@ -104,24 +104,70 @@ def estimate(
     notes: list[str] = []
     if phase not in PHASES:
         raise ValidationError("phase", phase, f"must be one of {', '.join(PHASES)}")
+    if embodied_scope not in ("unit", "die"):
+        raise ValidationError("embodied_scope", embodied_scope, "must be 'unit' or 'die'")
+    inputs = _job_inputs(hours, count, servers, server_power_w, transport_factor)
+    spec = catalogue.hardware_spec(hardware) if hardware else None
+    _accelerator_power(inputs, notes, spec, power_w)
+    _place(inputs, notes, catalogue, location, intensity_g_per_kwh, pue)
+    values = {name: item.value for name, item in inputs.items()}
+    energy_kwh = _energy_kwh(phase, values)
+    operational_g = footprint.operational_carbon_g(
+        [energy_kwh], [values["intensity_g_per_kwh"]], [values["transport_factor"]]
+    )
+    spec = _embodied_spec(spec, embodied_scope, embodied_kg_per_unit, notes)
+    unamortised_g, amortised_g = _embodied(
+        inputs, notes, spec, embodied_kg_per_unit, server_embodied_kg, lifetime_years, utilisation
+    )
+    units = check.positive("functional_units", functional_units)
+    sci = footprint.sci_g_per_unit(
+        energy_kwh=energy_kwh,
+        intensity_g_per_kwh=values["intensity_g_per_kwh"],
+        embodied_g=amortised_g or 0.0,
+        functional_units=units,
+        transport_factor=values["transport_factor"],
+    )
+    return Estimate(
+        phase=phase,
+        energy_kwh=energy_kwh,
+        operational_carbon_g=operational_g,
+        embodied_carbon_unamortised_g=unamortised_g,
+        embodied_carbon_amortised_g=amortised_g,
+        total_carbon_g=footprint.total_carbon_g(amortised_g or 0.0, operational_g),
+        functional_units=units,
+        functional_unit=functional_unit,
+        sci_g_per_unit=sci,
+        inputs=inputs,
+        notes=notes,
+    )
 
-    def given(name: str, value: float | None, default: float, unit: str, why: str) -> Input:
-        if value is None:
-            return Input(default, unit, f"default: {why}")
-        return Input(check.non_negative(name, value), unit, "user")
 
-    inputs: dict[str, Input] = {
+def _given(name: str, value: float | None, default: float, unit: str, why: str) -> Input:
+    """The user's value (checked), or the default with the reason it was chosen."""
+    if value is None:
+        return Input(default, unit, f"default: {why}")
+    return Input(check.non_negative(name, value), unit, "user")
+
+
+def _job_inputs(
+    hours: float, count: float | None, servers: float | None, server_power_w: float | None, transport: float | None
+) -> dict[str, Input]:
+    """Duration, accelerator and server counts, server power and transport factor, each with its origin."""
+    return {
         "hours": Input(check.non_negative("hours", hours), "h", "user"),
-        "count": given("count", count, 1, "accelerators", "1 accelerator"),
-        "servers": given("servers", servers, 0, "servers", "no host servers counted"),
-        "server_power_w": given("server_power_w", server_power_w, 0, "W", "no host server power counted"),
+        "count": _given("count", count, 1, "accelerators", "1 accelerator"),
+        "servers": _given("servers", servers, 0, "servers", "no host servers counted"),
+        "server_power_w": _given("server_power_w", server_power_w, 0, "W", "no host server power counted"),
         "transport_factor": Input(
-            1.0 if transport_factor is None else check.fraction("transport_factor", transport_factor),
+            1.0 if transport is None else check.fraction("transport_factor", transport),
             "",
-            "default: 1.0 (no delivery loss)" if transport_factor is None else "user",
+            "default: 1.0 (no delivery loss)" if transport is None else "user",
         ),
     }
-    spec = catalogue.hardware_spec(hardware) if hardware else None
+
+
+def _accelerator_power(inputs: dict[str, Input], notes: list[str], spec: Any, power_w: float | None) -> None:
+    """The power per accelerator: the user's, else the catalogue's TDP (said to be an upper bound)."""
     if spec:
         inputs["hardware"] = Input(spec.name, "", f"catalogue ({spec.kind})")
     if power_w is not None:
@@ -140,6 +186,16 @@ def estimate(
     else:
         inputs["power_w"] = Input(0.0, "W", "no accelerators")
 
+
+def _place(
+    inputs: dict[str, Input],
+    notes: list[str],
+    catalogue: Catalogue,
+    location: str | None,
+    intensity_g_per_kwh: float | None,
+    pue: float | None,
+) -> None:
+    """Grid intensity and PUE of the place, each with its source; notes when defaults stand in."""
     place = resolve_datacentre(
         Datacentre(location, intensity_g_per_kwh, pue, inputs["transport_factor"].value), catalogue
     )
@@ -154,9 +210,11 @@ def estimate(
     if pue is None and place.pue == 1.0 and place.pue_source.startswith("assumed"):
         notes.append("PUE assumed 1.0 (no cooling or power-delivery overhead); give pue for a datacentre.")
 
-    values = {name: item.value for name, item in inputs.items()}
+
+def _energy_kwh(phase: str, values: dict[str, Any]) -> float:
+    """Facility energy through nn-et (training) or nn-eq (querying)."""
     if phase == "training":
-        energy_kwh = footprint.training_energy_kwh(
+        return footprint.training_energy_kwh(
             accelerator_count=values["count"],
             accelerator_power_w=values["power_w"],
             server_count=values["servers"],
@@ -164,52 +222,25 @@ def estimate(
             hours=values["hours"],
             pue=values["pue"],
         )
-    else:
-        energy_kwh = footprint.querying_energy_kwh(
-            server_count=values["servers"],
-            server_power_w=values["server_power_w"],
-            hours=values["hours"],
-            pue=values["pue"],
-            accelerator_count=values["count"],
-            accelerator_power_w=values["power_w"],
-        )
-    operational_g = footprint.operational_carbon_g(
-        [energy_kwh], [values["intensity_g_per_kwh"]], [values["transport_factor"]]
+    return footprint.querying_energy_kwh(
+        server_count=values["servers"],
+        server_power_w=values["server_power_w"],
+        hours=values["hours"],
+        pue=values["pue"],
+        accelerator_count=values["count"],
+        accelerator_power_w=values["power_w"],
     )
 
-    if embodied_scope not in ("unit", "die"):
-        raise ValidationError("embodied_scope", embodied_scope, "must be 'unit' or 'die'")
-    if spec is not None and spec.embodied_scope == "die" and embodied_scope != "die" and embodied_kg_per_unit is None:
+
+def _embodied_spec(spec: Any, scope: str, embodied_kg_per_unit: float | None, notes: list[str]) -> Any:
+    """The hardware spec, without a die-only embodied figure unless ``scope`` is ``die`` (said in a note)."""
+    if spec is not None and spec.embodied_scope == "die" and scope != "die" and embodied_kg_per_unit is None:
         notes.append(
             f"The catalogue's embodied figure for {spec.name} ({spec.embodied_kg_co2e:g} kg) covers the chip's die "
             "alone, not the whole card: not used (give embodied_kg_per_unit, or embodied_scope='die')."
         )
-        spec = replace(spec, embodied_kg_co2e=None)
-    unamortised_g, amortised_g = _embodied(
-        inputs, notes, spec, embodied_kg_per_unit, server_embodied_kg, lifetime_years, utilisation
-    )
-    units = check.positive("functional_units", functional_units)
-    total_g = footprint.total_carbon_g(amortised_g or 0.0, operational_g)
-    sci = footprint.sci_g_per_unit(
-        energy_kwh=energy_kwh,
-        intensity_g_per_kwh=values["intensity_g_per_kwh"],
-        embodied_g=amortised_g or 0.0,
-        functional_units=units,
-        transport_factor=values["transport_factor"],
-    )
-    return Estimate(
-        phase=phase,
-        energy_kwh=energy_kwh,
-        operational_carbon_g=operational_g,
-        embodied_carbon_unamortised_g=unamortised_g,
-        embodied_carbon_amortised_g=amortised_g,
-        total_carbon_g=total_g,
-        functional_units=units,
-        functional_unit=functional_unit,
-        sci_g_per_unit=sci,
-        inputs=inputs,
-        notes=notes,
-    )
+        return replace(spec, embodied_kg_co2e=None)
+    return spec
 
 
 def _embodied(

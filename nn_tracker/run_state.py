@@ -17,15 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 from nn_tracker import validation as check
-from nn_tracker.errors import NNTrackerError, ValidationError
+from nn_tracker.errors import DeviceCountedTwice, ValidationError
 from nn_tracker.node import NodeLabels
-from nn_tracker.sampling import DeviceTotals, Sampler
+from nn_tracker.sampling import DeviceTotals, Sampler, add_device
 
 Units = dict[str, dict[str, float]]  # phase -> kind -> count
-
-
-class DeviceCountedTwice(NNTrackerError):
-    """Two processes running at the same time both measured one device."""
+__all__ = ["DeviceCountedTwice", "add_device", "add_units", "merge_parallel", "unit_totals"]  # one merge, here
 
 
 def add_units(into: Units, other: Units) -> None:
@@ -42,31 +39,6 @@ def unit_totals(units: Units) -> dict[str, float]:
     for kinds in units.values():
         add_units(totals, {"": kinds})
     return totals[""]
-
-
-def add_device(devices: dict[str, DeviceTotals], key: str, totals: DeviceTotals, parallel: bool) -> None:
-    """Put ``totals`` under ``key``: sequential sessions of a device add up; parallel claims must not collide.
-
-    Raises:
-        DeviceCountedTwice: ``parallel`` and ``key`` is already there with a different measurement.
-    """
-    existing = devices.get(key)
-    if existing is None:
-        totals.info.device_id = key
-        devices[key] = totals
-    elif not parallel:
-        existing.absorb(totals)
-    elif _measurement(existing) != _measurement(totals):
-        raise DeviceCountedTwice(
-            f"device {key} was measured by two processes at the same time "
-            f"({existing.energy_j:.6g} J and {totals.energy_j:.6g} J): counting both would count it twice"
-        )
-
-
-def _measurement(totals: DeviceTotals) -> dict[str, Any]:
-    """What a device's totals say, whatever key they are filed under."""
-    state = totals.to_state()
-    return {**state, "info": {k: v for k, v in state["info"].items() if k != "device_id"}}
 
 
 def merge_parallel(states: list[dict[str, Any]], key_of: Any) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 
 from nn_tracker.clock import Clock
 from nn_tracker.energy import is_plausible, trapezoid_j
+from nn_tracker.errors import DeviceCountedTwice
 from nn_tracker.sensors.base import Measurement, Sensor, SensorInfo
 from nn_tracker.timeline import Timeline
 
@@ -398,8 +399,6 @@ class Sampler:
         Raises:
             DeviceCountedTwice: ``parallel`` and this device is measured here already.
         """
-        from nn_tracker.run_state import add_device  # run_state builds on this module
-
         with self._lock:
             add_device(self.totals, key, totals, parallel)
 
@@ -458,3 +457,28 @@ def _integral_j(t0: float, t1: float, p0: float, p1: float, a: float, b: float) 
         return p0 + (p1 - p0) * (t - t0) / (t1 - t0)
 
     return trapezoid_j(power_at(a), power_at(b), b - a)
+
+
+def add_device(devices: dict[str, DeviceTotals], key: str, totals: DeviceTotals, parallel: bool) -> None:
+    """Put ``totals`` under ``key``: sequential sessions of a device add up; parallel claims must not collide.
+
+    Raises:
+        DeviceCountedTwice: ``parallel`` and ``key`` is already there with a different measurement.
+    """
+    existing = devices.get(key)
+    if existing is None:
+        totals.info.device_id = key
+        devices[key] = totals
+    elif not parallel:
+        existing.absorb(totals)
+    elif _measurement(existing) != _measurement(totals):
+        raise DeviceCountedTwice(
+            f"device {key} was measured by two processes at the same time "
+            f"({existing.energy_j:.6g} J and {totals.energy_j:.6g} J): counting both would count it twice"
+        )
+
+
+def _measurement(totals: DeviceTotals) -> dict[str, Any]:
+    """What a device's totals say, whatever key they are filed under."""
+    state = totals.to_state()
+    return {**state, "info": {k: v for k, v in state["info"].items() if k != "device_id"}}

@@ -7,7 +7,7 @@ report. Memory does not grow with uptime: totals are running sums, the timeline 
 bounded, and periods go to disk, not to memory.
 
 Optionally (``prometheus_registry=`` or ``prometheus_port=``, needs ``prometheus_client``) its
-figures are Prometheus metrics, see :mod:`nn_tracker.integrations.prometheus`.
+figures are Prometheus metrics, see :mod:`nn_tracker.report.prometheus`.
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def _prometheus_export(serving: ServingTracker, registry: Any, port: Any, addr: 
     if registry is not None and not callable(getattr(registry, "register", None)):
         raise ValidationError("prometheus_registry", type(registry).__name__, "must be a prometheus_client registry")
     try:
-        from nn_tracker.integrations.prometheus import PrometheusExport
+        from nn_tracker.report.prometheus import PrometheusExport
     except ImportError:
         raise ValidationError(
             "prometheus_port" if port is not None else "prometheus_registry",

@@ -81,25 +81,7 @@ def power_plot(timeline: dict[str, Any] | None, labels: dict[str, str], width: i
         'fill="#fff" stroke="#999"/>',
     ]
     parts += _phase_bands(points, x, top, height - bottom)
-    for i in range(round(axis_w / step_w) + 1):
-        watts = step_w * i
-        parts.append(
-            f'<line x1="{left}" x2="{width - right}" y1="{y(watts):.1f}" y2="{y(watts):.1f}" stroke="#eee"/>'
-            f'<text x="{left - 6}" y="{y(watts) + 4:.1f}" font-size="11" text-anchor="end">'
-            f"{_e(units.power(watts))}</text>"
-        )
-    step_s = units.nice_time_step(span_s)
-    for i in range(int(span_s / step_s + 1e-9) + 1):
-        seconds = step_s * i
-        anchor = "end" if x(seconds) > width - right - 20 else "middle"  # the last label stays in the frame
-        parts.append(
-            f'<text x="{x(seconds):.1f}" y="{height - bottom + 16}" font-size="11" text-anchor="{anchor}">'
-            f"{_e(units.duration(seconds))}</text>"
-        )
-    parts.append(
-        f'<text x="{(left + width - right) / 2}" y="{height - 6}" font-size="12" text-anchor="middle">'
-        "time since start</text>"
-    )
+    parts += _ticks(x, y, (left, right, bottom, width, height), span_s, step_w, axis_w)
     for index, device in enumerate(devices):
         coords = [
             f"{x((p['start_s'] + p['end_s']) / 2):.1f},{y(p['mean_power_w'][device]):.1f}"
@@ -120,6 +102,34 @@ def power_plot(timeline: dict[str, Any] | None, labels: dict[str, str], width: i
         for i, d in enumerate(devices)
     )
     return "".join(parts) + f'<p class="legend">{legend}</p>'
+
+
+def _ticks(
+    x: Any, y: Any, frame: tuple[int, int, int, int, int], span_s: float, step_w: float, axis_w: float
+) -> list[str]:
+    """Power gridlines with 1-2-5 labels, time labels that stay in the frame, and the axis title."""
+    left, right, bottom, width, height = frame
+    parts = []
+    for i in range(round(axis_w / step_w) + 1):
+        watts = step_w * i
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y(watts):.1f}" y2="{y(watts):.1f}" stroke="#eee"/>'
+            f'<text x="{left - 6}" y="{y(watts) + 4:.1f}" font-size="11" text-anchor="end">'
+            f"{_e(units.power(watts))}</text>"
+        )
+    step_s = units.nice_time_step(span_s)
+    for i in range(int(span_s / step_s + 1e-9) + 1):
+        seconds = step_s * i
+        anchor = "end" if x(seconds) > width - right - 20 else "middle"  # the last label stays in the frame
+        parts.append(
+            f'<text x="{x(seconds):.1f}" y="{height - bottom + 16}" font-size="11" text-anchor="{anchor}">'
+            f"{_e(units.duration(seconds))}</text>"
+        )
+    parts.append(
+        f'<text x="{(left + width - right) / 2}" y="{height - 6}" font-size="12" text-anchor="middle">'
+        "time since start</text>"
+    )
+    return parts
 
 
 def _phase_bands(points: list[dict[str, Any]], x: Any, top: float, bottom: float) -> list[str]:
@@ -148,19 +158,14 @@ def _phase_bands(points: list[dict[str, Any]], x: Any, top: float, bottom: float
     return parts
 
 
-def render(data: dict[str, Any]) -> str:
-    """The HTML page of a (current-schema) report."""
-    footprint = data["footprint"]
-    labels = {d["device_id"]: f"{d['name']} [{d['device_id']}], {d['method']}" for d in data["devices"]}
-    cards = "".join(
-        f'<div class="card">{_e(label)}<b>{_value(value)}</b></div>' for label, value in tables.headline(data)
-    )
+def _carbon_split(footprint: dict[str, Any]) -> str:
+    """A bar of operational against amortised embodied carbon, with its legend."""
     operational = footprint["operational_carbon_g"]
-    embodied = footprint["embodied_carbon_amortised_g"] or 0.0
-    total = (operational + embodied) or 1.0
     amortised = footprint["embodied_carbon_amortised_g"]
+    embodied = amortised or 0.0
+    total = (operational + embodied) or 1.0
     embodied_text = "not included" if amortised is None else units.carbon(amortised)
-    split = (
+    return (
         f'<div class="bar"><div style="width:{100 * operational / total:.2f}%;background:#1f77b4" '
         f'title="operational"></div><div style="width:{100 * embodied / total:.2f}%;background:#ff7f0e" '
         'title="embodied"></div></div>'
@@ -168,6 +173,52 @@ def render(data: dict[str, Any]) -> str:
         f'{_e(units.carbon(operational))}</span><span><i class="swatch" style="background:#ff7f0e"></i>'
         f"embodied, amortised {_e(embodied_text)}</span></p>"
     )
+
+
+def _devices(data: dict[str, Any], labels: dict[str, str]) -> str:
+    """Energy by device, with how each figure was obtained."""
+    return table(
+        ["device", "node", "how it was obtained", "energy", "mean power", "peak power", "gaps"],
+        [
+            [
+                labels[d["device_id"]],
+                d["node"],
+                d["model"] or d["method"],
+                units.energy(d["energy_kwh"]),
+                units.power(d["mean_power_w"]),
+                units.power(d["peak_power_w"]),
+                units.duration(d["gap_s"]),
+            ]
+            for d in data["devices"]
+        ],
+    )
+
+
+def _inputs(data: dict[str, Any]) -> str:
+    """Each datacentre's grid intensity, PUE and transport factor, with their sources."""
+    return table(
+        ["datacentre", "grid intensity", "source", "PUE", "transport factor", "carbon"],
+        [
+            [
+                c["name"],
+                f"{c['intensity_g_per_kwh']:g} gCO2e/kWh",
+                c["intensity_source"],
+                f"{c['pue']:g} ({c['pue_source']})",
+                f"{c['transport_factor']:g}",
+                units.carbon(c["operational_carbon_g"]),
+            ]
+            for c in data["datacentres"]
+        ],
+    )
+
+
+def render(data: dict[str, Any]) -> str:
+    """The HTML page of a (current-schema) report."""
+    labels = {d["device_id"]: f"{d['name']} [{d['device_id']}], {d['method']}" for d in data["devices"]}
+    cards = "".join(
+        f'<div class="card">{_e(label)}<b>{_value(value)}</b></div>' for label, value in tables.headline(data)
+    )
+    related = tables.related(data)
     sections = [
         f"<h1>Footprint of {_e(data['project_name'])}</h1>",
         f'<p class="meta">Run <code>{_e(data["run_id"])}</code> · status <b>{_e(data["status"])}</b> · '
@@ -176,45 +227,18 @@ def render(data: dict[str, Any]) -> str:
         "<h2>Power over time</h2>",
         power_plot(data.get("timeline"), labels),
         "<h2>Carbon: operational and embodied</h2>",
-        split,
+        _carbon_split(data["footprint"]),
         "<h2>Energy by phase</h2>",
         table(*tables.phases(data)),
         "<h2>Energy by device</h2>",
-        table(
-            ["device", "node", "how it was obtained", "energy", "mean power", "peak power", "gaps"],
-            [
-                [
-                    labels[d["device_id"]],
-                    d["node"],
-                    d["model"] or d["method"],
-                    units.energy(d["energy_kwh"]),
-                    units.power(d["mean_power_w"]),
-                    units.power(d["peak_power_w"]),
-                    units.duration(d["gap_s"]),
-                ]
-                for d in data["devices"]
-            ],
-        ),
+        _devices(data, labels),
         "<h2>Per functional unit</h2>",
         table(*tables.per_unit(data)),
-        "<h2>This report and the other stages of the run</h2>" if tables.related(data) else "",
-        table(*tables.related(data)) if tables.related(data) else "",
+        "<h2>This report and the other stages of the run</h2>" if related else "",
+        table(*related) if related else "",
         "<h2>Inputs and their sources</h2>",
-        table(
-            ["datacentre", "grid intensity", "source", "PUE", "transport factor", "carbon"],
-            [
-                [
-                    c["name"],
-                    f"{c['intensity_g_per_kwh']:g} gCO2e/kWh",
-                    c["intensity_source"],
-                    f"{c['pue']:g} ({c['pue_source']})",
-                    f"{c['transport_factor']:g}",
-                    units.carbon(c["operational_carbon_g"]),
-                ]
-                for c in data["datacentres"]
-            ],
-        ),
-        table(*tables.embodied(data)) if footprint["embodied"] else "",
+        _inputs(data),
+        table(*tables.embodied(data)) if data["footprint"]["embodied"] else "",
         "<h2>In everyday terms</h2>",
         "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in tables.equivalents(data)) + "</ul>",
         "<h2>The same energy elsewhere</h2>",

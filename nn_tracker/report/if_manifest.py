@@ -30,9 +30,8 @@ def build(data: dict[str, Any]) -> dict[str, Any]:
     if data["started_at"] is None:
         raise ValidationError("report.started_at", None, "must be the run's start time to export an IF manifest")
     start = datetime.fromisoformat(data["started_at"])
-    plugins: dict[str, Any] = {}
-    for i, centre in enumerate(centres):
-        plugins[f"operational-carbon-{i}"] = {
+    plugins: dict[str, Any] = {
+        f"operational-carbon-{i}": {
             "path": "builtin",
             "method": "Coefficient",
             "config": {
@@ -41,33 +40,17 @@ def build(data: dict[str, Any]) -> dict[str, Any]:
                 "output-parameter": "carbon-operational",
             },
         }
+        for i, centre in enumerate(centres)
+    }
     plugins["total-carbon"] = {
         "path": "builtin",
         "method": "Sum",
         "config": {"input-parameters": ["carbon-operational", "carbon-embodied"], "output-parameter": "carbon"},
     }
-    roots = [name for name in data["phases"] if "/" not in name]
     children: dict[str, Any] = {}
-    points = (data.get("timeline") or {}).get("points") or []
-    for phase in roots:
+    for phase in (name for name in data["phases"] if "/" not in name):
         index = centre_row_for(phase, centres)
-        pue = centres[index]["pue"]
-        inputs = []
-        timeline_j = 0.0
-        for point in points:
-            joules = point.get("phase_energy_j", {}).get(phase, 0.0)
-            if joules > 0:
-                timeline_j += joules
-                inputs.append(
-                    {
-                        "timestamp": _stamp(start, point["start_s"]),
-                        "duration": round(point["end_s"] - point["start_s"], 6),
-                        "energy": joules / JOULES_PER_KWH * pue,
-                    }
-                )
-        carried_kwh = data["phases"][phase]["inclusive_energy_kwh"] - timeline_j / JOULES_PER_KWH
-        if carried_kwh > 1e-12:
-            inputs.insert(0, {"timestamp": _stamp(start, 0), "duration": 0, "energy": carried_kwh * pue})
+        inputs = _phase_inputs(data, phase, centres[index]["pue"], start)
         if inputs:
             children[phase] = {
                 "pipeline": {"compute": [f"operational-carbon-{index}", "total-carbon"]},
@@ -96,6 +79,27 @@ def build(data: dict[str, Any]) -> dict[str, Any]:
         "initialize": {"plugins": plugins},
         "tree": {"children": children},
     }
+
+
+def _phase_inputs(data: dict[str, Any], phase: str, pue: float, start: datetime) -> list[dict[str, Any]]:
+    """One observation per timeline bucket of a root phase (facility energy), and one for energy carried in."""
+    inputs = []
+    timeline_j = 0.0
+    for point in (data.get("timeline") or {}).get("points") or []:
+        joules = point.get("phase_energy_j", {}).get(phase, 0.0)
+        if joules > 0:
+            timeline_j += joules
+            inputs.append(
+                {
+                    "timestamp": _stamp(start, point["start_s"]),
+                    "duration": round(point["end_s"] - point["start_s"], 6),
+                    "energy": joules / JOULES_PER_KWH * pue,
+                }
+            )
+    carried_kwh = data["phases"][phase]["inclusive_energy_kwh"] - timeline_j / JOULES_PER_KWH
+    if carried_kwh > 1e-12:  # measured in an earlier session (resumed): no bucket of this timeline holds it
+        inputs.insert(0, {"timestamp": _stamp(start, 0), "duration": 0, "energy": carried_kwh * pue})
+    return inputs
 
 
 def render(data: dict[str, Any]) -> str:

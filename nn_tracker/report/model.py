@@ -145,13 +145,7 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
             (p.start_s - (sampler.started_s or 0.0), p.end_s - (sampler.started_s or 0.0), sum(p.energy_j.values()))
             for p in sampler.timeline.points
         ]
-        sampler_health = {
-            "interval_s": state.config.interval_s,
-            "ticks": sampler.ticks,
-            "tick_errors": sampler.tick_errors,
-            "sensor_errors": sum(t.errors for t in sampler.totals.values()),
-            "gap_s": sum(t.gap_s + t.pending_s for t in sampler.totals.values()),
-        }
+        sampler_health = _sampler_health(state, sampler)
     notes = list(dict.fromkeys([*state.notes, *(n for d in devices for n in d["notes"])]))
     energy = _energy(devices)
     centres, slots, operational_g = _operational(state.config, phases)
@@ -164,24 +158,10 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
             "No location given: the world-average grid intensity was used. Set location "
             "(country, zone or cloud region) for a meaningful carbon figure.",
         )
+    facility_kwh = slots["training"] + slots["querying"]
+    catalogue = state.config.catalogue
     data = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": state.run_id,
-        "project_name": state.config.project_name,
-        "status": state.status,
-        "started_at": _iso(state.started_wall_s),
-        "ended_at": _iso(state.ended_wall_s),
-        "checkpointed_at": _iso(state.built_wall_s) if state.status == "running" else None,
-        "duration_s": state.duration_s,
-        "error": state.error,
-        "machine": _machine(state.cpu_model, state.config.identity),
-        "software": _software(),
-        "settings": {
-            "attribution": state.config.attribution,
-            "interval_s": state.config.interval_s,
-            "checkpoint_interval_s": state.config.checkpoint_interval_s,
-            "training_type": state.config.training_type,
-        },
+        **_header(state),
         "energy": energy,
         "devices": devices,
         "nodes": _nodes(devices),
@@ -200,16 +180,49 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
             "by the SCI over the run's duration",
         },
         "units": per_unit(state.units, phases, centres, amortised_g, state.duration_s),
-        "equivalents": equivalents(total_g, slots["training"] + slots["querying"], state.config.catalogue),
-        "what_if": what_if(
-            slots["training"] + slots["querying"], amortised_g, state.config.catalogue, state.config.what_if_locations
-        ),
+        "equivalents": equivalents(total_g, facility_kwh, catalogue),
+        "what_if": what_if(facility_kwh, amortised_g, catalogue, state.config.what_if_locations),
         "sampler": sampler_health,
         "notes": notes,
         "related_runs": state.related_runs,
         "timeline": timeline_data,
     }
     return Report(data)
+
+
+def _header(state: RunState) -> dict[str, Any]:
+    """Who, when and how: the fields before the figures."""
+    config = state.config
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": state.run_id,
+        "project_name": config.project_name,
+        "status": state.status,
+        "started_at": _iso(state.started_wall_s),
+        "ended_at": _iso(state.ended_wall_s),
+        "checkpointed_at": _iso(state.built_wall_s) if state.status == "running" else None,
+        "duration_s": state.duration_s,
+        "error": state.error,
+        "machine": _machine(state.cpu_model, config.identity),
+        "software": _software(),
+        "settings": {
+            "attribution": config.attribution,
+            "interval_s": config.interval_s,
+            "checkpoint_interval_s": config.checkpoint_interval_s,
+            "training_type": config.training_type,
+        },
+    }
+
+
+def _sampler_health(state: RunState, sampler: Sampler) -> dict[str, Any]:
+    """How the sampling went (under the sampler's lock)."""
+    return {
+        "interval_s": state.config.interval_s,
+        "ticks": sampler.ticks,
+        "tick_errors": sampler.tick_errors,
+        "sensor_errors": sum(t.errors for t in sampler.totals.values()),
+        "gap_s": sum(t.gap_s + t.pending_s for t in sampler.totals.values()),
+    }
 
 
 LOCAL_NODE = "local"
@@ -424,68 +437,24 @@ def _operational(config: TrackerConfig, phases: dict[str, Any]) -> tuple[list[di
     return rows, slots, operational_g
 
 
+Wanted = tuple[str, float, float | None, float | None, float | None, str]  # name, count, kg, life, share, scope
+
+
 def _embodied(
     config: TrackerConfig, devices: list[dict[str, Any]], duration_s: float, notes: list[str]
 ) -> dict[str, Any]:
-    catalogue = config.catalogue
-    wanted: list[tuple[str, float, float | None, float | None, float | None, str]] = []
+    """The embodied carbon of the hardware given (or detected GPUs), amortised over the run."""
     if config.embodied == "auto":
         counts: dict[str, int] = {}
         for device in devices:
             if device["component"] == "gpu":
                 counts[device["name"]] = counts.get(device["name"], 0) + 1
-        wanted = [(name, count, None, None, None, "unit") for name, count in counts.items()]
+        wanted: list[Wanted] = [(name, count, None, None, None, "unit") for name, count in counts.items()]
     else:
         wanted = [
             (h.name, h.count, h.embodied_kg_per_unit, h.lifetime_years, h.utilisation, h.scope) for h in config.embodied
         ]
-    items = []
-    hours = duration_s / 3600.0
-    for name, count, kg, life, share, scope in wanted:
-        source, method, item_scope = "given by the user", "given by the user", "given by the user"
-        if kg is None:
-            try:
-                spec = catalogue.hardware_spec(name)
-            except KeyError:
-                spec = None
-            if spec is None or spec.embodied_kg_co2e is None:
-                notes.append(
-                    f"Embodied carbon of {name} not included: no published per-unit figure in the "
-                    "catalogue (give embodied=[EmbodiedHardware(...)])."
-                )
-                continue
-            if spec.embodied_scope == "die" and scope != "die":
-                notes.append(
-                    f"Embodied carbon of {name} not included: the only figure in the catalogue "
-                    f"({spec.embodied_kg_co2e:g} kg, {spec.embodied_method}) covers the chip's die alone, not the "
-                    "whole card; give embodied_kg_per_unit, or scope='die' to count the die alone (labelled)."
-                )
-                continue
-            kg, method, item_scope = spec.embodied_kg_co2e, spec.embodied_method, spec.embodied_scope
-            source = spec.embodied_source.title if spec.embodied_source else "catalogue"
-        terms = footprint.lifetime(life, share)
-        whole_g = footprint.embodied_carbon_from_kg_g([count], [kg])
-        amortised = footprint.amortised_embodied_g(
-            whole_g,
-            time_reserved_h=hours,
-            lifetime_h=terms.years * footprint.HOURS_PER_YEAR,
-            utilisation=terms.utilisation,
-        )
-        items.append(
-            {
-                "name": name,
-                "count": count,
-                "embodied_kg_per_unit": kg,
-                "scope": item_scope,
-                "method": method,
-                "source": source,
-                "lifetime_years": terms.years,
-                "utilisation": terms.utilisation,
-                "lifetime_source": terms.source,
-                "unamortised_g": whole_g,
-                "amortised_g": amortised,
-            }
-        )
+    items = [item for entry in wanted if (item := _embodied_item(entry, config, duration_s / 3600.0, notes))]
     if not items:
         if not wanted:
             notes.append(
@@ -497,6 +466,50 @@ def _embodied(
         "items": items,
         "unamortised_g": sum(i["unamortised_g"] for i in items),
         "amortised_g": sum(i["amortised_g"] for i in items),
+    }
+
+
+def _embodied_item(wanted: Wanted, config: TrackerConfig, hours: float, notes: list[str]) -> dict[str, Any] | None:
+    """One hardware's embodied carbon over ``hours``; ``None`` (with a note) when no usable figure exists."""
+    name, count, kg, life, share, scope = wanted
+    source, method, item_scope = "given by the user", "given by the user", "given by the user"
+    if kg is None:
+        try:
+            spec = config.catalogue.hardware_spec(name)
+        except KeyError:
+            spec = None
+        if spec is None or spec.embodied_kg_co2e is None:
+            notes.append(
+                f"Embodied carbon of {name} not included: no published per-unit figure in the "
+                "catalogue (give embodied=[EmbodiedHardware(...)])."
+            )
+            return None
+        if spec.embodied_scope == "die" and scope != "die":
+            notes.append(
+                f"Embodied carbon of {name} not included: the only figure in the catalogue "
+                f"({spec.embodied_kg_co2e:g} kg, {spec.embodied_method}) covers the chip's die alone, not the "
+                "whole card; give embodied_kg_per_unit, or scope='die' to count the die alone (labelled)."
+            )
+            return None
+        kg, method, item_scope = spec.embodied_kg_co2e, spec.embodied_method, spec.embodied_scope
+        source = spec.embodied_source.title if spec.embodied_source else "catalogue"
+    terms = footprint.lifetime(life, share)
+    whole_g = footprint.embodied_carbon_from_kg_g([count], [kg])
+    amortised = footprint.amortised_embodied_g(
+        whole_g, time_reserved_h=hours, lifetime_h=terms.years * footprint.HOURS_PER_YEAR, utilisation=terms.utilisation
+    )
+    return {
+        "name": name,
+        "count": count,
+        "embodied_kg_per_unit": kg,
+        "scope": item_scope,
+        "method": method,
+        "source": source,
+        "lifetime_years": terms.years,
+        "utilisation": terms.utilisation,
+        "lifetime_source": terms.source,
+        "unamortised_g": whole_g,
+        "amortised_g": amortised,
     }
 
 
