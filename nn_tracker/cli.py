@@ -348,10 +348,15 @@ def _run_report(args: argparse.Namespace) -> int:
     if output is None:
         sys.stdout.write(writers.render(data, args.format))
         return 0
+    return _write_output(args.output, lambda: writers.write(data, args.format, output))
+
+
+def _write_output(given: str, write: Any) -> int:
+    """Run ``write()`` (which returns the path written); ``wrote PATH``, or a one-line error and exit 2."""
     try:
-        path = writers.write(data, args.format, output)
+        path = write()
     except OSError as exc:
-        print(f"nn-tracker: error: output {args.output!r} cannot be written ({exc.strerror or exc})", file=sys.stderr)
+        print(f"nn-tracker: error: output {given!r} cannot be written ({exc.strerror or exc})", file=sys.stderr)
         return EXIT_USAGE
     print(f"wrote {path}")
     return 0
@@ -371,13 +376,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     if output is None:
         sys.stdout.write(text)
         return 0
-    try:
-        path = write_atomic(output, text)
-    except OSError as exc:
-        print(f"nn-tracker: error: output {args.output!r} cannot be written ({exc.strerror or exc})", file=sys.stderr)
-        return EXIT_USAGE
-    print(f"wrote {path}")
-    return 0
+    return _write_output(args.output, lambda: write_atomic(output, text))
 
 
 def _run_schedule(args: argparse.Namespace) -> int:
@@ -433,12 +432,7 @@ def _run_if_run(args: argparse.Namespace) -> int:
     if output is None:
         sys.stdout.write(text)
         return 0
-    try:
-        print(f"wrote {write_atomic(output, text)}")
-    except OSError as exc:
-        print(f"nn-tracker: error: output {args.output!r} cannot be written ({exc.strerror or exc})", file=sys.stderr)
-        return EXIT_USAGE
-    return 0
+    return _write_output(args.output, lambda: write_atomic(output, text))
 
 
 def _run_run(args: argparse.Namespace) -> int:

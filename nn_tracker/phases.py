@@ -102,7 +102,8 @@ class PhaseBook:
                         )
                     kind = "other"
                 self._kinds.add(kind)
-            add_units(self._units, {phase: {kind: count}})
+            per_phase = self._units.setdefault(phase, {})  # called per batch: no temporary dicts
+            per_phase[kind] = per_phase.get(kind, 0) + count
 
     def carry(self, units: Units) -> None:
         """Add units counted elsewhere (an earlier session, another process)."""

@@ -145,34 +145,37 @@ def test_html_is_self_contained_and_small_for_a_long_run(report_data):
     assert len(page) < 200_000
 
 
-def test_html_renders_in_headless_chromium_with_the_plot(report_data, tmp_path):
+def headless_chromium(tmp_path: Path, page: Path, *flags: str) -> subprocess.CompletedProcess:
+    """Debian's chromium, headless and offline, on ``page`` at 1100 x 1200; skips without chromium."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it): apt-get install chromium")
-    image = pytest.importorskip("PIL.Image")
-    page = tmp_path / "report.html"
-    page.write_text(html.render(report_data))
-    shot = tmp_path / "shot.png"
-    result = subprocess.run(
+    quiet = ("--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update")
+    return subprocess.run(
         [
             browser,
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
+            *quiet,
             "--disable-sync",
             f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
             "--window-size=1100,1200",
+            *flags,
             page.as_uri(),
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_html_renders_in_headless_chromium_with_the_plot(report_data, tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    page = tmp_path / "report.html"
+    page.write_text(html.render(report_data))
+    shot = tmp_path / "shot.png"
+    result = headless_chromium(tmp_path, page, f"--screenshot={shot}")
     assert shot.exists(), result.stderr[-2000:]
     pixels = image.open(shot).convert("RGB")
     wanted = tuple(int(html.PALETTE[0][i : i + 2], 16) for i in (1, 3, 5))  # the first device's line colour
@@ -425,32 +428,9 @@ window.addEventListener("load", () => {
 
 def layout_problems(page_text: str, tmp_path: Path) -> list[str]:
     """What a real browser finds wrong with a page's layout (see OVERFLOW_CHECK); skips without chromium."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it): apt-get install chromium")
     page = tmp_path / "page.html"
     page.write_text(page_text.replace("</body>", OVERFLOW_CHECK + "</body>"))  # the test's own script
-    result = subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1100,1200",
-            "--virtual-time-budget=3000",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = headless_chromium(tmp_path, page, "--virtual-time-budget=3000", "--dump-dom")
     title = re.search(r"<title>CHECKED (.*?)</title>", result.stdout, re.DOTALL)
     assert title, result.stderr[-2000:]
     return json.loads(html_module.unescape(title.group(1)))

@@ -16,9 +16,9 @@ from nn_tracker import ManualClock
 from nn_tracker.serving import ServingTracker
 
 
-def nn_tracker_run(tmp_path, *command, options=(), **kwargs):
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    args = [
+def run_argv(tmp_path, *command, options=()):
+    """``nn-tracker run`` of ``command``, reports in ``tmp_path/reports``."""
+    return [
         sys.executable,
         "-m",
         "nn_tracker",
@@ -27,12 +27,15 @@ def nn_tracker_run(tmp_path, *command, options=(), **kwargs):
         str(tmp_path / "reports"),
         "--intensity",
         "300",
-        "--interval",
-        "0.05",
         *options,
         "--",
         *command,
     ]
+
+
+def nn_tracker_run(tmp_path, *command, options=(), **kwargs):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    args = run_argv(tmp_path, *command, options=("--interval", "0.05", *options))
     return subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path, **kwargs)
 
 
@@ -92,20 +95,7 @@ def test_signals_are_forwarded_to_the_command(tmp_path, signum):
         time.sleep(60)
     """)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nn_tracker",
-            "run",
-            "--output-dir",
-            str(tmp_path / "reports"),
-            "--intensity",
-            "300",
-            "--",
-            sys.executable,
-            "-c",
-            script,
-        ],
+        run_argv(tmp_path, sys.executable, "-c", script),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -312,20 +302,7 @@ def test_signals_sent_to_nn_tracker_alone_are_forwarded_once_and_it_keeps_tracki
         open({str(tmp_path / "got")!r}, "w").write(str(got))
     """)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nn_tracker",
-            "run",
-            "--output-dir",
-            str(tmp_path / "reports"),
-            "--intensity",
-            "300",
-            "--",
-            sys.executable,
-            "-c",
-            script,
-        ],
+        run_argv(tmp_path, sys.executable, "-c", script),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -350,20 +327,7 @@ def test_the_command_never_outlives_a_killed_nn_tracker(tmp_path):
         time.sleep(60)
     """)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nn_tracker",
-            "run",
-            "--output-dir",
-            str(tmp_path / "reports"),
-            "--intensity",
-            "300",
-            "--",
-            sys.executable,
-            "-c",
-            script,
-        ],
+        run_argv(tmp_path, sys.executable, "-c", script),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -49,6 +49,22 @@ def remove_stale_temporaries(folder: str | Path, now_s: float | None = None) -> 
     return removed
 
 
+def _temporary_copy(target: Path, text: str) -> Path:
+    """``text`` written and synced to a new hidden temporary file beside ``target`` (its folder made if needed)."""
+    make_folder(target.parent)
+    temporary = target.with_name(f".{target.name}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
 def write_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
 
@@ -60,14 +76,8 @@ def write_atomic(path: str | Path, text: str) -> Path:
 
     """
     target = Path(path)
-    make_folder(target.parent)
-    temporary = target.with_name(f".{target.name}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    temporary = _temporary_copy(target, text)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
         os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -81,14 +91,8 @@ def claim(path: str | Path, text: str) -> Path:
     Two runs given the same name never overwrite each other's report.
     """
     target = Path(path)
-    make_folder(target.parent)
-    temporary = target.with_name(f".{target.name}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    temporary = _temporary_copy(target, text)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
         stem, suffix = target.stem, target.suffix
         for n in range(1, 1000):
             candidate = target if n == 1 else target.with_name(f"{stem}-{n}{suffix}")

@@ -30,16 +30,21 @@ def _psutil_cpu_times() -> object:
     return psutil.cpu_times()
 
 
-def read_cpu_model(proc_root: str | Path = "/proc") -> str | None:
-    """The CPU model name from ``/proc/cpuinfo`` (``None`` if absent); no subprocess."""
+def _cpuinfo(proc_root: str | Path) -> list[tuple[str, str]]:
+    """``/proc/cpuinfo`` as (lower-case key, value with single spaces) pairs; empty if unreadable."""
     try:
         text = (Path(proc_root) / "cpuinfo").read_text(errors="replace")
     except OSError:
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("model name", "cpu model", "processor name") and value.strip():
-            return " ".join(value.split())
+        return []
+    pairs = (line.partition(":") for line in text.splitlines())
+    return [(key.strip().lower(), " ".join(value.split())) for key, _, value in pairs]
+
+
+def read_cpu_model(proc_root: str | Path = "/proc") -> str | None:
+    """The CPU model name from ``/proc/cpuinfo`` (``None`` if absent); no subprocess."""
+    for key, value in _cpuinfo(proc_root):
+        if key in ("model name", "cpu model", "processor name") and value:
+            return value
     return None
 
 
@@ -80,14 +85,7 @@ def count_sockets(sys_root: str | Path = "/sys", proc_root: str | Path = "/proc"
         except OSError:
             continue
     if not packages:
-        try:
-            text = (Path(proc_root) / "cpuinfo").read_text(errors="replace")
-        except OSError:
-            return None
-        for line in text.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip().lower() == "physical id":
-                packages.add(value.strip())
+        packages.update(value for key, value in _cpuinfo(proc_root) if key == "physical id")
     return len(packages) or None
 
 
