@@ -22,7 +22,21 @@ from nn_tracker.node import NodeLabels
 from nn_tracker.sampling import DeviceTotals, Sampler, add_device
 
 Units = dict[str, dict[str, float]]  # phase -> kind -> count
-__all__ = ["DeviceCountedTwice", "add_device", "add_units", "merge_parallel", "unit_totals"]  # one merge, here
+STATE_VERSION = 1
+
+__all__ = [  # add_device lives beside DeviceTotals in sampling; it is part of this module's one merge
+    "STATE_VERSION",
+    "DeviceCountedTwice",
+    "Units",
+    "add_device",
+    "add_units",
+    "carry_devices",
+    "check_state",
+    "merge_parallel",
+    "remote_device_key",
+    "snapshot",
+    "unit_totals",
+]
 
 
 def add_units(into: Units, other: Units) -> None:
@@ -35,10 +49,11 @@ def add_units(into: Units, other: Units) -> None:
 
 def unit_totals(units: Units) -> dict[str, float]:
     """Units per kind over all phases."""
-    totals: Units = {"": {}}
+    totals: dict[str, float] = {}
     for kinds in units.values():
-        add_units(totals, {"": kinds})
-    return totals[""]
+        for kind, count in kinds.items():
+            totals[kind] = totals.get(kind, 0) + count
+    return totals
 
 
 def merge_parallel(states: list[dict[str, Any]], key_of: Any) -> dict[str, Any]:
@@ -64,9 +79,6 @@ def merge_parallel(states: list[dict[str, Any]], key_of: Any) -> dict[str, Any]:
             add_units(merged["units"], state["units"])
     merged["devices"] = [t.to_state() for t in devices.values()]
     return merged
-
-
-STATE_VERSION = 1
 
 
 def remote_device_key(totals: DeviceTotals, state: dict[str, Any], own_node: str, labels: NodeLabels) -> str:
