@@ -49,8 +49,7 @@ def import_time_ms(runs: int = 15, after_torch: bool = False, bytecode: bool = F
         for cached in (ROOT / "nn_tracker").rglob("__pycache__"):
             shutil.rmtree(cached)
     code = (
-        ("import torch; " if after_torch else "")
-        + "import time, json; t=time.perf_counter(); import nn_tracker; "
+        ("import torch; " if after_torch else "") + "import time, json; t=time.perf_counter(); import nn_tracker; "
         "print(json.dumps({'ms': (time.perf_counter()-t)*1000}))"
     )
     try:

@@ -89,15 +89,14 @@ def main() -> None:
     trainer.fit(model, synthetic(args.samples, 0), synthetic(args.samples // 4, 1))
     trainer.test(model, synthetic(args.samples // 4, 2), verbose=False)
     for stage, report in zip(("fit", "test"), callback.reports, strict=True):  # one report per stage
-        data = report.to_dict()
         phase = "training" if stage == "fit" else "querying/test"
-        per_sample = data["units"]["sample"]["by_phase"][phase]["carbon_g_per_unit"]
+        per_sample = report.units["sample"].by_phase[phase].carbon_g_per_unit
         print(
-            f"{stage}: {data['duration_s']:.1f} s, {data['energy']['it_kwh'] * 1000:.3g} Wh (IT), "
-            f"{data['footprint']['total_carbon_g']:.3g} gCO2e; {per_sample:.3g} gCO2e per {phase} sample"
+            f"{stage}: {report.duration_s:.1f} s, {report.energy_kwh * 1000:.3g} Wh (IT), "
+            f"{report.total_carbon_g:.3g} gCO2e; {per_sample:.3g} gCO2e per {phase} sample"
         )
         print(f"  report: {next(p for p in report.paths if p.endswith('.html'))}")
-    total_g = sum(s["total_carbon_g"] for s in callback.stages)
+    total_g = sum(s.total_carbon_g for s in callback.stages)
     print(f"fit and test together: {total_g:.3g} gCO2e")
 
 

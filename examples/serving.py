@@ -34,11 +34,10 @@ def main() -> None:
             model(torch.randn(batch, 128)).argmax(dim=1)
             tracker.add_units(batch, kind="query")
             served += batch
-    data = tracker.report().to_dict()
-    per_query = data["units"]["query"]["by_phase"]["querying"]  # the querying phase's own energy per query
+    per_query = tracker.report().units["query"].by_phase["querying"]  # the querying phase's own energy per query
     print(
-        f"{per_query['count']:.0f} queries; {per_query['facility_energy_kwh_per_unit'] * 3.6e6:.3g} J and "
-        f"{per_query['carbon_g_per_unit']:.3g} gCO2e per query"
+        f"{per_query.count:.0f} queries; {per_query.facility_energy_kwh_per_unit * 3.6e6:.3g} J and "
+        f"{per_query.carbon_g_per_unit:.3g} gCO2e per query"
     )
     print(f"report: {tracker.report().paths[0]}")
 

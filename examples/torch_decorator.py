@@ -34,11 +34,8 @@ def main() -> None:
         return float(loss.detach())
 
     loss = train(args.steps)
-    report = train.last_report.to_dict()
-    print(
-        f"final loss {loss:.4f}; energy {report['energy']['it_kwh'] * 1000:.3g} Wh; "
-        f"carbon {report['footprint']['total_carbon_g']:.3g} gCO2e"
-    )
+    report = train.last_report
+    print(f"final loss {loss:.4f}; energy {report.energy_kwh * 1000:.3g} Wh; carbon {report.total_carbon_g:.3g} gCO2e")
     print(f"report: {train.last_report.paths[0]}")
 
 

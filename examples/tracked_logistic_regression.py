@@ -63,10 +63,10 @@ def main() -> None:
             for _ in range(args.queries):
                 predict(weights, [rng.gauss(0, 1) for _ in range(32)])
             tracker.add_units(args.queries, kind="query")
-    data = tracker.report().to_dict()
+    report = tracker.report()
     print(
-        f"energy {data['energy']['it_kwh'] * 1000:.3g} Wh, carbon {data['footprint']['total_carbon_g']:.3g} gCO2e, "
-        f"{data['units']['query']['by_phase']['querying']['carbon_g_per_unit']:.3g} gCO2e per query"
+        f"energy {report.energy_kwh * 1000:.3g} Wh, carbon {report.total_carbon_g:.3g} gCO2e, "
+        f"{report.units['query'].by_phase['querying'].carbon_g_per_unit:.3g} gCO2e per query"
     )
     print(f"report: {tracker.report().paths[0]}")
 

@@ -71,12 +71,11 @@ def main() -> None:
     trainer.predict(RandomSentences(128, seed=2))
 
     for stage, report in zip(callback.stages, callback.reports, strict=True):
-        data = report.to_dict()
-        print(f"{stage['stage']}: {data['energy']['it_kwh'] * 3.6e6:.1f} J, report {stage['report']}")
+        print(f"{stage.stage}: {report.energy_kwh * 3.6e6:.1f} J, report {stage.report}")
         for kind in ("sample", "token"):
-            for phase, figures in data["units"].get(kind, {}).get("by_phase", {}).items():
-                carbon = figures["carbon_g_per_unit"]
-                print(f"  {figures['count']:,.0f} {kind}s in {phase}: {carbon:.3g} gCO2e per {kind}")
+            for phase, figures in report.units[kind].by_phase.items() if kind in report.units else ():
+                carbon = figures.carbon_g_per_unit
+                print(f"  {figures.count:,.0f} {kind}s in {phase}: {carbon:.3g} gCO2e per {kind}")
 
 
 if __name__ == "__main__":

@@ -388,7 +388,8 @@ def _run_schedule(args: argparse.Namespace) -> int:
 
     series = IntensitySeries.from_csv(args.series)
     if args.report:
-        job = JobProfile.from_report(load_report(args.report))
+        report = load_report(args.report)
+        job = JobProfile.measured(report.energy_buckets(), report.overall_pue)
     elif args.power_w is None:
         raise ValidationError("power_w", None, "must be given with --duration-h")
     else:

@@ -19,11 +19,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nn_tracker.node import NodeLabels, hostname, node_id
-from nn_tracker.report.model import Report
 from nn_tracker.tracker import Tracker, status_for_exception
+
+if TYPE_CHECKING:
+    from nn_tracker.report.document import IncompleteReport, Report
 
 log = logging.getLogger("nn_tracker")
 
@@ -200,7 +202,9 @@ class DistributedTracker:
         sums = self._collectives.sum(values)
         return {k: (sums[i] if sums[len(keys) + i] else None) for i, k in enumerate(keys)}
 
-    def stop(self, status: str = "completed", error: BaseException | None = None, close: bool = True) -> Report:
+    def stop(
+        self, status: str = "completed", error: BaseException | None = None, close: bool = True
+    ) -> Report | IncompleteReport:
         """Gather every process's totals on rank 0 and write one report there (collective).
 
         After a failure the other processes may be gone, so nothing is gathered: rank 0
@@ -246,7 +250,7 @@ class DistributedTracker:
             self._collectives.close()
             self._collectives = None
 
-    def report(self) -> Report:
+    def report(self) -> Report | IncompleteReport:
         """The report of this process: the final one after :meth:`stop` (merged on rank 0), else a snapshot."""
         return self.tracker.report()
 

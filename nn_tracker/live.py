@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nn_tracker.report.document import IncompleteReport, Report
 
 LIVE_METRICS = (
     "energy/gpu_kwh",
@@ -26,17 +29,19 @@ LIVE_METRICS = (
 )
 
 
-def live_figures(report: dict[str, Any], power_w: float) -> dict[str, float | None]:
-    """The running figures from a report so far (a dict) and the current power."""
-    by_component = report["energy"]["by_component_kwh"]
-    footprint = report["footprint"]
+def live_figures(report: Report | IncompleteReport, power_w: float) -> dict[str, float | None]:
+    """The running figures from a report so far and the current power (``None``: not known)."""
+    if report.incomplete:
+        return {**dict.fromkeys(LIVE_METRICS), "power/total_w": power_w}
+    by_component = report.energy.by_component_kwh
+    footprint = report.footprint
     return {
         "energy/gpu_kwh": by_component.get("gpu"),
         "energy/cpu_kwh": by_component.get("cpu"),
         "energy/ram_kwh": by_component.get("ram"),
-        "energy/total_kwh": report["energy"]["it_kwh"],
-        "energy/facility_kwh": footprint["training_energy_kwh"] + footprint["querying_energy_kwh"],
+        "energy/total_kwh": report.energy_kwh,
+        "energy/facility_kwh": footprint.facility_energy_kwh,
         "power/total_w": power_w,
-        "carbon/operational_g": footprint["operational_carbon_g"],
-        "carbon/total_g": footprint["total_carbon_g"],
+        "carbon/operational_g": footprint.operational_carbon_g,
+        "carbon/total_g": footprint.total_carbon_g,
     }

@@ -185,7 +185,6 @@ def _finish(tracker: Tracker, code: int) -> int:
         report = tracker.stop("terminated", CommandEnded(f"killed by {name}"))
     else:
         report = tracker.stop("failed", CommandEnded(f"exit status {code}"))
-    data = report.to_dict()
     if code == 0:
         ended = "the command completed"
     elif code < 0:
@@ -193,8 +192,8 @@ def _finish(tracker: Tracker, code: int) -> int:
     else:
         ended = f"the command failed (exit status {code})"
     print(
-        f"nn-tracker: {ended}; {units.energy(data['energy']['it_kwh'])} (IT), "
-        f"{units.carbon(data['footprint']['total_carbon_g'])}; report status {data['status']}",
+        f"nn-tracker: {ended}; {units.energy(report.energy_kwh)} (IT), "
+        f"{units.carbon(report.total_carbon_g)}; report status {report.status}",
         file=sys.stderr,
     )
     for path in report.paths:

@@ -37,22 +37,19 @@ class JobProfile:
         return cls(((check.positive("duration_s", duration_s), check.non_negative("power_w", power_w)),))
 
     @classmethod
-    def from_report(cls, data: dict[str, Any]) -> JobProfile:
-        """The measured power profile of a saved report: timeline power of every device x the run's PUE."""
-        timeline = data.get("timeline") or {}
-        points = timeline.get("points") or []
-        if not points:
+    def measured(cls, buckets: list[tuple[float, float, float]], pue: float) -> JobProfile:
+        """The power profile of a measured run: ``(start_s, end_s, IT joules)`` per timeline bucket x its PUE.
+
+        Raises:
+            ValidationError: no buckets.
+        """
+        if not buckets:
             raise ValidationError("report.timeline", None, "must have points to give a power profile")
-        it_kwh = data["energy"]["it_kwh"]
-        facility_kwh = data["footprint"]["training_energy_kwh"] + data["footprint"]["querying_energy_kwh"]
-        pue = facility_kwh / it_kwh if it_kwh > 0 else 1.0
         segments = []
         previous_end = 0.0
-        for point in points:
-            start, end = point["start_s"], point["end_s"]
+        for start, end, joules in buckets:
             if start > previous_end:
                 segments.append((start - previous_end, 0.0))  # nothing measured there: no power assumed
-            joules = sum(point["energy_j"].values())
             segments.append((end - start, joules / (end - start) * pue if end > start else 0.0))
             previous_end = end
         merged: list[tuple[float, float]] = []

@@ -16,14 +16,16 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nn_tracker import validation as check
 from nn_tracker.config import check_phase_name
 from nn_tracker.errors import ValidationError
 from nn_tracker.report.files import append_whole
-from nn_tracker.report.model import Report
 from nn_tracker.tracker import Tracker, status_for_exception
+
+if TYPE_CHECKING:
+    from nn_tracker.report.document import IncompleteReport, Report
 
 log = logging.getLogger("nn_tracker")
 
@@ -162,7 +164,7 @@ class ServingTracker:
         line = (json.dumps(record, allow_nan=False) + "\n").encode()
         append_whole(self.periods_path, lambda _size: line)
 
-    def stop(self, status: str = "completed", error: BaseException | None = None) -> Report:
+    def stop(self, status: str = "completed", error: BaseException | None = None) -> Report | IncompleteReport:
         """Record the last (partial) period and write the final report."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nn_tracker.clock import Clock, SystemClock
 from nn_tracker.config import TrackerConfig, make_config
@@ -25,12 +25,15 @@ from nn_tracker.errors import NNTrackerError
 from nn_tracker.live import live_figures
 from nn_tracker.node import NodeLabels, hostname, node_id
 from nn_tracker.phases import PhaseBook
-from nn_tracker.report.model import Report, RunState, build_report, incomplete_report
 from nn_tracker.report.output import ReportFiles
 from nn_tracker.run_state import carry_devices, check_state, remote_device_key, snapshot
 from nn_tracker.sampling import Sampler
 from nn_tracker.sensors import SensorOptions, SensorSet, discover_sensors
 from nn_tracker.sigterm import SigtermGuard
+
+if TYPE_CHECKING:  # the report's types are imported when the first report is built, not with nn_tracker
+    from nn_tracker.report.document import IncompleteReport, RelatedRun, Report
+    from nn_tracker.report.model import RunState
 
 log = logging.getLogger("nn_tracker")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,11 +77,11 @@ class Tracker:
         self._last_checkpoint_s = 0.0
         self._owner_pid: int | None = None
         self._sigterm = SigtermGuard(lambda: self.stop("terminated", _Terminated("SIGTERM received")))
-        self._report: Report | None = None
+        self._report: Report | IncompleteReport | None = None
         self._pending_carry: list[tuple[dict[str, Any], bool]] = []
         self._carried_duration_s = 0.0
         self._carry_notes: list[str] = []
-        self._related_runs: list[dict[str, Any]] = []
+        self._related_runs: list[RelatedRun] = []
         self._node_id = node_id(self.config.proc_root)
         self._node_labels = NodeLabels(self._node_id, hostname())
         # time first (runs sort by start), then 96 random bits: no collision even for a cluster's simultaneous starts
@@ -135,10 +138,10 @@ class Tracker:
                 self._sigterm.install()
             atexit.register(self._at_exit)
             if config.write_report:
-                self._files.claim(self._build("running", None, final=False).to_dict())
+                self._files.claim(self._build("running", None, final=False))
         return self
 
-    def stop(self, status: str = "completed", error: BaseException | None = None) -> Report:
+    def stop(self, status: str = "completed", error: BaseException | None = None) -> Report | IncompleteReport:
         """Stop sampling, compute the footprint, write the final report; returns it. Idempotent."""
         with self._state_lock:
             if self._report is not None:
@@ -155,6 +158,8 @@ class Tracker:
             try:
                 report = self._build(status, error, final=True)
             except Exception as exc:
+                from nn_tracker.report.model import incomplete_report
+
                 log.exception("nn_tracker: building the final report failed; writing what is known")
                 report = incomplete_report(self._run_state(status, error, final=True), exc)
             self._report = report
@@ -204,7 +209,7 @@ class Tracker:
             self._sampler.tick(force=True)
             self._on_tick(self._clock.monotonic())
 
-    def report(self) -> Report:
+    def report(self) -> Report | IncompleteReport:
         """A snapshot of the run so far (status ``running``), or the final report after stop."""
         with self._state_lock:
             if self._report is not None:
@@ -243,24 +248,24 @@ class Tracker:
         """Add a caveat or fact to the report's notes."""
         self._carry_notes.append(str(text))
 
-    def add_related_run(self, summary: dict[str, Any]) -> None:
+    def add_related_run(self, summary: RelatedRun) -> None:
         """List another run in the report (e.g. an earlier stage of the same trainer), with its totals."""
-        self._related_runs.append(dict(summary))
+        self._related_runs.append(summary)
 
-    def live_report(self) -> dict[str, Any]:
-        """The report so far as a dict, without the timeline: cheap enough for every logging step or scrape.
+    def live_report(self) -> Report | IncompleteReport:
+        """The report so far, without the timeline: cheap enough for every logging step or scrape.
 
         With a background sampler nothing is read here: the figures are those of its last tick. After
         :meth:`stop`, the final report.
         """
         with self._state_lock:
             if self._report is not None:
-                return self._report.to_dict()
+                return self._report
             if self._sampler is None:
                 raise NNTrackerError("this Tracker was never started")
             if self.running and not self._background:
                 self._sampler.tick()
-            return self._build("running", None, final=False, timeline=False).to_dict()
+            return self._build("running", None, final=False, timeline=False)
 
     def live(self) -> dict[str, float | None]:
         """Cheap running totals for loggers (see :data:`~nn_tracker.live.LIVE_METRICS`).
@@ -313,10 +318,15 @@ class Tracker:
 
     # ----- output ----------------------------------------------------------------------------------------
     def _build(self, status: str, error: BaseException | None, final: bool, timeline: bool = True) -> Report:
+        from nn_tracker.report.model import build_report
+
         return build_report(self._run_state(status, error, final), self._sampler, timeline=timeline)
 
     def _run_state(self, status: str, error: BaseException | None, final: bool) -> RunState:
         """What the report needs besides the sampler's totals."""
+        from nn_tracker.report.document import RunError
+        from nn_tracker.report.model import RunState
+
         now = self._clock.monotonic()
         units = self._phases.units()
         notes = (list(self._sensors.notes) if self._sensors else []) + self._carry_notes + self._phases.notes
@@ -332,12 +342,12 @@ class Tracker:
             units=units,
             notes=notes,
             cpu_model=self._sensors.cpu_model.model_name if self._sensors and self._sensors.cpu_model else None,
-            error={"type": type(error).__name__, "message": str(error)} if error is not None else None,
+            error=RunError(type=type(error).__name__, message=str(error)) if error is not None else None,
             related_runs=list(self._related_runs),
             built_wall_s=self._clock.time(),
         )
 
-    def _write(self, report: Report, final: bool = False) -> None:
+    def _write(self, report: Report | IncompleteReport, final: bool = False) -> None:
         """Write the report's files (not from a forked child: the run belongs to the parent)."""
         if self.config.write_report and self._owner_pid == os.getpid():
             self._files.write(report, final)

@@ -10,11 +10,11 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "nn_tracker"
 
 LAYERS = [
-    ("base", ("errors", "validation", "clock", "energy", "node", "inputs", "data", "timeline", "live")),
+    ("base", ("errors", "validation", "clock", "energy", "node", "inputs", "data", "timeline")),
     ("footprint model", ("catalogue", "footprint", "equivalents", "intensity_series", "scheduling")),
     ("measuring", ("sensors", "sampling")),
     ("configuration", ("config", "estimate")),
-    ("reports", ("report",)),
+    ("reports", ("report", "live")),
     ("running", ("run_state", "phases", "sigterm", "tracker", "distributed", "serving", "runner")),
     ("integrations", ("integrations",)),
     ("command line", ("cli", "__main__", "__init__")),

@@ -10,6 +10,7 @@ from test_report import layout_problems
 
 from nn_tracker import Datacentre
 from nn_tracker.report import compare, html
+from nn_tracker.report.schema import load_report, upgrade
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_the_table_shows_units_changes_and_missing_figures(two_runs):
 
 def test_markdown_is_one_table_with_escaped_cells(two_runs):
     paths, *_ = two_runs
-    text = compare.render([(str(p), json.loads(p.read_text())) for p in paths], "md")
+    text = compare.render([(str(p), load_report(p)) for p in paths], "md")
     table = [line for line in text.splitlines() if line.startswith("|")]
     assert len({line.count(" | ") for line in table if "\\|" not in line}) == 1  # every row has every column
     assert table[0] == "| figure | paris | warsaw |"
@@ -106,18 +107,19 @@ def test_html_reuses_the_report_style_and_plots_every_run_s_power(two_runs, tmp_
     assert layout_problems(page, tmp_path) == []
 
 
-def test_a_bucket_with_a_device_unmeasured_is_left_out_of_the_run_s_power():
-    data = {
-        "timeline": {
-            "devices": ["gpu:0", "cpu"],
-            "points": [
-                {"start_s": 0, "end_s": 1, "mean_power_w": {"gpu:0": 300, "cpu": 50}},
-                {"start_s": 1, "end_s": 2, "mean_power_w": {"gpu:0": None, "cpu": 50}},
-            ],
-        }
+def test_a_bucket_with_a_device_unmeasured_is_left_out_of_the_run_s_power(two_runs):
+    paths, *_ = two_runs
+    data = load_report(paths[0]).to_dict()
+    data["timeline"] = {
+        "bucket_s": 1,
+        "devices": ["gpu:0", "cpu"],
+        "points": [
+            {"start_s": 0, "end_s": 1, "mean_power_w": {"gpu:0": 300, "cpu": 50}, "peak_power_w": {}, "energy_j": {}},
+            {"start_s": 1, "end_s": 2, "mean_power_w": {"gpu:0": None, "cpu": 50}, "peak_power_w": {}, "energy_j": {}},
+        ],
     }
-    timeline = compare.power_timelines([data], ["a"])
-    assert [p["mean_power_w"] for p in timeline["points"]] == [{"a": 350}]
+    timeline = compare.power_timelines([upgrade(data)], ["a"])
+    assert [p.mean_power_w for p in timeline.points] == [{"a": 350}]
 
 
 def test_an_older_schema_is_upgraded_and_compares_equal(two_runs, tmp_path):

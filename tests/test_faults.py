@@ -156,14 +156,14 @@ def test_wall_clock_jumps_change_timestamps_not_energy(tmp_path, jump_s):
 
 
 def test_the_tracked_code_s_exception_always_wins_and_a_report_is_still_written(tmp_path, monkeypatch):
-    import nn_tracker.tracker as tracker_module
+    import nn_tracker.report.model as model_module
 
     def broken_build(*args, **kwargs):
         raise OverflowError("an internal failure")
 
     tracker = Tracker(output_dir=tmp_path, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower()))
     with pytest.raises(KeyError, match="the user's own"), tracker:
-        monkeypatch.setattr(tracker_module, "build_report", broken_build)
+        monkeypatch.setattr(model_module, "build_report", broken_build)
         raise KeyError("the user's own")
     data = json.loads(tracker.report_path.read_text())
     assert data["status"] == "failed" and data["incomplete"] is True
@@ -215,7 +215,7 @@ def report_for_csv(tmp_path, run_id):
     tracker = Tracker(output_dir=tmp_path, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower()), run_id=run_id)
     with tracker:
         pass
-    return tracker.report().to_dict()
+    return tracker.report()
 
 
 @pytest.mark.parametrize("room", [0, 1, 40, 150])

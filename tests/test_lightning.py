@@ -90,7 +90,7 @@ def test_each_stage_s_report_covers_its_own_stage_and_lists_the_others(tmp_path)
     assert predict["related_runs"][0]["it_energy_kwh"] == fit["energy"]["it_kwh"]
     # the header, the plot and the totals cover the same stage
     assert predict["timeline"]["points"][-1]["end_s"] == pytest.approx(predict["duration_s"], abs=0.02)
-    assert [s["stage"] for s in callback.stages] == ["fit", "test", "predict"]
+    assert [s.stage for s in callback.stages] == ["fit", "test", "predict"]
     assert predict["footprint"]["querying_energy_kwh"] > 0 and fit["footprint"]["training_energy_kwh"] > 0
     assert len({r.to_dict()["run_id"] for r in callback.reports}) == 3
 

@@ -77,7 +77,7 @@ def test_an_endpoint_on_a_chosen_port_serves_every_figure_in_base_units(tmp_path
     assert samples["nn_tracker_operational_carbon_grams_total", NONE] == pytest.approx(0.6 * 100)  # 0.6 kWh
     assert samples["nn_tracker_device_carbon_grams_total", GPU] == pytest.approx(45)
     assert samples["nn_tracker_device_carbon_grams_total", CPU] == pytest.approx(15)
-    embodied = report["footprint"]["embodied_carbon_amortised_g"]
+    embodied = report.footprint.embodied_carbon_amortised_g
     assert embodied == pytest.approx(1e6 / (365 * 24), rel=0.01)  # 1 t over a year, for one hour
     assert samples["nn_tracker_embodied_carbon_grams_total", NONE] == pytest.approx(embodied)
     assert samples["nn_tracker_carbon_grams_total", NONE] == pytest.approx(60 + embodied)

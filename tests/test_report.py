@@ -16,8 +16,7 @@ import yaml
 from report_fixture import deterministic_report, stable
 
 from nn_tracker.errors import ValidationError
-from nn_tracker.report import codecarbon_csv, html, model_card, writers
-from nn_tracker.report.model import SCHEMA_VERSION
+from nn_tracker.report import SCHEMA_VERSION, codecarbon_csv, html, model_card, writers
 from nn_tracker.report.schema import load_report, upgrade
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -51,7 +50,11 @@ def test_report_has_every_documented_section(report_data):
 def test_schema_round_trip(tmp_path):
     tracker = deterministic_report(tmp_path)
     on_disk = json.loads(Path(tracker.report().paths[0]).read_text())
-    assert load_report(tracker.report().paths[0]) == on_disk == json.loads(json.dumps(tracker.report().to_dict()))
+    assert (
+        load_report(tracker.report().paths[0]).to_dict()
+        == on_disk
+        == json.loads(json.dumps(tracker.report().to_dict()))
+    )
 
 
 def test_version_1_reports_are_upgraded(report_data, tmp_path):
@@ -64,7 +67,7 @@ def test_version_1_reports_are_upgraded(report_data, tmp_path):
     old["schema_version"] = 1
     path = tmp_path / "old.json"
     path.write_text(json.dumps(old))
-    new = load_report(path)
+    new = load_report(path).to_dict()
     assert new["schema_version"] == 3
     assert new["equivalents"] == report_data["equivalents"]
     assert new["what_if"]["places"][:2] == report_data["what_if"]["places"][:2]
@@ -132,13 +135,13 @@ def test_every_user_string_is_escaped_in_html(tmp_path):
     data = tracker.report().to_dict()
     data["notes"].append(HOSTILE)
     data["devices"][0]["name"] = HOSTILE
-    page = html.render(data)
+    page = html.render(upgrade(data))
     assert "<script" not in page and "<img" not in page  # no markup from the data survives
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
 
 
 def test_html_is_self_contained_and_small_for_a_long_run(report_data):
-    page = html.render(report_data)
+    page = html.render(upgrade(report_data))
     for asset in ("src=", "href=", "url(", "<link", "<script", "@import"):
         assert asset not in page  # nothing is fetched: citations are text
     assert page.count("<polyline") == 3
@@ -173,7 +176,7 @@ def headless_chromium(tmp_path: Path, page: Path, *flags: str) -> subprocess.Com
 def test_html_renders_in_headless_chromium_with_the_plot(report_data, tmp_path):
     image = pytest.importorskip("PIL.Image")
     page = tmp_path / "report.html"
-    page.write_text(html.render(report_data))
+    page.write_text(html.render(upgrade(report_data)))
     shot = tmp_path / "shot.png"
     result = headless_chromium(tmp_path, page, f"--screenshot={shot}")
     assert shot.exists(), result.stderr[-2000:]
@@ -192,7 +195,7 @@ def test_codecarbon_csv_row(report_data, tmp_path, monkeypatch):
     monkeypatch.setenv("TZ", "Europe/Paris")  # CodeCarbon writes local time
     time.tzset()
     try:
-        path = codecarbon_csv.append(tmp_path / "emissions.csv", report_data)
+        path = codecarbon_csv.append(tmp_path / "emissions.csv", upgrade(report_data))
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
@@ -213,7 +216,7 @@ def test_the_csv_has_codecarbon_s_own_header_and_formats(report_data, tmp_path):
     """Compared with a file CodeCarbon 3.3.2 wrote itself, not with our own column list."""
     with CODECARBON_FILE.open() as handle:
         theirs = list(csv.reader(handle))
-    ours = list(csv.reader(codecarbon_csv.append(tmp_path / "emissions.csv", report_data).open()))
+    ours = list(csv.reader(codecarbon_csv.append(tmp_path / "emissions.csv", upgrade(report_data)).open()))
     assert ours[0] == theirs[0]  # the same 38 columns in the same order
     for mine, reference in zip(ours[1], theirs[1], strict=True):
         if reference and mine:  # the same kind of value where both have one
@@ -233,7 +236,7 @@ def _shape(value: str) -> str:
 def test_appending_to_a_file_codecarbon_started_keeps_every_column_in_place(report_data, tmp_path):
     target = tmp_path / "emissions.csv"
     shutil.copy(CODECARBON_FILE, target)
-    codecarbon_csv.append(target, report_data)
+    codecarbon_csv.append(target, upgrade(report_data))
     rows = list(csv.DictReader(target.open()))
     assert len(rows) == 3 and all(None not in r and len(r) == 38 for r in rows)
     assert rows[-1]["run_id"] == report_data["run_id"] and rows[-1]["on_cloud"] == "N"
@@ -244,7 +247,7 @@ def test_appending_to_a_file_codecarbon_started_keeps_every_column_in_place(repo
     older = tmp_path / "older.csv"
     header = [c for c in codecarbon_csv.COLUMNS if c not in ("water_consumed", "wue") and "utilization" not in c]
     older.write_text(",".join(header) + "\n")
-    codecarbon_csv.append(older, report_data)
+    codecarbon_csv.append(older, upgrade(report_data))
     (row,) = list(csv.DictReader(older.open()))
     assert list(row) == header and None not in row and row["project_name"] == report_data["project_name"]
 
@@ -254,12 +257,13 @@ def test_concurrent_csv_appends_never_interleave(report_data, tmp_path):
     source.write_text(json.dumps(report_data))
     target = tmp_path / "emissions.csv"
     script = (
-        "import json, sys\n"
+        "import sys\n"
         "from nn_tracker.report.codecarbon_csv import append\n"
-        "data = json.load(open(sys.argv[1]))\n"
+        "from nn_tracker.report.schema import load_report\n"
+        "data = load_report(sys.argv[1])\n"
         "for i in range(40):\n"
-        "    data['run_id'] = f'{sys.argv[3]}-{i}'\n"
-        "    data['notes'] = ['x' * 5000]\n"
+        "    data.run_id = f'{sys.argv[3]}-{i}'\n"
+        "    data.notes = ['x' * 5000]\n"
         "    append(sys.argv[2], data)\n"
     )
     workers = [subprocess.Popen([sys.executable, "-c", script, str(source), str(target), f"w{n}"]) for n in range(6)]
@@ -273,7 +277,7 @@ def test_concurrent_csv_appends_never_interleave(report_data, tmp_path):
 
 
 def test_model_card_block_as_the_hub_documents_it(report_data):
-    text = model_card.render(report_data)
+    text = model_card.render(upgrade(report_data))
     assert text.startswith("---\n") and text.endswith("---\n")
     block = yaml.safe_load(text.strip("-\n"))["co2_eq_emissions"]
     assert set(block) == {"emissions", "source", "training_type", "geographical_location", "hardware_used"}
@@ -307,14 +311,14 @@ def test_model_card_of_a_run_without_training_has_no_emissions_block(tmp_path):
     )
     with tracker:
         clock.advance(60)
-    text = model_card.render(tracker.report().to_dict())
+    text = model_card.render(tracker.report())
     assert yaml.safe_load(text.strip("-\n")) is None and "did no training" in text  # only a comment
     trained = Tracker(
         clock=clock, background=False, sensors=sensor_set(cpu), write_report=False, intensity_g_per_kwh=100
     )
     with trained:
         clock.advance(60)
-    block = model_card.block(trained.report().to_dict())["co2_eq_emissions"]
+    block = model_card.block(trained.report())["co2_eq_emissions"]
     assert block["source"].startswith("nn_tracker") and ": estimate (cpu)" in block["source"]
 
 
@@ -342,7 +346,7 @@ def test_cli_report_renders_every_format(report_data, tmp_path, fmt):
         timeout=60,
     )
     assert printed.returncode == 0, printed.stderr
-    assert printed.stdout == writers.render(report_data, fmt)
+    assert printed.stdout == writers.render(upgrade(report_data), fmt)
     out = tmp_path / f"out.{fmt}"
     written = subprocess.run(
         [sys.executable, "-m", "nn_tracker", "report", str(source), "--format", fmt, "-o", str(out)],
@@ -350,7 +354,7 @@ def test_cli_report_renders_every_format(report_data, tmp_path, fmt):
         text=True,
         timeout=60,
     )
-    assert written.returncode == 0 and out.read_text() == writers.render(report_data, fmt)
+    assert written.returncode == 0 and out.read_text() == writers.render(upgrade(report_data), fmt)
 
 
 def test_cli_report_of_a_checkpoint_and_of_bad_files(tmp_path):
@@ -391,7 +395,7 @@ def test_a_month_long_timeline_still_gives_a_small_page(report_data):
         energies = {f"gpu:{n}": 300.0 * 60 for n in range(4)} | {"cpu:estimate": 45.0 * 60}
         timeline.add(i * 60.0, (i + 1) * 60.0, energies, {k: v / 60 for k, v in energies.items()})
     report_data["timeline"] = timeline.to_dict()
-    page = html.render(report_data)
+    page = html.render(upgrade(report_data))
     assert page.count("<polyline") == 5
     assert len(page.encode()) < 400_000
 
@@ -438,7 +442,7 @@ def layout_problems(page_text: str, tmp_path: Path) -> list[str]:
 
 def test_html_has_no_text_outside_its_box_in_headless_chromium(report_data, tmp_path):
     """Element boxes checked in a real browser: no label outside the plot, no overflowing or broken value."""
-    page = html.render(report_data)
+    page = html.render(upgrade(report_data))
     assert layout_problems(page, tmp_path) == []
     assert "phase-band" in page and 'data-phase="training"' in page
 
@@ -450,5 +454,5 @@ def test_which_datacentre_runs_a_phase_is_decided_in_one_place(report_data):
     assert datacentre_index("querying", [("training",), ("querying",)]) == 1
     assert datacentre_index("training", [("querying",), ()]) == 1  # the one naming no phase runs the others
     assert datacentre_index("training", [("querying",)]) == 0  # none runs the others: the first
-    rows = report_data["datacentres"]  # Paris for everything but querying, Belgium for querying
+    rows = upgrade(report_data).datacentres  # Paris for everything but querying, Belgium for querying
     assert [centre_row_for(phase, rows) for phase in ("training", "querying", "other")] == [0, 1, 0]

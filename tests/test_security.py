@@ -150,4 +150,4 @@ def test_reports_name_no_person_and_no_host_by_default(tmp_path, monkeypatch):
     anonymous = Tracker(write_report=False, intensity_g_per_kwh=100, sensors=sensor_set(ConstantPower()), identity=True)
     with anonymous:
         pass
-    assert anonymous.report().to_dict()["machine"]["user"] is None  # unknown, not looked up
+    assert anonymous.report().machine.user is None  # unknown, not looked up

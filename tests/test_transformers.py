@@ -59,7 +59,7 @@ def test_train_with_nested_evaluation_then_predict(tmp_path):
     trainer.train()
     trainer.predict(test)
 
-    assert [s["stage"] for s in callback.stages] == ["train", "predict"]
+    assert [s.stage for s in callback.stages] == ["train", "predict"]
     fit, predict = (read(r) for r in callback.reports)
     assert fit["status"] == predict["status"] == "completed"
     assert set(fit["phases"]) == {"training", "training/validation"}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nn_tracker.report.document import IncompleteReport, RelatedRun, Report
+
 STAGE_PHASES = {
     "fit": ("training",),
     "train": ("training",),
@@ -19,19 +21,18 @@ def stage_phases(stage: str) -> tuple[str, ...]:
     return STAGE_PHASES.get(stage, (stage,))
 
 
-def stage_summary(stage: str, report: Any) -> dict[str, Any]:
+def stage_summary(stage: str, report: Report | IncompleteReport) -> RelatedRun:
     """What a later stage's report says of an earlier one: its totals and where its report is."""
-    data = report.to_dict()
-    return {
-        "stage": stage,
-        "run_id": data["run_id"],
-        "status": data["status"],
-        "started_at": data.get("started_at"),
-        "duration_s": data["duration_s"],
-        "it_energy_kwh": (data.get("energy") or {}).get("it_kwh"),
-        "total_carbon_g": (data.get("footprint") or {}).get("total_carbon_g"),
-        "report": report.paths[0] if report.paths else None,
-    }
+    return RelatedRun(
+        stage=stage,
+        run_id=report.run_id,
+        status=report.status,
+        started_at=getattr(report, "started_at", None),  # an incomplete report has no times
+        duration_s=report.duration_s,
+        it_energy_kwh=report.energy_kwh,
+        total_carbon_g=report.total_carbon_g,
+        report=report.paths[0] if report.paths else None,
+    )
 
 
 def public_state(state: dict[str, Any] | None) -> dict[str, Any] | None:

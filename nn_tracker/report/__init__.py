@@ -1,5 +1,14 @@
-"""The footprint report: its model (built from a run) and its writers."""
+"""The footprint report: its types, how it is built from a run, read back and written in every format."""
 
-from nn_tracker.report.model import SCHEMA_VERSION, Report
+from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "Report"]
+__all__ = ["SCHEMA_VERSION", "IncompleteReport", "Report"]
+
+
+def __getattr__(name: str) -> Any:
+    """The report's types, imported when first used (``import nn_tracker`` does not need them)."""
+    if name in __all__:
+        from nn_tracker.report import document
+
+        return getattr(document, name)
+    raise AttributeError(f"module 'nn_tracker.report' has no attribute {name!r}")

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nn_tracker.report.document import Report
 from nn_tracker.report.files import append_whole
 
 COLUMNS = (  # CodeCarbon 3.3.2's header, in its order
@@ -65,27 +66,26 @@ COLUMNS = (  # CodeCarbon 3.3.2's header, in its order
 )
 
 
-def row(data: dict[str, Any]) -> dict[str, Any]:
-    """The CSV row of a (current-schema) report."""
-    duration = data["duration_s"]
-    footprint = data["footprint"]
-    emissions_kg = footprint["total_carbon_g"] / 1000
-    by_component = data["energy"]["by_component_kwh"]
-    centre = data["datacentres"][0]
-    kind, code = centre.get("location_kind"), centre.get("location_code") or ""
-    gpus = [d for d in data["devices"] if d["component"] == "gpu"]
-    stamp = data["ended_at"] or data.get("checkpointed_at") or data["started_at"]
-    machine = data.get("machine") or {}
+def row(report: Report) -> dict[str, Any]:
+    """The CSV row of a report."""
+    duration = report.duration_s
+    footprint = report.footprint
+    emissions_kg = footprint.total_carbon_g / 1000
+    by_component = report.energy.by_component_kwh
+    centre = report.datacentres[0]
+    kind, code = centre.location_kind, centre.location_code or ""
+    gpus = [d for d in report.devices if d.component == "gpu"]
+    stamp = report.ended_at or report.checkpointed_at or report.started_at
+    machine = report.machine
 
     def last_power(component: str) -> float | str:
-        readings = [d.get("last_power_w") for d in data["devices"] if d["component"] == component]
-        readings = [w for w in readings if w is not None]
+        readings = [d.last_power_w for d in report.devices if d.component == component and d.last_power_w is not None]
         return sum(readings) if readings else ""
 
     return {
         "timestamp": _local(stamp),
-        "project_name": data["project_name"],
-        "run_id": data["run_id"],
+        "project_name": report.project_name,
+        "run_id": report.run_id,
         "experiment_id": "",
         "duration": duration,
         "emissions": emissions_kg,
@@ -96,30 +96,30 @@ def row(data: dict[str, Any]) -> dict[str, Any]:
         "cpu_energy": _blank(by_component.get("cpu")),
         "gpu_energy": _blank(by_component.get("gpu")),
         "ram_energy": _blank(by_component.get("ram")),
-        "energy_consumed": footprint["training_energy_kwh"] + footprint["querying_energy_kwh"],
+        "energy_consumed": footprint.facility_energy_kwh,
         "water_consumed": "",
-        "country_name": centre["name"] if kind == "country" else "",
+        "country_name": centre.name if kind == "country" else "",
         "country_iso_code": code if kind == "country" else "",
         "region": code if kind in ("us_state", "grid_zone") else "",
         "cloud_provider": code.split(":")[0] if kind == "cloud_region" else "",
         "cloud_region": code.split(":", 1)[1] if kind == "cloud_region" else "",
-        "os": machine.get("os", ""),
-        "python_version": data["software"].get("python", ""),
+        "os": _blank(machine.os),
+        "python_version": report.software.get("python") or "",
         "codecarbon_version": "",
-        "cpu_count": machine.get("logical_cpus", ""),
-        "cpu_model": machine.get("cpu_model") or "",
+        "cpu_count": _blank(machine.logical_cpus),
+        "cpu_model": machine.cpu_model or "",
         "gpu_count": len(gpus),
-        "gpu_model": ", ".join(sorted({d["name"] for d in gpus})),
+        "gpu_model": ", ".join(sorted({d.name for d in gpus})),
         "longitude": "",
         "latitude": "",
         "ram_total_size": "",
-        "tracking_mode": data.get("settings", {}).get("attribution", ""),
+        "tracking_mode": _blank(report.settings.attribution),
         "cpu_utilization_percent": "",
         "gpu_utilization_percent": "",
         "ram_utilization_percent": "",
         "ram_used_gb": "",
         "on_cloud": "Y" if kind == "cloud_region" else "N",
-        "pue": centre["pue"],
+        "pue": centre.pue,
         "wue": "",
     }
 
@@ -129,21 +129,21 @@ def _local(stamp: str | None) -> str:
     return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%dT%H:%M:%S") if stamp else ""
 
 
-def _blank(value: float | None) -> float | str:
+def _blank(value: float | str | None) -> float | str:
     return "" if value is None else value
 
 
-def render(data: dict[str, Any], header: bool = True, columns: tuple[str, ...] = COLUMNS) -> str:
+def render(report: Report, header: bool = True, columns: tuple[str, ...] = COLUMNS) -> str:
     """The row as CSV text (with the header line if ``header``), in ``columns``' order (unknown ones empty)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore", restval="")
     if header:
         writer.writeheader()
-    writer.writerow(row(data))
+    writer.writerow(row(report))
     return buffer.getvalue()
 
 
-def append(path: str | Path, data: dict[str, Any]) -> Path:
+def append(path: str | Path, report: Report) -> Path:
     """Append the run's row to ``path``, whole or not at all, in the columns of the file's own header.
 
     A new or empty file gets CodeCarbon 3.3.2's header first. See
@@ -157,8 +157,8 @@ def append(path: str | Path, data: dict[str, Any]) -> Path:
 
     def payload(size: int) -> bytes:
         if size == 0:
-            return render(data).encode("utf-8")
-        return render(data, header=False, columns=_existing_header(target)).encode("utf-8")
+            return render(report).encode("utf-8")
+        return render(report, header=False, columns=_existing_header(target)).encode("utf-8")
 
     return append_whole(target, payload)
 

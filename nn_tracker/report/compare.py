@@ -14,37 +14,23 @@ from typing import Any
 
 from nn_tracker.errors import ValidationError
 from nn_tracker.report import html, units
+from nn_tracker.report.document import Report, Timeline, TimelinePoint
 
 FORMATS = ("table", "md", "html", "json")
 MISSING = "—"
 
 # (key, label, unit, getter): the figures compared, in order
 FIGURES: tuple[tuple[str, str, str, Any], ...] = (
-    ("duration_s", "duration", "s", lambda d: d["duration_s"]),
-    ("energy.it_kwh", "energy, IT", "kWh", lambda d: d["energy"]["it_kwh"]),
-    (
-        "energy.facility_kwh",
-        "energy, facility (IT x PUE)",
-        "kWh",
-        lambda d: d["footprint"]["training_energy_kwh"] + d["footprint"]["querying_energy_kwh"],
-    ),
-    (
-        "carbon.operational_g",
-        "carbon, operational",
-        "gCO2e",
-        lambda d: d["footprint"]["operational_carbon_g"],
-    ),
-    (
-        "carbon.embodied_g",
-        "carbon, embodied (amortised)",
-        "gCO2e",
-        lambda d: d["footprint"]["embodied_carbon_amortised_g"],
-    ),
-    ("carbon.total_g", "carbon, total", "gCO2e", lambda d: d["footprint"]["total_carbon_g"]),
+    ("duration_s", "duration", "s", lambda r: r.duration_s),
+    ("energy.it_kwh", "energy, IT", "kWh", lambda r: r.energy_kwh),
+    ("energy.facility_kwh", "energy, facility (IT x PUE)", "kWh", lambda r: r.footprint.facility_energy_kwh),
+    ("carbon.operational_g", "carbon, operational", "gCO2e", lambda r: r.footprint.operational_carbon_g),
+    ("carbon.embodied_g", "carbon, embodied (amortised)", "gCO2e", lambda r: r.footprint.embodied_carbon_amortised_g),
+    ("carbon.total_g", "carbon, total", "gCO2e", lambda r: r.total_carbon_g),
 )
 
 
-def compare(reports: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def compare(reports: list[tuple[str, Report]]) -> dict[str, Any]:
     """The comparison of ``(source path, report)`` pairs, the first being the baseline.
 
     Raises:
@@ -58,10 +44,10 @@ def compare(reports: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         {
             "label": label,
             "path": path,
-            "run_id": data["run_id"],
-            "project_name": data["project_name"],
-            "status": data["status"],
-            "started_at": data["started_at"],
+            "run_id": data.run_id,
+            "project_name": data.project_name,
+            "status": data.status,
+            "started_at": data.started_at,
             "hardware": hardware(data),
             "location": location(data),
             "methods": methods(data),
@@ -74,15 +60,20 @@ def compare(reports: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             ("facility_energy_kwh_per_unit", f"facility energy per {kind} ({phase})", "kWh"),
             ("carbon_g_per_unit", f"carbon per {kind} ({phase})", "gCO2e"),
         ):
-            values = [
-                (((d["units"].get(kind) or {}).get("by_phase") or {}).get(phase) or {}).get(suffix) for d in datas
-            ]
+            values = [_per_unit(d, kind, phase, suffix) for d in datas]
             rows.append(_row(f"units.{kind}.{phase}.{suffix}", label, unit, values))
     return {"baseline": labels[0], "runs": runs, "figures": rows}
 
 
-def _number(get: Any, data: dict[str, Any]) -> float | None:
-    value = get(data)
+def _per_unit(report: Report, kind: str, phase: str, figure: str) -> float | None:
+    """A per-unit figure of one kind in one phase; ``None`` where the run counted no such units."""
+    unit = report.units.get(kind)
+    in_phase = unit.by_phase.get(phase) if unit else None
+    return getattr(in_phase, figure) if in_phase else None
+
+
+def _number(get: Any, report: Report) -> float | None:
+    value = get(report)
     return None if value is None else float(value)
 
 
@@ -95,43 +86,39 @@ def _row(key: str, label: str, unit: str, values: list[float | None]) -> dict[st
     return {"key": key, "label": label, "unit": unit, "values": values, "change_vs_first": change}
 
 
-def _unit_phases(datas: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def _unit_phases(reports: list[Report]) -> list[tuple[str, str]]:
     """Every (unit kind, phase) any run counted, in first-seen order."""
     seen: dict[tuple[str, str], None] = {}
-    for data in datas:
-        for kind, unit in data["units"].items():
-            for phase in unit["by_phase"]:
+    for report in reports:
+        for kind, unit in report.units.items():
+            for phase in unit.by_phase:
                 seen.setdefault((kind, phase), None)
     return list(seen)
 
 
-def _labels(reports: list[tuple[str, dict[str, Any]]]) -> list[str]:
+def _labels(reports: list[tuple[str, Report]]) -> list[str]:
     """Short names for the columns: the project names if they differ, else the runs' numbers."""
-    names = [data["project_name"] for _path, data in reports]
+    names = [report.project_name for _path, report in reports]
     if len(set(names)) == len(names):
         return names
     return [f"run {i + 1}" for i in range(len(reports))]
 
 
-def hardware(data: dict[str, Any]) -> str:
+def hardware(report: Report) -> str:
     """``2 x NVIDIA H100 80GB HBM3, AMD EPYC 7763`` (RAM left out: it is sized, not named)."""
-    counts = Counter(d["name"] for d in data["devices"] if d["component"] != "ram")
+    counts = Counter(d.name for d in report.devices if d.component != "ram")
     return ", ".join(f"{n} x {name}" if n > 1 else name for name, n in counts.items()) or MISSING
 
 
-def location(data: dict[str, Any]) -> str:
+def location(report: Report) -> str:
     """Each datacentre with its grid intensity and PUE."""
-    return (
-        "; ".join(
-            f"{c['name']} ({c['intensity_g_per_kwh']:g} gCO2e/kWh, PUE {c['pue']:g})" for c in data["datacentres"]
-        )
-        or MISSING
-    )
+    places = (f"{c.name} ({c.intensity_g_per_kwh:g} gCO2e/kWh, PUE {c.pue:g})" for c in report.datacentres)
+    return "; ".join(places) or MISSING
 
 
-def methods(data: dict[str, Any]) -> str:
+def methods(report: Report) -> str:
     """How each device's energy was obtained: ``gpu:0 energy_counter; cpu estimate``."""
-    return "; ".join(f"{d['device_id']} {d['method']}" for d in data["devices"]) or MISSING
+    return "; ".join(f"{d.device_id} {d.method}" for d in report.devices) or MISSING
 
 
 # ----- rendering --------------------------------------------------------------------------------------------
@@ -198,28 +185,36 @@ def _markdown(comparison: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def power_timelines(runs: list[dict[str, Any]], labels: list[str]) -> dict[str, Any] | None:
+def power_timelines(runs: list[Report], labels: list[str]) -> Timeline | None:
     """One timeline whose "devices" are the runs: each run's total power per bucket, from its own start.
 
     A bucket where any of the run's devices has no reading is left out (missing is not zero).
     """
     points = []
-    for label, data in zip(labels, runs, strict=True):
-        timeline = data.get("timeline") or {}
-        devices = timeline.get("devices") or []
-        for point in timeline.get("points") or []:
-            powers = [point["mean_power_w"].get(d) for d in devices]
-            if devices and all(p is not None for p in powers):
+    for label, report in zip(labels, runs, strict=True):
+        timeline = report.timeline
+        if timeline is None or not timeline.devices:
+            continue
+        for point in timeline.points:
+            powers = [point.mean_power_w.get(d) for d in timeline.devices]
+            if all(p is not None for p in powers):
+                total_w = sum(p for p in powers if p is not None)
                 points.append(
-                    {"start_s": point["start_s"], "end_s": point["end_s"], "mean_power_w": {label: sum(powers)}}
+                    TimelinePoint(
+                        start_s=point.start_s,
+                        end_s=point.end_s,
+                        mean_power_w={label: total_w},
+                        peak_power_w={},
+                        energy_j={},
+                    )
                 )
     if not points:
         return None
-    points.sort(key=lambda p: p["start_s"])
-    return {"points": points, "devices": labels}
+    points.sort(key=lambda p: p.start_s)
+    return Timeline(bucket_s=max(r.timeline.bucket_s for r in runs if r.timeline), devices=labels, points=points)
 
 
-def _html(comparison: dict[str, Any], datas: list[dict[str, Any]]) -> str:
+def _html(comparison: dict[str, Any], datas: list[Report]) -> str:
     header, rows = table_rows(comparison)
     labels = [r["label"] for r in comparison["runs"]]
     plot = html.power_plot(power_timelines(datas, labels), {label: label for label in labels})
@@ -240,7 +235,7 @@ def _html(comparison: dict[str, Any], datas: list[dict[str, Any]]) -> str:
     )
 
 
-def render(reports: list[tuple[str, dict[str, Any]]], fmt: str) -> str:
+def render(reports: list[tuple[str, Report]], fmt: str) -> str:
     """The comparison of ``reports`` as text in ``fmt`` (``table``, ``md``, ``html`` or ``json``).
 
     Raises:

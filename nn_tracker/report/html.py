@@ -13,6 +13,7 @@ from html import escape
 from typing import Any
 
 from nn_tracker.report import tables, units
+from nn_tracker.report.document import Footprint, Report, Timeline, TimelinePoint
 
 PALETTE = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 STYLE = """
@@ -56,15 +57,15 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
 BAND_COLOURS = ("#eef3fb", "#fdf2e6", "#edf7ee", "#f5eefa", "#fbeeee", "#eef8f8")
 
 
-def power_plot(timeline: dict[str, Any] | None, labels: dict[str, str], width: int = 900, height: int = 320) -> str:
+def power_plot(timeline: Timeline | None, labels: dict[str, str], width: int = 900, height: int = 320) -> str:
     """Inline SVG of mean power per device over time: 1-2-5 ticks, phase bands, no label outside the frame."""
-    points = (timeline or {}).get("points") or []
-    devices = (timeline or {}).get("devices") or []
+    points = timeline.points if timeline else []
+    devices = timeline.devices if timeline else []
     if not points or not devices:
         return "<p>No power timeline in this report.</p>"
     left, right, top, bottom = 72, 40, 24, 44
-    span_s = max(p["end_s"] for p in points) or 1.0
-    peak_w = max((w for p in points for w in p["mean_power_w"].values() if w is not None), default=0.0) or 1.0
+    span_s = max(p.end_s for p in points) or 1.0
+    peak_w = max((w for p in points for w in p.mean_power_w.values() if w is not None), default=0.0) or 1.0
     step_w = units.nice_step(peak_w * 1.05, 5)
     axis_w = step_w * math.ceil(peak_w * 1.05 / step_w)
 
@@ -84,9 +85,9 @@ def power_plot(timeline: dict[str, Any] | None, labels: dict[str, str], width: i
     parts += _ticks(x, y, (left, right, bottom, width, height), span_s, step_w, axis_w)
     for index, device in enumerate(devices):
         coords = [
-            f"{x((p['start_s'] + p['end_s']) / 2):.1f},{y(p['mean_power_w'][device]):.1f}"
+            f"{x((p.start_s + p.end_s) / 2):.1f},{y(watts):.1f}"
             for p in points
-            if p["mean_power_w"].get(device) is not None
+            if (watts := p.mean_power_w.get(device)) is not None
         ]
         if len(coords) == 1:
             coords.append(coords[0])
@@ -132,18 +133,18 @@ def _ticks(
     return parts
 
 
-def _phase_bands(points: list[dict[str, Any]], x: Any, top: float, bottom: float) -> list[str]:
+def _phase_bands(points: list[TimelinePoint], x: Any, top: float, bottom: float) -> list[str]:
     """Shaded spans of the root phase that filled most of each bucket, labelled when wide enough."""
     spans: list[list[Any]] = []  # [phase, start, end]
     for point in points:
-        phase_s = point.get("phase_s") or {}
+        phase_s = point.phase_s
         if not phase_s:
             continue
-        phase = max(phase_s, key=phase_s.get)
-        if spans and spans[-1][0] == phase and abs(spans[-1][2] - point["start_s"]) < 1e-6:
-            spans[-1][2] = point["end_s"]
+        phase = max(phase_s, key=phase_s.__getitem__)
+        if spans and spans[-1][0] == phase and abs(spans[-1][2] - point.start_s) < 1e-6:
+            spans[-1][2] = point.end_s
         else:
-            spans.append([phase, point["start_s"], point["end_s"]])
+            spans.append([phase, point.start_s, point.end_s])
     colours: dict[str, str] = {}
     parts = []
     for phase, start, end in spans:
@@ -158,10 +159,10 @@ def _phase_bands(points: list[dict[str, Any]], x: Any, top: float, bottom: float
     return parts
 
 
-def _carbon_split(footprint: dict[str, Any]) -> str:
+def _carbon_split(footprint: Footprint) -> str:
     """A bar of operational against amortised embodied carbon, with its legend."""
-    operational = footprint["operational_carbon_g"]
-    amortised = footprint["embodied_carbon_amortised_g"]
+    operational = footprint.operational_carbon_g
+    amortised = footprint.embodied_carbon_amortised_g
     embodied = amortised or 0.0
     total = (operational + embodied) or 1.0
     embodied_text = "not included" if amortised is None else units.carbon(amortised)
@@ -175,81 +176,81 @@ def _carbon_split(footprint: dict[str, Any]) -> str:
     )
 
 
-def _devices(data: dict[str, Any], labels: dict[str, str]) -> str:
+def _devices(report: Report, labels: dict[str, str]) -> str:
     """Energy by device, with how each figure was obtained."""
     return table(
         ["device", "node", "how it was obtained", "energy", "mean power", "peak power", "gaps"],
         [
             [
-                labels[d["device_id"]],
-                d["node"],
-                d["model"] or d["method"],
-                units.energy(d["energy_kwh"]),
-                units.power(d["mean_power_w"]),
-                units.power(d["peak_power_w"]),
-                units.duration(d["gap_s"]),
+                labels[d.device_id],
+                d.node,
+                d.model or d.method,
+                units.energy(d.energy_kwh),
+                units.power(d.mean_power_w),
+                units.power(d.peak_power_w),
+                units.duration(d.gap_s),
             ]
-            for d in data["devices"]
+            for d in report.devices
         ],
     )
 
 
-def _inputs(data: dict[str, Any]) -> str:
+def _inputs(report: Report) -> str:
     """Each datacentre's grid intensity, PUE and transport factor, with their sources."""
     return table(
         ["datacentre", "grid intensity", "source", "PUE", "transport factor", "carbon"],
         [
             [
-                c["name"],
-                f"{c['intensity_g_per_kwh']:g} gCO2e/kWh",
-                c["intensity_source"],
-                f"{c['pue']:g} ({c['pue_source']})",
-                f"{c['transport_factor']:g}",
-                units.carbon(c["operational_carbon_g"]),
+                c.name,
+                f"{c.intensity_g_per_kwh:g} gCO2e/kWh",
+                c.intensity_source,
+                f"{c.pue:g} ({c.pue_source})",
+                f"{c.transport_factor:g}",
+                units.carbon(c.operational_carbon_g),
             ]
-            for c in data["datacentres"]
+            for c in report.datacentres
         ],
     )
 
 
-def render(data: dict[str, Any]) -> str:
-    """The HTML page of a (current-schema) report."""
-    labels = {d["device_id"]: f"{d['name']} [{d['device_id']}], {d['method']}" for d in data["devices"]}
+def render(report: Report) -> str:
+    """The HTML page of a report."""
+    labels = {d.device_id: f"{d.name} [{d.device_id}], {d.method}" for d in report.devices}
     cards = "".join(
-        f'<div class="card">{_e(label)}<b>{_value(value)}</b></div>' for label, value in tables.headline(data)
+        f'<div class="card">{_e(label)}<b>{_value(value)}</b></div>' for label, value in tables.headline(report)
     )
-    related = tables.related(data)
+    related = tables.related(report)
     sections = [
-        f"<h1>Footprint of {_e(data['project_name'])}</h1>",
-        f'<p class="meta">Run <code>{_e(data["run_id"])}</code> · status <b>{_e(data["status"])}</b> · '
-        f"{_e(tables.period(data))} · nn_tracker {_e(data['software'].get('nn_tracker') or '')}</p>",
+        f"<h1>Footprint of {_e(report.project_name)}</h1>",
+        f'<p class="meta">Run <code>{_e(report.run_id)}</code> · status <b>{_e(report.status)}</b> · '
+        f"{_e(tables.period(report))} · nn_tracker {_e(report.software.get('nn_tracker') or '')}</p>",
         f'<div class="cards">{cards}</div>',
         "<h2>Power over time</h2>",
-        power_plot(data.get("timeline"), labels),
+        power_plot(report.timeline, labels),
         "<h2>Carbon: operational and embodied</h2>",
-        _carbon_split(data["footprint"]),
+        _carbon_split(report.footprint),
         "<h2>Energy by phase</h2>",
-        table(*tables.phases(data)),
+        table(*tables.phases(report)),
         "<h2>Energy by device</h2>",
-        _devices(data, labels),
+        _devices(report, labels),
         "<h2>Per functional unit</h2>",
-        table(*tables.per_unit(data)),
+        table(*tables.per_unit(report)),
         "<h2>This report and the other stages of the run</h2>" if related else "",
         table(*related) if related else "",
         "<h2>Inputs and their sources</h2>",
-        _inputs(data),
-        table(*tables.embodied(data)) if data["footprint"]["embodied"] else "",
+        _inputs(report),
+        table(*tables.embodied(report)) if report.footprint.embodied else "",
         "<h2>In everyday terms</h2>",
-        "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in tables.equivalents(data)) + "</ul>",
+        "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in tables.equivalents(report)) + "</ul>",
         "<h2>The same energy elsewhere</h2>",
-        table(*tables.what_if(data)),
+        table(*tables.what_if(report)),
         "<h2>Notes and caveats</h2>",
-        '<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in data["notes"]) + "</ul>",
+        '<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in report.notes) + "</ul>",
     ]
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>Footprint of {_e(data['project_name'])}</title><style>{STYLE}</style></head>\n<body>\n"
+        f"<title>Footprint of {_e(report.project_name)}</title><style>{STYLE}</style></head>\n<body>\n"
         + "\n".join(s for s in sections if s)
         + "\n</body></html>\n"
     )

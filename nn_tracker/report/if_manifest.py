@@ -17,6 +17,7 @@ from typing import Any
 
 from nn_tracker.energy import JOULES_PER_KWH
 from nn_tracker.errors import ValidationError
+from nn_tracker.report.document import Report
 from nn_tracker.report.model import centre_row_for
 
 
@@ -24,19 +25,19 @@ def _stamp(start: datetime, offset_s: float) -> str:
     return (start + timedelta(seconds=offset_s)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def build(data: dict[str, Any]) -> dict[str, Any]:
+def build(report: Report) -> dict[str, Any]:
     """The manifest as a dict."""
-    centres = data["datacentres"]
-    if data["started_at"] is None:
+    centres = report.datacentres
+    if report.started_at is None:
         raise ValidationError("report.started_at", None, "must be the run's start time to export an IF manifest")
-    start = datetime.fromisoformat(data["started_at"])
+    start = datetime.fromisoformat(report.started_at)
     plugins: dict[str, Any] = {
         f"operational-carbon-{i}": {
             "path": "builtin",
             "method": "Coefficient",
             "config": {
                 "input-parameter": "energy",
-                "coefficient": centre["intensity_g_per_kwh"] / centre["transport_factor"],
+                "coefficient": centre.intensity_g_per_kwh / centre.transport_factor,
                 "output-parameter": "carbon-operational",
             },
         }
@@ -48,62 +49,62 @@ def build(data: dict[str, Any]) -> dict[str, Any]:
         "config": {"input-parameters": ["carbon-operational", "carbon-embodied"], "output-parameter": "carbon"},
     }
     children: dict[str, Any] = {}
-    for phase in (name for name in data["phases"] if "/" not in name):
+    for phase in (name for name in report.phases if "/" not in name):
         index = centre_row_for(phase, centres)
-        inputs = _phase_inputs(data, phase, centres[index]["pue"], start)
+        inputs = _phase_inputs(report, phase, centres[index].pue, start)
         if inputs:
             children[phase] = {
                 "pipeline": {"compute": [f"operational-carbon-{index}", "total-carbon"]},
                 "defaults": {"carbon-embodied": 0},
                 "inputs": inputs,
             }
-    embodied = data["footprint"]["embodied_carbon_amortised_g"]
+    embodied = report.footprint.embodied_carbon_amortised_g
     if embodied:
         children["embodied"] = {
             "pipeline": {"compute": ["total-carbon"]},
             "inputs": [
                 {
                     "timestamp": _stamp(start, 0),
-                    "duration": round(data["duration_s"], 6),
+                    "duration": round(report.duration_s, 6),
                     "carbon-operational": 0,
                     "carbon-embodied": embodied,
                 }
             ],
         }
     return {
-        "name": f"nn_tracker {data['project_name']} {data['run_id']}",
+        "name": f"nn_tracker {report.project_name} {report.run_id}",
         "description": "Energy measured by nn_tracker; carbon = facility energy x intensity / transport factor "
         "(builtin Coefficient) + amortised embodied carbon (Sum). The sum of 'carbon' over all "
-        f"outputs is the report's total carbon ({data['footprint']['total_carbon_g']!r} g).",
-        "tags": {"kind": "nn_tracker export", "status": data["status"]},
+        f"outputs is the report's total carbon ({report.total_carbon_g!r} g).",
+        "tags": {"kind": "nn_tracker export", "status": report.status},
         "initialize": {"plugins": plugins},
         "tree": {"children": children},
     }
 
 
-def _phase_inputs(data: dict[str, Any], phase: str, pue: float, start: datetime) -> list[dict[str, Any]]:
+def _phase_inputs(report: Report, phase: str, pue: float, start: datetime) -> list[dict[str, Any]]:
     """One observation per timeline bucket of a root phase (facility energy), and one for energy carried in."""
     inputs = []
     timeline_j = 0.0
-    for point in (data.get("timeline") or {}).get("points") or []:
-        joules = point.get("phase_energy_j", {}).get(phase, 0.0)
+    for point in report.timeline.points if report.timeline else []:
+        joules = point.phase_energy_j.get(phase, 0.0)
         if joules > 0:
             timeline_j += joules
             inputs.append(
                 {
-                    "timestamp": _stamp(start, point["start_s"]),
-                    "duration": round(point["end_s"] - point["start_s"], 6),
+                    "timestamp": _stamp(start, point.start_s),
+                    "duration": round(point.end_s - point.start_s, 6),
                     "energy": joules / JOULES_PER_KWH * pue,
                 }
             )
-    carried_kwh = data["phases"][phase]["inclusive_energy_kwh"] - timeline_j / JOULES_PER_KWH
+    carried_kwh = report.phases[phase].inclusive_energy_kwh - timeline_j / JOULES_PER_KWH
     if carried_kwh > 1e-12:  # measured in an earlier session (resumed): no bucket of this timeline holds it
         inputs.insert(0, {"timestamp": _stamp(start, 0), "duration": 0, "energy": carried_kwh * pue})
     return inputs
 
 
-def render(data: dict[str, Any]) -> str:
+def render(report: Report) -> str:
     """The manifest as YAML (timestamps quoted, as IF expects strings)."""
     import yaml  # only when a manifest is written: importing PyYAML costs ~80 ms
 
-    return yaml.safe_dump(build(data), sort_keys=False, default_flow_style=False, width=1000)
+    return yaml.safe_dump(build(report), sort_keys=False, default_flow_style=False, width=1000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nn_tracker.report import tables, units
+from nn_tracker.report.document import Report
 
 
 def _cell(value: Any) -> str:
@@ -18,19 +19,19 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
-def render(data: dict[str, Any]) -> str:
-    """Markdown text of a (current-schema) report."""
+def render(report: Report) -> str:
+    """Markdown text of a report."""
     lines = [
-        f"# Footprint of {_cell(data['project_name'])}",
+        f"# Footprint of {_cell(report.project_name)}",
         "",
-        f"Run `{_cell(data['run_id'])}` · status **{data['status']}** · {_cell(tables.period(data))} · "
-        f"measured by nn_tracker {data['software'].get('nn_tracker') or ''}".rstrip(),
+        f"Run `{_cell(report.run_id)}` · status **{report.status}** · {_cell(tables.period(report))} · "
+        f"measured by nn_tracker {report.software.get('nn_tracker') or ''}".rstrip(),
         "",
-        *_table(["", "value"], tables.headline(data)),
+        *_table(["", "value"], tables.headline(report)),
         "",
         "## Energy by phase",
         "",
-        *_table(*tables.phases(data)),
+        *_table(*tables.phases(report)),
         "",
         "## Energy by device",
         "",
@@ -38,14 +39,14 @@ def render(data: dict[str, Any]) -> str:
             ["device", "node", "how", "energy", "mean power", "peak power"],
             [
                 [
-                    f"{d['name']} ({d['component']})",
-                    d["node"],
-                    f"{d['method']}{': ' + d['model'] if d['model'] else ''}",
-                    units.energy(d["energy_kwh"]),
-                    units.power(d["mean_power_w"]),
-                    units.power(d["peak_power_w"]),
+                    f"{d.name} ({d.component})",
+                    d.node,
+                    f"{d.method}{': ' + d.model if d.model else ''}",
+                    units.energy(d.energy_kwh),
+                    units.power(d.mean_power_w),
+                    units.power(d.peak_power_w),
                 ]
-                for d in data["devices"]
+                for d in report.devices
             ],
         ),
         "",
@@ -55,26 +56,24 @@ def render(data: dict[str, Any]) -> str:
             ["datacentre", "grid intensity", "PUE", "transport factor", "carbon"],
             [
                 [
-                    c["name"],
-                    c["intensity_source"]
-                    if c.get("location_code")
-                    else f"{c['intensity_g_per_kwh']:g} gCO2e/kWh (given)",
-                    f"{c['pue']:g} ({c['pue_source']})",
-                    f"{c['transport_factor']:g}",
-                    units.carbon(c["operational_carbon_g"]),
+                    c.name,
+                    c.intensity_source if c.location_code else f"{c.intensity_g_per_kwh:g} gCO2e/kWh (given)",
+                    f"{c.pue:g} ({c.pue_source})",
+                    f"{c.transport_factor:g}",
+                    units.carbon(c.operational_carbon_g),
                 ]
-                for c in data["datacentres"]
+                for c in report.datacentres
             ],
         ),
     ]
-    others = tables.related(data)
+    others = tables.related(report)
     if others:
         lines += ["", "## This report and the other stages of the run", "", *_table(*others)]
-    if data["footprint"]["embodied"]:
-        lines += ["", "## Embodied carbon", "", *_table(*tables.embodied(data))]
-    lines += ["", "## In everyday terms", "", *(f"- {line}" for line in tables.equivalents(data))]
-    lines += ["", "## The same energy elsewhere", "", *_table(*tables.what_if(data))]
-    if data["notes"]:
+    if report.footprint.embodied:
+        lines += ["", "## Embodied carbon", "", *_table(*tables.embodied(report))]
+    lines += ["", "## In everyday terms", "", *(f"- {line}" for line in tables.equivalents(report))]
+    lines += ["", "## The same energy elsewhere", "", *_table(*tables.what_if(report))]
+    if report.notes:
         lines += ["", "## Notes and caveats", ""]
-        lines += [f"- {_cell(note)}" for note in data["notes"]]
+        lines += [f"- {_cell(note)}" for note in report.notes]
     return "\n".join(lines) + "\n"

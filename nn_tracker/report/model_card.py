@@ -13,70 +13,67 @@ from collections import Counter
 from typing import Any
 
 from nn_tracker import footprint
+from nn_tracker.report.document import Report
 from nn_tracker.report.model import centre_row_for
 
 
-def training_carbon_g(data: dict[str, Any]) -> float | None:
+def training_carbon_g(report: Report) -> float | None:
     """Carbon of the run's training (every root phase but ``querying``): operational + amortised embodied.
 
     ``None`` when the run did no training. Hugging Face's ``co2_eq_emissions`` is training emissions:
     inference in the same run is left out.
     """
-    roots = {name: phase for name, phase in data["phases"].items() if "/" not in name and name != "querying"}
+    roots = {name: phase for name, phase in report.phases.items() if "/" not in name and name != "querying"}
     if not roots:
         return None
-    centres = data["datacentres"]
-    embodied = data["footprint"].get("embodied_carbon_amortised_g") or 0.0
+    centres = report.datacentres
+    embodied = report.footprint.embodied_carbon_amortised_g or 0.0
     total = 0.0
     for name, phase in roots.items():
         centre = centres[centre_row_for(name, centres)]
-        facility = phase["inclusive_energy_kwh"] * centre["pue"]
-        total += footprint.operational_carbon_g(
-            [facility], [centre["intensity_g_per_kwh"]], [centre["transport_factor"]]
-        )
-        if data["duration_s"] > 0:
-            total += embodied * phase["inclusive_duration_s"] / data["duration_s"]
+        facility = phase.inclusive_energy_kwh * centre.pue
+        total += footprint.operational_carbon_g([facility], [centre.intensity_g_per_kwh], [centre.transport_factor])
+        if report.duration_s > 0:
+            total += embodied * phase.inclusive_duration_s / report.duration_s
     return total
 
 
-def _source(data: dict[str, Any]) -> str:
-    devices = data["devices"]
-    estimated = sorted({d["component"] for d in devices if d["method"] == "estimate"})
-    measured = sorted({d["component"] for d in devices if d["method"] != "estimate"})
+def _source(report: Report) -> str:
+    estimated = sorted({d.component for d in report.devices if d.method == "estimate"})
+    measured = sorted({d.component for d in report.devices if d.method != "estimate"})
     if measured and estimated:
         how = f"measured ({', '.join(measured)}) and estimated ({', '.join(estimated)})"
     elif measured:
         how = f"measured ({', '.join(measured)})"
     else:
         how = f"estimate ({', '.join(estimated) or 'nothing measured'})"
-    version = data["software"].get("nn_tracker") or ""
-    return f"nn_tracker {version}: {how}; run {data['run_id']}".replace("  ", " ")
+    version = report.software.get("nn_tracker") or ""
+    return f"nn_tracker {version}: {how}; run {report.run_id}".replace("  ", " ")
 
 
-def block(data: dict[str, Any]) -> dict[str, Any] | None:
+def block(report: Report) -> dict[str, Any] | None:
     """The metadata as a dict; ``None`` when the run did no training (the block is about training)."""
-    grams = training_carbon_g(data)
+    grams = training_carbon_g(report)
     if grams is None:
         return None
-    devices = data["devices"]
-    gpus = Counter(d["name"] for d in devices if d["component"] == "gpu")
+    gpus = Counter(d.name for d in report.devices if d.component == "gpu")
     hardware = [f"{count} x {name}" for name, count in sorted(gpus.items())]
-    cpus = {d["name"] for d in devices if d["component"] == "cpu"}
+    cpus = {d.name for d in report.devices if d.component == "cpu"}
     hardware += [f"CPU: {name}" for name in sorted(cpus)]
     return {
         "co2_eq_emissions": {
             "emissions": float(f"{grams:.6g}"),  # grams, training only, never rounded to 0
-            "source": _source(data),
-            "training_type": data.get("settings", {}).get("training_type", "pre-training"),
-            "geographical_location": "; ".join(c["name"] for c in data["datacentres"]),
+            "source": _source(report),
+            "training_type": report.settings.training_type,
+            "geographical_location": "; ".join(c.name for c in report.datacentres),
             "hardware_used": ", ".join(hardware) or "not recorded",
         }
     }
 
 
-def render(data: dict[str, Any]) -> str:
+def render(report: Report) -> str:
     """The YAML front-matter block, ready to paste (a comment instead when the run did no training)."""
-    metadata = block(data)
+    metadata = block(report)
     if metadata is None:
         return (
             "---\n# nn_tracker: this run did no training (only querying); co2_eq_emissions, which reports\n"

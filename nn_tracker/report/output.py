@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from nn_tracker.report import writers
 from nn_tracker.report.files import claim, remove_stale_temporaries
-from nn_tracker.report.model import Report
+
+if TYPE_CHECKING:
+    from nn_tracker.report.document import IncompleteReport, Report
 
 log = logging.getLogger("nn_tracker")
 
@@ -37,24 +38,28 @@ class ReportFiles:
         """Where the JSON report is written."""
         return self.output_dir / f"{self.stem}.json"
 
-    def claim(self, first: dict[str, Any]) -> None:
+    def claim(self, first: Report) -> None:
         """Write the first report under a name no other run has (``-2``... if the run id was reused)."""
+        from nn_tracker.report import writers
+
         remove_stale_temporaries(self.output_dir)
         try:
             self.stem = claim(self.json_path, writers.render(first, "json")).stem
         except (OSError, ValueError) as exc:
             self._failed(self.json_path, exc)
 
-    def write(self, report: Report, final: bool = False) -> None:
+    def write(self, report: Report | IncompleteReport, final: bool = False) -> None:
         """Write the JSON report (checkpoints and final) and, at the end, every other format; sets ``report.paths``."""
+        from nn_tracker.report import writers
+
         formats = ["json", *(f for f in self.formats if f != "json")] if final else ["json"]
-        if report.data.get("incomplete"):
+        if report.incomplete:
             formats = ["json"]  # the other formats need the figures it lacks
         paths = []
         for fmt in formats:
             path = writers.default_path(self.output_dir, self.stem, fmt)
             try:
-                paths.append(str(writers.write(report.to_dict(), fmt, path)))
+                paths.append(str(writers.write(report, fmt, path)))
             except (OSError, ValueError) as exc:
                 self._failed(path, exc)
             except Exception:  # a bug in a writer must not reach the tracked program

@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
 from nn_tracker.energy import JOULES_PER_KWH
+from nn_tracker.report.document import IncompleteReport, Report
 
 log = logging.getLogger("nn_tracker")
 
@@ -65,7 +66,7 @@ class ServingCollector:
             return
         yield from self._families(report, tracker.units().get(self._serving.unit, 0.0))
 
-    def _families(self, report: dict[str, Any] | None = None, units: float = 0.0) -> Iterator[Metric]:
+    def _families(self, report: Report | IncompleteReport | None = None, units: float = 0.0) -> Iterator[Metric]:
         families = {
             "info": InfoMetricFamily(
                 "nn_tracker_run", "The tracked service run.", labels=("run_id", "project", "unit")
@@ -103,40 +104,40 @@ class ServingCollector:
                 "nn_tracker_carbon_grams_per_unit", "Total carbon per unit since the start, gCO2e.", labels=("unit",)
             ),
         }
-        if report is not None:
+        if isinstance(report, Report):
             self._fill(report, units, families)
         yield from families.values()
 
-    def _fill(self, report: dict[str, Any], units: float, families: dict[str, Metric]) -> None:
+    def _fill(self, report: Report, units: float, families: dict[str, Metric]) -> None:
         unit = self._serving.unit
-        footprint, energy = report["footprint"], report["energy"]
-        families["info"].add_metric([report["run_id"], report["project_name"], unit], {})
-        it_kwh = energy["it_kwh"]
-        facility_kwh = footprint["training_energy_kwh"] + footprint["querying_energy_kwh"]
+        footprint = report.footprint
+        families["info"].add_metric([report.run_id, report.project_name, unit], {})
+        it_kwh = report.energy_kwh
+        facility_kwh = footprint.facility_energy_kwh
         families["it"].add_metric([], it_kwh * JOULES_PER_KWH)
         families["facility"].add_metric([], facility_kwh * JOULES_PER_KWH)
-        operational_g = footprint["operational_carbon_g"]
+        operational_g = footprint.operational_carbon_g
         families["operational"].add_metric([], operational_g)
-        if footprint["embodied_carbon_amortised_g"] is not None:
-            families["embodied"].add_metric([], footprint["embodied_carbon_amortised_g"])
-        families["total"].add_metric([], footprint["total_carbon_g"])
+        if footprint.embodied_carbon_amortised_g is not None:
+            families["embodied"].add_metric([], footprint.embodied_carbon_amortised_g)
+        families["total"].add_metric([], footprint.total_carbon_g)
         power_w = None
-        for device in report["devices"]:
-            if device["energy_kwh"] is None:
+        for device in report.devices:
+            if device.energy_kwh is None:
                 continue  # not measured: left out, not 0
-            labels = [device["device_id"], device["component"], device["method"]]
-            families["device_energy"].add_metric(labels, device["energy_kwh"] * JOULES_PER_KWH)
+            labels = [device.device_id, device.component, device.method]
+            families["device_energy"].add_metric(labels, device.energy_kwh * JOULES_PER_KWH)
             if it_kwh > 0:
-                families["device_carbon"].add_metric(labels, operational_g * device["energy_kwh"] / it_kwh)
-            if device.get("last_power_w") is not None:
-                families["device_power"].add_metric(labels, device["last_power_w"])
-                power_w = (power_w or 0.0) + device["last_power_w"]
+                families["device_carbon"].add_metric(labels, operational_g * device.energy_kwh / it_kwh)
+            if device.last_power_w is not None:
+                families["device_power"].add_metric(labels, device.last_power_w)
+                power_w = (power_w or 0.0) + device.last_power_w
         if power_w is not None:
             families["power"].add_metric([], power_w)
         families["served"].add_metric([unit], units)
         if units > 0:
             families["energy_per_unit"].add_metric([unit], facility_kwh * JOULES_PER_KWH / units)
-            families["carbon_per_unit"].add_metric([unit], footprint["total_carbon_g"] / units)
+            families["carbon_per_unit"].add_metric([unit], footprint.total_carbon_g / units)
 
 
 class PrometheusExport:

@@ -4,45 +4,43 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from nn_tracker.config import FORMATS as FORMATS  # the formats a report can be written in, declared once
 from nn_tracker.errors import ValidationError
+from nn_tracker.report.document import IncompleteReport, Report
 from nn_tracker.report.files import write_atomic
 
 SUFFIXES = {"json": ".json", "md": ".md", "html": ".html", "model-card": ".model-card.md", "if-manifest": ".if.yml"}
 CSV_NAME = "emissions.csv"
 
 
-def render(data: dict[str, Any], fmt: str) -> str:
-    """The report as text in ``fmt`` (CSV: header and one row).
+def render(report: Report | IncompleteReport, fmt: str) -> str:
+    """The report as text in ``fmt`` (CSV: header and one row); an incomplete report only as JSON.
 
-    ``data`` is a report of the current schema: built by a tracker, or loaded and checked by
+    ``report`` is built by a tracker, or loaded and checked by
     :func:`~nn_tracker.report.schema.load_report`. Nothing is re-wrapped here: an exception from a
     writer is a bug in it, not a user's error.
 
     Raises:
-        ValidationError: an unknown format.
+        ValidationError: an unknown format, or a format other than JSON for an incomplete report.
     """
-    return _render(data, fmt)
-
-
-def _render(data: dict[str, Any], fmt: str) -> str:
     # each format's module is imported when first written (some pull in PyYAML), not with nn_tracker
     from nn_tracker.report import codecarbon_csv, html, if_manifest, markdown, model_card
 
     if fmt == "json":
-        return json.dumps(data, indent=2, allow_nan=False) + "\n"
+        return json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
+    if isinstance(report, IncompleteReport):
+        raise ValidationError("format", fmt, "must be json for an incomplete report (it has no figures)")
     if fmt == "md":
-        return markdown.render(data)
+        return markdown.render(report)
     if fmt == "html":
-        return html.render(data)
+        return html.render(report)
     if fmt == "csv":
-        return codecarbon_csv.render(data)
+        return codecarbon_csv.render(report)
     if fmt == "model-card":
-        return model_card.render(data)
+        return model_card.render(report)
     if fmt == "if-manifest":
-        return if_manifest.render(data)
+        return if_manifest.render(report)
     raise ValidationError("format", fmt, f"must be one of {', '.join(FORMATS)}")
 
 
@@ -51,11 +49,12 @@ def default_path(output_dir: str | Path, stem: str, fmt: str) -> Path:
     return Path(output_dir) / (CSV_NAME if fmt == "csv" else stem + SUFFIXES[fmt])
 
 
-def write(data: dict[str, Any], fmt: str, path: str | Path) -> Path:
+def write(report: Report | IncompleteReport, fmt: str, path: str | Path) -> Path:
     """Write atomically (CSV: append one row under a lock)."""
-    text = render(data, fmt)  # first, so a bad report leaves no file behind
+    text = render(report, fmt)  # first, so a bad report leaves no file behind
     if fmt == "csv":
         from nn_tracker.report import codecarbon_csv
 
-        return codecarbon_csv.append(path, data)
+        assert isinstance(report, Report)  # render refused anything else
+        return codecarbon_csv.append(path, report)
     return write_atomic(path, text)

@@ -1,0 +1,227 @@
+"""The one place where a typed report becomes JSON and JSON becomes a typed report.
+
+The report's types (:mod:`nn_tracker.report.document`) are dataclasses whose fields are the
+schema: a field's type says what its value may be (``float | None``: a finite number or
+``null``; ``Literal``: one of some strings; :data:`IsoTime`: an ISO 8601 time), a field with
+a default may be absent from a saved report, and the field's metadata (set with :func:`spec`)
+holds its documentation and any extra rule. :func:`to_json` writes a report, :func:`from_json`
+reads and checks one (one :class:`~nn_tracker.errors.ValidationError` naming the first field
+that breaks a rule), and :func:`schema_rows` describes the fields for ``docs/report-schema.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import types
+from dataclasses import MISSING, Field, field, fields, is_dataclass
+from datetime import datetime
+from typing import Any, Literal, NewType, Union, get_args, get_origin, get_type_hints
+
+from nn_tracker.errors import ValidationError
+
+IsoTime = NewType("IsoTime", str)
+"""A UTC time as ISO 8601 text (``2026-01-01T00:00:00.000+00:00``)."""
+
+
+def spec(
+    doc: str,
+    default: Any = MISSING,
+    *,
+    factory: Any = MISSING,
+    minimum: float | None = None,
+    min_items: int = 0,
+    omit_none: bool = False,
+    key: str = "key",
+) -> Any:
+    """A report field: its documentation and rules.
+
+    Args:
+        doc: What the field means (one line, for the schema document).
+        default: The value when a saved report lacks the field (none: the field is required).
+        factory: Like ``default``, for lists and dicts.
+        minimum: The least number allowed.
+        min_items: The fewest items a list may have.
+        omit_none: Left out of the JSON when ``None`` (fields that exist only on request).
+        key: What the keys of an object field name (``phase``, ``device``), for the schema document.
+    """
+    metadata = {"doc": doc, "minimum": minimum, "min_items": min_items, "omit_none": omit_none, "key": key}
+    return field(default=default, default_factory=factory, metadata=metadata)
+
+
+def to_json(value: Any) -> Any:
+    """A JSON-ready copy of a typed report (or any part of one), keys in field order."""
+    if is_dataclass(value) and not isinstance(value, type):
+        result = {}
+        for item in fields(value):
+            if "doc" not in item.metadata:
+                continue  # not part of the document (where the report was written...)
+            content = getattr(value, item.name)
+            if content is None and item.metadata["omit_none"]:
+                continue
+            result[item.name] = to_json(content)
+        return result
+    if isinstance(value, dict):
+        return {name: to_json(content) for name, content in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(content) for content in value]
+    return value
+
+
+def from_json(kind: type, value: Any, where: str) -> Any:
+    """Check ``value`` against the type ``kind`` and build it.
+
+    Raises:
+        ValidationError: the first field that breaks a rule, with its path from ``where``.
+    """
+    return _read(kind, value, where, {})
+
+
+@functools.cache
+def _hints(kind: type) -> dict[str, Any]:
+    return get_type_hints(kind)
+
+
+def _document_fields(kind: type) -> list[Field]:
+    return [item for item in fields(kind) if "doc" in item.metadata]
+
+
+def _is_union(hint: Any) -> bool:
+    return get_origin(hint) in (Union, types.UnionType)
+
+
+def _read(hint: Any, value: Any, where: str, rules: Any) -> Any:
+    if hint is Any:
+        return value
+    if _is_union(hint):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _read(options[0], value, where, {**rules, "or_null": True})
+    if is_dataclass(hint):
+        return _read_object(hint, _object(value, where), where)
+    origin = get_origin(hint)
+    if origin is Literal:
+        if value not in get_args(hint) or not isinstance(value, str):
+            raise ValidationError(where, value, f"must be one of {', '.join(get_args(hint))}")
+        return value
+    if origin is list:
+        least = rules.get("min_items", 0)
+        if not isinstance(value, list) or len(value) < least:
+            more = f" with at least {least} item(s)" if least else ""
+            raise ValidationError(where, _short(value), f"must be a list{more}")
+        return [_read(get_args(hint)[0], item, f"{where}[{i}]", {}) for i, item in enumerate(value)]
+    if origin is dict:
+        return {
+            name: _read(get_args(hint)[1], item, f"{where}.{name}", {}) for name, item in _object(value, where).items()
+        }
+    return _read_scalar(hint, value, where, rules)
+
+
+def _read_object(kind: type, value: dict[str, Any], where: str) -> Any:
+    hints = _hints(kind)
+    arguments = {}
+    for item in _document_fields(kind):
+        if item.name not in value:
+            if item.default is MISSING and item.default_factory is MISSING:
+                raise ValidationError(f"{where}.{item.name}", None, "is missing")
+            continue
+        arguments[item.name] = _read(hints[item.name], value[item.name], f"{where}.{item.name}", item.metadata)
+    return kind(**arguments)
+
+
+def _read_scalar(hint: Any, value: Any, where: str, rules: Any) -> Any:
+    or_null = " or null" if rules.get("or_null") else ""
+    if hint in (float, int):
+        whole = hint is int
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValidationError(where, value, f"must be a finite number{or_null}")
+        if whole and not float(value).is_integer():
+            raise ValidationError(where, value, f"must be a whole number{or_null}")
+        if rules.get("minimum") is not None and value < rules["minimum"]:
+            raise ValidationError(where, value, f"must be >= {rules['minimum']:g}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValidationError(where, value, f"must be true or false{or_null}")
+        return value
+    if not isinstance(value, str):
+        raise ValidationError(where, _short(value), f"must be a string{or_null}")
+    if hint is IsoTime:
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise ValidationError(where, value, "must be an ISO 8601 time") from None
+    return value
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValidationError(where, _short(value), "must be an object")
+    return value
+
+
+def _short(value: Any) -> Any:
+    text = repr(value)
+    return value if len(text) <= 60 else text[:57] + "..."
+
+
+# ----- the schema document ----------------------------------------------------------------------------------
+def schema_rows(kind: type, prefix: str = "") -> list[tuple[str, str, str]]:
+    """``(path, type, meaning)`` for every field of ``kind`` and of the types it holds, in document order."""
+    rows = []
+    hints = _hints(kind)
+    for item in _document_fields(kind):
+        path = f"{prefix}{item.name}"
+        hint = hints[item.name]
+        meaning = item.metadata["doc"]
+        required = item.default is MISSING and item.default_factory is MISSING
+        rows.append(
+            (f"`{path}`", _type_text(hint, item.metadata), meaning if required else f"{meaning} (may be absent)")
+        )
+        inner, suffix = _holds(hint, item.metadata)
+        if inner is not None:
+            rows += schema_rows(inner, f"{path}{suffix}.")
+    return rows
+
+
+def _holds(hint: Any, metadata: Any) -> tuple[type | None, str]:
+    """The dataclass a field holds (directly, in a list or as an object's values) and the path's suffix."""
+    if _is_union(hint):
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    if is_dataclass(hint):
+        return hint, ""
+    origin, arguments = get_origin(hint), get_args(hint)
+    if origin is list and is_dataclass(arguments[0]):
+        return arguments[0], "[]"
+    if origin is dict and is_dataclass(arguments[1]):
+        return arguments[1], f".<{metadata['key']}>"
+    return None, ""
+
+
+def _type_text(hint: Any, metadata: Any = None) -> str:
+    """How the schema document names a type."""
+    if _is_union(hint):
+        return " \\| ".join(_type_text(a) for a in get_args(hint) if a is not type(None)) + " \\| null"
+    if is_dataclass(hint):
+        return "object"
+    origin, arguments = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        return " \\| ".join(f"`{a}`" for a in arguments)
+    if origin is list:
+        least = metadata.get("min_items") if metadata else 0
+        return f"list of {_inner_text(arguments[0])}" + (f", at least {least}" if least else "")
+    if origin is dict:
+        shown = arguments[1] is Any or is_dataclass(arguments[1])
+        return "object" if shown else f"object of {_inner_text(arguments[1])}"
+    names = {float: "number", int: "integer", bool: "bool", str: "string", IsoTime: "ISO 8601 time"}
+    text = names.get(hint, "any")
+    if metadata and metadata.get("minimum") is not None:
+        text += f" ≥ {metadata['minimum']:g}"
+    return text
+
+
+def _inner_text(hint: Any) -> str:
+    """An item type's name, in brackets when it is a choice (``object of (number | null)``)."""
+    text = _type_text(hint)
+    return f"({text})" if "|" in text else text
