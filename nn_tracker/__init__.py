@@ -12,8 +12,8 @@ The modules form layers; each imports only the layers below it (``tests/test_arc
 4. **configuration**: ``config`` (every option, declared once), ``estimate`` (what-ifs).
 5. **reports**: ``report`` (the typed report and its one JSON codec, building it from a run, reading
    saved ones, every writer, ``compare``, Prometheus exposition), ``live`` (the running figures).
-6. **running**: ``run_state`` (the one merge), ``phases``, ``sigterm``, ``tracker``, ``distributed``,
-   ``serving``, ``runner``.
+6. **running**: ``run_state`` (the one merge, carried totals), ``phases``, ``endings`` (SIGTERM, uncaught
+   exceptions, exit), ``tracker``, ``distributed``, ``serving``, ``runner``.
 7. **integrations**: Lightning, transformers, the Impact Framework.
 8. **command line**: ``cli``.
 """

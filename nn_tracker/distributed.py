@@ -21,8 +21,9 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nn_tracker.endings import status_for_exception
 from nn_tracker.node import NodeLabels, hostname, node_id
-from nn_tracker.tracker import Tracker, status_for_exception
+from nn_tracker.tracker import Tracker
 
 if TYPE_CHECKING:
     from nn_tracker.report.document import IncompleteReport, Report

@@ -14,6 +14,8 @@ ways, and only here:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from nn_tracker import validation as check
@@ -26,6 +28,7 @@ STATE_VERSION = 1
 
 __all__ = [  # add_device lives beside DeviceTotals in sampling; it is part of this module's one merge
     "STATE_VERSION",
+    "CarriedTotals",
     "DeviceCountedTwice",
     "Units",
     "add_device",
@@ -150,3 +153,45 @@ def carry_devices(sampler: Sampler, state: dict[str, Any], parallel: bool, key_o
         sampler.carry(totals, key_of(totals, state) if parallel else totals.info.device_id, parallel)
     if not parallel:
         sampler.carry_phase_time(state["phase_time_s"])
+
+
+class CarriedTotals:
+    """What a run holds besides its own measurements: earlier sessions (resume) and other processes (parallel).
+
+    States given before the run starts wait for its sampler; each is then carried once.
+
+    Args:
+        node: This machine's node id (devices of another node are keyed ``node/device``).
+        host: This machine's host name (labels another node's devices only where it tells nodes apart).
+    """
+
+    def __init__(self, node: str, host: str) -> None:
+        self._key_of = functools.partial(remote_device_key, own_node=node, labels=NodeLabels(node, host))
+        self._waiting: list[tuple[dict[str, Any], bool]] = []
+        self.duration_s = 0.0  # earlier sessions' time: part of the run's duration
+        self.notes: list[str] = []
+
+    def add(
+        self, state: dict[str, Any], parallel: bool, sampler: Sampler | None, carry_units: Callable[[Units], None]
+    ) -> None:
+        """Carry ``state`` into the running ``sampler`` and its units now, or at :meth:`start` without a sampler.
+
+        Raises:
+            ValidationError: ``state`` is not an nn_tracker state.
+            DeviceCountedTwice: ``parallel`` and one of its devices is measured here already.
+        """
+        check_state(state)
+        if sampler is None:
+            self._waiting.append((state, parallel))
+            return
+        carry_devices(sampler, state, parallel, self._key_of)
+        if not parallel:
+            self.duration_s += state["duration_s"]
+            self.notes.append(f"Includes {state['duration_s']:.1f} s measured in earlier sessions (resumed).")
+        carry_units(state["units"])
+
+    def start(self, sampler: Sampler, carry_units: Callable[[Units], None]) -> None:
+        """Carry the states given before the run started."""
+        waiting, self._waiting = self._waiting, []
+        for state, parallel in waiting:
+            self.add(state, parallel, sampler, carry_units)

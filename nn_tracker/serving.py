@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from nn_tracker import validation as check
 from nn_tracker.config import check_phase_name
+from nn_tracker.endings import status_for_exception
 from nn_tracker.errors import ValidationError
 from nn_tracker.report.files import append_whole
-from nn_tracker.tracker import Tracker, status_for_exception
+from nn_tracker.tracker import Tracker
 
 if TYPE_CHECKING:
     from nn_tracker.report.document import IncompleteReport, Report

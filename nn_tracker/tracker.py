@@ -7,12 +7,10 @@ totals and written atomically — periodically while running, and once at the en
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,15 +19,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from nn_tracker.clock import Clock, SystemClock
 from nn_tracker.config import TrackerConfig, make_config
+from nn_tracker.endings import ExitGuard, SigtermGuard, status_for_exception
 from nn_tracker.errors import NNTrackerError
 from nn_tracker.live import live_figures
-from nn_tracker.node import NodeLabels, hostname, node_id
+from nn_tracker.node import hostname, node_id
 from nn_tracker.phases import PhaseBook
 from nn_tracker.report.output import ReportFiles
-from nn_tracker.run_state import carry_devices, check_state, remote_device_key, snapshot
+from nn_tracker.run_state import CarriedTotals, snapshot
 from nn_tracker.sampling import Sampler
 from nn_tracker.sensors import SensorOptions, SensorSet, discover_sensors
-from nn_tracker.sigterm import SigtermGuard
 
 if TYPE_CHECKING:  # the report's types are imported when the first report is built, not with nn_tracker
     from nn_tracker.report.document import IncompleteReport, RelatedRun, Report
@@ -77,13 +75,12 @@ class Tracker:
         self._last_checkpoint_s = 0.0
         self._owner_pid: int | None = None
         self._sigterm = SigtermGuard(lambda: self.stop("terminated", _Terminated("SIGTERM received")))
+        self._exit = ExitGuard(self._stop_at_exit)
         self._report: Report | IncompleteReport | None = None
-        self._pending_carry: list[tuple[dict[str, Any], bool]] = []
-        self._carried_duration_s = 0.0
-        self._carry_notes: list[str] = []
+        self._notes: list[str] = []
         self._related_runs: list[RelatedRun] = []
         self._node_id = node_id(self.config.proc_root)
-        self._node_labels = NodeLabels(self._node_id, hostname())
+        self._carried = CarriedTotals(self._node_id, hostname())
         # time first (runs sort by start), then 96 random bits: no collision even for a cluster's simultaneous starts
         self.run_id = self.config.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(12).hex()
         self._files = ReportFiles(
@@ -126,9 +123,7 @@ class Tracker:
             self._started_wall_s = self._clock.time()
             self._started_s = self._last_checkpoint_s = self._clock.monotonic()
             self._sampler.start(background=self._background)
-            for state, parallel in self._pending_carry:
-                self._apply_carry(state, parallel)
-            self._pending_carry.clear()
+            self._carried.start(self._sampler, self._phases.carry)
             if any(c.default_location for c in config.resolved):
                 log.warning(
                     "nn_tracker: no location given; using the world-average grid intensity. "
@@ -136,7 +131,7 @@ class Tracker:
                 )
             if config.handle_sigterm:
                 self._sigterm.install()
-            atexit.register(self._at_exit)
+            self._exit.install()
             if config.write_report:
                 self._files.claim(self._build("running", None, final=False))
         return self
@@ -154,7 +149,7 @@ class Tracker:
                 status, error = "terminated", error or _Terminated("SIGTERM received")
             self._sampler.stop()
             self._sigterm.restore()
-            atexit.unregister(self._at_exit)
+            self._exit.restore()
             try:
                 report = self._build(status, error, final=True)
             except Exception as exc:
@@ -246,7 +241,7 @@ class Tracker:
 
     def add_note(self, text: str) -> None:
         """Add a caveat or fact to the report's notes."""
-        self._carry_notes.append(str(text))
+        self._notes.append(str(text))
 
     def add_related_run(self, summary: RelatedRun) -> None:
         """List another run in the report (e.g. an earlier stage of the same trainer), with its totals."""
@@ -283,7 +278,7 @@ class Tracker:
                 raise NNTrackerError("this Tracker was never started")
             if self.running:
                 self._sampler.tick(force=True)
-            duration_s = self._clock.monotonic() - self._started_s + self._carried_duration_s
+            duration_s = self._clock.monotonic() - self._started_s + self._carried.duration_s
             return snapshot(self._sampler, self._phases.units(), self._node_id, hostname(), duration_s)
 
     def carry_over(self, state: dict[str, Any], parallel: bool = False) -> None:
@@ -298,23 +293,12 @@ class Tracker:
 
         Raises:
             ValidationError: ``state`` is not an nn_tracker state.
+            DeviceCountedTwice: ``parallel`` and one of its devices is measured here already.
         """
-        check_state(state)
         with self._state_lock:
             if self._report is not None:
                 raise NNTrackerError("carry_over() must come before stop()")
-            if self._sampler is None:
-                self._pending_carry.append((state, parallel))
-            else:
-                self._apply_carry(state, parallel)
-
-    def _apply_carry(self, state: dict[str, Any], parallel: bool) -> None:
-        key_of = functools.partial(remote_device_key, own_node=self._node_id, labels=self._node_labels)
-        carry_devices(self._sampler, state, parallel, key_of)
-        if not parallel:
-            self._carried_duration_s += state["duration_s"]
-            self._carry_notes.append(f"Includes {state['duration_s']:.1f} s measured in earlier sessions (resumed).")
-        self._phases.carry(state["units"])
+            self._carried.add(state, parallel, self._sampler, self._phases.carry)
 
     # ----- output ----------------------------------------------------------------------------------------
     def _build(self, status: str, error: BaseException | None, final: bool, timeline: bool = True) -> Report:
@@ -329,7 +313,12 @@ class Tracker:
 
         now = self._clock.monotonic()
         units = self._phases.units()
-        notes = (list(self._sensors.notes) if self._sensors else []) + self._carry_notes + self._phases.notes
+        notes = [
+            *(self._sensors.notes if self._sensors else []),
+            *self._carried.notes,
+            *self._notes,
+            *self._phases.notes,
+        ]
         if self._files.errors:
             notes.append(f"{self._files.errors} report writes failed (see the log); this report is from memory.")
         return RunState(
@@ -338,7 +327,7 @@ class Tracker:
             status=status,
             started_wall_s=self._started_wall_s,
             ended_wall_s=self._clock.time() if final else None,
-            duration_s=now - self._started_s + self._carried_duration_s,
+            duration_s=now - self._started_s + self._carried.duration_s,
             units=units,
             notes=notes,
             cpu_model=self._sensors.cpu_model.model_name if self._sensors and self._sensors.cpu_model else None,
@@ -369,34 +358,13 @@ class Tracker:
                 if self._report is None:
                     self._checkpoint()
 
-    # ----- exit -----------------------------------------------------------------------------------------
-    def _at_exit(self) -> None:
-        """Stop a tracker still running when the interpreter exits.
-
-        When an uncaught exception ends the program (Python sets ``sys.last_value`` before the
-        exit handlers run), the report says so: ``failed``, or ``terminated`` for Ctrl-C.
-        """
+    def _stop_at_exit(self, status: str, error: BaseException | None) -> None:
         if self.running:
-            uncaught = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
-            if isinstance(uncaught, BaseException):
-                self.stop(status_for_exception(uncaught), uncaught)
-            else:
-                self.stop("completed")
+            self.stop(status, error)
 
 
 class _Terminated(Exception):
     """Stands for the signal in the report's ``error`` field."""
-
-
-def status_for_exception(exc: BaseException | None) -> str:
-    """The report status an exception leaving the tracked code means."""
-    if exc is None:
-        return "completed"
-    if isinstance(exc, KeyboardInterrupt):
-        return "terminated"
-    if isinstance(exc, SystemExit) and exc.code in (None, 0):
-        return "completed"
-    return "failed"
 
 
 def track(func: F | None = None, /, **options: Any) -> Any:

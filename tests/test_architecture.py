@@ -15,7 +15,7 @@ LAYERS = [
     ("measuring", ("sensors", "sampling")),
     ("configuration", ("config", "estimate")),
     ("reports", ("report", "live")),
-    ("running", ("run_state", "phases", "sigterm", "tracker", "distributed", "serving", "runner")),
+    ("running", ("run_state", "phases", "endings", "tracker", "distributed", "serving", "runner")),
     ("integrations", ("integrations",)),
     ("command line", ("cli", "__main__", "__init__")),
 ]

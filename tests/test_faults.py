@@ -169,6 +169,15 @@ def test_the_tracked_code_s_exception_always_wins_and_a_report_is_still_written(
     assert data["status"] == "failed" and data["incomplete"] is True
     assert data["error"] == {"type": "KeyError", "message": '"the user\'s own"'}
     assert "OverflowError: an internal failure" in data["notes"][0]
+    assert tracker.report().energy_kwh is None and tracker.report().total_carbon_g is None  # unknown, not 0
+    rendered = subprocess.run(
+        [sys.executable, "-m", "nn_tracker", "report", str(tracker.report_path), "--format", "md"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert rendered.returncode == 2 and rendered.stdout == ""
+    assert rendered.stderr.count("\n") == 1 and "incomplete" in rendered.stderr and "OverflowError" in rendered.stderr
 
 
 @pytest.mark.parametrize(

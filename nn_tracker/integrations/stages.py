@@ -111,7 +111,7 @@ class StageRun:
         ``last_log(run)`` runs after the last reading of every sensor, before nn_tracker's process group
         is released (so it may sum over the processes), when the stage ended without an exception.
         """
-        from nn_tracker.tracker import status_for_exception
+        from nn_tracker.endings import status_for_exception
 
         self.leave_nested()
         while self._phases:

@@ -88,6 +88,12 @@ def upgrade(data: Any, where: str = "report") -> Report:
             version,
             f"is newer than this nn_tracker reads ({SCHEMA_VERSION}); upgrade nn_tracker",
         )
+    if data.get("incomplete") is True:
+        notes = data.get("notes") if isinstance(data.get("notes"), list) else []
+        why = f" ({notes[0]})" if notes and isinstance(notes[0], str) else ""
+        raise ValidationError(
+            f"{where}.incomplete", True, f"has no figures to read: the run's report could not be built{why}"
+        )
     missing = [key for key in BASE_REQUIRED if key not in data]  # in every version: say so before upgrading
     if missing:
         raise ValidationError(f"{where}.{missing[0]}", None, "is missing")

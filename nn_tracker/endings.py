@@ -1,6 +1,6 @@
-"""SIGTERM during a run: record it, let a watcher thread write the report, then end as the process would have.
+"""How a run ends when the program does: SIGTERM, an uncaught exception, the interpreter's exit.
 
-The handler itself only records the signal: it runs in the main thread between two steps of whatever
+SIGTERM: the handler itself only records the signal: it runs in the main thread between two steps of whatever
 was running, possibly with one of the tracker's locks held, so stopping there could wait forever.
 The previous handler is put back as soon as the signal arrives (and at the end of the run), and is
 called, so a program's own SIGTERM handling goes on as without nn_tracker.
@@ -8,10 +8,12 @@ called, so a program's own SIGTERM handling goes on as without nn_tracker.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -78,3 +80,43 @@ class SigtermGuard:
             log.exception("nn_tracker: final report on SIGTERM failed")
         if self._kill_after_stop:
             os.kill(os.getpid(), signal.SIGTERM)  # the default handler is back: the process ends by SIGTERM
+
+
+def status_for_exception(exc: BaseException | None) -> str:
+    """The report status an exception leaving the tracked code means."""
+    if exc is None:
+        return "completed"
+    if isinstance(exc, KeyboardInterrupt):
+        return "terminated"
+    if isinstance(exc, SystemExit) and exc.code in (None, 0):
+        return "completed"
+    return "failed"
+
+
+class ExitGuard:
+    """Stops a run still going when the interpreter exits, with the status an uncaught exception means.
+
+    When an uncaught exception ends the program (Python sets ``sys.last_value`` before the exit
+    handlers run), the report says so: ``failed``, or ``terminated`` for Ctrl-C.
+
+    Args:
+        stop_run: Called with the status and the exception (``None`` for a normal exit).
+    """
+
+    def __init__(self, stop_run: Callable[[str, BaseException | None], Any]) -> None:
+        self._stop_run = stop_run
+
+    def install(self) -> None:
+        """Watch for the interpreter's exit."""
+        atexit.register(self._at_exit)
+
+    def restore(self) -> None:
+        """Stop watching (the run ended)."""
+        atexit.unregister(self._at_exit)
+
+    def _at_exit(self) -> None:
+        uncaught = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+        if isinstance(uncaught, BaseException):
+            self._stop_run(status_for_exception(uncaught), uncaught)
+        else:
+            self._stop_run("completed", None)
