@@ -10,8 +10,9 @@ The modules form layers; each imports only the layers below it (``tests/test_arc
    ``equivalents``, ``intensity_series``, ``scheduling``.
 3. **measuring**: ``sensors`` (one module per source: NVML, RAPL, CPU and RAM estimates), ``sampling``.
 4. **configuration**: ``config`` (every option, declared once), ``estimate`` (what-ifs).
-5. **reports**: ``report`` (the typed report and its one JSON codec, building it from a run, reading
-   saved ones, every writer, ``compare``, Prometheus exposition), ``live`` (the running figures).
+5. **reports**: ``report`` (the typed report and its one JSON codec, building it from a run and its
+   footprint (``report.carbon``), reading saved ones, every writer, ``compare``, Prometheus exposition),
+   ``live`` (the running figures).
 6. **running**: ``run_state`` (the one merge, carried totals), ``phases``, ``endings`` (SIGTERM, uncaught
    exceptions, exit), ``tracker``, ``distributed``, ``serving``, ``runner``.
 7. **integrations**: Lightning, transformers, the Impact Framework.

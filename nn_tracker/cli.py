@@ -29,6 +29,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_estimate(commands: Any) -> None:
+    from nn_tracker.config import QUERYING_PHASE, TRAINING_PHASE
+
     parser = commands.add_parser(
         "estimate",
         help="what-if estimate without measuring (hardware x hours x location)",
@@ -52,7 +54,7 @@ def _add_estimate(commands: Any) -> None:
     parser.add_argument("--utilisation", type=float, help="share of its life the hardware is busy, (0, 1]")
     parser.add_argument("--units", type=float, default=1, help="functional units served (default 1 run)")
     parser.add_argument("--unit-name", default="run", help="what one functional unit is (run, query, token...)")
-    parser.add_argument("--phase", choices=("training", "querying"), default="training")
+    parser.add_argument("--phase", choices=(TRAINING_PHASE, QUERYING_PHASE), default=TRAINING_PHASE)
     parser.add_argument("--catalogue", metavar="FILE", help="YAML file adding or overriding catalogue entries")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.set_defaults(handler=_run_estimate)

@@ -47,6 +47,8 @@ def check_phase_name(name: object, field_name: str = "phase") -> str:
 
 
 ALL_OTHER_PHASES = "(all others)"  # how reports list the phases of a datacentre that names none
+TRAINING_PHASE = "training"  # the root phase of training; every root phase but querying fills nn-et's slot
+QUERYING_PHASE = "querying"  # the root phase of inference: its facility energy fills nn-eq's slot
 
 
 def datacentre_index(root_phase: str, phases_per_centre: list[tuple[str, ...]] | list[list[str]]) -> int:
@@ -230,7 +232,7 @@ class TrackerConfig:
     proc_root: str = option("/proc", "where cpuinfo is read")
     cgroup_root: str = option("/sys/fs/cgroup", "where the cgroup memory limit is read")
     default_phase: str = option(
-        "training", "phase of the energy measured outside any phase() block", flag="--phase", metavar="PHASE"
+        TRAINING_PHASE, "phase of the energy measured outside any phase() block", flag="--phase", metavar="PHASE"
     )
     handle_sigterm: bool = option(True, "write a terminated report on SIGTERM (main thread only)")
     node_sensors: bool = option(True, "measure CPU and RAM (false on all but one process of a node)")

@@ -13,10 +13,10 @@ from typing import Any
 from nn_tracker import footprint
 from nn_tracker import validation as check
 from nn_tracker.catalogue import Catalogue, bundled
-from nn_tracker.config import Datacentre, resolve_datacentre
+from nn_tracker.config import QUERYING_PHASE, TRAINING_PHASE, Datacentre, resolve_datacentre
 from nn_tracker.errors import ValidationError
 
-PHASES = ("training", "querying")
+PHASES = (TRAINING_PHASE, QUERYING_PHASE)
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def estimate(
     utilisation: float | None = None,
     functional_units: float = 1,
     functional_unit: str = "run",
-    phase: str = "training",
+    phase: str = TRAINING_PHASE,
     embodied_scope: str = "unit",
     catalogue: Catalogue | None = None,
 ) -> Estimate:
@@ -213,7 +213,7 @@ def _place(
 
 def _energy_kwh(phase: str, values: dict[str, Any]) -> float:
     """Facility energy through nn-et (training) or nn-eq (querying)."""
-    if phase == "training":
+    if phase == TRAINING_PHASE:
         return footprint.training_energy_kwh(
             accelerator_count=values["count"],
             accelerator_power_w=values["power_w"],

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nn_tracker import validation as check
-from nn_tracker.config import check_phase_name
+from nn_tracker.config import QUERYING_PHASE, check_phase_name
 from nn_tracker.endings import status_for_exception
 from nn_tracker.errors import ValidationError
 from nn_tracker.report.files import append_whole
@@ -61,7 +61,7 @@ class ServingTracker:
         self.period_s = check.positive("period_s", period_s)
         check_phase_name(unit, "unit")
         self.unit = unit
-        options.setdefault("default_phase", "querying")
+        options.setdefault("default_phase", QUERYING_PHASE)
         self.tracker = Tracker(**options)
         self._prometheus = _prometheus_export(self, prometheus_registry, prometheus_port, prometheus_addr)
         self._stop = threading.Event()

@@ -449,7 +449,7 @@ def test_html_has_no_text_outside_its_box_in_headless_chromium(report_data, tmp_
 
 def test_which_datacentre_runs_a_phase_is_decided_in_one_place(report_data):
     from nn_tracker.config import datacentre_index
-    from nn_tracker.report.model import centre_row_for
+    from nn_tracker.report.carbon import centre_row_for
 
     assert datacentre_index("querying", [("training",), ("querying",)]) == 1
     assert datacentre_index("training", [("querying",), ()]) == 1  # the one naming no phase runs the others

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from nn_tracker.config import TRAINING_PHASE
 from nn_tracker.errors import ValidationError
 from nn_tracker.integrations.batches import batch_size
 from nn_tracker.integrations.stages import StageRun, check_tracker_options, public_state, stage_summary
@@ -110,7 +111,7 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         """Nest ``validation`` inside ``training`` during fit."""
         self._continue_totals()  # the validate stage has no other start hook
-        if self._stage_run is not None and self._stage_run.tracker.current_phase == "training":
+        if self._stage_run is not None and self._stage_run.tracker.current_phase == TRAINING_PHASE:
             self._stage_run.enter_nested("validation")
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:

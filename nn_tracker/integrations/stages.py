@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from nn_tracker.config import QUERYING_PHASE, TRAINING_PHASE
 from nn_tracker.report.document import IncompleteReport, RelatedRun, Report
 
 STAGE_PHASES = {
-    "fit": ("training",),
-    "train": ("training",),
+    "fit": (TRAINING_PHASE,),
+    "train": (TRAINING_PHASE,),
     "validate": ("validation",),
     "evaluate": ("validation",),
-    "test": ("querying", "test"),
-    "predict": ("querying", "predict"),
+    "test": (QUERYING_PHASE, "test"),
+    "predict": (QUERYING_PHASE, "predict"),
 }
 
 

@@ -20,6 +20,11 @@ TrainingType = Literal["pre-training", "fine-tuning"]
 record = dataclass(kw_only=True)  # every report type: fields by name, in the JSON's order
 
 
+def whole(count: float) -> float:
+    """A count as an integer when it is one (``76``, not ``76.0``): counts are stored so."""
+    return int(count) if isinstance(count, float) and count.is_integer() else count
+
+
 @record
 class RunError:
     """The exception that ended a failed run."""

@@ -17,8 +17,8 @@ from typing import Any
 
 from nn_tracker.energy import JOULES_PER_KWH
 from nn_tracker.errors import ValidationError
+from nn_tracker.report.carbon import centre_row_for
 from nn_tracker.report.document import Report
-from nn_tracker.report.model import centre_row_for
 
 
 def _stamp(start: datetime, offset_s: float) -> str:

@@ -13,8 +13,9 @@ from collections import Counter
 from typing import Any
 
 from nn_tracker import footprint
+from nn_tracker.config import QUERYING_PHASE
+from nn_tracker.report.carbon import centre_row_for
 from nn_tracker.report.document import Report
-from nn_tracker.report.model import centre_row_for
 
 
 def training_carbon_g(report: Report) -> float | None:
@@ -23,7 +24,7 @@ def training_carbon_g(report: Report) -> float | None:
     ``None`` when the run did no training. Hugging Face's ``co2_eq_emissions`` is training emissions:
     inference in the same run is left out.
     """
-    roots = {name: phase for name, phase in report.phases.items() if "/" not in name and name != "querying"}
+    roots = {name: phase for name, phase in report.phases.items() if "/" not in name and name != QUERYING_PHASE}
     if not roots:
         return None
     centres = report.datacentres

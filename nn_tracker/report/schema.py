@@ -60,8 +60,8 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     """Version 3 gives per-unit figures per phase (version 2 divided a root's energy by all its units)."""
+    from nn_tracker.report.carbon import per_unit
     from nn_tracker.report.codec import to_json
-    from nn_tracker.report.model import per_unit
 
     phases = from_json(dict[str, Phase], data["phases"], "report.phases")
     centres = from_json(list[Datacentre], data["datacentres"], "report.datacentres")
