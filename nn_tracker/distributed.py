@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nn_tracker.endings import status_for_exception
+from nn_tracker.endings import stop_as_block_ends
 from nn_tracker.node import NodeLabels, hostname, node_id
 from nn_tracker.tracker import Tracker
 
@@ -259,13 +259,7 @@ class DistributedTracker:
         return self.start()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None:
-            self.stop()
-            return
-        try:
-            self.stop(status_for_exception(exc), exc)
-        except Exception:  # the tracked code's exception wins: ours is only logged
-            log.exception("nn_tracker: stopping failed; the tracked code's exception is raised unchanged")
+        stop_as_block_ends(self.stop, exc)
 
 
 def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:

@@ -93,6 +93,22 @@ def status_for_exception(exc: BaseException | None) -> str:
     return "failed"
 
 
+def stop_as_block_ends(stop: Callable[..., Any], exc: BaseException | None) -> None:
+    """End a run as its ``with`` block ends: the status ``exc`` means; the block's own exception always wins.
+
+    Args:
+        stop: The run's ``stop(status, error)``.
+        exc: The exception leaving the block (``None``: it ended normally, and an error in ``stop`` is raised).
+    """
+    if exc is None:
+        stop()
+        return
+    try:
+        stop(status_for_exception(exc), exc)
+    except Exception:  # the tracked code's exception wins: ours is only logged
+        log.exception("nn_tracker: stopping failed; the tracked code's exception is raised unchanged")
+
+
 class ExitGuard:
     """Stops a run still going when the interpreter exits, with the status an uncaught exception means.
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from nn_tracker import validation as check
 from nn_tracker.config import QUERYING_PHASE, check_phase_name
-from nn_tracker.endings import status_for_exception
+from nn_tracker.endings import stop_as_block_ends
 from nn_tracker.errors import ValidationError
 from nn_tracker.report.files import append_whole
 from nn_tracker.tracker import Tracker
@@ -188,13 +188,7 @@ class ServingTracker:
         return self.start()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None:
-            self.stop()
-            return
-        try:
-            self.stop(status_for_exception(exc), exc)
-        except Exception:  # the served code's exception wins: ours is only logged
-            log.exception("nn_tracker: stopping failed; the served code's exception is raised unchanged")
+        stop_as_block_ends(self.stop, exc)
 
 
 def _prometheus_export(serving: ServingTracker, registry: Any, port: Any, addr: Any) -> Any:

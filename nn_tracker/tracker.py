@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from nn_tracker.clock import Clock, SystemClock
 from nn_tracker.config import TrackerConfig, make_config
-from nn_tracker.endings import ExitGuard, SigtermGuard, status_for_exception
+from nn_tracker.endings import ExitGuard, SigtermGuard, stop_as_block_ends
 from nn_tracker.errors import NNTrackerError
 from nn_tracker.live import live_figures
 from nn_tracker.node import hostname, node_id
@@ -167,13 +167,7 @@ class Tracker:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc is None:
-            self.stop()
-            return
-        try:
-            self.stop(status_for_exception(exc), exc)
-        except Exception:  # the tracked code's exception wins: ours is only logged
-            log.exception("nn_tracker: stopping failed; the tracked code's exception is raised unchanged")
+        stop_as_block_ends(self.stop, exc)
 
     # ----- phases and units ------------------------------------------------------------------------------
     @property

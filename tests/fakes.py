@@ -30,3 +30,15 @@ class ConstantPower(Sensor):
 
 def sensor_set(*sensors: Sensor, notes: list[str] | None = None) -> SensorSet:
     return SensorSet(sensors=list(sensors), notes=notes or [])
+
+
+def callback_options(tmp_path, **more):
+    """Options of a trainer callback in tests: reports under ``tmp_path``, fast sampling, no real GPU."""
+    return {
+        "output_dir": str(tmp_path / "reports"),
+        "location": "FR",
+        "interval_s": 0.01,
+        "checkpoint_interval_s": None,
+        "gpus": False,
+        **more,
+    }

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("torch")
+from fakes import callback_options
 from lightning_models import TinyRegressor, loader, pl
 
 from nn_tracker import ValidationError
@@ -28,22 +29,12 @@ def trainer(tmp_path, callback, **kwargs):
     )
 
 
-def options(tmp_path):
-    return {
-        "output_dir": str(tmp_path / "reports"),
-        "location": "FR",
-        "interval_s": 0.01,
-        "checkpoint_interval_s": None,
-        "gpus": False,
-    }
-
-
 def read_report(callback):
     return json.loads(Path(callback.reports[-1].paths[0]).read_text())
 
 
 def test_fit_phases_units_and_logged_metrics(tmp_path):
-    callback = NNTrackerCallback(log_every_n_steps=2, **options(tmp_path))
+    callback = NNTrackerCallback(log_every_n_steps=2, **callback_options(tmp_path))
     trainer(tmp_path, callback).fit(TinyRegressor(), loader(64), loader(32))
     data = read_report(callback)
     assert data["status"] == "completed"
@@ -74,7 +65,7 @@ def test_fit_phases_units_and_logged_metrics(tmp_path):
 
 
 def test_each_stage_s_report_covers_its_own_stage_and_lists_the_others(tmp_path):
-    callback = NNTrackerCallback(**options(tmp_path))
+    callback = NNTrackerCallback(**callback_options(tmp_path))
     trainer_ = trainer(tmp_path, callback, max_epochs=1)
     model = TinyRegressor()
     trainer_.fit(model, loader(32))
@@ -98,19 +89,19 @@ def test_each_stage_s_report_covers_its_own_stage_and_lists_the_others(tmp_path)
 @pytest.mark.parametrize("same_instance", [False, True])
 def test_resume_gives_exactly_the_totals_of_an_uninterrupted_run(tmp_path, same_instance):
     # no sanity check: a resumed fit runs it again, real work an uninterrupted run does not do
-    uninterrupted = NNTrackerCallback(**options(tmp_path / "u"))
+    uninterrupted = NNTrackerCallback(**callback_options(tmp_path / "u"))
     trainer(tmp_path / "u", uninterrupted, max_epochs=2, num_sanity_val_steps=0).fit(
         TinyRegressor(), loader(64), loader(32)
     )
     expected = read_report(uninterrupted)
 
-    callback = NNTrackerCallback(**options(tmp_path))
+    callback = NNTrackerCallback(**callback_options(tmp_path))
     first = trainer(tmp_path / "a", callback, max_epochs=1, num_sanity_val_steps=0)
     first.fit(TinyRegressor(), loader(64), loader(32))
     checkpoint = next((tmp_path / "a").rglob("*.ckpt"))
     before = read_report(callback)
     # the same callback (it still holds the first fit's totals in memory) or a fresh one
-    resumed = callback if same_instance else NNTrackerCallback(**options(tmp_path))
+    resumed = callback if same_instance else NNTrackerCallback(**callback_options(tmp_path))
     trainer(tmp_path / "b", resumed, max_epochs=2, num_sanity_val_steps=0).fit(
         TinyRegressor(), loader(64), loader(32), ckpt_path=str(checkpoint)
     )
@@ -125,7 +116,7 @@ def test_resume_gives_exactly_the_totals_of_an_uninterrupted_run(tmp_path, same_
 
 
 def test_exception_in_training_step_leaves_a_failed_report(tmp_path):
-    callback = NNTrackerCallback(**options(tmp_path))
+    callback = NNTrackerCallback(**callback_options(tmp_path))
     with pytest.raises(RuntimeError, match="exploding gradients"):
         trainer(tmp_path, callback).fit(TinyRegressor(fail_at_step=2), loader(64))
     data = read_report(callback)

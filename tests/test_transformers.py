@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fakes import callback_options
 from hf_models import Sentences, arguments, tiny_bert
 from test_distributed import double_counting_problems
 from transformers import Trainer, TrainerCallback
@@ -18,17 +19,6 @@ from nn_tracker import ValidationError
 from nn_tracker.integrations.transformers import NNTrackerCallback
 
 HERE = Path(__file__).resolve().parent
-
-
-def options(tmp_path, **more):
-    return {
-        "output_dir": str(tmp_path / "reports"),
-        "location": "FR",
-        "interval_s": 0.01,
-        "checkpoint_interval_s": None,
-        "gpus": False,
-        **more,
-    }
 
 
 class Recorder(TrainerCallback):
@@ -47,7 +37,7 @@ def read(report):
 
 def test_train_with_nested_evaluation_then_predict(tmp_path):
     recorder = Recorder()
-    callback = NNTrackerCallback(**options(tmp_path))
+    callback = NNTrackerCallback(**callback_options(tmp_path))
     train, evaluation, test = Sentences(64), Sentences(32, seed=1), Sentences(48, seed=2)
     trainer = Trainer(
         model=tiny_bert(),
@@ -81,7 +71,7 @@ def test_train_with_nested_evaluation_then_predict(tmp_path):
 
 
 def test_evaluate_of_its_own_is_validation_and_the_bare_model_is_never_tracked(tmp_path):
-    callback = NNTrackerCallback(**options(tmp_path))
+    callback = NNTrackerCallback(**callback_options(tmp_path))
     model = tiny_bert()
     data = Sentences(40, seed=3)
     trainer = Trainer(model=model, args=arguments(tmp_path / "out"), eval_dataset=data, callbacks=[callback])
@@ -100,7 +90,7 @@ def test_evaluate_of_its_own_is_validation_and_the_bare_model_is_never_tracked(t
 
 def test_each_of_several_evaluation_datasets_is_a_stage_of_its_own(tmp_path):
     """The Trainer evaluates each dataset of a dict on its own, with an `on_evaluate` for each."""
-    callback = NNTrackerCallback(**options(tmp_path))
+    callback = NNTrackerCallback(**callback_options(tmp_path))
     datasets = {"a": Sentences(16, seed=4), "b": Sentences(24, seed=5)}
     trainer = Trainer(model=tiny_bert(), args=arguments(tmp_path / "out"), eval_dataset=datasets, callbacks=[callback])
     trainer.evaluate()
@@ -112,7 +102,7 @@ def test_each_of_several_evaluation_datasets_is_a_stage_of_its_own(tmp_path):
 
 def test_a_resumed_training_continues_the_checkpoint_s_totals(tmp_path):
     data = Sentences(64)
-    first = NNTrackerCallback(**options(tmp_path))
+    first = NNTrackerCallback(**callback_options(tmp_path))
     args = arguments(tmp_path / "out", max_steps=8, save_strategy="steps", save_steps=4, num_train_epochs=1)
     Trainer(model=tiny_bert(), args=args, train_dataset=data, callbacks=[first]).train()
     assert read(first.reports[0])["phases"]["training"]["units"]["sample"] == 64
@@ -123,7 +113,7 @@ def test_a_resumed_training_continues_the_checkpoint_s_totals(tmp_path):
     assert 0 < totals["units"]["training"]["token"] < data.tokens()
     assert "host" not in totals and totals["node"] == "checkpoint"  # checkpoints get published
 
-    second = NNTrackerCallback(**options(tmp_path))
+    second = NNTrackerCallback(**callback_options(tmp_path))
     trainer = Trainer(model=tiny_bert(), args=args, train_dataset=data, callbacks=[second])
     trainer.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
     resumed = read(second.reports[0])
@@ -143,9 +133,9 @@ def test_resume_when_the_trainer_rebuilds_its_callbacks_from_the_checkpoint(tmp_
         save_steps=4,
         restore_callback_states_from_checkpoint=True,
     )
-    first = NNTrackerCallback(**options(tmp_path, project_name="first"))
+    first = NNTrackerCallback(**callback_options(tmp_path, project_name="first"))
     Trainer(model=tiny_bert(), args=args, train_dataset=data, callbacks=[first]).train()
-    given = NNTrackerCallback(**options(tmp_path, project_name="second"))
+    given = NNTrackerCallback(**callback_options(tmp_path, project_name="second"))
     trainer = Trainer(model=tiny_bert(), args=args, train_dataset=data, callbacks=[given])
     trainer.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
     rebuilt = next(c for c in trainer.callback_handler.callbacks if isinstance(c, NNTrackerCallback))
@@ -159,13 +149,13 @@ def test_a_damaged_saved_state_is_a_note_not_a_crash(tmp_path):
     data = Sentences(32)
     args = arguments(tmp_path / "out", max_steps=4, save_strategy="steps", save_steps=2)
     Trainer(
-        model=tiny_bert(), args=args, train_dataset=data, callbacks=[NNTrackerCallback(**options(tmp_path))]
+        model=tiny_bert(), args=args, train_dataset=data, callbacks=[NNTrackerCallback(**callback_options(tmp_path))]
     ).train()
     state_file = tmp_path / "out" / "checkpoint-2" / "trainer_state.json"
     state = json.loads(state_file.read_text())
     state["stateful_callbacks"]["NNTrackerCallback"]["attributes"]["_saved_totals"] = {"units": "many"}
     state_file.write_text(json.dumps(state))
-    callback = NNTrackerCallback(**options(tmp_path))
+    callback = NNTrackerCallback(**callback_options(tmp_path))
     Trainer(model=tiny_bert(), args=args, train_dataset=data, callbacks=[callback]).train(
         resume_from_checkpoint=str(state_file.parent)
     )
@@ -181,7 +171,7 @@ class Exploding(TrainerCallback):
 
 
 def test_a_training_that_raises_then_an_evaluation(tmp_path):
-    callback = NNTrackerCallback(**options(tmp_path))
+    callback = NNTrackerCallback(**callback_options(tmp_path))
     trainer = Trainer(
         model=tiny_bert(),
         args=arguments(tmp_path / "out"),
@@ -201,6 +191,7 @@ def test_a_training_that_raises_then_an_evaluation(tmp_path):
 UNCAUGHT = """
 import sys
 sys.path.insert(0, {tests!r})
+from fakes import callback_options
 from hf_models import Sentences, arguments, tiny_bert
 from test_distributed import double_counting_problems
 from transformers import Trainer, TrainerCallback
@@ -227,7 +218,7 @@ def test_a_crash_that_ends_the_program_is_a_failed_report(tmp_path):
 
 
 def test_the_tracked_model_can_still_be_copied_and_pickled(tmp_path):
-    callback = NNTrackerCallback(**options(tmp_path))
+    callback = NNTrackerCallback(**callback_options(tmp_path))
     model = tiny_bert()
     Trainer(model=model, args=arguments(tmp_path / "out"), callbacks=[callback])
     copied = copy.deepcopy(model)
@@ -242,8 +233,8 @@ def test_the_tracked_model_can_still_be_copied_and_pickled(tmp_path):
 
 def test_only_one_hook_per_model_when_a_callback_replaces_another(tmp_path):
     model = tiny_bert()
-    Trainer(model=model, args=arguments(tmp_path / "out"), callbacks=[NNTrackerCallback(**options(tmp_path))])
-    Trainer(model=model, args=arguments(tmp_path / "out"), callbacks=[NNTrackerCallback(**options(tmp_path))])
+    Trainer(model=model, args=arguments(tmp_path / "out"), callbacks=[NNTrackerCallback(**callback_options(tmp_path))])
+    Trainer(model=model, args=arguments(tmp_path / "out"), callbacks=[NNTrackerCallback(**callback_options(tmp_path))])
     assert len(model._forward_pre_hooks) == 1
 
 
