@@ -103,7 +103,7 @@ def _read(hint: Any, value: Any, where: str, rules: Any) -> Any:
     origin = get_origin(hint)
     if origin is Literal:
         if value not in get_args(hint) or not isinstance(value, str):
-            raise ValidationError(where, value, f"must be one of {', '.join(get_args(hint))}")
+            raise ValidationError(where, _short(value), f"must be one of {', '.join(get_args(hint))}")
         return value
     if origin is list:
         least = rules.get("min_items", 0)
@@ -135,15 +135,15 @@ def _read_scalar(hint: Any, value: Any, where: str, rules: Any) -> Any:
     if hint in (float, int):
         whole = hint is int
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValidationError(where, value, f"must be a finite number{or_null}")
+            raise ValidationError(where, _short(value), f"must be a finite number{or_null}")
         if whole and not float(value).is_integer():
-            raise ValidationError(where, value, f"must be a whole number{or_null}")
+            raise ValidationError(where, _short(value), f"must be a whole number{or_null}")
         if rules.get("minimum") is not None and value < rules["minimum"]:
-            raise ValidationError(where, value, f"must be >= {rules['minimum']:g}")
+            raise ValidationError(where, _short(value), f"must be >= {rules['minimum']:g}")
         return value
     if hint is bool:
         if not isinstance(value, bool):
-            raise ValidationError(where, value, f"must be true or false{or_null}")
+            raise ValidationError(where, _short(value), f"must be true or false{or_null}")
         return value
     if not isinstance(value, str):
         raise ValidationError(where, _short(value), f"must be a string{or_null}")
@@ -151,7 +151,7 @@ def _read_scalar(hint: Any, value: Any, where: str, rules: Any) -> Any:
         try:
             datetime.fromisoformat(value)
         except ValueError:
-            raise ValidationError(where, value, "must be an ISO 8601 time") from None
+            raise ValidationError(where, _short(value), "must be an ISO 8601 time") from None
     return value
 
 
