@@ -99,3 +99,11 @@ def test_a_missing_required_field_is_named_and_an_optional_one_defaults(report):
     del data["devices"][0]["readings"], data["machine"], data["related_runs"]
     typed = upgrade(data)
     assert typed.devices[0].readings is None and typed.machine.os is None and typed.related_runs == []
+
+
+def test_a_long_bad_value_is_shortened_in_the_error(report):
+    data = stable(report.to_dict())
+    data["settings"]["training_type"] = "x" * 5000
+    with pytest.raises(ValidationError) as info:
+        upgrade(data)
+    assert str(info.value).startswith("report.settings.training_type must be one of") and len(str(info.value)) < 200
