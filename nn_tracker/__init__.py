@@ -5,7 +5,7 @@ Importing this package touches no hardware, network or files.
 The modules form layers; each imports only the layers below it (``tests/test_architecture.py``):
 
 1. **base**: ``errors``, ``validation``, ``clock``, ``energy`` (units), ``node``, ``inputs`` (reading
-   users' files), ``data``, ``timeline``.
+   users' files), ``data``, ``timeline``, ``ledger`` (the run's records and every total computed from them).
 2. **footprint model**: ``catalogue`` (reference data), ``footprint`` (the NN-CI formulas and the SCI),
    ``equivalents``, ``intensity_series``, ``scheduling``.
 3. **measuring**: ``sensors`` (one module per source: NVML, RAPL, CPU and RAM estimates), ``sampling``.
@@ -13,7 +13,7 @@ The modules form layers; each imports only the layers below it (``tests/test_arc
 5. **reports**: ``report`` (the typed report and its one JSON codec, building it from a run and its
    footprint (``report.carbon``), reading saved ones, every writer, ``compare``, Prometheus exposition),
    ``live`` (the running figures).
-6. **running**: ``run_state`` (the one merge, carried totals), ``phases``, ``endings`` (SIGTERM, uncaught
+6. **running**: ``phases``, ``endings`` (SIGTERM, uncaught
    exceptions, exit), ``tracker``, ``distributed``, ``serving``, ``runner``.
 7. **integrations**: Lightning, transformers, the Impact Framework.
 8. **command line**: ``cli``.

@@ -4,8 +4,14 @@ Every process of the job runs a tracker. Each node's CPU and RAM are measured by
 only (the lowest rank on that node; a node is one running kernel, see :mod:`nn_tracker.node`),
 and each GPU by exactly one process in the whole job (the lowest rank that sees it, matched by
 UUID whatever ``CUDA_VISIBLE_DEVICES`` says). With ``attribution="process"`` the node's measuring
-process charges the process trees of every rank on its node. At the end the totals are
-gathered on global rank 0, which writes one report with per-node and per-device breakdowns.
+process charges the process trees of every rank on its node. Every rank's tracker files its
+record under one session (rank 0's) in the run's ledger (:mod:`nn_tracker.ledger`).
+
+The ending sequence: every rank waits until all have reached ``stop()`` (sampling on, so a rank's
+energy while it waits for others is counted), then takes its last reading and stops sampling, then
+the records are gathered on global rank 0, which writes one report with per-node and per-device
+breakdowns. After a failure or SIGTERM nothing is gathered: rank 0 writes what it measured, with a
+note naming the ranks that are missing.
 
 nn_tracker's own collectives never touch the job's backend: they run on a gloo group created
 for the purpose (CPU tensors and pickled objects), so they work whatever the job uses (NCCL
@@ -22,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nn_tracker.endings import stop_as_block_ends
-from nn_tracker.node import NodeLabels, hostname, node_id
+from nn_tracker.node import hostname, node_id
 from nn_tracker.tracker import Tracker
 
 if TYPE_CHECKING:
@@ -169,9 +175,11 @@ class DistributedTracker:
             "rank": dist.get_rank() if dist is not None else 0,
             "pid": os.getpid(),
             "gpu_uuids": visible_gpu_uuids(config.visible_devices) if config.gpus else [],
+            "session": os.urandom(12).hex(),
         }
         entries = self._collectives.gather(entry) if self._collectives else [entry]
         self.role = next(r for r in assign_roles(entries) if r.rank == entry["rank"])
+        session = min(entries, key=lambda e: e["rank"])["session"]  # every rank files under rank 0's session
         options = SensorOptions.from_config(
             config,
             visible_devices=self.role.visible_devices,
@@ -182,14 +190,18 @@ class DistributedTracker:
         tracker_options = dict(self._options)
         if not self.is_writer:
             tracker_options["write_report"] = False
-        self.tracker = Tracker(sensors=self._sensors, **tracker_options).start()
+        self.tracker = Tracker(sensors=self._sensors, session=session, rank=self.role.rank, **tracker_options)
+        self.tracker.start()
         return self
 
-    def merged_state(self) -> dict[str, Any] | None:
-        """Totals of every process merged (on rank 0; ``None`` elsewhere) — a collective call."""
+    def merged_state(self, public: bool = False) -> dict[str, Any] | None:
+        """The run's ledger with every process's records (on rank 0; ``None`` elsewhere) — a collective call.
+
+        ``public``: without host names (for checkpoints).
+        """
         state = self.tracker.export_state()
         states = self._collectives.gather(state) if self._collectives else [state]
-        return merge_states(states) if self.is_writer else None
+        return merge_states(states, public) if self.is_writer else None
 
     def sum_over_processes(self, metrics: dict[str, float | None]) -> dict[str, float | None]:
         """Sum every metric over the processes (each measures different devices) — a collective call.
@@ -206,23 +218,32 @@ class DistributedTracker:
     def stop(
         self, status: str = "completed", error: BaseException | None = None, close: bool = True
     ) -> Report | IncompleteReport:
-        """Gather every process's totals on rank 0 and write one report there (collective).
+        """End the run on every process and write one report on rank 0 (collective).
 
-        After a failure the other processes may be gone, so nothing is gathered: rank 0
-        writes what it measured itself, and says so. ``close=False`` keeps nn_tracker's group
-        for a last :meth:`sum_over_processes`; :meth:`close` releases it.
+        All processes meet first (each still sampling), then each takes its last reading, then
+        rank 0 gathers their records. After a failure the other processes may be gone, so nothing
+        is gathered: rank 0 writes what it measured itself, with a note naming the missing ranks.
+        ``close=False`` keeps nn_tracker's group for a last :meth:`sum_over_processes`;
+        :meth:`close` releases it.
         """
         try:
-            if status != "completed" and self._collectives is not None:
-                self.tracker.add_note("The run did not complete: only this process's measurements are in the report.")
-            elif self._collectives is not None:
-                try:
-                    states = self._collectives.gather(self.tracker.export_state())
-                except Exception as exc:  # noqa: BLE001 - a broken process group must not lose our own data
-                    self.tracker.add_note(f"Totals of the other processes could not be gathered ({exc}).")
-                else:
-                    if self.is_writer:
-                        self._merge(states)
+            if self._collectives is None:
+                return self.tracker.stop(status, error)
+            if status != "completed":
+                self.tracker.add_note(f"The run did not complete: {self._missing_ranks()} not in this report.")
+                return self.tracker.stop(status, error)
+            try:
+                self._collectives.gather(None)  # everyone has arrived; until now every rank sampled
+                self.tracker.end_sampling()
+                states = self._collectives.gather(self.tracker.export_state())
+            except Exception as exc:  # noqa: BLE001 - a broken process group must not lose our own data
+                self.tracker.add_note(
+                    f"Records of the other processes could not be gathered ({exc}): {self._missing_ranks()} "
+                    "not in this report."
+                )
+            else:
+                if self.is_writer:
+                    self._merge(states)
             return self.tracker.stop(status, error)
         finally:
             if self._sensors is not None:
@@ -230,20 +251,21 @@ class DistributedTracker:
             if close:
                 self.close()
 
-    def _merge(self, states: list[dict[str, Any]]) -> None:
-        """Add the other processes' totals to rank 0's, once they are known to merge without counting twice."""
-        from nn_tracker.run_state import DeviceCountedTwice
+    def _missing_ranks(self) -> str:
+        """Which ranks' measurements a report written by this process alone lacks."""
+        size = self.world_size
+        others = [r for r in range(size) if r != (self.role.rank if self.role else 0)]
+        listed = ", ".join(map(str, others[:8])) + (f" and {len(others) - 8} more" if len(others) > 8 else "")
+        return f"the measurements of rank{'s' if len(others) > 1 else ''} {listed} (of {size}) are"
 
-        try:
-            merge_states(states)  # checks every claim first: nothing is added unless everything merges
-        except DeviceCountedTwice as exc:
-            log.error("nn_tracker: %s; the report holds rank 0's own measurements only", exc)
-            self.tracker.add_note(f"Not merged: {exc}. The report holds rank 0's own measurements only.")
-            return
+    def _merge(self, states: list[dict[str, Any]]) -> None:
+        """Add the other processes' records to rank 0's ledger (claims of one device are settled there)."""
         for state in states[1:]:
-            self.tracker.carry_over(state, parallel=True)
-        nodes = len({s["node"] for s in states})
-        self.tracker.add_note(f"Merged from {len(states)} processes on {nodes} node(s).")
+            self.tracker.carry_over(state)
+        ledger = self.tracker.ledger()
+        if not ledger.claim_notes():
+            nodes = len({r.node for r in ledger.records if r.session == self.tracker.session})
+            self.tracker.add_note(f"Merged from {len(states)} processes on {nodes} node(s).")
 
     def close(self) -> None:
         """Release nn_tracker's process group (after :meth:`stop`); safe to call twice."""
@@ -262,14 +284,15 @@ class DistributedTracker:
         stop_as_block_ends(self.stop, exc)
 
 
-def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
-    """One state from the states of processes that ran at the same time (rank 0's first).
+def merge_states(states: list[dict[str, Any]], public: bool = False) -> dict[str, Any]:
+    """One exported ledger from those of processes that ran at the same time (a union of their records).
 
-    Raises:
-        DeviceCountedTwice: two processes measured one device (see :mod:`nn_tracker.run_state`).
+    A device claimed by two processes of one session is settled when figures are computed (see
+    :mod:`nn_tracker.ledger`): never summed, never an exception.
     """
-    from nn_tracker.run_state import merge_parallel, remote_device_key
+    from nn_tracker.ledger import Ledger
 
-    first = states[0]
-    labels = NodeLabels(first["node"], first.get("host") or first["node"])
-    return merge_parallel(states, lambda totals, state: remote_device_key(totals, state, first["node"], labels))
+    merged = Ledger()
+    for state in states:
+        merged.merge(Ledger.from_state(state))
+    return merged.to_state(public)

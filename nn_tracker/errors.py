@@ -34,7 +34,3 @@ class LookupFailed(NNTrackerError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
-
-
-class DeviceCountedTwice(NNTrackerError):
-    """Two processes running at the same time both measured one device (see :mod:`nn_tracker.run_state`)."""

@@ -1,5 +1,10 @@
 """The running figures a tracker gives loggers, status lines and metrics endpoints.
 
+Every figure but ``power/total_w`` is cumulative and never goes down while a run goes on (the
+trainer callbacks log them as run-level series over their stages, see
+:class:`~nn_tracker.integrations.stages.LoggedSeries`). ``power/total_w`` is the power over the
+interval that ended at each device's last reading.
+
 | name | what |
 | --- | --- |
 | ``energy/gpu_kwh``, ``energy/cpu_kwh``, ``energy/ram_kwh`` | IT energy per component (``None``: not measured) |
@@ -27,6 +32,9 @@ LIVE_METRICS = (
     "carbon/operational_g",
     "carbon/total_g",
 )
+
+
+CUMULATIVE_METRICS = tuple(name for name in LIVE_METRICS if not name.startswith("power/"))
 
 
 def live_figures(report: Report | IncompleteReport, power_w: float) -> dict[str, float | None]:

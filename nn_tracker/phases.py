@@ -1,8 +1,13 @@
 """Phases and functional units: which phase the run is in, and what it counted in each (bounded, thread-safe).
 
-Phases nest (``training/validation``); energy is counted in the innermost one by the sampler, told of
-every switch. Units (samples, queries, tokens...) are counted in the phase current when they are
-added. Costs stay bounded whatever a program does: at most :data:`MAX_PHASES` distinct phase paths
+Phases nest (``training/validation``) within one thread of control: each thread and each asyncio task
+has its own stack of phases (a ``contextvars`` variable: a task starts inside the phases of the code
+that created it, a new thread outside any), so phases of concurrent threads or tasks never nest into
+each other. The run is in one phase at a time: the phase entered most recently that is still open,
+whichever thread entered it (else the default phase); the sampler, told of every switch, charges
+energy to it. Units (samples, queries, tokens...) are counted in the innermost phase of the thread or
+task that adds them, or in the run's phase when it has none of its own. Costs stay bounded whatever
+a program does: at most :data:`MAX_PHASES` distinct phase paths
 (later new ones count as ``<parent>/other``) and :data:`MAX_UNIT_KINDS` kinds of units (``other``),
 each overflow said once in :attr:`PhaseBook.notes`.
 """
@@ -10,6 +15,8 @@ each overflow said once in :attr:`PhaseBook.notes`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -17,7 +24,7 @@ from collections.abc import Callable, Iterator
 from nn_tracker import validation as check
 from nn_tracker.config import check_phase_name
 from nn_tracker.errors import ValidationError
-from nn_tracker.run_state import Units, add_units, unit_totals
+from nn_tracker.ledger import Units, add_units, unit_totals
 
 log = logging.getLogger("nn_tracker")
 
@@ -36,7 +43,12 @@ class PhaseBook:
     def __init__(self, default_phase: str, on_switch: Callable[[str], None]) -> None:
         self.default_phase = default_phase
         self._on_switch = on_switch
-        self._stack: list[str] = []
+        # this thread's or task's open phases, innermost last: ((entry, path), ...)
+        self._stack: contextvars.ContextVar[tuple[tuple[int, str], ...]] = contextvars.ContextVar(
+            "nn_tracker_phases", default=()
+        )
+        self._open: dict[int, tuple[str, frozenset[int]]] = {}  # every open phase: entry -> (path, outer entries)
+        self._entries = itertools.count()
         self._names: set[str] = {default_phase}
         self._overflow = False
         self._switch_lock = threading.Lock()
@@ -47,20 +59,40 @@ class PhaseBook:
 
     @property
     def current(self) -> str:
-        """The innermost phase path, e.g. ``training/validation``."""
-        return self._stack[-1] if self._stack else self.default_phase
+        """The run's phase: the one entered most recently that is still open (any thread), else the default."""
+        if not self._open:
+            return self.default_phase
+        return next(reversed(self._open.values()))[0]
+
+    @property
+    def here(self) -> str:
+        """The innermost phase of the calling thread or task, else the run's phase."""
+        stack = self._stack.get()
+        return stack[-1][1] if stack else self.current
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[str]:
-        """Be in ``name`` (nested in the current phase) inside the block; yields its path."""
+        """Be in ``name`` (nested in this thread's or task's phase) inside the block; yields its path."""
         check_phase_name(name)
-        parent = self._stack[-1] if self._stack else None
+        stack = self._stack.get()
+        parent = stack[-1][1] if stack else None
         path = self._bounded(f"{parent}/{name}" if parent else name, parent)
-        self._switch(path, push=True)
+        entry = next(self._entries)
+        token = self._stack.set((*stack, (entry, path)))
+        with self._switch_lock:
+            self._open[entry] = (path, frozenset(e for e, _ in stack))
+            self._on_switch(self.current)
         try:
             yield path
         finally:
-            self._switch(path, push=False)
+            with self._switch_lock:  # leaving a phase closes the phases opened inside it, in this context
+                for inner in [e for e, (_, outer) in self._open.items() if e == entry or entry in outer]:
+                    del self._open[inner]
+                self._on_switch(self.current)
+            try:
+                self._stack.reset(token)
+            except ValueError:  # left in another context than it was entered in
+                self._stack.set(stack)
 
     def _bounded(self, path: str, parent: str | None) -> str:
         """``path``, or ``<parent>/other`` once :data:`MAX_PHASES` distinct phases exist."""
@@ -74,14 +106,6 @@ class PhaseBook:
         self._names.add(other)
         return other
 
-    def _switch(self, path: str, push: bool) -> None:
-        with self._switch_lock:
-            if push:
-                self._stack.append(path)
-            elif path in self._stack:
-                del self._stack[self._stack.index(path) :]
-            self._on_switch(self.current)
-
     def add_units(self, count: float, kind: str) -> None:
         """Count ``count`` units of ``kind`` in the current phase (cheap, thread-safe).
 
@@ -92,7 +116,7 @@ class PhaseBook:
             raise ValidationError("count", count, "must be a number")
         check.non_negative("count", count)
         check_phase_name(kind, "kind")
-        phase = self.current
+        phase = self.here
         with self._units_lock:
             if kind not in self._kinds:
                 if len(self._kinds) >= MAX_UNIT_KINDS:

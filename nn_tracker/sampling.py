@@ -24,7 +24,7 @@ from typing import Any
 
 from nn_tracker.clock import Clock
 from nn_tracker.energy import is_plausible, trapezoid_j
-from nn_tracker.errors import DeviceCountedTwice
+from nn_tracker.ledger import DeviceRecord
 from nn_tracker.sensors.base import Measurement, Sensor, SensorInfo
 from nn_tracker.timeline import Timeline
 
@@ -48,69 +48,36 @@ class DeviceTotals:
     bridged_intervals: int = 0
     lost_at_s: float | None = None
     pending_s: float = 0.0  # time since the last successful energy read (covered by the next one)
-    node: str | None = None  # host that measured it, when carried over from another process
     last_power_w: float | None = None
     last_energy_s: float = 0.0  # when energy was last read
     # (start_s, end_s, phase, weight) of the time since the last energy read; weight: power samples' J or None
     pending: list[tuple[float, float, str, float | None]] = field(default_factory=list)
     flushed: list[tuple[float, float, str, float]] = field(default_factory=list)  # energy for the timeline
 
-    _STATE_FIELDS = (
-        "energy_j",
-        "measured_s",
-        "gap_s",
-        "peak_power_w",
-        "readings",
-        "errors",
-        "first_error",
-        "dropped_intervals",
-        "bridged_intervals",
-    )
-
-    def to_state(self) -> dict[str, Any]:
-        """JSON-ready totals, to resume a run or to merge the ranks of a distributed job."""
+    def record(self, started_s: float) -> DeviceRecord:
+        """The device's figures so far as a ledger record (``started_s``: the session's start)."""
         info = self.info
-        state = {name: getattr(self, name) for name in self._STATE_FIELDS}
-        state["gap_s"] += self.pending_s
-        state.update(
+        return DeviceRecord(
+            device_id=info.device_id,
+            component=info.component,
+            name=info.name,
+            method=info.method,
+            model=info.model,
+            details=dict(info.details),
+            notes=tuple(info.notes),
+            energy_j=self.energy_j,
             energy_by_phase_j=dict(self.energy_by_phase_j),
-            node=self.node,
-            info={
-                "device_id": info.device_id,
-                "component": info.component,
-                "name": info.name,
-                "method": info.method,
-                "model": info.model,
-                "details": dict(info.details),
-                "notes": list(info.notes),
-            },
+            measured_s=self.measured_s,
+            gap_s=self.gap_s + self.pending_s,
+            peak_power_w=self.peak_power_w,
+            last_power_w=self.last_power_w,
+            readings=self.readings,
+            errors=self.errors,
+            first_error=self.first_error,
+            dropped_intervals=self.dropped_intervals,
+            bridged_intervals=self.bridged_intervals,
+            lost_at_s=None if self.lost_at_s is None else self.lost_at_s - started_s,
         )
-        return state
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> DeviceTotals:
-        """Inverse of :meth:`to_state`."""
-        totals = cls(SensorInfo(**state["info"]))
-        for name in cls._STATE_FIELDS:
-            setattr(totals, name, state.get(name, getattr(totals, name)))
-        totals.energy_by_phase_j = dict(state["energy_by_phase_j"])
-        totals.node = state.get("node")
-        return totals
-
-    def absorb(self, other: DeviceTotals) -> None:
-        """Add another session's totals of the same device."""
-        self.energy_j += other.energy_j
-        self.measured_s += other.measured_s
-        self.gap_s += other.gap_s
-        self.readings += other.readings
-        self.errors += other.errors
-        self.first_error = self.first_error or other.first_error
-        self.dropped_intervals += other.dropped_intervals
-        self.bridged_intervals += other.bridged_intervals
-        if other.peak_power_w is not None:
-            self.peak_power_w = max(self.peak_power_w or 0.0, other.peak_power_w)
-        for phase, joules in other.energy_by_phase_j.items():
-            self.energy_by_phase_j[phase] = self.energy_by_phase_j.get(phase, 0.0) + joules
 
     def record_error(self, exc: BaseException) -> None:
         """Count an error; keep and log the first message (later ones are only counted)."""
@@ -387,26 +354,11 @@ class Sampler:
             by_phase[phase] = by_phase.get(phase, 0.0) + joules
             totals.flushed.append((begin, end, phase, joules))
 
-    # ----- merging -----------------------------------------------------------------------------------
+    # ----- results -----------------------------------------------------------------------------------
     def power_w(self) -> float:
-        """Power of this process's own devices at their last reading (carried devices left out)."""
+        """Power of this process's devices at their last reading."""
         with self._lock:
-            return sum(t.last_power_w or 0.0 for t in self.totals.values() if t.node is None)
-
-    def carry(self, totals: DeviceTotals, key: str, parallel: bool = False) -> None:
-        """Add totals measured elsewhere under ``key``: an earlier session, or (``parallel``) another rank.
-
-        Raises:
-            DeviceCountedTwice: ``parallel`` and this device is measured here already.
-        """
-        with self._lock:
-            add_device(self.totals, key, totals, parallel)
-
-    def carry_phase_time(self, phase_time_s: dict[str, float]) -> None:
-        """Add the phase durations of an earlier session."""
-        with self._lock:
-            for phase, seconds in phase_time_s.items():
-                self.phase_time_s[phase] = self.phase_time_s.get(phase, 0.0) + seconds
+            return sum(t.last_power_w or 0.0 for t in self.totals.values())
 
     def stop(self) -> None:
         """Stop the thread, take the last reading, close the sensors; safe to call twice."""
@@ -457,28 +409,3 @@ def _integral_j(t0: float, t1: float, p0: float, p1: float, a: float, b: float) 
         return p0 + (p1 - p0) * (t - t0) / (t1 - t0)
 
     return trapezoid_j(power_at(a), power_at(b), b - a)
-
-
-def add_device(devices: dict[str, DeviceTotals], key: str, totals: DeviceTotals, parallel: bool) -> None:
-    """Put ``totals`` under ``key``: sequential sessions of a device add up; parallel claims must not collide.
-
-    Raises:
-        DeviceCountedTwice: ``parallel`` and ``key`` is already there with a different measurement.
-    """
-    existing = devices.get(key)
-    if existing is None:
-        totals.info.device_id = key
-        devices[key] = totals
-    elif not parallel:
-        existing.absorb(totals)
-    elif _measurement(existing) != _measurement(totals):
-        raise DeviceCountedTwice(
-            f"device {key} was measured by two processes at the same time "
-            f"({existing.energy_j:.6g} J and {totals.energy_j:.6g} J): counting both would count it twice"
-        )
-
-
-def _measurement(totals: DeviceTotals) -> dict[str, Any]:
-    """What a device's totals say, whatever key they are filed under."""
-    state = totals.to_state()
-    return {**state, "info": {k: v for k, v in state["info"].items() if k != "device_id"}}

@@ -3,8 +3,10 @@
 Counts queries from any thread (``serving.count()``), and every ``period_s`` (default
 one hour) appends one line to ``<project>-<run id>.periods.jsonl`` with that
 period's energy, carbon and per-query figures, and rewrites the cumulative JSON
-report. Memory does not grow with uptime: totals are running sums, the timeline is
-bounded, and periods go to disk, not to memory.
+report. A period's figures are the difference of the report's totals at its two ends; the
+first period starts at the tracker's start (from zero) and the last ends with the final
+report, so the periods add up to the report exactly. Memory does not grow with uptime: totals are
+running sums, the timeline is bounded, and periods go to disk, not to memory.
 
 Optionally (``prometheus_registry=`` or ``prometheus_port=``, needs ``prometheus_client``) its
 figures are Prometheus metrics, see :mod:`nn_tracker.report.prometheus`.
@@ -67,9 +69,8 @@ class ServingTracker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._period_lock = threading.Lock()
-        self._last: dict[str, float] = {}
+        self._last: dict[str, float] = {}  # the totals at the end of the last period
         self._period_index = 0
-        self._period_started_s = 0.0
 
     @property
     def periods_path(self) -> Path:
@@ -106,8 +107,7 @@ class ServingTracker:
         except BaseException:
             self._close_prometheus()
             raise
-        self._last = self._totals()
-        self._period_started_s = self.tracker.elapsed_s()
+        self._last = dict.fromkeys(("energy_kwh", "facility_kwh", "carbon_g", "units", "end_s"), 0.0)
         if self.tracker.background:
             self._thread = threading.Thread(target=self._run, name="nn_tracker-serving", daemon=True)
             self._thread.start()
@@ -124,29 +124,33 @@ class ServingTracker:
             except Exception:  # a period record must never stop the service
                 log.exception("nn_tracker: period record failed (tracking continues)")
 
-    def _totals(self) -> dict[str, float]:
-        self.tracker.sample()  # read every sensor now: a period gets exactly its own energy
-        live = self.tracker.live()
-        units = self.tracker.units().get(self.unit, 0.0)
+    def _totals(self, report: Any = None) -> dict[str, float]:
+        """The report's running totals (read every sensor now, so a period gets exactly its own energy)."""
+        if report is None:
+            self.tracker.sample()
+            report = self.tracker.live_report()
+        if report.incomplete:  # nothing is known: the period waits for the next totals
+            return dict(self._last)
+        unit = report.units.get(self.unit)
         return {
-            "energy_kwh": live["energy/total_kwh"] or 0.0,
-            "facility_kwh": live["energy/facility_kwh"] or 0.0,
-            "carbon_g": live["carbon/total_g"] or 0.0,
-            "units": units,
+            "energy_kwh": report.energy_kwh,
+            "facility_kwh": report.footprint.facility_energy_kwh,
+            "carbon_g": report.total_carbon_g,
+            "units": unit.count if unit else 0.0,
+            "end_s": report.duration_s,
         }
 
-    def close_period(self) -> dict[str, Any]:
-        """Record the period that ends now (also called by the timer) and return it."""
+    def close_period(self, report: Any = None) -> dict[str, Any]:
+        """Record the period that ends now (also called by the timer; ``report``: the final one) and return it."""
         with self._period_lock:
-            now = self.tracker.elapsed_s()
-            totals = self._totals()
+            totals = self._totals(report)
             delta = {key: totals[key] - self._last.get(key, 0.0) for key in totals}
             count = delta["units"]
             record = {
                 "period": self._period_index,
                 "run_id": self.tracker.run_id,
-                "start_s": self._period_started_s,
-                "end_s": now,
+                "start_s": self._last["end_s"],
+                "end_s": totals["end_s"],
                 "it_energy_kwh": delta["energy_kwh"],
                 "facility_energy_kwh": delta["facility_kwh"],
                 "carbon_g": delta["carbon_g"],
@@ -154,11 +158,12 @@ class ServingTracker:
                 f"carbon_g_per_{self.unit}": delta["carbon_g"] / count if count else None,
                 f"facility_energy_kwh_per_{self.unit}": delta["facility_kwh"] / count if count else None,
             }
-            self._last, self._period_started_s = totals, now
+            self._last = totals
             self._period_index += 1
             if self.tracker.config.write_report:
                 self._append(record)
-                self.tracker.checkpoint()
+                if report is None:
+                    self.tracker.checkpoint()
             return record
 
     def _append(self, record: dict[str, Any]) -> None:
@@ -171,9 +176,14 @@ class ServingTracker:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
         try:
-            if self.tracker.running and self.tracker.elapsed_s() > self._period_started_s:
-                self.close_period()
-            return self.tracker.stop(status, error)
+            was_running = self.tracker.running
+            report = self.tracker.stop(status, error)
+            if was_running:  # the last period ends with the final report: the periods add up to it
+                try:
+                    self.close_period(report)
+                except Exception:  # a period record must never hide the report
+                    log.exception("nn_tracker: the last period record failed")
+            return report
         finally:
             self._close_prometheus()
 

@@ -21,11 +21,11 @@ from nn_tracker.clock import Clock, SystemClock
 from nn_tracker.config import TrackerConfig, make_config
 from nn_tracker.endings import ExitGuard, SigtermGuard, stop_as_block_ends
 from nn_tracker.errors import NNTrackerError
+from nn_tracker.ledger import Ledger, Record, node_pseudonym
 from nn_tracker.live import live_figures
 from nn_tracker.node import hostname, node_id
 from nn_tracker.phases import PhaseBook
 from nn_tracker.report.output import ReportFiles
-from nn_tracker.run_state import CarriedTotals, snapshot
 from nn_tracker.sampling import Sampler
 from nn_tracker.sensors import SensorOptions, SensorSet, discover_sensors
 
@@ -49,6 +49,9 @@ class Tracker:
         clock: Clock for durations (tests use :class:`~nn_tracker.clock.ManualClock`).
         background: Sample in a background thread; ``False`` samples only on :meth:`sample` calls.
         sensors: Use these sensors instead of discovering the machine's (simulations, tests).
+        session: The session this tracker measures in (:class:`~nn_tracker.distributed.DistributedTracker`
+            gives every rank rank 0's); a new one by default.
+        rank: This process's rank in the session (0 outside distributed runs).
         **options: Fields of :class:`TrackerConfig`.
 
     """
@@ -60,6 +63,8 @@ class Tracker:
         clock: Clock | None = None,
         background: bool = True,
         sensors: SensorSet | None = None,
+        session: str | None = None,
+        rank: int = 0,
         **options: Any,
     ) -> None:
         self.config = make_config(config, options)
@@ -72,6 +77,7 @@ class Tracker:
         self._sensors: SensorSet | None = None
         self._started_wall_s = 0.0
         self._started_s = 0.0
+        self._ended_s: float | None = None  # when sampling ended (monotonic)
         self._last_checkpoint_s = 0.0
         self._owner_pid: int | None = None
         self._sigterm = SigtermGuard(lambda: self.stop("terminated", _Terminated("SIGTERM received")))
@@ -79,8 +85,11 @@ class Tracker:
         self._report: Report | IncompleteReport | None = None
         self._notes: list[str] = []
         self._related_runs: list[RelatedRun] = []
-        self._node_id = node_id(self.config.proc_root)
-        self._carried = CarriedTotals(self._node_id, hostname())
+        self._node = node_pseudonym(node_id(self.config.proc_root))
+        self._process = os.urandom(12).hex()  # this tracker's key in the run's ledger, with its session
+        self._session = session or self._process
+        self._rank = rank
+        self._carried = Ledger()  # earlier sessions (resume) and other processes (distributed)
         # time first (runs sort by start), then 96 random bits: no collision even for a cluster's simultaneous starts
         self.run_id = self.config.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(12).hex()
         self._files = ReportFiles(
@@ -90,8 +99,13 @@ class Tracker:
     # ----- life cycle -------------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        """Started and not yet stopped (in this process)."""
-        return self._sampler is not None and self._report is None and self._owner_pid == os.getpid()
+        """Started and still sampling (in this process)."""
+        return (
+            self._sampler is not None
+            and self._report is None
+            and self._ended_s is None
+            and self._owner_pid == os.getpid()
+        )
 
     @property
     def report_path(self) -> Path:
@@ -123,7 +137,6 @@ class Tracker:
             self._started_wall_s = self._clock.time()
             self._started_s = self._last_checkpoint_s = self._clock.monotonic()
             self._sampler.start(background=self._background)
-            self._carried.start(self._sampler, self._phases.carry)
             if any(c.default_location for c in config.resolved):
                 log.warning(
                     "nn_tracker: no location given; using the world-average grid intensity. "
@@ -147,7 +160,7 @@ class Tracker:
                 return self._build("running", None, final=False)
             if self._sigterm.received and status == "completed":
                 status, error = "terminated", error or _Terminated("SIGTERM received")
-            self._sampler.stop()
+            self.end_sampling()
             self._sigterm.restore()
             self._exit.restore()
             try:
@@ -163,6 +176,13 @@ class Tracker:
             self._write(report, final=True)
             return report
 
+    def end_sampling(self) -> None:
+        """Take the last reading and stop sampling (the report is built by :meth:`stop`); idempotent."""
+        with self._state_lock:
+            if self._sampler is not None and self._ended_s is None:
+                self._sampler.stop()
+                self._ended_s = self._sampler.last_tick_s
+
     def __enter__(self) -> Tracker:
         return self.start()
 
@@ -172,14 +192,15 @@ class Tracker:
     # ----- phases and units ------------------------------------------------------------------------------
     @property
     def current_phase(self) -> str:
-        """The innermost phase path, e.g. ``training/validation``."""
-        return self._phases.current
+        """The innermost phase path of the calling thread or task, e.g. ``training/validation``."""
+        return self._phases.here
 
     def phase(self, name: str) -> contextlib.AbstractContextManager[str]:
         """Attribute energy and time to ``name`` inside the block; nests as ``outer/name``.
 
         Energy is counted in the innermost phase ("exclusive") and, in the report,
-        also in every enclosing phase ("inclusive").
+        also in every enclosing phase ("inclusive"). Phases nest per thread and per asyncio task;
+        while phases of several threads are open, energy goes to the one entered last.
         """
         return self._phases.phase(name)
 
@@ -224,7 +245,7 @@ class Tracker:
         return self._clock.monotonic() - self._started_s
 
     def units(self) -> dict[str, float]:
-        """Functional units counted so far, per kind, over all phases."""
+        """Functional units counted so far in this process and session, per kind, over all phases."""
         return self._phases.totals()
 
     def checkpoint(self) -> None:
@@ -264,35 +285,80 @@ class Tracker:
         """
         return live_figures(self.live_report(), self._sampler.power_w())
 
-    # ----- resuming and merging -------------------------------------------------------------------------
-    def export_state(self) -> dict[str, Any]:
-        """Cumulative totals as a JSON-ready dict: for checkpoints of a training job or merging ranks."""
+    # ----- the ledger: resuming and merging --------------------------------------------------------------
+    @property
+    def session(self) -> str:
+        """The session this tracker measures in."""
+        return self._session
+
+    def ledger(self) -> Ledger:
+        """The run's ledger: carried records and this process's own record as of now."""
         with self._state_lock:
             if self._sampler is None:
                 raise NNTrackerError("this Tracker was never started")
             if self.running:
                 self._sampler.tick(force=True)
-            duration_s = self._clock.monotonic() - self._started_s + self._carried.duration_s
-            return snapshot(self._sampler, self._phases.units(), self._node_id, hostname(), duration_s)
+            return self._ledger()
+
+    def _ledger(self) -> Ledger:
+        return self._carried.with_record(self._own_record())
+
+    def _own_record(self) -> Record:
+        """What this process measured in this session so far (one consistent snapshot of the sampler)."""
+        sampler = self._sampler
+        with sampler.lock:
+            started_s = sampler.started_s or self._started_s
+            devices = tuple(t.record(started_s) for t in sampler.totals.values())
+            phase_time_s = dict(sampler.phase_time_s)
+        end_s = self._ended_s if self._ended_s is not None else self._clock.monotonic()
+        return Record(
+            session=self._session,
+            process=self._process,
+            rank=self._rank,
+            node=self._node,
+            run_id=self.run_id,
+            started_wall_s=self._started_wall_s,
+            ended_wall_s=self._started_wall_s + (end_s - started_s),
+            duration_s=max(end_s - started_s, 0.0),
+            phase_time_s=phase_time_s,
+            units=self._phases.units(),
+            devices=devices,
+            host=hostname(),
+        )
+
+    def export_state(self, public: bool = False) -> dict[str, Any]:
+        """The run's ledger as a JSON-ready dict: for checkpoints (``public``: no host names) or merging ranks."""
+        return self.ledger().to_state(public)
 
     def carry_over(self, state: dict[str, Any], parallel: bool = False) -> None:
-        """Add totals from :meth:`export_state` of another tracker.
+        """Add the records of :meth:`export_state` of another tracker to this run's ledger.
+
+        Records keep their keys: an earlier session (resume from a checkpoint) adds its energy, time
+        and units; another process of this session (a distributed rank) its energy and units. The
+        same record carried twice counts once.
 
         Args:
-            state: The exported totals.
-            parallel: ``False`` for an earlier session of this run (resume from a checkpoint: energy,
-                time and units add up); ``True`` for another process running at the same time (a
-                distributed rank: energy and units add up, time does not; devices of another node
-                are keyed ``node/device``).
+            state: The exported ledger.
+            parallel: The records come from a process that ran at the same time as this session but
+                did not know it (not through :class:`~nn_tracker.distributed.DistributedTracker`):
+                they are filed under this session (their time does not add to the run's).
 
         Raises:
-            ValidationError: ``state`` is not an nn_tracker state.
-            DeviceCountedTwice: ``parallel`` and one of its devices is measured here already.
+            ValidationError: ``state`` is not an nn_tracker state (one line naming the field).
         """
+        from dataclasses import replace
+
+        ledger = Ledger.from_state(state)
         with self._state_lock:
             if self._report is not None:
                 raise NNTrackerError("carry_over() must come before stop()")
-            self._carried.add(state, parallel, self._sampler, self._phases.carry)
+            for record in ledger.records:
+                if parallel:
+                    record = replace(record, session=self._session, rank=max(record.rank, self._rank + 1))
+                if record.key != (self._session, self._process):  # our own record: ours is the newest
+                    self._carried.add(record)
+            for note in ledger.notes:
+                self._carried.notes.append(note)
 
     # ----- output ----------------------------------------------------------------------------------------
     def _build(self, status: str, error: BaseException | None, final: bool, timeline: bool = True) -> Report:
@@ -301,15 +367,12 @@ class Tracker:
         return build_report(self._run_state(status, error, final), self._sampler, timeline=timeline)
 
     def _run_state(self, status: str, error: BaseException | None, final: bool) -> RunState:
-        """What the report needs besides the sampler's totals."""
+        """What the report needs besides the sampler's health and timeline."""
         from nn_tracker.report.document import RunError
         from nn_tracker.report.model import RunState
 
-        now = self._clock.monotonic()
-        units = self._phases.units()
         notes = [
             *(self._sensors.notes if self._sensors else []),
-            *self._carried.notes,
             *self._notes,
             *self._phases.notes,
         ]
@@ -319,10 +382,11 @@ class Tracker:
             config=self.config,
             run_id=self.run_id,
             status=status,
+            ledger=self._ledger(),
+            session=self._session,
+            node=self._node,
             started_wall_s=self._started_wall_s,
             ended_wall_s=self._clock.time() if final else None,
-            duration_s=now - self._started_s + self._carried.duration_s,
-            units=units,
             notes=notes,
             cpu_model=self._sensors.cpu_model.model_name if self._sensors and self._sensors.cpu_model else None,
             error=RunError(type=type(error).__name__, message=str(error)) if error is not None else None,
@@ -353,7 +417,7 @@ class Tracker:
                     self._checkpoint()
 
     def _stop_at_exit(self, status: str, error: BaseException | None) -> None:
-        if self.running:
+        if self._sampler is not None and self._report is None and self._owner_pid == os.getpid():
             self.stop(status, error)
 
 

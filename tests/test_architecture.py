@@ -10,12 +10,12 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "nn_tracker"
 
 LAYERS = [
-    ("base", ("errors", "validation", "clock", "energy", "node", "inputs", "data", "timeline")),
+    ("base", ("errors", "validation", "clock", "energy", "node", "inputs", "data", "timeline", "ledger")),
     ("footprint model", ("catalogue", "footprint", "equivalents", "intensity_series", "scheduling")),
     ("measuring", ("sensors", "sampling")),
     ("configuration", ("config", "estimate")),
     ("reports", ("report", "live")),
-    ("running", ("run_state", "phases", "endings", "tracker", "distributed", "serving", "runner")),
+    ("running", ("phases", "endings", "tracker", "distributed", "serving", "runner")),
     ("integrations", ("integrations",)),
     ("command line", ("cli", "__main__", "__init__")),
 ]

@@ -211,8 +211,9 @@ def test_every_rank_measuring_everything_is_refused_at_the_merge(tmp_path, fake_
     """The mutation these tests exist for: two ranks claiming one device are never summed."""
     pytest.importorskip("torch")
     data = run_job(tmp_path, fake_gpu_env, 1, 2, "--every-rank-measures-all")
-    (note,) = [n for n in data["notes"] if n.startswith("Not merged: device ")]
-    assert "measured by two processes at the same time" in note
+    notes = [n for n in data["notes"] if n.startswith("Not merged: device ")]
+    assert len(notes) == 4  # rank 1's CPU, RAM and two GPUs: each left out, with its own note
+    assert all("measured by two processes at the same time (ranks 0 and 1" in n for n in notes)
     assert not any(n.startswith("Merged from") for n in data["notes"])
     assert double_counting_problems(data, job_gpus(1), nodes=1) == []  # rank 0's own figures, counted once
 

@@ -108,10 +108,11 @@ def test_a_resumed_training_continues_the_checkpoint_s_totals(tmp_path):
     assert read(first.reports[0])["phases"]["training"]["units"]["sample"] == 64
 
     saved = json.loads((tmp_path / "out" / "checkpoint-4" / "trainer_state.json").read_text())
-    totals = saved["stateful_callbacks"]["NNTrackerCallback"]["attributes"]["_saved_totals"]
-    assert totals["units"]["training"]["sample"] == 32 and totals["units"]["training"]["batch"] == 4
-    assert 0 < totals["units"]["training"]["token"] < data.tokens()
-    assert "host" not in totals and totals["node"] == "checkpoint"  # checkpoints get published
+    ledger = saved["stateful_callbacks"]["NNTrackerCallback"]["attributes"]["_saved_totals"]
+    (record,) = ledger["records"]  # one process, one session so far
+    assert record["units"]["training"]["sample"] == 32 and record["units"]["training"]["batch"] == 4
+    assert 0 < record["units"]["training"]["token"] < data.tokens()
+    assert "host" not in record and record["node"].startswith("node-")  # checkpoints get published
 
     second = NNTrackerCallback(**callback_options(tmp_path))
     trainer = Trainer(model=tiny_bert(), args=args, train_dataset=data, callbacks=[second])
@@ -120,8 +121,11 @@ def test_a_resumed_training_continues_the_checkpoint_s_totals(tmp_path):
     units = resumed["phases"]["training"]["units"]
     assert units["sample"] == 64  # 32 before the checkpoint + 32 after
     assert units["token"] == data.tokens()  # one epoch, every sample once, resumed where it stopped
-    assert any("earlier sessions (resumed)" in note for note in resumed["notes"])
-    assert resumed["duration_s"] > read(first.reports[0])["duration_s"] / 2
+    assert any("measured in earlier sessions" in note for note in resumed["notes"])
+    earlier, current = resumed["sessions"]
+    assert earlier["units"]["sample"] == 32 and current["units"]["sample"] == 32 and current["current"]
+    assert resumed["duration_s"] == pytest.approx(earlier["duration_s"] + current["duration_s"], rel=1e-12)
+    assert resumed["energy"]["it_kwh"] == pytest.approx(earlier["it_energy_kwh"] + current["it_energy_kwh"])
 
 
 def test_resume_when_the_trainer_rebuilds_its_callbacks_from_the_checkpoint(tmp_path):
@@ -161,7 +165,7 @@ def test_a_damaged_saved_state_is_a_note_not_a_crash(tmp_path):
     )
     report = read(callback.reports[0])
     assert report["status"] == "completed" and report["phases"]["training"]["units"]["sample"] == 16
-    assert any("checkpoint's nn_tracker totals were not used" in note for note in report["notes"])
+    assert any("checkpoint's nn_tracker records were not used" in note for note in report["notes"])
 
 
 class Exploding(TrainerCallback):

@@ -17,8 +17,13 @@ from typing import Any
 from nn_tracker.config import TRAINING_PHASE
 from nn_tracker.errors import ValidationError
 from nn_tracker.integrations.batches import batch_size
-from nn_tracker.integrations.stages import StageRun, check_tracker_options, public_state, stage_summary
-from nn_tracker.run_state import check_state
+from nn_tracker.integrations.stages import (
+    LoggedSeries,
+    StageRun,
+    check_tracker_options,
+    read_checkpoint_state,
+    stage_summary,
+)
 
 
 def _callback_bases() -> tuple[type, ...]:
@@ -46,7 +51,8 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
 
     Args:
         log_every_n_steps: Log ``energy/*``, ``power/total_w`` and ``carbon/*`` to the trainer's
-            loggers every this many training steps (and once at the end of each stage).
+            loggers every this many training steps (and once at the end of each stage). Energy and
+            carbon are run-level series over the stages: they never go down.
         **tracker_options: Fields of :class:`~nn_tracker.config.TrackerConfig` (``location``, ``pue``...).
 
     Raises:
@@ -61,8 +67,10 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
         self.log_every_n_steps = log_every_n_steps
         self._options = tracker_options
         self._stage_run: StageRun | None = None
-        self._carried: dict[str, Any] | None = None  # a checkpoint's totals, added when the stage runs
+        self._carried: dict[str, Any] | None = None  # a checkpoint's ledger, added when the stage runs
+        self._carried_note: str | None = None  # why a checkpoint's ledger was not used
         self._last_logged_step = -1
+        self._series = LoggedSeries()
         self.reports: list[Any] = []
         self.stages: list[dict[str, Any]] = []  # the stages finished by this callback, with their totals
 
@@ -80,10 +88,9 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
     # ----- continuing the totals ----------------------------------------------------------------------
     def _continue_totals(self, *_: Any) -> None:
         """Add the totals of the checkpoint the stage resumes from, once it runs (after Lightning's restore)."""
-        if self._stage_run is not None and self._carried is not None:
-            if self._stage_run.run.is_writer:
-                self._stage_run.tracker.carry_over(self._carried)
-            self._carried = None
+        if self._stage_run is not None and (self._carried is not None or self._carried_note):
+            self._stage_run.continue_from(self._carried, self._carried_note)
+            self._carried = self._carried_note = None
 
     on_fit_start = on_test_start = on_predict_start = _continue_totals
 
@@ -104,6 +111,7 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
             report = stage_run.finish(exception, lambda _run: self._log(trainer, force=True))
         finally:
             self._stage_run = None
+            self._series.next_stage()
         self.reports.append(report)
         self.stages.append(stage_summary(stage_run.stage, report))
 
@@ -155,25 +163,21 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
         if self._stage_run is None or (step == self._last_logged_step and not force):
             return
         self._last_logged_step = step
-        metrics = self._stage_run.run.sum_over_processes(self._stage_run.tracker.live())
-        metrics = {k: v for k, v in metrics.items() if v is not None}  # not measured anywhere: not logged
+        metrics = self._series.values(self._stage_run.run.sum_over_processes(self._stage_run.tracker.live()))
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
 
     # ----- checkpoints ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The totals so far, merged over processes, so a resumed run continues them."""
+        """The run's ledger so far, every process's records, so a resumed run continues it (no host names)."""
         # merged_state() is collective: Lightning calls state_dict on every process when it checkpoints
-        state = self._stage_run.run.merged_state() if self._stage_run is not None else self._carried
-        return {"nn_tracker": public_state(state)}
+        state = self._stage_run.run.merged_state(public=True) if self._stage_run is not None else self._carried
+        return {"nn_tracker": state}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Continue the totals of the checkpoint's run."""
-        state = state_dict.get("nn_tracker")
-        if state is None:
-            return
-        check_state(state)
-        self._carried = state  # added when the stage starts running (Lightning restores after setup)
+        """Continue the checkpoint's run (a state that cannot be used is left out with a note, never raised)."""
+        # added when the stage starts running (Lightning restores after setup)
+        self._carried, self._carried_note = read_checkpoint_state(state_dict.get("nn_tracker"))
 
 
 __all__ = ["NNTrackerCallback", "batch_size", "stage_summary"]

@@ -36,11 +36,53 @@ def stage_summary(stage: str, report: Report | IncompleteReport) -> RelatedRun:
     )
 
 
-def public_state(state: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A tracker state fit for a checkpoint, which gets published: no node identity or host name."""
+def read_checkpoint_state(state: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """A checkpoint's nn_tracker ledger, checked: ``(state, None)``, or ``(None, note)`` when it cannot be used.
+
+    A damaged or foreign state must never stop the training: it is left out, with a one-line note.
+    """
+    from nn_tracker.errors import ValidationError
+    from nn_tracker.ledger import Ledger
+
     if state is None:
-        return None
-    return {**{k: v for k, v in state.items() if k != "host"}, "node": "checkpoint"}
+        return None, None
+    try:
+        Ledger.from_state(state)
+    except ValidationError as exc:
+        return None, f"The checkpoint's nn_tracker records were not used: {exc}."
+    return state, None
+
+
+class LoggedSeries:
+    """The series a trainer's loggers get: run-level totals that never go down across stages.
+
+    Each stage's tracker starts from zero; the logged cumulative figures (energy, carbon) are that
+    stage's running totals on top of what the earlier stages last logged, so after ``fit`` then
+    ``test`` a logger's last ``energy/total_kwh`` is the trainer's whole run. ``power/total_w`` is a
+    gauge: logged as measured. Each stage's report keeps its own figures.
+    """
+
+    def __init__(self) -> None:
+        self._base: dict[str, float] = {}
+        self._last: dict[str, float] = {}
+
+    def values(self, metrics: dict[str, float | None]) -> dict[str, float]:
+        """What to log for a stage's running figures (``None``: not measured anywhere, left out)."""
+        from nn_tracker.live import CUMULATIVE_METRICS
+
+        logged = {
+            name: value + self._base.get(name, 0.0) if name in CUMULATIVE_METRICS else value
+            for name, value in metrics.items()
+            if value is not None
+        }
+        self._last.update(logged)
+        return logged
+
+    def next_stage(self) -> None:
+        """A stage ended: later stages log on top of its last logged totals."""
+        from nn_tracker.live import CUMULATIVE_METRICS
+
+        self._base = {name: value for name, value in self._last.items() if name in CUMULATIVE_METRICS}
 
 
 def check_tracker_options(options: dict[str, Any]) -> None:
@@ -105,6 +147,16 @@ class StageRun:
         if self._nested is not None:
             phase, self._nested = self._nested, None
             phase.__exit__(None, None, None)
+
+    def continue_from(self, state: dict[str, Any] | None, note: str | None = None) -> None:
+        """Continue a checkpoint's run: its records (earlier sessions) join this stage's ledger on the writer.
+
+        Only the writer carries them (the others' ledgers would add nothing: a union keeps a record once).
+        """
+        if note:
+            self.run.tracker.add_note(note)
+        if state is not None and self.run.is_writer:
+            self.run.tracker.carry_over(state)
 
     def finish(self, exception: BaseException | None, last_log: Any = None) -> Any:
         """Leave the phases, stop (collective; global rank 0 writes the report) and return the report.

@@ -36,8 +36,13 @@ from transformers import Trainer, TrainerCallback
 from nn_tracker.distributed import DistributedTracker
 from nn_tracker.errors import ValidationError
 from nn_tracker.integrations.batches import batch_size, batch_tokens
-from nn_tracker.integrations.stages import StageRun, check_tracker_options, public_state, stage_summary
-from nn_tracker.run_state import check_state
+from nn_tracker.integrations.stages import (
+    LoggedSeries,
+    StageRun,
+    check_tracker_options,
+    read_checkpoint_state,
+    stage_summary,
+)
 
 try:  # transformers >= 4.41: callback state saved in the checkpoint's trainer_state.json
     from transformers.trainer_callback import ExportableState
@@ -89,7 +94,8 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
 
     Args:
         log_metrics: Log ``energy/*``, ``power/total_w`` and ``carbon/*`` through ``trainer.log``
-            whenever the ``Trainer`` logs (``logging_steps``) and at the end of each stage.
+            whenever the ``Trainer`` logs (``logging_steps``) and at the end of each stage. Energy and
+            carbon are run-level series over the stages: they never go down.
         **tracker_options: Fields of :class:`~nn_tracker.config.TrackerConfig` (``location``, ``pue``...).
 
     Raises:
@@ -106,6 +112,7 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         self._pending_tokens: Any = 0  # tokens counted since the last flush (maybe a tensor on the accelerator)
         self._checkpoint_totals: dict[str, Any] | None = None  # merged at the last collective point
         self._trainer: Any = None  # weakref.ref to the Trainer, found on the call stack
+        self._series = LoggedSeries()
         self.reports: list[Any] = []
         self.stages: list[dict[str, Any]] = []
 
@@ -198,7 +205,10 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         except Exception:  # the report is written whatever happened here
             log.debug("nn_tracker: could not count the last tokens", exc_info=True)
         stage_run, self._stage_run = self._stage_run, None
-        report = stage_run.finish(exception, self._log)  # the final figures, after the last readings
+        try:
+            report = stage_run.finish(exception, self._log)  # the final figures, after the last readings
+        finally:
+            self._series.next_stage()
         self.reports.append(report)
         self.stages.append(stage_summary(stage_run.stage, report))
 
@@ -206,13 +216,8 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         """Start the ``train`` stage, continuing a resumed checkpoint's totals."""
         self._attach(model)
         self._begin("train")
-        carried = _saved_totals(state, type(self).__name__) if state.global_step > 0 else None
-        if carried is not None and self._stage_run.run.is_writer:
-            try:
-                check_state(carried)
-                self._stage_run.tracker.carry_over(carried)
-            except ValidationError as exc:  # a damaged trainer_state.json must not stop the training
-                self._stage_run.tracker.add_note(f"The checkpoint's nn_tracker totals were not used: {exc}.")
+        if state.global_step > 0:  # a damaged trainer_state.json must not stop the training: a note
+            self._stage_run.continue_from(*read_checkpoint_state(_saved_totals(state, type(self).__name__)))
         if args.eval_on_start:
             self._enter_validation()
 
@@ -277,8 +282,7 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         if not self.log_metrics:
             return
         self._flush_tokens()
-        metrics = run.sum_over_processes(run.tracker.live())
-        metrics = {k: v for k, v in metrics.items() if v is not None}  # not measured anywhere: not logged
+        metrics = self._series.values(run.sum_over_processes(run.tracker.live()))
         trainer = self.trainer
         if trainer is not None and metrics:
             trainer.log(metrics)
@@ -288,7 +292,7 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         """Merge the totals of every process now, for the checkpoint that may follow (collective)."""
         if self._stage_run is not None:
             self._flush_tokens()
-            self._checkpoint_totals = public_state(self._stage_run.run.merged_state())
+            self._checkpoint_totals = self._stage_run.run.merged_state(public=True)
 
     def state(self) -> dict[str, Any]:
         """What the ``Trainer`` saves in a checkpoint's ``trainer_state.json``: options and totals so far.
@@ -299,7 +303,7 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         totals = self._checkpoint_totals
         if self._stage_run is not None and self._stage_run.run.world_size == 1:
             self._flush_tokens()
-            totals = public_state(self._stage_run.run.merged_state())
+            totals = self._stage_run.run.merged_state(public=True)
         return {"args": _json_options(self.log_metrics, self._options), "attributes": {"_saved_totals": totals}}
 
 

@@ -54,6 +54,23 @@ def operational(config: TrackerConfig, phases: dict[str, Phase]) -> tuple[list[D
     return rows, slots, operational_g
 
 
+def charge_devices(config: TrackerConfig, devices: list[Device], centres: list[Datacentre]) -> None:
+    """Set each measured device's operational carbon: each phase's energy at the datacentre that runs it.
+
+    The devices' figures add up to the footprint's operational carbon (nn-c is linear in energy).
+    """
+    for device in devices:
+        if device.energy_kwh is None:
+            continue
+        grams = 0.0
+        for phase, kwh in device.energy_kwh_by_phase.items():
+            centre = centres[centre_row_for(phase.split("/", 1)[0], centres)]
+            grams += footprint.operational_carbon_g(
+                [kwh * centre.pue], [centre.intensity_g_per_kwh], [centre.transport_factor]
+            )
+        device.operational_carbon_g = grams
+
+
 Wanted = tuple[str, float, float | None, float | None, float | None, str]  # name, count, kg, life, share, scope
 
 

@@ -8,8 +8,10 @@ come from. What nn_tracker does not measure (water, utilisation percentages, RAM
 measure in this run is an empty cell, never 0. Appending to an existing file follows that file's
 own header, so a file started by another CodeCarbon version never gets misaligned columns.
 
-One row per tracker run, each covering only its own run (a Lightning stage's row covers that
-stage), so summing a column of the file counts nothing twice.
+One row per session, holding that session's own figures (a resumed run's sessions each write a
+row; a Lightning stage's row covers that stage), so the rows of a run add up to the run and summing
+a column of the file counts nothing twice. Writing a report whose row is already in the file (the
+same ``run_id``) adds nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from nn_tracker.report.document import Report
+from nn_tracker.report.document import Report, Session
 from nn_tracker.report.files import append_whole
 
 COLUMNS = (  # CodeCarbon 3.3.2's header, in its order
@@ -67,11 +69,11 @@ COLUMNS = (  # CodeCarbon 3.3.2's header, in its order
 
 
 def row(report: Report) -> dict[str, Any]:
-    """The CSV row of a report."""
-    duration = report.duration_s
-    footprint = report.footprint
-    emissions_kg = footprint.total_carbon_g / 1000
-    by_component = report.energy.by_component_kwh
+    """The CSV row of a report: the figures of the session that wrote it."""
+    session = report.session or _whole_run(report)
+    duration = session.duration_s
+    emissions_kg = session.total_carbon_g / 1000
+    by_component = session.it_energy_kwh_by_component
     centre = report.datacentres[0]
     kind, code = centre.location_kind, centre.location_code or ""
     gpus = [d for d in report.devices if d.component == "gpu"]
@@ -96,7 +98,7 @@ def row(report: Report) -> dict[str, Any]:
         "cpu_energy": _blank(by_component.get("cpu")),
         "gpu_energy": _blank(by_component.get("gpu")),
         "ram_energy": _blank(by_component.get("ram")),
-        "energy_consumed": footprint.facility_energy_kwh,
+        "energy_consumed": session.facility_energy_kwh,
         "water_consumed": "",
         "country_name": centre.name if kind == "country" else "",
         "country_iso_code": code if kind == "country" else "",
@@ -124,6 +126,23 @@ def row(report: Report) -> dict[str, Any]:
     }
 
 
+def _whole_run(report: Report) -> Session:
+    """A report without sessions as its one session."""
+    footprint = report.footprint
+    return Session(
+        run_id=report.run_id,
+        current=True,
+        duration_s=report.duration_s,
+        processes=1,
+        it_energy_kwh=report.energy_kwh,
+        it_energy_kwh_by_component={c: e for c, e in report.energy.by_component_kwh.items() if e is not None},
+        facility_energy_kwh=footprint.facility_energy_kwh,
+        operational_carbon_g=footprint.operational_carbon_g,
+        embodied_carbon_amortised_g=footprint.embodied_carbon_amortised_g,
+        total_carbon_g=footprint.total_carbon_g,
+    )
+
+
 def _local(stamp: str | None) -> str:
     """An ISO timestamp in local time, as CodeCarbon writes it (``2026-11-26T05:15:39``)."""
     return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%dT%H:%M:%S") if stamp else ""
@@ -144,9 +163,10 @@ def render(report: Report, header: bool = True, columns: tuple[str, ...] = COLUM
 
 
 def append(path: str | Path, report: Report) -> Path:
-    """Append the run's row to ``path``, whole or not at all, in the columns of the file's own header.
+    """Append the session's row to ``path``, whole or not at all, in the columns of the file's own header.
 
-    A new or empty file gets CodeCarbon 3.3.2's header first. See
+    A new or empty file gets CodeCarbon 3.3.2's header first; a file that has the row (its run id)
+    already is left as it is. See
     :func:`~nn_tracker.report.files.append_whole`: locked, torn rows cut, never through a symlink.
 
     Raises:
@@ -158,9 +178,21 @@ def append(path: str | Path, report: Report) -> Path:
     def payload(size: int) -> bytes:
         if size == 0:
             return render(report).encode("utf-8")
-        return render(report, header=False, columns=_existing_header(target)).encode("utf-8")
+        columns = _existing_header(target)
+        if report.run_id in _run_ids(target, columns):
+            return b""  # this session's row is there already: writing the report again adds nothing
+        return render(report, header=False, columns=columns).encode("utf-8")
 
     return append_whole(target, payload)
+
+
+def _run_ids(path: Path, columns: tuple[str, ...]) -> set[str]:
+    """The run ids of the rows in the file (read under the append's lock)."""
+    if "run_id" not in columns:
+        return set()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, encoding="utf-8", errors="replace", newline="") as handle:
+        return {r.get("run_id") or "" for r in csv.DictReader(handle)}
 
 
 def _existing_header(path: Path) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 
 from nn_tracker.report.codec import IsoTime, spec, to_json
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 Status = Literal["running", "completed", "failed", "terminated"]
 STATUSES = get_args(Status)
 TrainingType = Literal["pre-training", "fine-tuning"]
@@ -94,6 +94,11 @@ class Device:
     lost_at_s: float | None = spec("when the device stopped answering (seconds from the start)", None)
     node: str = spec("`local` in a single-node report; the host name, made unique, in a multi-node one")
     notes: list[str] = spec("caveats about this device")
+    operational_carbon_g: float | None = spec(
+        "operational carbon of its energy: each phase's share at the PUE and intensity of the datacentre that runs "
+        "it (the devices' figures add up to the footprint's; null: not measured)",
+        None,
+    )
 
 
 @record
@@ -272,6 +277,27 @@ class RelatedRun:
 
 
 @record
+class Session:
+    """One session of the run: from a start to a stop (a resumed run has one per resume)."""
+
+    run_id: str = spec("the run id its report was written under")
+    current: bool = spec("true for the session this report was written by")
+    started_at: IsoTime | None = spec("UTC wall clock", None)
+    ended_at: IsoTime | None = spec("UTC wall clock (for the current session of a running report: so far)", None)
+    duration_s: float = spec("its duration (its writer's: global rank 0's)", minimum=0)
+    processes: int = spec("processes (ranks) that measured in it", minimum=1)
+    it_energy_kwh: float = spec("IT energy of every device measured in it", minimum=0)
+    it_energy_kwh_by_component: dict[str, float] = spec(
+        "per component measured in it (`gpu`, `cpu`, `ram`)", factory=dict, key="component"
+    )
+    facility_energy_kwh: float = spec("IT energy x the PUE of each phase's datacentre", minimum=0)
+    operational_carbon_g: float = spec("operational carbon of its energy (nn-c)", minimum=0)
+    embodied_carbon_amortised_g: float | None = spec("its share of the amortised embodied carbon (by duration)")
+    total_carbon_g: float = spec("operational + its embodied share", minimum=0)
+    units: dict[str, float] = spec("functional units counted in it, per kind", factory=dict, key="kind")
+
+
+@record
 class TimelinePoint:
     """One bucket of the timeline."""
 
@@ -299,7 +325,7 @@ class Timeline:
 class Report:
     """A run's footprint report (schema version :data:`SCHEMA_VERSION`); :meth:`to_dict` is its JSON."""
 
-    schema_version: int = spec("3 (older versions are upgraded when read)")
+    schema_version: int = spec("4 (older versions are upgraded when read)")
     run_id: str = spec("UTC start time, then 96 random bits (or as given)")
     project_name: str = spec("the project")
     status: Status = spec("`running` (a checkpoint), `completed`, `failed`, `terminated`")
@@ -308,7 +334,9 @@ class Report:
     checkpointed_at: IsoTime | None = spec(
         "when a `running` report was written: a run no longer running was interrupted after it", None
     )
-    duration_s: float = spec("monotonic duration, including resumed sessions", minimum=0)
+    duration_s: float = spec(
+        "monotonic duration of the run: every session's added up (`started_at` is the first session's)", minimum=0
+    )
     error: RunError | None = spec("the exception that ended a failed run")
     machine: Machine = spec("what the machine is", factory=Machine)
     software: dict[str, str | None] = spec(
@@ -327,6 +355,7 @@ class Report:
     sampler: SamplerHealth = spec("how the sampling went")
     notes: list[str] = spec("every caveat, fallback and assumption")
     related_runs: list[RelatedRun] = spec("earlier stages of the same trainer", factory=list)
+    sessions: list[Session] = spec("the run's sessions, in order; they add up to the run's figures", factory=list)
     timeline: Timeline | None = spec("power over time (null in a summary)", None)
     paths: list[str] = field(default_factory=list, compare=False, repr=False)  # where it was written
 
@@ -344,6 +373,11 @@ class Report:
     def incomplete(self) -> bool:
         """False: this report has every figure."""
         return False
+
+    @property
+    def session(self) -> Session | None:
+        """The session that wrote this report (``None`` for a report read without sessions)."""
+        return next((s for s in self.sessions if s.current), None)
 
     @property
     def overall_pue(self) -> float:
@@ -364,7 +398,7 @@ class Report:
 class IncompleteReport:
     """What is known when the report cannot be built (an internal failure): never nothing, never a wrong figure."""
 
-    schema_version: int = spec("3")
+    schema_version: int = spec("4")
     run_id: str = spec("the run id")
     project_name: str = spec("the project")
     status: Status = spec("the run's status")

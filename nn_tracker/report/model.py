@@ -18,7 +18,8 @@ from nn_tracker import footprint
 from nn_tracker.config import TrackerConfig
 from nn_tracker.energy import j_to_kwh
 from nn_tracker.equivalents import equivalents, what_if
-from nn_tracker.node import hostname
+from nn_tracker.ledger import DeviceFigures, Ledger, SessionFigures
+from nn_tracker.node import NodeLabels, hostname
 from nn_tracker.report import carbon
 from nn_tracker.report.document import (
     SCHEMA_VERSION,
@@ -35,6 +36,7 @@ from nn_tracker.report.document import (
     Report,
     RunError,
     SamplerHealth,
+    Session,
     Settings,
     Timeline,
     TimelinePoint,
@@ -95,15 +97,16 @@ def _machine(cpu_model: str | None, identity: bool) -> Machine:
 
 @dataclass
 class RunState:
-    """What the tracker knows besides the sampler, needed to build a report."""
+    """What the report is built from besides the sampler's health and timeline: the run's ledger and labels."""
 
     config: TrackerConfig
     run_id: str
     status: str
+    ledger: Ledger
+    session: str  # this session's key in the ledger
+    node: str  # this process's node (its pseudonym in the ledger)
     started_wall_s: float
     ended_wall_s: float | None
-    duration_s: float
-    units: dict[str, dict[str, float]]
     notes: list[str]
     cpu_model: str | None
     error: RunError | None = None
@@ -119,40 +122,60 @@ def incomplete_report(state: RunState, failure: BaseException) -> IncompleteRepo
         project_name=state.config.project_name,
         status=state.status,
         incomplete=True,
-        duration_s=state.duration_s,
+        duration_s=_safe_duration(state.ledger),
         error=state.error,
         notes=[f"The report could not be built ({type(failure).__name__}: {failure}); no figures given."],
     )
 
 
+NO_LOCATION_NOTE = (
+    "No location given: the world-average grid intensity was used. Set location "
+    "(country, zone or cloud region) for a meaningful carbon figure."
+)
+
+
+def _safe_duration(ledger: Ledger) -> float:
+    try:
+        return ledger.duration_s()
+    except Exception:  # noqa: BLE001 - the incomplete report must be written whatever broke
+        return 0.0
+
+
 def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Report:
-    """Assemble the report from a consistent snapshot of the sampler (``timeline=False``: a cheap summary)."""
+    """Assemble the report from the run's ledger and this process's sampler (``timeline=False``: a cheap summary).
+
+    Every figure is a projection of the ledger (:mod:`nn_tracker.ledger`); the sampler gives only
+    this process's timeline and sampling health.
+    """
+    ledger = state.ledger
     with sampler.lock:
-        devices = _devices(sampler, state.config.identity)
-        phases = _phases(sampler, state.units)
         timeline_data = _timeline(sampler) if timeline else None
         buckets = [
             (p.start_s - (sampler.started_s or 0.0), p.end_s - (sampler.started_s or 0.0), sum(p.energy_j.values()))
             for p in sampler.timeline.points
         ]
         sampler_health = _sampler_health(state, sampler)
-    notes = list(dict.fromkeys([*state.notes, *(n for d in devices for n in d.notes)]))
+    duration_s = ledger.duration_s()
+    sessions = ledger.sessions()
+    figures = ledger.devices()
+    devices = _devices(figures, state)
+    units = ledger.units()
+    phases = _phases(figures, ledger.phase_time_s(), units)
+    device_notes = (n for d in devices for n in d.notes)
+    notes = list(dict.fromkeys([*_ledger_notes(ledger, sessions), *state.notes, *device_notes]))
     energy = _energy(devices)
     centres, slots, operational_g = carbon.operational(state.config, phases)
-    embodied = carbon.embodied(state.config, devices, state.duration_s, notes)
+    carbon.charge_devices(state.config, devices, centres)
+    embodied = carbon.embodied(state.config, devices, duration_s, notes)
     amortised_g = sum(i.amortised_g for i in embodied) if embodied else None
     total_g = footprint.total_carbon_g(amortised_g or 0.0, operational_g)
     if any(c.default_location for c in centres):
-        notes.insert(
-            0,
-            "No location given: the world-average grid intensity was used. Set location "
-            "(country, zone or cloud region) for a meaningful carbon figure.",
-        )
+        notes.insert(0, NO_LOCATION_NOTE)
     facility_kwh = slots["training"] + slots["querying"]
     catalogue = state.config.catalogue
     what_if_data = what_if(facility_kwh, amortised_g, catalogue, state.config.what_if_locations)
     return Report(
-        **_header(state),
+        **_header(state, sessions, duration_s),
         energy=energy,
         devices=devices,
         nodes=_nodes(devices),
@@ -172,28 +195,94 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
             method="measured IT energy x PUE in nn-et/nn-eq slots; nn-c per datacentre; embodied amortised "
             "by the SCI over the run's duration",
         ),
-        units=carbon.per_unit(state.units, phases, centres, amortised_g, state.duration_s),
+        units=carbon.per_unit(units, phases, centres, amortised_g, duration_s),
         equivalents=[Equivalent(**row) for row in equivalents(total_g, facility_kwh, catalogue)],
         what_if=WhatIf(**{**what_if_data, "places": [Place(**row) for row in what_if_data["places"]]}),
         sampler=sampler_health,
         notes=notes,
         related_runs=list(state.related_runs),
+        sessions=_sessions(state, sessions, duration_s, amortised_g),
         timeline=timeline_data,
     )
 
 
-def _header(state: RunState) -> dict[str, Any]:
-    """Who, when and how: the fields before the figures."""
+def _ledger_notes(ledger: Ledger, sessions: list[SessionFigures]) -> list[str]:
+    """What the reader must know of how the ledger's records were combined."""
+    notes = [*ledger.notes, *ledger.claim_notes()]
+    if len(sessions) > 1:
+        earlier_s = sum(s.duration_s for s in sessions[:-1])
+        notes.append(
+            f"Resumed: {len(sessions)} sessions; includes {earlier_s:.1f} s measured in earlier sessions "
+            "(see sessions)."
+        )
+    return notes
+
+
+def _sessions(
+    state: RunState, sessions: list[SessionFigures], duration_s: float, amortised_g: float | None
+) -> list[Session]:
+    """Each session's own figures: its phases' energy through the run's datacentres, its share of embodied carbon."""
+    rows = []
+    for figures in sessions:
+        own = {
+            name: Phase(
+                energy_kwh=0.0,
+                inclusive_energy_kwh=j_to_kwh(joules),
+                duration_s=0.0,
+                inclusive_duration_s=0.0,
+                units={},
+            )
+            for name, joules in _roots(figures.energy_by_phase_j).items()
+        }
+        _centres, slots, operational_g = carbon.operational(state.config, own)
+        embodied_g = amortised_g * figures.duration_s / duration_s if amortised_g and duration_s > 0 else None
+        rows.append(
+            Session(
+                run_id=figures.run_id,
+                current=figures.session == state.session,
+                started_at=_iso(figures.started_wall_s),
+                ended_at=_iso(figures.ended_wall_s),
+                duration_s=figures.duration_s,
+                processes=figures.processes,
+                it_energy_kwh=j_to_kwh(figures.energy_j),
+                it_energy_kwh_by_component={c: j_to_kwh(j) for c, j in figures.energy_by_component_j.items()},
+                facility_energy_kwh=slots["training"] + slots["querying"],
+                operational_carbon_g=operational_g,
+                embodied_carbon_amortised_g=embodied_g,
+                total_carbon_g=footprint.total_carbon_g(embodied_g or 0.0, operational_g),
+                units={kind: whole(count) for kind, count in _unit_kinds(figures.units).items()},
+            )
+        )
+    return rows
+
+
+def _roots(energy_by_phase_j: dict[str, float]) -> dict[str, float]:
+    roots: dict[str, float] = {}
+    for phase, joules in energy_by_phase_j.items():
+        root = phase.split("/", 1)[0]
+        roots[root] = roots.get(root, 0.0) + joules
+    return roots
+
+
+def _unit_kinds(units: dict[str, dict[str, float]]) -> dict[str, float]:
+    from nn_tracker.ledger import unit_totals
+
+    return unit_totals(units)
+
+
+def _header(state: RunState, sessions: list[SessionFigures], duration_s: float) -> dict[str, Any]:
+    """Who, when and how: the fields before the figures (times of the run: its first session's start)."""
     config = state.config
+    starts = [s.started_wall_s for s in sessions if s.started_wall_s is not None]
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": state.run_id,
         "project_name": config.project_name,
         "status": state.status,
-        "started_at": _iso(state.started_wall_s),
+        "started_at": _iso(min([*starts, state.started_wall_s])),
         "ended_at": _iso(state.ended_wall_s),
         "checkpointed_at": _iso(state.built_wall_s) if state.status == "running" else None,
-        "duration_s": state.duration_s,
+        "duration_s": duration_s,
         "error": state.error,
         "machine": _machine(state.cpu_model, config.identity),
         "software": _software(),
@@ -229,37 +318,43 @@ LOCAL_NODE = "local"
 OTHERS_NOTABLE_SHARE = 0.25  # other processes' share of the machine's CPU time worth a note
 
 
-def _devices(sampler: Sampler, identity: bool = False) -> list[Device]:
-    # The host name labels this node only where it tells nodes apart (or identity was asked for).
-    several_nodes = any(t.node for t in sampler.totals.values())
-    own_node = hostname() if several_nodes or identity else LOCAL_NODE
+def _devices(figures: list[DeviceFigures], state: RunState) -> list[Device]:
+    """One row per device of the run; another node's devices are named ``<node label>/<device>``."""
+    several_nodes = len({f.node for f in figures} | {state.node}) > 1
+    own_host = hostname()
+    labels = NodeLabels(state.node, own_host)
     rows = []
-    for totals in sampler.totals.values():
-        info = totals.info
-        measured = totals.readings > 0  # a sensor that never gave a reading is unmeasured, never 0
+    for device in figures:
+        record = device.record
+        own = device.node == state.node
+        if own:
+            node = own_host if several_nodes or state.config.identity else LOCAL_NODE
+        else:
+            node = labels.label(device.node, device.host)
+        measured = record.readings > 0  # a sensor that never gave a reading is unmeasured, never 0
         rows.append(
             Device(
-                device_id=info.device_id,
-                component=info.component,
-                name=info.name,
-                method=info.method,
-                model=info.model,
-                details=info.details,
-                energy_kwh=j_to_kwh(totals.energy_j) if measured else None,
-                energy_kwh_by_phase={p: j_to_kwh(j) for p, j in totals.energy_by_phase_j.items()},
-                mean_power_w=totals.energy_j / totals.measured_s if totals.measured_s > 0 else None,
-                peak_power_w=totals.peak_power_w,
-                last_power_w=totals.last_power_w,
-                measured_s=totals.measured_s,
-                gap_s=totals.gap_s + totals.pending_s,
-                readings=totals.readings,
-                errors=totals.errors,
-                first_error=totals.first_error or None,
-                dropped_intervals=totals.dropped_intervals,
-                bridged_intervals=totals.bridged_intervals,
-                lost_at_s=None if totals.lost_at_s is None else totals.lost_at_s - (sampler.started_s or 0.0),
-                node=totals.node or own_node,
-                notes=list(info.notes) + _device_notes(totals, measured),
+                device_id=record.device_id if own else f"{node}/{record.device_id}",
+                component=record.component,
+                name=record.name,
+                method=record.method,
+                model=record.model,
+                details=dict(record.details),
+                energy_kwh=j_to_kwh(record.energy_j) if measured else None,
+                energy_kwh_by_phase={p: j_to_kwh(j) for p, j in record.energy_by_phase_j.items()},
+                mean_power_w=record.energy_j / record.measured_s if record.measured_s > 0 else None,
+                peak_power_w=record.peak_power_w,
+                last_power_w=record.last_power_w,
+                measured_s=record.measured_s,
+                gap_s=record.gap_s,
+                readings=record.readings,
+                errors=record.errors,
+                first_error=record.first_error or None,
+                dropped_intervals=record.dropped_intervals,
+                bridged_intervals=record.bridged_intervals,
+                lost_at_s=record.lost_at_s,
+                node=node,
+                notes=list(record.notes) + _device_notes(record, measured),
             )
         )
     return rows
@@ -267,7 +362,7 @@ def _devices(sampler: Sampler, identity: bool = False) -> list[Device]:
 
 def _device_notes(totals: Any, measured: bool) -> list[str]:
     """What a reader must know about one device's figure."""
-    device_id = totals.info.device_id
+    device_id = totals.device_id
     notes = []
     if totals.errors:
         notes.append(f"{device_id}: {totals.errors} read errors, first: {totals.first_error}")
@@ -280,7 +375,7 @@ def _device_notes(totals: Any, measured: bool) -> list[str]:
         )
     if not measured:
         notes.append(f"{device_id} was not measured: energy unknown (null), not zero")
-    others = totals.info.details.get("other_processes_cpu_share")
+    others = totals.details.get("other_processes_cpu_share")
     if others is not None and others > OTHERS_NOTABLE_SHARE:
         notes.append(
             f"Other processes used {others:.0%} of the CPU time the machine spent during this run: with "
@@ -315,28 +410,32 @@ def _energy(devices: list[Device]) -> Energy:
     )
 
 
-def _phases(sampler: Sampler, units: dict[str, dict[str, float]]) -> dict[str, Phase]:
-    """Own and inclusive energy and time of every phase: linear in phases x nesting depth."""
+def _phases(
+    figures: list[DeviceFigures], phase_time_s: dict[str, float], units: dict[str, dict[str, float]]
+) -> dict[str, Phase]:
+    """Own and inclusive energy and time of every phase and of every phase enclosing one (linear in depth)."""
     exclusive: dict[str, float] = {}
-    for totals in sampler.totals.values():
-        for phase, joules in totals.energy_by_phase_j.items():
+    for device in figures:
+        for phase, joules in device.record.energy_by_phase_j.items():
             exclusive[phase] = exclusive.get(phase, 0.0) + joules
-    names = set(exclusive) | set(sampler.phase_time_s) | set(units)
+    names = set(exclusive) | set(phase_time_s) | set(units)
+    for name in list(names):  # a phase with no time of its own still encloses its nested phases
+        parts = name.split("/")
+        names.update("/".join(parts[:depth]) for depth in range(1, len(parts)))
     inclusive_j = dict.fromkeys(names, 0.0)
     inclusive_s = dict.fromkeys(names, 0.0)
     for name in names:
-        joules, seconds = exclusive.get(name, 0.0), sampler.phase_time_s.get(name, 0.0)
+        joules, seconds = exclusive.get(name, 0.0), phase_time_s.get(name, 0.0)
         parts = name.split("/")
         for depth in range(1, len(parts) + 1):
             prefix = "/".join(parts[:depth])
-            if prefix in inclusive_j:
-                inclusive_j[prefix] += joules
-                inclusive_s[prefix] += seconds
+            inclusive_j[prefix] += joules
+            inclusive_s[prefix] += seconds
     return {
         name: Phase(
             energy_kwh=j_to_kwh(exclusive.get(name, 0.0)),
             inclusive_energy_kwh=j_to_kwh(inclusive_j[name]),
-            duration_s=sampler.phase_time_s.get(name, 0.0),
+            duration_s=phase_time_s.get(name, 0.0),
             inclusive_duration_s=inclusive_s[name],
             units={kind: whole(count) for kind, count in units.get(name, {}).items()},
         )

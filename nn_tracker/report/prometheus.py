@@ -64,7 +64,8 @@ class ServingCollector:
         except Exception:  # not started yet, or a broken sensor: a scrape must never raise into the server
             log.debug("nn_tracker: no figures for this scrape", exc_info=True)
             return
-        yield from self._families(report, tracker.units().get(self._serving.unit, 0.0))
+        served = report.units.get(self._serving.unit) if isinstance(report, Report) else None
+        yield from self._families(report, served.count if served else 0.0)
 
     def _families(self, report: Report | IncompleteReport | None = None, units: float = 0.0) -> Iterator[Metric]:
         families = {
@@ -91,7 +92,7 @@ class ServingCollector:
             "total": CounterMetricFamily("nn_tracker_carbon_grams", "Operational + amortised embodied carbon, gCO2e."),
             "device_carbon": CounterMetricFamily(
                 "nn_tracker_device_carbon_grams",
-                "Operational carbon of one device: the run's, shared by the devices' IT energy, gCO2e.",
+                "Operational carbon of one device: each phase's energy at its own datacentre, gCO2e.",
                 labels=DEVICE_LABELS,
             ),
             "served": CounterMetricFamily("nn_tracker_units", "Functional units served (count()).", labels=("unit",)),
@@ -127,8 +128,8 @@ class ServingCollector:
                 continue  # not measured: left out, not 0
             labels = [device.device_id, device.component, device.method]
             families["device_energy"].add_metric(labels, device.energy_kwh * JOULES_PER_KWH)
-            if it_kwh > 0:
-                families["device_carbon"].add_metric(labels, operational_g * device.energy_kwh / it_kwh)
+            if device.operational_carbon_g is not None:
+                families["device_carbon"].add_metric(labels, device.operational_carbon_g)
             if device.last_power_w is not None:
                 families["device_power"].add_metric(labels, device.last_power_w)
                 power_w = (power_w or 0.0) + device.last_power_w

@@ -72,7 +72,37 @@ def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 4 lists the run's sessions (a version-3 report is one session) and each device's carbon (unknown)."""
+    footprint = data["footprint"]
+    units: dict[str, float] = {}
+    for phase in data["phases"].values():
+        for kind, count in (phase.get("units") or {}).items():
+            units[kind] = units.get(kind, 0) + count
+    data["sessions"] = [
+        {
+            "run_id": data["run_id"],
+            "current": True,
+            "started_at": data.get("started_at"),
+            "ended_at": data.get("ended_at"),
+            "duration_s": data["duration_s"],
+            "processes": 1,
+            "it_energy_kwh": data["energy"]["it_kwh"],
+            "it_energy_kwh_by_component": {
+                c: kwh for c, kwh in data["energy"].get("by_component_kwh", {}).items() if kwh is not None
+            },
+            "facility_energy_kwh": footprint["training_energy_kwh"] + footprint["querying_energy_kwh"],
+            "operational_carbon_g": footprint["operational_carbon_g"],
+            "embodied_carbon_amortised_g": footprint.get("embodied_carbon_amortised_g"),
+            "total_carbon_g": footprint["total_carbon_g"],
+            "units": units,
+        }
+    ]
+    data["schema_version"] = 4
+    return data
+
+
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def upgrade(data: Any, where: str = "report") -> Report:

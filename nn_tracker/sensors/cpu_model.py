@@ -228,8 +228,8 @@ class CpuEstimateSensor(Sensor):
                 self._own_cpu_s = ProcessTree().cpu_seconds
             self._own_last = self._own_cpu_s()
 
-    def utilisation(self, now_s: float) -> float:
-        """Share of the CPUs busy since the last call, in [0, 1]."""
+    def utilisation(self, now_s: float) -> float | None:
+        """Share of the CPUs busy since the last call, in [0, 1]; ``None`` when no CPU time was counted since."""
         busy, total = self._busy_and_total_s(now_s)
         last_busy, last_total = self._last
         self._last = (busy, total)
@@ -242,12 +242,19 @@ class CpuEstimateSensor(Sensor):
                 others = min(max(1 - self._own_busy_s / self._machine_busy_s, 0.0), 1.0)
                 self.info.details["other_processes_cpu_share"] = round(others, 4)
         elapsed = total - last_total
-        return min(max((busy - last_busy) / elapsed, 0.0), 1.0) if elapsed > 0 else 0.0
+        return min(max((busy - last_busy) / elapsed, 0.0), 1.0) if elapsed > 0 else None
 
     def read_energy(self, now_s: float) -> Measurement:
-        """Average power over the interval and the energy it implies."""
+        """Average power over the interval and the energy it implies.
+
+        An interval in which the kernel counted no CPU time (shorter than its tick, e.g. a read right
+        after a phase switch) holds no energy and says nothing of the power: its power is ``None``, so
+        the last power stays that of the last interval that had a tick (never a false 0 W).
+        """
         share = self.utilisation(now_s)
         duration_s = now_s - self._last_s
         self._last_s = now_s
+        if share is None:
+            return Measurement(0.0, None)
         power_w = self._model.tdp_w * share
         return Measurement(power_w * duration_s, power_w)
