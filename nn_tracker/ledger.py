@@ -252,11 +252,13 @@ class Ledger:
     @property
     def records(self) -> list[Record]:
         """Every record, in session order (by start), then by rank."""
-        starts: dict[str, float] = {}
+        bounds: dict[str, tuple[float, float]] = {}  # a session's (start, end): sessions sort by them
         for record in self._records.values():
             start = record.started_wall_s if record.started_wall_s is not None else -math.inf
-            starts[record.session] = min(starts.get(record.session, math.inf), start)
-        return sorted(self._records.values(), key=lambda r: (starts[r.session], r.session, r.rank, r.process))
+            end = record.ended_wall_s if record.ended_wall_s is not None else start
+            first, last = bounds.get(record.session, (math.inf, -math.inf))
+            bounds[record.session] = (min(first, start), max(last, end))
+        return sorted(self._records.values(), key=lambda r: (*bounds[r.session], r.session, r.rank, r.process))
 
     def add(self, record: Record) -> bool:
         """Add a record; ``False`` (with a note) when another record with its key and other values is here."""

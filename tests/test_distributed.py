@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nn_tracker.distributed import assign_roles, merge_states
+from nn_tracker.distributed import assign_roles
 
 HERE = Path(__file__).resolve().parent
 
@@ -68,55 +68,6 @@ def test_node_identity_is_the_boot_id_then_the_machine_id_then_the_host_name(tmp
     assert labels.label("boot:other", "gpu-host") == "gpu-host~other"  # same host name, another node
     assert labels.label("boot:third", "gpu-2") == "gpu-2"
     assert labels.label("boot:other", "gpu-host") == "gpu-host~other"
-
-
-def state(node, devices, units):
-    return {
-        "nn_tracker_state": 1,
-        "node": node,
-        "duration_s": 10.0,
-        "phase_time_s": {"training": 10.0},
-        "units": units,
-        "devices": [
-            {
-                "info": {
-                    "device_id": d,
-                    "component": d.split(":")[0],
-                    "name": d,
-                    "method": "counter",
-                    "model": "",
-                    "details": {},
-                    "notes": [],
-                },
-                "energy_j": j,
-                "energy_by_phase_j": {"training": j},
-                "measured_s": 10.0,
-                "gap_s": 0.0,
-                "peak_power_w": None,
-                "readings": 1,
-                "errors": 0,
-                "first_error": "",
-                "dropped_intervals": 0,
-                "node": None,
-            }
-            for d, j in devices
-        ],
-    }
-
-
-def test_merge_keys_other_nodes_devices_by_node_and_sums_units():
-    merged = merge_states(
-        [
-            state("a", [("cpu:estimate", 100.0), ("gpu:GPU-1", 500.0)], {"training": {"sample": 32}}),
-            state("a", [("gpu:GPU-2", 400.0)], {"training": {"sample": 32}}),
-            state("b", [("cpu:estimate", 90.0)], {"training": {"sample": 32}}),  # a state without "host"
-        ]
-    )
-    by_id = {d["info"]["device_id"]: d for d in merged["devices"]}
-    assert set(by_id) == {"cpu:estimate", "gpu:GPU-1", "gpu:GPU-2", "b/cpu:estimate"}
-    assert by_id["b/cpu:estimate"]["node"] == "b" and by_id["cpu:estimate"]["energy_j"] == 100.0
-    assert merged["units"] == {"training": {"sample": 96}}
-    assert merged["duration_s"] == 10.0
 
 
 def free_port() -> str:

@@ -327,10 +327,18 @@ def test_folders_are_created_with_the_umask_but_never_world_writable(tmp_path):
 @pytest.mark.parametrize(
     ("mangle", "message"),
     [
-        (lambda s: s["devices"].append({"info": {}}), "state.devices[1] must be a device's totals"),
-        (lambda s: s.update(units={"training": 5}), "state.units.training must be a mapping"),
-        (lambda s: s["devices"][0].update(energy_j="x"), "state.devices[0].energy_j must be a number"),
-        (lambda s: s.update(duration_s=float("inf")), "state.duration_s must be finite"),
+        (lambda s: s["records"][0]["devices"].append({}), "state.records[0].devices[1].device_id must be a non-empty"),
+        (lambda s: s["records"][0].update(units={"training": 5}), "state.records[0].units.training must be a mapping"),
+        (lambda s: s["records"][0]["devices"][0].update(energy_j="x"), "devices[0].energy_j must be a number"),
+        (lambda s: s["records"][0]["devices"][0].update(energy_j=-1.0), "records[0].devices[0].energy_j must be >= 0"),
+        (
+            lambda s: s["records"][0]["devices"][0]["energy_by_phase_j"].update(training=-5),
+            "devices[0].energy_by_phase_j.training must be >= 0",
+        ),
+        (lambda s: s["records"][0].update(duration_s=float("inf")), "state.records[0].duration_s must be finite"),
+        (lambda s: s["records"][0].update(rank=-1), "state.records[0].rank must be an integer >= 0"),
+        (lambda s: s.update(nn_tracker_state=7), "state.nn_tracker_state must be 1 or 2"),
+        (lambda s: s.update(records="all"), "state.records must be a list"),
     ],
 )
 def test_a_malformed_state_is_refused_by_carry_over_and_leaves_no_thread(tmp_path, mangle, message):
