@@ -267,7 +267,9 @@ class Sampler:
             if isinstance(power, Exception):
                 totals.record_error(power)
                 power = None
-            previous, totals.last_power_w = totals.last_power_w, power
+            previous = totals.last_power_w
+            if sensor.has_power:  # else the energy reads set it: a tick without one keeps the last power
+                totals.last_power_w = power
             for seg_start, seg_end, phase in segments:
                 weight = None
                 if power is not None:

@@ -235,3 +235,26 @@ def test_a_machine_attributed_run_says_when_other_processes_were_busy(tmp_path):
     device = tracker.report().to_dict()["devices"][0]
     assert device["details"]["other_processes_cpu_share"] == 0.75
     assert any("Other processes used 75% of the CPU time" in n for n in device["notes"])
+
+
+def test_a_read_shorter_than_a_kernel_tick_keeps_the_last_power_never_a_false_zero():
+    """A read right after a phase switch may cover no /proc/stat tick: no information, not 0 W."""
+    from nn_tracker.clock import ManualClock
+    from nn_tracker.sampling import Sampler
+
+    Times = namedtuple("Times", "user idle")
+    samples = iter([Times(0, 0), Times(8, 2), Times(8, 2), Times(16, 4)])  # the third read: no tick since
+    sensor = CpuEstimateSensor(CpuPowerModel(100, "test", None, False), cpu_times=lambda: next(samples), logical_cpus=1)
+    clock = ManualClock()
+    sampler = Sampler([sensor], clock, interval_s=0.1)
+    sampler.start(background=False)
+    clock.advance(1.0)
+    sampler.tick(force=True)
+    assert sampler.power_w() == pytest.approx(80.0)
+    clock.advance(0.005)
+    sampler.tick(force=True)  # covers no tick of the kernel's CPU time
+    assert sampler.power_w() == pytest.approx(80.0)
+    clock.advance(1.0)
+    sampler.tick(force=True)
+    assert sampler.power_w() == pytest.approx(80.0)
+    assert sampler.totals["cpu:estimate"].energy_j == pytest.approx(80.0 + 0.0 + 80.0)  # nothing lost

@@ -17,6 +17,7 @@ import csv
 import itertools
 import json
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -587,3 +588,27 @@ def test_a_parallel_state_files_under_this_session_and_counts_once(tmp_path):
     report = tracker.stop()
     assert report.duration_s == 10 and len(report.sessions) == 1 and report.sessions[0].processes == 2
     assert [replace(r, devices=()).session for r in tracker.ledger().records] == [tracker.session] * 2
+
+
+def test_serving_periods_add_up_to_the_report_in_real_time(tmp_path):
+    """With time passing between the calls: the first and last fractions of a second are in a period too."""
+    from nn_tracker.serving import ServingTracker
+
+    serving = ServingTracker(
+        period_s=1e9,
+        sensors=sensor_set(ConstantPower(power_w=1000.0)),
+        output_dir=tmp_path,
+        checkpoint_interval_s=None,
+        intensity_g_per_kwh=300,
+        embodied=(),
+    ).start()
+    for _ in range(3):
+        time.sleep(0.02)
+        serving.count(1)
+        serving.close_period()
+    time.sleep(0.02)
+    report = serving.stop()
+    periods = [json.loads(line) for line in serving.periods_path.read_text().splitlines()]
+    assert len(periods) == 4 and periods[-1]["end_s"] == report.duration_s
+    assert sum(p["it_energy_kwh"] for p in periods) == pytest.approx(report.energy_kwh, rel=1e-9)
+    assert sum(p["carbon_g"] for p in periods) == pytest.approx(report.total_carbon_g, rel=1e-9)
