@@ -166,6 +166,11 @@ class ServingTracker:
                     self.tracker.checkpoint()
             return record
 
+    def _has_news(self, report: Any) -> bool:
+        """Whether anything happened since the last period (else the last one already ends the run)."""
+        totals = self._totals(report)
+        return totals != self._last
+
     def _append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, allow_nan=False) + "\n").encode()
         append_whole(self.periods_path, lambda _size: line)
@@ -178,7 +183,7 @@ class ServingTracker:
         try:
             was_running = self.tracker.running
             report = self.tracker.stop(status, error)
-            if was_running:  # the last period ends with the final report: the periods add up to it
+            if was_running and self._has_news(report):  # the last period ends with the final report
                 try:
                     self.close_period(report)
                 except Exception:  # a period record must never hide the report

@@ -207,3 +207,40 @@ def test_lightning_ddp_on_a_backend_like_nccl_counts_node_energy_once(tmp_path, 
     assert logged and logged[-1] == pytest.approx(
         sum(d["energy_kwh"] for d in data["devices"] if d["component"] == "gpu"), rel=1e-9
     )  # summed over the processes on nn_tracker's own group, the final figures after the last reading
+
+
+def test_a_ranks_energy_while_it_waits_for_a_slower_rank_0_is_counted(tmp_path, fake_gpu_env):
+    """Rank 0 reaches stop() 1.5 s after the others: the GPUs of node 1 (measured by rank 2) drew all along."""
+    pytest.importorskip("torch")
+    data = run_job(tmp_path, fake_gpu_env, 2, 2, "--slow-rank-0")
+    assert data["duration_s"] > 3.4
+    assert double_counting_problems(data, job_gpus(2), nodes=2) == []
+
+
+def test_a_resumed_multi_node_lightning_fit_continues_the_run(tmp_path, fake_gpu_env):
+    """Fit, checkpoint, resume, fit: 2 simulated nodes with a GPU each; the resumed fit checkpoints again."""
+    pytest.importorskip("torch")
+    for mode in ("first", "resume"):
+        result = subprocess.run(
+            [sys.executable, str(HERE / "ddp_lightning_resume_job.py"), str(tmp_path), mode],
+            env=dict(fake_gpu_env, MASTER_PORT=free_port()),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    first = json.loads((tmp_path / "reports" / "nn_tracker-first.json").read_text())
+    data = json.loads((tmp_path / "reports" / "nn_tracker-resume.json").read_text())
+    assert data["status"] == "completed"
+    earlier, current = data["sessions"]
+    assert earlier["processes"] == current["processes"] == 2 and current["current"]
+    assert earlier["units"] == {"sample": 64, "batch": 8}  # the first epoch, both ranks, up to the checkpoint
+    assert data["phases"]["training"]["units"]["sample"] == 128  # two epochs over both ranks
+    assert data["duration_s"] == pytest.approx(earlier["duration_s"] + current["duration_s"], rel=1e-12)
+    assert earlier["duration_s"] <= first["duration_s"]
+    assert data["energy"]["it_kwh"] == pytest.approx(earlier["it_energy_kwh"] + current["it_energy_kwh"], rel=1e-12)
+    assert double_counting_problems(data, {"GPU-r0": 200.0, "GPU-r1": 300.0}, nodes=2) == []
+    assert len(data["nodes"]) == 2 and not any(n.startswith("Not merged") for n in data["notes"])
+    with open(next((tmp_path / "logs-resume").rglob("metrics.csv"))) as handle:
+        logged = [float(r["energy/total_kwh"]) for r in csv.DictReader(handle) if r.get("energy/total_kwh")]
+    assert logged == sorted(logged)  # the run-level series never goes down

@@ -1,12 +1,14 @@
 """Run by test_distributed.py: plain torch.distributed with DistributedTracker, several simulated nodes.
 
     python torch_distributed_job.py OUT PORT NODES PROCESSES_PER_NODE BACKEND [--every-rank-measures-all]
+        [--slow-rank-0]
 
 Each rank gets the node identity ``node-N`` (so one machine plays several nodes) and sees its node's
 simulated GPUs (GPU-nN-I at 100 + 50 x I W, counters moving in real time). ``cuda:gloo`` as the
 backend serves only CUDA tensors, like NCCL: a CPU tensor or a pickled object on the default group
 fails. ``--every-rank-measures-all`` is the mutation the tests must catch: every rank measures its
-node's CPU, RAM and every GPU it sees.
+node's CPU, RAM and every GPU it sees. ``--slow-rank-0``: rank 0 reaches the end 1.5 s after the
+others, which wait for it in ``stop()``.
 """
 
 import os
@@ -27,7 +29,7 @@ def gpu_watts(index: int) -> float:
     return 100.0 + 50.0 * index
 
 
-def work(rank: int, out: str, port: str, nodes: int, per_node: int, backend: str, mutate: bool) -> None:
+def work(rank: int, out: str, port: str, nodes: int, per_node: int, backend: str, mutate: bool, slow: bool) -> None:
     node = rank // per_node
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -55,7 +57,7 @@ def work(rank: int, out: str, port: str, nodes: int, per_node: int, backend: str
         ) as run,
         run.tracker.phase("training"),
     ):
-        time.sleep(SECONDS)
+        time.sleep(SECONDS + (1.5 if slow and rank == 0 else 0.0))
         run.tracker.add_units(10 * (rank + 1), kind="sample")
     if rank == 0:
         assert run.report().status == "completed"  # the with form gives the report
@@ -65,4 +67,7 @@ def work(rank: int, out: str, port: str, nodes: int, per_node: int, backend: str
 if __name__ == "__main__":
     out, port, nodes, per_node, backend = sys.argv[1:6]
     mutate = "--every-rank-measures-all" in sys.argv
-    mp.spawn(work, args=(out, port, int(nodes), int(per_node), backend, mutate), nprocs=int(nodes) * int(per_node))
+    slow = "--slow-rank-0" in sys.argv
+    mp.spawn(
+        work, args=(out, port, int(nodes), int(per_node), backend, mutate, slow), nprocs=int(nodes) * int(per_node)
+    )
