@@ -612,3 +612,45 @@ def test_serving_periods_add_up_to_the_report_in_real_time(tmp_path):
     assert len(periods) == 4 and periods[-1]["end_s"] == report.duration_s
     assert sum(p["it_energy_kwh"] for p in periods) == pytest.approx(report.energy_kwh, rel=1e-9)
     assert sum(p["carbon_g"] for p in periods) == pytest.approx(report.total_carbon_g, rel=1e-9)
+
+
+def test_the_if_export_of_a_resumed_run_holds_every_session_at_its_time(tmp_path):
+    from datetime import datetime
+
+    from nn_tracker.report import if_manifest
+
+    machine = Machine()
+    first = machine.tracker(tmp_path)
+    with first:
+        machine.run(first, [(("training",), [(100, 200, 10, 4)]), (("querying",), [(20, 100, 0, 1)])])
+    machine.clock.advance(3600)
+    second = machine.tracker(tmp_path)
+    with second:
+        second.carry_over(first.export_state(public=True))
+        machine.run(second, [(("training",), [(50, 200, 10, 4)])])
+    report = second.report()
+    manifest = if_manifest.build(report)
+    inputs = [i for child in manifest["tree"]["children"].values() for i in child["inputs"] if "energy" in i]
+    assert sum(i["energy"] for i in inputs) == pytest.approx(report.footprint.facility_energy_kwh, rel=1e-12)
+    carried = [i for i in inputs if i["timestamp"] == report.started_at.replace("+00:00", "Z")]
+    assert carried and all(i["duration"] == 120 for i in carried)  # the earlier session's 120 s
+    session_start = datetime.fromisoformat(report.session.started_at)
+    later = [datetime.fromisoformat(i["timestamp"].replace("Z", "+00:00")) for i in inputs if i not in carried]
+    assert later and min(later) >= session_start  # this session's buckets, placed from its own start
+
+
+def test_markdown_and_html_show_the_sessions_of_a_resumed_run(tmp_path):
+    from nn_tracker.report import html, markdown
+
+    machine = Machine()
+    first = machine.tracker(tmp_path)
+    with first:
+        machine.run(first, [(None, [(100, 200, 10, 4)])])
+    second = machine.tracker(tmp_path)
+    with second:
+        second.carry_over(first.export_state(public=True))
+        machine.run(second, [(None, [(50, 200, 10, 4)])])
+    text = markdown.render(second.report())
+    assert "## Sessions of this resumed run" in text and "| this session |" in text and "| the run |" in text
+    assert "Sessions of this resumed run" in html.render(second.report())
+    assert "Sessions of" not in markdown.render(first.report())  # one session: no table

@@ -220,6 +220,7 @@ def render(report: Report) -> str:
         f'<div class="card">{_e(label)}<b>{_value(value)}</b></div>' for label, value in tables.headline(report)
     )
     related = tables.related(report)
+    resumed = tables.sessions(report)
     sections = [
         f"<h1>Footprint of {_e(report.project_name)}</h1>",
         f'<p class="meta">Run <code>{_e(report.run_id)}</code> · status <b>{_e(report.status)}</b> · '
@@ -235,6 +236,8 @@ def render(report: Report) -> str:
         _devices(report, labels),
         "<h2>Per functional unit</h2>",
         table(*tables.per_unit(report)),
+        "<h2>Sessions of this resumed run</h2>" if resumed else "",
+        table(*resumed) if resumed else "",
         "<h2>This report and the other stages of the run</h2>" if related else "",
         table(*related) if related else "",
         "<h2>Inputs and their sources</h2>",

@@ -6,8 +6,9 @@ that bucket, kWh); the nn-c step is IF's builtin ``Coefficient`` (intensity /
 transport factor of the phase's datacentre), and a ``Sum`` adds ``carbon-embodied``
 (0 on operational observations; the amortised embodied carbon on the ``embodied``
 child). The sum of ``carbon`` over all outputs equals the report's total carbon.
-Energy carried over from earlier sessions (a resumed run) is not in the timeline;
-it becomes one observation per phase at the run's start, so nothing is dropped.
+The timeline is the current session's (its buckets are placed from that session's start).
+Energy of earlier sessions (a resumed run) is not in it: it becomes one observation per phase
+at the run's start, lasting the earlier sessions' duration, so nothing is dropped.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def build(report: Report) -> dict[str, Any]:
     if report.started_at is None:
         raise ValidationError("report.started_at", None, "must be the run's start time to export an IF manifest")
     start = datetime.fromisoformat(report.started_at)
+    session = report.session
+    session_start = datetime.fromisoformat(session.started_at) if session and session.started_at else start
+    earlier_s = sum(s.duration_s for s in report.sessions if not s.current)
     plugins: dict[str, Any] = {
         f"operational-carbon-{i}": {
             "path": "builtin",
@@ -51,7 +55,7 @@ def build(report: Report) -> dict[str, Any]:
     children: dict[str, Any] = {}
     for phase in (name for name in report.phases if "/" not in name):
         index = centre_row_for(phase, centres)
-        inputs = _phase_inputs(report, phase, centres[index].pue, start)
+        inputs = _phase_inputs(report, phase, centres[index].pue, start, session_start, earlier_s)
         if inputs:
             children[phase] = {
                 "pipeline": {"compute": [f"operational-carbon-{index}", "total-carbon"]},
@@ -82,8 +86,10 @@ def build(report: Report) -> dict[str, Any]:
     }
 
 
-def _phase_inputs(report: Report, phase: str, pue: float, start: datetime) -> list[dict[str, Any]]:
-    """One observation per timeline bucket of a root phase (facility energy), and one for energy carried in."""
+def _phase_inputs(
+    report: Report, phase: str, pue: float, start: datetime, session_start: datetime, earlier_s: float
+) -> list[dict[str, Any]]:
+    """One observation per timeline bucket of a root phase (facility energy), and one for earlier sessions'."""
     inputs = []
     timeline_j = 0.0
     for point in report.timeline.points if report.timeline else []:
@@ -92,14 +98,14 @@ def _phase_inputs(report: Report, phase: str, pue: float, start: datetime) -> li
             timeline_j += joules
             inputs.append(
                 {
-                    "timestamp": _stamp(start, point.start_s),
+                    "timestamp": _stamp(session_start, point.start_s),
                     "duration": round(point.end_s - point.start_s, 6),
                     "energy": joules / JOULES_PER_KWH * pue,
                 }
             )
     carried_kwh = report.phases[phase].inclusive_energy_kwh - timeline_j / JOULES_PER_KWH
     if carried_kwh > 1e-12:  # measured in an earlier session (resumed): no bucket of this timeline holds it
-        inputs.insert(0, {"timestamp": _stamp(start, 0), "duration": 0, "energy": carried_kwh * pue})
+        inputs.insert(0, {"timestamp": _stamp(start, 0), "duration": round(earlier_s, 6), "energy": carried_kwh * pue})
     return inputs
 
 

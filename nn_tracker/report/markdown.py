@@ -66,6 +66,9 @@ def render(report: Report) -> str:
             ],
         ),
     ]
+    resumed = tables.sessions(report)
+    if resumed:
+        lines += ["", "## Sessions of this resumed run", "", *_table(*resumed)]
     others = tables.related(report)
     if others:
         lines += ["", "## This report and the other stages of the run", "", *_table(*others)]

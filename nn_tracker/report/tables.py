@@ -60,6 +60,34 @@ def related(report: Report) -> Table | None:
     return ["stage", "run", "status", "duration", "IT energy", "total carbon"], rows
 
 
+def sessions(report: Report) -> Table | None:
+    """The sessions of a resumed run (none for a run of one session): each one's own figures, and the run."""
+    if len(report.sessions) < 2:
+        return None
+    rows = [
+        [
+            ("this session" if s.current else f"session {i + 1}"),
+            s.run_id,
+            f"{s.started_at} → {s.ended_at}",
+            units.duration(s.duration_s),
+            units.energy(s.it_energy_kwh),
+            units.carbon(s.total_carbon_g),
+        ]
+        for i, s in enumerate(report.sessions)
+    ]
+    rows.append(
+        [
+            "the run",
+            "",
+            "",
+            units.duration(report.duration_s),
+            units.energy(report.energy_kwh),
+            units.carbon(report.total_carbon_g),
+        ]
+    )
+    return ["session", "run id", "when", "duration", "IT energy", "total carbon"], rows
+
+
 def headline(report: Report) -> list[list[str]]:
     """The figures shown first."""
     footprint = report.footprint
