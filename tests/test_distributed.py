@@ -244,3 +244,27 @@ def test_a_resumed_multi_node_lightning_fit_continues_the_run(tmp_path, fake_gpu
     with open(next((tmp_path / "logs-resume").rglob("metrics.csv"))) as handle:
         logged = [float(r["energy/total_kwh"]) for r in csv.DictReader(handle) if r.get("energy/total_kwh")]
     assert logged == sorted(logged)  # the run-level series never goes down
+
+
+def test_a_failed_distributed_run_names_the_ranks_missing_from_rank_0_s_report(tmp_path):
+    """After a failure nothing is gathered (the others may be gone): rank 0 writes its own, and says whose is not."""
+    from fakes import ConstantPower, sensor_set
+
+    from nn_tracker.distributed import DistributedTracker, Role
+    from nn_tracker.tracker import Tracker
+
+    class Gone:
+        size = 4
+
+        def gather(self, obj):
+            raise AssertionError("nothing is gathered after a failure")
+
+        def close(self):
+            pass
+
+    run = DistributedTracker(output_dir=tmp_path, intensity_g_per_kwh=100)
+    run._collectives, run.role = Gone(), Role("node-a", 0, 4, True, ())
+    run.tracker = Tracker(sensors=sensor_set(ConstantPower()), output_dir=tmp_path, intensity_g_per_kwh=100).start()
+    report = run.stop("failed", RuntimeError("rank 2 died"))
+    assert report.status == "failed"
+    assert "The run did not complete: the measurements of ranks 1, 2, 3 (of 4) are not in this report." in report.notes

@@ -421,8 +421,13 @@ def test_serving_periods_add_up_to_the_report(tmp_path_factory, steps):
         if close:
             serving.close_period()
     report = serving.stop()
-    periods = [json.loads(line) for line in serving.periods_path.read_text().splitlines()]
-    assert periods[0]["start_s"] == 0 and periods[-1]["end_s"] == report.duration_s
+    path = serving.periods_path
+    periods = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    assert periods or report.duration_s == 0  # a run in which nothing happened has no period
+    assert [p["start_s"] for p in periods[:1]] in ([], [0]) and [p["end_s"] for p in periods[-1:]] in (
+        [],
+        [report.duration_s],
+    )
     assert all(a["end_s"] == b["start_s"] for a, b in itertools.pairwise(periods))
     assert sum(p["it_energy_kwh"] for p in periods) == pytest.approx(report.energy_kwh, rel=1e-12, abs=1e-15)
     assert sum(p["carbon_g"] for p in periods) == pytest.approx(report.total_carbon_g, rel=1e-12, abs=1e-12)
