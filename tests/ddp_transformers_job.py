@@ -1,7 +1,13 @@
 """Run by test_transformers.py under torchrun: the Trainer with DDP on CPU, 2 processes, NNTrackerCallback.
 
+    torchrun --nproc_per_node 2 ddp_transformers_job.py OUT [first|resume]
+
 As in ddp_lightning_job.py, every collective nn_tracker would issue on the job's own (default) group
-fails, as on NCCL; each rank sees the two simulated GPUs. Rank 0 saves what reached `on_log`.
+fails, as on NCCL. Without a mode, each rank sees the two simulated GPUs of the test's environment and
+rank 0 saves what reached `on_log`. With ``first`` or ``resume``, each rank is a node of its own
+(``NN_TRACKER_NODE_ID``) with its own simulated GPU (``GPU-r<rank>`` at 200 + 100 x rank W): ``first``
+trains 4 steps and saves ``checkpoint-4``; ``resume`` trains to 8 steps from it, saving again while
+running.
 """
 
 import json
@@ -9,14 +15,19 @@ import sys
 import time
 from pathlib import Path
 
-import nccl_like
-import torch.distributed as dist
-from hf_models import Sentences, arguments, tiny_bert
-from transformers import Trainer, TrainerCallback
+MODE = sys.argv[2] if len(sys.argv) > 2 else None
 
-from nn_tracker.integrations.transformers import NNTrackerCallback
+import nccl_like  # noqa: E402
+import ranks_as_nodes  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from hf_models import Sentences, arguments, tiny_bert  # noqa: E402
+from transformers import Trainer, TrainerCallback  # noqa: E402
+
+from nn_tracker.integrations.transformers import NNTrackerCallback  # noqa: E402
 
 nccl_like.install()
+if MODE is not None:
+    ranks_as_nodes.become_a_node_of_its_own()
 
 
 class Recorder(TrainerCallback):
@@ -37,9 +48,20 @@ if __name__ == "__main__":
     out = Path(sys.argv[1])
     recorder = Recorder()
     callback = NNTrackerCallback(
-        output_dir=str(out / "reports"), location="FR", interval_s=0.05, checkpoint_interval_s=None, run_id="ddp"
+        output_dir=str(out / "reports"),
+        location="FR",
+        interval_s=0.05,
+        checkpoint_interval_s=None,
+        run_id=MODE or "ddp",
     )
-    args = arguments(out / "trainer", logging_steps=1)
-    Trainer(model=tiny_bert(), args=args, train_dataset=Sentences(64), callbacks=[recorder, callback, Slow()]).train()
-    if dist.get_rank() == 0:
+    if MODE is None:
+        args, data, resume = arguments(out / "trainer", logging_steps=1), Sentences(64), None
+    else:
+        steps = 4 if MODE == "first" else 8
+        args = arguments(out / "trainer", max_steps=steps, save_strategy="steps", save_steps=4)
+        data = Sentences(128)
+        resume = str(out / "trainer" / "checkpoint-4") if MODE == "resume" else None
+    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=data, callbacks=[recorder, callback, Slow()])
+    trainer.train(resume_from_checkpoint=resume)
+    if dist.get_rank() == 0 and MODE is None:
         (out / "logged.json").write_text(json.dumps(recorder.logs))

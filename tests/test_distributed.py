@@ -222,7 +222,7 @@ def test_a_resumed_multi_node_lightning_fit_continues_the_run(tmp_path, fake_gpu
     pytest.importorskip("torch")
     for mode in ("first", "resume"):
         result = subprocess.run(
-            [sys.executable, str(HERE / "ddp_lightning_resume_job.py"), str(tmp_path), mode],
+            [sys.executable, str(HERE / "ddp_lightning_job.py"), str(tmp_path), mode],
             env=dict(fake_gpu_env, MASTER_PORT=free_port()),
             capture_output=True,
             text=True,

@@ -255,8 +255,8 @@ def test_bad_arguments_are_one_line_errors(kwargs, message):
         NNTrackerCallback(**kwargs)
 
 
-def test_ddp_writes_one_report_on_rank_0_and_counts_each_device_once(tmp_path, fake_gpu_env):
-    env = dict(fake_gpu_env, PYTHONPATH=os.pathsep.join([str(HERE), str(HERE.parent)]))
+def ddp_job(tmp_path, env, *mode):
+    """Run ddp_transformers_job.py under torchrun with 2 processes; it must succeed."""
     result = subprocess.run(
         [
             sys.executable,
@@ -267,13 +267,18 @@ def test_ddp_writes_one_report_on_rank_0_and_counts_each_device_once(tmp_path, f
             "2",
             str(HERE / "ddp_transformers_job.py"),
             str(tmp_path),
+            *mode,
         ],
-        env=env,
+        env=dict(env, PYTHONPATH=os.pathsep.join([str(HERE), str(HERE.parent)])),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_ddp_writes_one_report_on_rank_0_and_counts_each_device_once(tmp_path, fake_gpu_env):
+    ddp_job(tmp_path, fake_gpu_env)
     reports = list((tmp_path / "reports").glob("*.json"))
     assert [p.name for p in reports] == ["nn_tracker-ddp.json"]  # global rank 0 only
     data = json.loads(reports[0].read_text())
@@ -289,26 +294,8 @@ def test_a_resumed_multi_node_ddp_training_continues_the_run(tmp_path, fake_gpu_
     """torchrun, 2 simulated nodes with a GPU each: train, checkpoint, resume, train (saving again)."""
     from test_distributed import double_counting_problems
 
-    env = dict(fake_gpu_env, PYTHONPATH=os.pathsep.join([str(HERE), str(HERE.parent)]))
     for mode in ("first", "resume"):
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--standalone",
-                "--nproc_per_node",
-                "2",
-                str(HERE / "ddp_transformers_resume_job.py"),
-                str(tmp_path),
-                mode,
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
+        ddp_job(tmp_path, fake_gpu_env, mode)
     data = json.loads((tmp_path / "reports" / "nn_tracker-resume.json").read_text())
     assert data["status"] == "completed"
     earlier, current = data["sessions"]
