@@ -32,6 +32,7 @@ from nn_tracker.node import hostname, node_id
 from nn_tracker.tracker import Tracker
 
 if TYPE_CHECKING:
+    from nn_tracker.ledger import Ledger
     from nn_tracker.report.document import IncompleteReport, Report
 
 log = logging.getLogger("nn_tracker")
@@ -104,10 +105,6 @@ class Collectives:
         out: list[Any] = [None] * self.size
         self._dist.all_gather_object(out, obj, group=self.group)
         return out
-
-    def sum(self, values: list[float]) -> list[float]:
-        """Element-wise sums over the processes."""
-        return [sum(column) for column in zip(*self.gather(values), strict=True)]
 
     def close(self) -> None:
         """Release the group (no communication)."""
@@ -203,17 +200,12 @@ class DistributedTracker:
         states = self._collectives.gather(state) if self._collectives else [state]
         return merge_states(states, public) if self.is_writer else None
 
-    def sum_over_processes(self, metrics: dict[str, float | None]) -> dict[str, float | None]:
-        """Sum every metric over the processes (each measures different devices) — a collective call.
+    def merged_ledger(self) -> Ledger | None:
+        """The run's ledger with every process's records as of now (on rank 0; ``None`` elsewhere) — collective."""
+        from nn_tracker.ledger import Ledger
 
-        ``None`` where no process measured it.
-        """
-        if self._collectives is None:
-            return metrics
-        keys = sorted(metrics)  # the same keys in every process
-        values = [metrics[k] or 0.0 for k in keys] + [float(metrics[k] is not None) for k in keys]
-        sums = self._collectives.sum(values)
-        return {k: (sums[i] if sums[len(keys) + i] else None) for i, k in enumerate(keys)}
+        state = self.merged_state()
+        return Ledger.from_state(state) if state is not None else None
 
     def stop(
         self, status: str = "completed", error: BaseException | None = None, close: bool = True
@@ -223,7 +215,7 @@ class DistributedTracker:
         All processes meet first (each still sampling), then each takes its last reading, then
         rank 0 gathers their records. After a failure the other processes may be gone, so nothing
         is gathered: rank 0 writes what it measured itself, with a note naming the missing ranks.
-        ``close=False`` keeps nn_tracker's group for a last :meth:`sum_over_processes`;
+        ``close=False`` keeps nn_tracker's group for a last :meth:`merged_ledger`;
         :meth:`close` releases it.
         """
         try:

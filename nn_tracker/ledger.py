@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from nn_tracker import validation as check
-from nn_tracker.errors import ValidationError, printable
+from nn_tracker.errors import ValidationError
 
 LEDGER_VERSION = 2  # the ``nn_tracker_state`` of exported ledgers; 1: a run's merged totals (upgraded)
 Units = dict[str, dict[str, float]]  # phase -> kind -> count
@@ -40,8 +40,15 @@ Key = tuple[str, str]  # (session, process)
 
 
 def node_pseudonym(node_id: str) -> str:
-    """A node's name in records: stable for one boot, reveals nothing of the machine (boot id, host name)."""
+    """A node's name in records, stable for one boot: a hash of its identity (:func:`nn_tracker.node.node_id`).
+
+    A boot id or machine id (random 128 bits) cannot be recovered from it; where neither exists and
+    the identity is the host name, the hash only hides it from a casual reader.
+    """
     return "node-" + hashlib.sha256(f"nn_tracker node {node_id}".encode()).hexdigest()[:10]
+
+
+MAX_WALL_S = 253402300799.0  # 9999-12-31T23:59:59Z: the latest time a report can write
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,9 @@ class DeviceRecord:
         for name in ("device_id", "component", "name", "method"):
             if not isinstance(state.get(name), str) or not state.get(name):
                 raise ValidationError(f"{where}.{name}", state.get(name), "must be a non-empty string")
+        for name in ("model", "first_error"):
+            if state.get(name) is not None and not isinstance(state[name], str):
+                raise ValidationError(f"{where}.{name}", state[name], "must be a string or null")
         for name in ("energy_j", "measured_s", "gap_s", "readings", "errors", "dropped_intervals", "bridged_intervals"):
             check.non_negative(f"{where}.{name}", state.get(name, 0))
         for name in ("peak_power_w", "last_power_w", "lost_at_s"):
@@ -94,6 +104,11 @@ class DeviceRecord:
         by_phase = _mapping(f"{where}.energy_by_phase_j", state.get("energy_by_phase_j", {}))
         for phase, joules in by_phase.items():
             check.non_negative(f"{where}.energy_by_phase_j.{phase}", joules)
+        energy_j = float(state.get("energy_j", 0))
+        if abs(math.fsum(by_phase.values()) - energy_j) > 1e-9 * max(1.0, energy_j):
+            raise ValidationError(
+                f"{where}.energy_by_phase_j", "their sum", f"must add up to energy_j ({energy_j:g} J)"
+            )
         details = _mapping(f"{where}.details", state.get("details", {}))
         notes = state.get("notes", [])
         if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
@@ -148,8 +163,8 @@ class Record:
             raise ValidationError(f"{where}.rank", state["rank"], "must be an integer >= 0")
         check.non_negative(f"{where}.duration_s", state["duration_s"])
         for name in ("started_wall_s", "ended_wall_s"):
-            if state.get(name) is not None:
-                check.non_negative(f"{where}.{name}", state[name])
+            if state.get(name) is not None and check.non_negative(f"{where}.{name}", state[name]) > MAX_WALL_S:
+                raise ValidationError(f"{where}.{name}", state[name], f"must be at most {MAX_WALL_S:.0f} (year 9999)")
         phase_time = _mapping(f"{where}.phase_time_s", state.get("phase_time_s", {}))
         for phase, seconds in phase_time.items():
             check.non_negative(f"{where}.phase_time_s.{phase}", seconds)
@@ -157,6 +172,13 @@ class Record:
         if not isinstance(state["devices"], list):
             raise ValidationError(f"{where}.devices", type(state["devices"]).__name__, "must be a list")
         devices = tuple(DeviceRecord.from_state(d, f"{where}.devices[{i}]") for i, d in enumerate(state["devices"]))
+        seen: set[str] = set()
+        for i, device in enumerate(devices):
+            if device.device_id in seen:
+                raise ValidationError(
+                    f"{where}.devices[{i}].device_id", device.device_id, "must appear once in a record"
+                )
+            seen.add(device.device_id)
         host = state.get("host")
         return cls(
             session=state["session"],
@@ -213,6 +235,7 @@ class DeviceFigures:
     host: str | None
     record: DeviceRecord  # the sums over sessions, in one record's shape
     sessions: int
+    duration_s: float  # the durations of the sessions it was measured in, added up
 
 
 @dataclass(frozen=True)
@@ -245,13 +268,22 @@ class Ledger:
 
     def __init__(self, records: Iterable[Record] = ()) -> None:
         self._records: dict[Key, Record] = {}
+        self._cache: dict[str, Any] = {}  # projections, until the next record is added
         self.notes: list[str] = []
         for record in records:
             self.add(record)
 
+    def _cached(self, name: str, compute: Any) -> Any:
+        if name not in self._cache:
+            self._cache[name] = compute()
+        return self._cache[name]
+
     @property
     def records(self) -> list[Record]:
         """Every record, in session order (by start), then by rank."""
+        return list(self._cached("records", self._sorted))
+
+    def _sorted(self) -> list[Record]:
         bounds: dict[str, tuple[float, float]] = {}  # a session's (start, end): sessions sort by them
         for record in self._records.values():
             start = record.started_wall_s if record.started_wall_s is not None else -math.inf
@@ -265,6 +297,7 @@ class Ledger:
         existing = self._records.get(record.key)
         if existing is None:
             self._records[record.key] = record
+            self._cache.clear()
             return True
         if _same(existing, record):
             return True
@@ -288,13 +321,6 @@ class Ledger:
         view.notes = list(self.notes)
         return view
 
-    def without(self, key: Key) -> Ledger:
-        """A copy without the record of ``key``."""
-        view = Ledger()
-        view._records = {k: r for k, r in self._records.items() if k != key}
-        view.notes = list(self.notes)
-        return view
-
     def _note(self, note: str) -> None:
         if note not in self.notes:
             self.notes.append(note)
@@ -314,9 +340,9 @@ class Ledger:
         if not isinstance(state, dict) or "nn_tracker_state" not in state:
             raise ValidationError("state", type(state).__name__, "must be a dict from Tracker.export_state()")
         version = state["nn_tracker_state"]
-        if version == 1:
+        if type(version) is int and version == 1:
             return _from_version_1(state)
-        if version != LEDGER_VERSION:
+        if type(version) is not int or version != LEDGER_VERSION:
             raise ValidationError("state.nn_tracker_state", version, f"must be 1 or {LEDGER_VERSION}")
         records = state.get("records")
         if not isinstance(records, list):
@@ -326,6 +352,9 @@ class Ledger:
     # ----- projections -------------------------------------------------------------------------------
     def sessions(self) -> list[SessionFigures]:
         """Each session's figures, in order of start."""
+        return list(self._cached("sessions", self._sessions))
+
+    def _sessions(self) -> list[SessionFigures]:
         by_session: dict[str, list[Record]] = {}
         for record in self.records:
             by_session.setdefault(record.session, []).append(record)
@@ -339,7 +368,7 @@ class Ledger:
             for record in records:
                 add_units(units, record.units)
                 for device in record.devices:
-                    if claimed[(session, record.node, device.device_id)] is record:
+                    if claimed[(session, _claim_node(record, device), device.device_id)] is record:
                         for phase, joules in device.energy_by_phase_j.items():
                             energy[phase] = energy.get(phase, 0.0) + joules
                         if device.readings:  # a device never read is unknown, not 0
@@ -383,23 +412,32 @@ class Ledger:
         return units
 
     def devices(self) -> list[DeviceFigures]:
-        """Each device's figures over the sessions (claims refused in a session are left out, with a note)."""
+        """Each device's figures over the sessions (claims refused in a session are left out, with a note).
+
+        A GPU is one device wherever it was measured (its id holds its UUID); other devices are one per node.
+        """
+        return list(self._cached("devices", self._devices))
+
+    def _devices(self) -> list[DeviceFigures]:
         claimed = self._claims()
+        durations = {s.session: s.duration_s for s in self.sessions()}
         combined: dict[tuple[str, str], DeviceFigures] = {}
         for record in self.records:
             for device in record.devices:
-                if claimed[(record.session, record.node, device.device_id)] is not record:
+                if claimed[(record.session, _claim_node(record, device), device.device_id)] is not record:
                     continue
-                key = (record.node, device.device_id)
+                key = (_claim_node(record, device), device.device_id)
                 earlier = combined.get(key)
+                session_s = durations[record.session]
                 if earlier is None:
-                    combined[key] = DeviceFigures(record.node, record.host, device, 1)
+                    combined[key] = DeviceFigures(record.node, record.host, device, 1, session_s)
                 else:
                     combined[key] = DeviceFigures(
-                        record.node,
-                        earlier.host or record.host,
+                        record.node,  # the latest session's node
+                        record.host or earlier.host,
                         _add_sessions(earlier.record, device),
                         earlier.sessions + 1,
+                        earlier.duration_s + session_s,
                     )
         return list(combined.values())
 
@@ -413,7 +451,7 @@ class Ledger:
         claimed = self._claims()
         for record in self.records:
             for device in record.devices:
-                kept = claimed[(record.session, record.node, device.device_id)]
+                kept = claimed[(record.session, _claim_node(record, device), device.device_id)]
                 if kept is not record:
                     kept_j = next(d.energy_j for d in kept.devices if d.device_id == device.device_id)
                     notes.append(
@@ -425,11 +463,19 @@ class Ledger:
 
     def _claims(self) -> dict[tuple[str, str, str], Record]:
         """Which record's figure of a device counts in each session: the lowest rank's."""
+        return self._cached("claims", self._first_claims)  # type: ignore[no-any-return]
+
+    def _first_claims(self) -> dict[tuple[str, str, str], Record]:
         claimed: dict[tuple[str, str, str], Record] = {}
         for record in self.records:  # by rank within a session: the first claim is the lowest rank's
             for device in record.devices:
-                claimed.setdefault((record.session, record.node, device.device_id), record)
+                claimed.setdefault((record.session, _claim_node(record, device), device.device_id), record)
         return claimed
+
+
+def _claim_node(record: Record, device: DeviceRecord) -> str:
+    """The node part of a device's key: none for a GPU (its UUID is unique everywhere), else the record's node."""
+    return "" if device.component == "gpu" else record.node
 
 
 def _joules(record: Record) -> float:
@@ -464,35 +510,45 @@ def _add_sessions(earlier: DeviceRecord, later: DeviceRecord) -> DeviceRecord:
 
 
 def _from_version_1(state: dict[str, Any]) -> Ledger:
-    """A version-1 state (a run's merged totals) as one record of an earlier session, with a note."""
+    """A version-1 state (a run's merged totals) as the records of one earlier session, with a note.
+
+    Its devices of other nodes were filed as ``<host label>/<device>``: each such node becomes a record
+    of its own, and every node is named by a pseudonym (a version-1 state held boot ids and host labels).
+    """
     for name in ("duration_s", "phase_time_s", "units", "devices"):
         if name not in state:
             raise ValidationError(f"state.{name}", None, "is required in a version-1 state")
-    devices = []
     if not isinstance(state["devices"], list):
         raise ValidationError("state.devices", type(state["devices"]).__name__, "must be a list")
+    by_node: dict[str, list[dict[str, Any]]] = {"": []}
     for i, device in enumerate(state["devices"]):
         if not isinstance(device, dict) or not isinstance(device.get("info"), dict):
             raise ValidationError(f"state.devices[{i}]", type(device).__name__, "must be a device's totals")
         flat = {**device["info"], **{k: v for k, v in device.items() if k not in ("info", "node")}}
         flat["first_error"] = flat.get("first_error") or ""
         flat["model"] = flat.get("model") or None
-        devices.append(DeviceRecord.from_state(flat, f"state.devices[{i}]").to_state())
+        label, _, own_id = str(flat.get("device_id", "")).rpartition("/")
+        flat["device_id"] = own_id
+        by_node.setdefault(label, []).append(DeviceRecord.from_state(flat, f"state.devices[{i}]").to_state())
     digest = hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    record = Record.from_state(
-        {
-            "session": f"v1-{digest}",
-            "process": f"v1-{digest}",
-            "rank": 0,
-            "node": printable(str(state.get("node") or "checkpoint")),
-            "duration_s": state["duration_s"],
-            "phase_time_s": state["phase_time_s"],
-            "units": state["units"],
-            "devices": devices,
-        },
-        "state",
-    )
-    ledger = Ledger([record])
+    own_node = node_pseudonym(str(state.get("node") or "checkpoint"))
+    records = [
+        Record.from_state(
+            {
+                "session": f"v1-{digest}",
+                "process": f"v1-{digest}-{rank}",
+                "rank": rank,
+                "node": node_pseudonym(f"v1 label {label}") if label else own_node,
+                "duration_s": state["duration_s"],
+                "phase_time_s": state["phase_time_s"] if rank == 0 else {},
+                "units": state["units"] if rank == 0 else {},
+                "devices": devices,
+            },
+            "state",
+        )
+        for rank, (label, devices) in enumerate(by_node.items())
+    ]
+    ledger = Ledger(records)
     ledger.notes.append(
         "Resumed from a checkpoint of an older nn_tracker (state version 1): its earlier sessions count as one."
     )

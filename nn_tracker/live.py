@@ -1,7 +1,7 @@
 """The running figures a tracker gives loggers, status lines and metrics endpoints.
 
 Every figure but ``power/total_w`` is cumulative and never goes down while a run goes on (the
-trainer callbacks log them as run-level series over their stages, see
+trainer callbacks log them for the run as a whole: every process, every stage, see
 :class:`~nn_tracker.integrations.stages.LoggedSeries`). ``power/total_w`` is the power over the
 interval that ended at each device's last reading.
 

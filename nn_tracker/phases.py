@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from nn_tracker import validation as check
 from nn_tracker.config import check_phase_name
 from nn_tracker.errors import ValidationError
-from nn_tracker.ledger import Units, add_units, unit_totals
+from nn_tracker.ledger import Units, unit_totals
 
 log = logging.getLogger("nn_tracker")
 
@@ -64,17 +64,22 @@ class PhaseBook:
             return self.default_phase
         return next(reversed(self._open.values()))[0]
 
+    def _own_stack(self) -> tuple[tuple[int, str], ...]:
+        """The calling thread's or task's phases still open (one closed elsewhere, or out of order, is left out)."""
+        stack = self._stack.get()
+        return tuple(item for item in stack if item[0] in self._open) if stack else stack
+
     @property
     def here(self) -> str:
         """The innermost phase of the calling thread or task, else the run's phase."""
-        stack = self._stack.get()
+        stack = self._own_stack()
         return stack[-1][1] if stack else self.current
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[str]:
         """Be in ``name`` (nested in this thread's or task's phase) inside the block; yields its path."""
         check_phase_name(name)
-        stack = self._stack.get()
+        stack = self._own_stack()
         parent = stack[-1][1] if stack else None
         path = self._bounded(f"{parent}/{name}" if parent else name, parent)
         entry = next(self._entries)
@@ -89,10 +94,8 @@ class PhaseBook:
                 for inner in [e for e, (_, outer) in self._open.items() if e == entry or entry in outer]:
                     del self._open[inner]
                 self._on_switch(self.current)
-            try:
+            with contextlib.suppress(ValueError):  # left in another thread: its own stack is not ours to change
                 self._stack.reset(token)
-            except ValueError:  # left in another context than it was entered in
-                self._stack.set(stack)
 
     def _bounded(self, path: str, parent: str | None) -> str:
         """``path``, or ``<parent>/other`` once :data:`MAX_PHASES` distinct phases exist."""
@@ -128,11 +131,6 @@ class PhaseBook:
                 self._kinds.add(kind)
             per_phase = self._units.setdefault(phase, {})  # called per batch: no temporary dicts
             per_phase[kind] = per_phase.get(kind, 0) + count
-
-    def carry(self, units: Units) -> None:
-        """Add units counted elsewhere (an earlier session, another process)."""
-        with self._units_lock:
-            add_units(self._units, units)
 
     def units(self) -> Units:
         """A copy of the units per phase and kind."""

@@ -268,7 +268,7 @@ class Sampler:
                 totals.record_error(power)
                 power = None
             previous = totals.last_power_w
-            if sensor.has_power:  # else the energy reads set it: a tick without one keeps the last power
+            if power is not None:  # no sample (a failed read, or energy reads only): the last power holds
                 totals.last_power_w = power
             for seg_start, seg_end, phase in segments:
                 weight = None

@@ -141,8 +141,14 @@ class ServingTracker:
         }
 
     def close_period(self, report: Any = None) -> dict[str, Any]:
-        """Record the period that ends now (also called by the timer; ``report``: the final one) and return it."""
+        """Record the period that ends now (also called by the timer; ``report``: the final one) and return it.
+
+        After the tracker stopped, a period is recorded only if something happened since the last one.
+        """
         with self._period_lock:
+            running = self.tracker.running
+            if report is None and not running:
+                report = self.tracker.report()
             totals = self._totals(report)
             delta = {key: totals[key] - self._last.get(key, 0.0) for key in totals}
             count = delta["units"]
@@ -158,18 +164,14 @@ class ServingTracker:
                 f"carbon_g_per_{self.unit}": delta["carbon_g"] / count if count else None,
                 f"facility_energy_kwh_per_{self.unit}": delta["facility_kwh"] / count if count else None,
             }
-            self._last = totals
-            self._period_index += 1
-            if self.tracker.config.write_report:
-                self._append(record)
-                if report is None:
-                    self.tracker.checkpoint()
+            if running or totals != self._last:
+                self._last = totals
+                self._period_index += 1
+                if self.tracker.config.write_report:
+                    self._append(record)
+                    if running:
+                        self.tracker.checkpoint()
             return record
-
-    def _has_news(self, report: Any) -> bool:
-        """Whether anything happened since the last period (else the last one already ends the run)."""
-        totals = self._totals(report)
-        return totals != self._last
 
     def _append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, allow_nan=False) + "\n").encode()
@@ -183,7 +185,7 @@ class ServingTracker:
         try:
             was_running = self.tracker.running
             report = self.tracker.stop(status, error)
-            if was_running and self._has_news(report):  # the last period ends with the final report
+            if was_running:  # the last period ends with the final report: the periods add up to it
                 try:
                     self.close_period(report)
                 except Exception:  # a period record must never hide the report

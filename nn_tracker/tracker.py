@@ -163,13 +163,7 @@ class Tracker:
             self.end_sampling()
             self._sigterm.restore()
             self._exit.restore()
-            try:
-                report = self._build(status, error, final=True)
-            except Exception as exc:
-                from nn_tracker.report.model import incomplete_report
-
-                log.exception("nn_tracker: building the final report failed; writing what is known")
-                report = incomplete_report(self._run_state(status, error, final=True), exc)
+            report = self._build(status, error, final=True)
             self._report = report
             if self._sensors is not None and self._given_sensors is None:
                 self._sensors.close()
@@ -285,6 +279,23 @@ class Tracker:
         """
         return live_figures(self.live_report(), self._sampler.power_w())
 
+    def figures(self, ledger: Ledger) -> dict[str, float | None]:
+        """The running totals (as :meth:`live`) of another ledger of this run, e.g. every rank's records.
+
+        ``power/total_w`` is the power at the last reading of every device measured in this session.
+        """
+        with self._state_lock:
+            if self._sampler is None:
+                raise NNTrackerError("this Tracker was never started")
+            report = self._build("running", None, final=False, timeline=False, ledger=ledger)
+        power_w = sum(
+            device.last_power_w or 0.0
+            for record in ledger.records
+            if record.session == self._session
+            for device in record.devices
+        )
+        return live_figures(report, power_w)
+
     # ----- the ledger: resuming and merging --------------------------------------------------------------
     @property
     def session(self) -> str:
@@ -341,7 +352,9 @@ class Tracker:
             state: The exported ledger.
             parallel: The records come from a process that ran at the same time as this session but
                 did not know it (not through :class:`~nn_tracker.distributed.DistributedTracker`):
-                they are filed under this session (their time does not add to the run's).
+                the records of its latest session are filed under this session, after this
+                process's rank (their time does not add to the run's); its earlier sessions stay
+                earlier sessions.
 
         Raises:
             ValidationError: ``state`` is not an nn_tracker state (one line naming the field).
@@ -352,21 +365,37 @@ class Tracker:
         with self._state_lock:
             if self._report is not None:
                 raise NNTrackerError("carry_over() must come before stop()")
+            latest = ledger.records[-1].session if ledger.records else None
             for record in ledger.records:
-                if parallel:
-                    record = replace(record, session=self._session, rank=max(record.rank, self._rank + 1))
+                if parallel and record.session == latest:
+                    record = replace(record, session=self._session, rank=self._rank + 1 + record.rank)
                 if record.key != (self._session, self._process):  # our own record: ours is the newest
                     self._carried.add(record)
             for note in ledger.notes:
                 self._carried.notes.append(note)
 
     # ----- output ----------------------------------------------------------------------------------------
-    def _build(self, status: str, error: BaseException | None, final: bool, timeline: bool = True) -> Report:
-        from nn_tracker.report.model import build_report
+    def _build(
+        self,
+        status: str,
+        error: BaseException | None,
+        final: bool,
+        timeline: bool = True,
+        ledger: Ledger | None = None,
+    ) -> Report | IncompleteReport:
+        """The report (of ``ledger``, by default the run's); if it cannot be built, what is known, logged."""
+        from nn_tracker.report.model import build_report, incomplete_report
 
-        return build_report(self._run_state(status, error, final), self._sampler, timeline=timeline)
+        state = self._run_state(status, error, final, ledger)
+        try:
+            return build_report(state, self._sampler, timeline=timeline)
+        except Exception as exc:
+            log.exception("nn_tracker: building the report failed; writing what is known")
+            return incomplete_report(state, exc)
 
-    def _run_state(self, status: str, error: BaseException | None, final: bool) -> RunState:
+    def _run_state(
+        self, status: str, error: BaseException | None, final: bool, ledger: Ledger | None = None
+    ) -> RunState:
         """What the report needs besides the sampler's health and timeline."""
         from nn_tracker.report.document import RunError
         from nn_tracker.report.model import RunState
@@ -382,7 +411,7 @@ class Tracker:
             config=self.config,
             run_id=self.run_id,
             status=status,
-            ledger=self._ledger(),
+            ledger=ledger if ledger is not None else self._ledger(),
             session=self._session,
             node=self._node,
             started_wall_s=self._started_wall_s,

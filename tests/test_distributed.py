@@ -244,6 +244,7 @@ def test_a_resumed_multi_node_lightning_fit_continues_the_run(tmp_path, fake_gpu
     with open(next((tmp_path / "logs-resume").rglob("metrics.csv"))) as handle:
         logged = [float(r["energy/total_kwh"]) for r in csv.DictReader(handle) if r.get("energy/total_kwh")]
     assert logged == sorted(logged)  # the run-level series never goes down
+    assert logged[-1] == pytest.approx(data["energy"]["it_kwh"], rel=1e-9)  # every rank and session counted once
 
 
 def test_a_failed_distributed_run_names_the_ranks_missing_from_rank_0_s_report(tmp_path):

@@ -16,6 +16,7 @@ import asyncio
 import csv
 import itertools
 import json
+import re
 import threading
 import time
 from dataclasses import replace
@@ -273,7 +274,8 @@ def test_a_union_of_records_is_the_same_in_any_order_and_counts_a_record_once(re
     assert projection(Ledger(records)) == projection(Ledger(shuffled + records))  # seen twice: kept once
     ledger = Ledger(records)
     assert projection(Ledger.from_state(json.loads(json.dumps(ledger.to_state())))) == projection(ledger)
-    claimed = {(r.session, r.node, d.device_id) for r in records for d in r.devices}
+    # a GPU is one device wherever it is (its UUID); any other device is one per node
+    claimed = {(r.session, "" if d.component == "gpu" else r.node, d.device_id) for r in records for d in r.devices}
     assert len(claimed) == sum(d.sessions for d in ledger.devices())  # one figure per device and session
     assert sum(d.record.energy_j for d in ledger.devices()) <= sum(d.energy_j for r in records for d in r.devices)
 
@@ -448,20 +450,43 @@ def test_live_figures_never_go_down(tmp_path, blocks):
         assert values == sorted(values), name
 
 
+class OneProcess:
+    """What a trainer callback's ``StageRun.run`` offers the logged series, for one process."""
+
+    def __init__(self, tracker):
+        self.tracker = tracker
+
+    def merged_ledger(self):
+        return self.tracker.ledger()
+
+
 @SETTINGS
-@given(stages=st.lists(st.lists(st.integers(0, 100), min_size=1, max_size=4), min_size=1, max_size=4))
-def test_logged_series_never_go_down_across_stages(stages):
-    """Each stage's tracker starts from zero; the series a logger gets goes on from the last stage's."""
-    series, logged = LoggedSeries(), []
-    for stage in stages:
-        running = 0.0
-        for kwh in stage:
-            running += kwh
-            logged.append(series.values({"energy/total_kwh": running, "power/total_w": 5.0, "energy/gpu_kwh": None}))
-        series.next_stage()
-    totals = [m["energy/total_kwh"] for m in logged]
-    assert totals == sorted(totals) and totals[-1] == sum(map(sum, stages))
-    assert all("energy/gpu_kwh" not in m and m["power/total_w"] == 5.0 for m in logged)
+@given(
+    stages=st.lists(st.tuples(RUN, st.booleans(), st.integers(0, 6)), min_size=1, max_size=3),
+)
+def test_logged_series_never_go_down_across_stages_and_resumes(tmp_path, stages):
+    """Stages of one callback, some resumed from a checkpoint of the stage before: each session counted once."""
+    machine, series, logged, own_j = Machine(), LoggedSeries(), [], 0.0
+    checkpoint = None
+    for blocks, resumes, cut in stages:
+        tracker = machine.tracker(tmp_path, write_report=False).start()
+        if resumes and checkpoint is not None:
+            tracker.carry_over(checkpoint)  # a copy of (part of) a session that is already in the history
+        run = OneProcess(tracker)
+        for i, block in enumerate(blocks):
+            machine.run(tracker, [block])
+            logged.append(series.values(run))
+            if i == cut:
+                checkpoint = tracker.export_state(public=True)
+        report = tracker.stop()
+        logged.append(series.values(run))  # the stage's last log, after its last reading
+        series.stage_ended(tracker)
+        own_j += report.session.it_energy_kwh * JOULES_PER_KWH
+        checkpoint = checkpoint or tracker.export_state(public=True)
+    for name in CUMULATIVE_METRICS:
+        values = [m[name] for m in logged if name in m]
+        assert values == sorted(values), name
+    assert logged[-1]["energy/total_kwh"] * JOULES_PER_KWH == pytest.approx(own_j, rel=1e-12, abs=1e-9)
 
 
 @SETTINGS
@@ -659,3 +684,215 @@ def test_markdown_and_html_show_the_sessions_of_a_resumed_run(tmp_path):
     assert "## Sessions of this resumed run" in text and "| this session |" in text and "| the run |" in text
     assert "Sessions of this resumed run" in html.render(second.report())
     assert "Sessions of" not in markdown.render(first.report())  # one session: no table
+
+
+# ----- what an adversarial review found (each test failed before its fix) ----------------------------------
+def test_a_run_resumed_on_another_node_counts_its_gpu_once_and_its_embodied_carbon_by_use(tmp_path, monkeypatch):
+    a100 = "NVIDIA A100-SXM4-80GB"
+
+    clock = ManualClock()
+
+    def session(node, seconds, gpus, state=None):
+        monkeypatch.setenv("NN_TRACKER_NODE_ID", node)
+        tracker = Tracker(
+            clock=clock,
+            background=False,
+            sensors=sensor_set(*(ConstantPower(f"gpu:GPU-{g}", power_w=100.0, name=a100) for g in gpus)),
+            write_report=False,
+            intensity_g_per_kwh=100,
+        ).start()
+        if state is not None:
+            tracker.carry_over(state)
+        clock.advance(seconds)
+        return tracker.stop(), tracker.export_state(public=True)
+
+    whole, _ = session("node-x", 150, [1])
+    _, state = session("node-x", 100, [1])
+    resumed, _ = session("node-y", 50, [1], state)  # after a reboot, or on another machine
+    assert [d.device_id for d in resumed.devices if d.component == "gpu"] == ["gpu:GPU-1"]
+    assert resumed.footprint.embodied_carbon_amortised_g == pytest.approx(whole.footprint.embodied_carbon_amortised_g)
+    _, state = session("node-x", 100, [1])
+    both, _ = session("node-x", 50, [1, 2], state)  # GPU-2 joins for the second session only
+    (item,) = both.footprint.embodied
+    assert item.count == 2
+    assert item.amortised_g == pytest.approx(whole.footprint.embodied_carbon_amortised_g * (150 + 50) / 150)
+
+
+def test_a_version_1_state_leaks_no_node_identity_nor_host_label(tmp_path):
+    old = {
+        "nn_tracker_state": 1,
+        "node": "boot:51b03c3a-secret",
+        "duration_s": 10.0,
+        "phase_time_s": {"training": 10.0},
+        "units": {},
+        "devices": [
+            {
+                "info": {"device_id": f"{label}gpu:GPU-{i}", "component": "gpu", "name": "G", "method": "counter"},
+                "energy_j": 100.0,
+                "energy_by_phase_j": {"training": 100.0},
+                "readings": 1,
+            }
+            for i, label in enumerate(["", "vm~other/"])
+        ],
+    }
+    machine = Machine()
+    tracker = machine.tracker(tmp_path, write_report=False)
+    with tracker:
+        tracker.carry_over(old)
+    text = json.dumps(tracker.export_state(public=True)) + json.dumps(tracker.report().to_dict())
+    assert "51b03c3a" not in text and "vm~other" not in text
+    assert tracker.report().energy_kwh * JOULES_PER_KWH == pytest.approx(200.0)
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda r: r["devices"][0].update(model=5), "devices[0].model must be a string or null"),
+        (lambda r: r["devices"][0].update(first_error=["x"]), "devices[0].first_error must be a string or null"),
+        (lambda r: r.update(started_wall_s=1e15), "started_wall_s must be at most 253402300799"),
+        (lambda r: r["devices"].append(dict(r["devices"][0])), "devices[1].device_id must appear once in a record"),
+        (lambda r: r["devices"][0].update(energy_j=5000.0), "devices[0].energy_by_phase_j must add up to energy_j"),
+    ],
+)
+def test_states_that_would_break_a_report_later_are_refused_now(mangle, message):
+    state = record(devices=[device()]).to_state()
+    mangle(state)
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        Ledger.from_state({"nn_tracker_state": 2, "records": [state]})
+
+
+@pytest.mark.parametrize("version", [True, 1.0, 2.0, "2"])
+def test_a_state_version_is_an_integer(version):
+    with pytest.raises(ValidationError, match=r"state\.nn_tracker_state must be 1 or 2"):
+        Ledger.from_state({"nn_tracker_state": version, "records": []})
+
+
+def test_an_odd_detail_in_a_carried_record_never_breaks_the_report(tmp_path):
+    state = record(devices=[replace(device(), details={"other_processes_cpu_share": "lots"})]).to_state()
+    machine = Machine()
+    tracker = machine.tracker(tmp_path, write_report=False)
+    with tracker:
+        tracker.carry_over({"nn_tracker_state": 2, "records": [state]})
+        assert tracker.live()["energy/total_kwh"] > 0
+    assert not tracker.report().incomplete
+
+
+def test_two_sessions_with_a_run_id_of_your_own_write_two_csv_rows(tmp_path):
+    machine = Machine()
+    first = machine.tracker(tmp_path, run_id="my-experiment-7")
+    with first:
+        machine.run(first, [(None, [(100, 100, 0, 1)])])
+    second = machine.tracker(tmp_path, run_id="my-experiment-7")
+    with second:
+        second.carry_over(first.export_state(public=True))
+        machine.run(second, [(None, [(50, 100, 0, 1)])])
+    path = tmp_path / "rows.csv"
+    for report in (first.report(), second.report(), second.report()):
+        codecarbon_csv.append(path, report)
+    with open(path) as handle:
+        assert [float(r["duration"]) for r in csv.DictReader(handle)] == [100.0, 50.0]
+
+
+def test_a_phase_left_from_another_thread_or_out_of_order_leaves_no_stale_parent(tmp_path):
+    machine = Machine()
+    tracker = machine.tracker(tmp_path, write_report=False)
+    with tracker:
+        entered = {}
+
+        def worker():
+            entered["phase"] = tracker.phase("w")
+            entered["phase"].__enter__()
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        entered["phase"].__exit__(None, None, None)  # left from the main thread
+        with tracker.phase("main") as path:
+            assert path == "main"
+        outer, inner = tracker.phase("a"), tracker.phase("b")
+        outer.__enter__()
+        inner.__enter__()
+        outer.__exit__(None, None, None)  # out of order: closes b too
+        assert tracker.current_phase == "training"
+        with tracker.phase("c") as path:
+            assert path == "c"
+        inner.__exit__(None, None, None)
+        assert tracker.current_phase == "training"
+
+
+def test_a_resumed_state_carried_as_parallel_keeps_its_earlier_session(tmp_path):
+    clock = ManualClock()
+
+    def tracker(power_w, device_id):
+        return Tracker(
+            clock=clock,
+            background=False,
+            sensors=sensor_set(ConstantPower(device_id, power_w=power_w)),
+            write_report=False,
+            intensity_g_per_kwh=100,
+        ).start()
+
+    earlier = tracker(10.0, "gpu:GPU-1")
+    clock.advance(100)
+    earlier.stop()
+    other = tracker(10.0, "gpu:GPU-1")  # the other process, resumed: 1000 J before, 1000 J now
+    other.carry_over(earlier.export_state(public=True))
+    ours = tracker(20.0, "gpu:GPU-9")
+    clock.advance(100)
+    other.stop()
+    ours.carry_over(other.export_state(), parallel=True)
+    report = ours.stop()
+    assert report.energy_kwh * JOULES_PER_KWH == pytest.approx(1000 + 1000 + 2000)
+    assert not any(n.startswith("Not merged") for n in report.notes)
+    assert [s.processes for s in report.sessions] == [1, 2]
+
+
+def test_a_failed_power_read_keeps_the_last_power(tmp_path):
+    from nn_tracker.sampling import Sampler
+
+    class Flaky(ConstantPower):
+        has_power = True
+
+        def read_power(self, now_s):
+            if self.fail:
+                raise RuntimeError("glitch")
+            return self.power_w
+
+    sensor, clock = Flaky(power_w=200.0), ManualClock()
+    sampler = Sampler([sensor], clock)
+    sampler.start(background=False)
+    seen = []
+    for fail in (False, True, False):
+        sensor.fail = fail
+        clock.advance(1)
+        sampler.tick()
+        seen.append(sampler.power_w())
+    assert seen == [200.0, 200.0, 200.0]
+
+
+def test_closing_a_period_after_stop_adds_nothing(tmp_path):
+    from nn_tracker.serving import ServingTracker
+
+    clock = ManualClock()
+    serving = ServingTracker(
+        clock=clock, background=False, sensors=sensor_set(ConstantPower()), output_dir=tmp_path, embodied=()
+    ).start()
+    clock.advance(10)
+    serving.count(3)
+    serving.stop()
+    lines = serving.periods_path.read_text().splitlines()
+    serving.close_period()
+    assert serving.periods_path.read_text().splitlines() == lines and len(lines) == 1
+
+
+def test_with_wall_clocks_apart_the_earlier_sessions_are_those_that_did_not_write(tmp_path):
+    machine = Machine()
+    first = machine.tracker(tmp_path, write_report=False)
+    with first:
+        machine.run(first, [(None, [(100, 1, 1, 1)])])
+    machine.clock.jump_wall(-10_000)  # this machine's clock is behind the first one's
+    second = machine.tracker(tmp_path, write_report=False)
+    with second:
+        second.carry_over(first.export_state(public=True))
+        machine.run(second, [(None, [(10, 1, 1, 1)])])
+    assert any("includes 100.0 s measured in earlier sessions" in n for n in second.report().notes)

@@ -111,7 +111,7 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
             report = stage_run.finish(exception, lambda _run: self._log(trainer, force=True))
         finally:
             self._stage_run = None
-            self._series.next_stage()
+            self._series.stage_ended(stage_run.tracker)
         self.reports.append(report)
         self.stages.append(stage_summary(stage_run.stage, report))
 
@@ -158,14 +158,15 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
         self._count(batch)
 
     def _log(self, trainer: Any, force: bool = False) -> None:
-        """Send the running totals, summed over processes, to every logger (collective in DDP)."""
+        """Send the run's totals (every process, every stage so far) to every logger (collective in DDP)."""
         step = trainer.global_step
         if self._stage_run is None or (step == self._last_logged_step and not force):
             return
         self._last_logged_step = step
-        metrics = self._series.values(self._stage_run.run.sum_over_processes(self._stage_run.tracker.live()))
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=step)
+        metrics = self._series.values(self._stage_run.run)
+        if metrics:  # on global rank 0
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=step)
 
     # ----- checkpoints ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

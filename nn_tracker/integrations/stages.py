@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from nn_tracker.config import QUERYING_PHASE, TRAINING_PHASE
 from nn_tracker.report.document import IncompleteReport, RelatedRun, Report
+
+log = logging.getLogger("nn_tracker")
 
 STAGE_PHASES = {
     "fit": (TRAINING_PHASE,),
@@ -54,35 +57,40 @@ def read_checkpoint_state(state: Any) -> tuple[dict[str, Any] | None, str | None
 
 
 class LoggedSeries:
-    """The series a trainer's loggers get: run-level totals that never go down across stages.
+    """The figures a trainer's loggers get: the run-level totals of every stage so far, as one ledger.
 
-    Each stage's tracker starts from zero; the logged cumulative figures (energy, carbon) are that
-    stage's running totals on top of what the earlier stages last logged, so after ``fit`` then
-    ``test`` a logger's last ``energy/total_kwh`` is the trainer's whole run. ``power/total_w`` is a
-    gauge: logged as measured. Each stage's report keeps its own figures.
+    Each logging step (collective) gathers the current stage's records from every process; on global
+    rank 0 they join the records of the stages that ended before (theirs first: a stage's final
+    record wins over the copy of it that a later stage carried in from a checkpoint), and the
+    figures are computed from that union. So ``fit`` then ``test`` (or a fit resumed with the same
+    callback) logs series that never go down, each rank and each session counted once, and a
+    logger's last ``energy/total_kwh`` is the trainer's whole run. Each stage's report keeps its own
+    figures. Other ranks log nothing (the loggers write on rank 0).
     """
 
     def __init__(self) -> None:
-        self._base: dict[str, float] = {}
-        self._last: dict[str, float] = {}
+        from nn_tracker.ledger import Ledger
 
-    def values(self, metrics: dict[str, float | None]) -> dict[str, float]:
-        """What to log for a stage's running figures (``None``: not measured anywhere, left out)."""
-        from nn_tracker.live import CUMULATIVE_METRICS
+        self._finished = Ledger()
 
-        logged = {
-            name: value + self._base.get(name, 0.0) if name in CUMULATIVE_METRICS else value
-            for name, value in metrics.items()
-            if value is not None
-        }
-        self._last.update(logged)
-        return logged
+    def values(self, run: Any) -> dict[str, float]:
+        """What to log now for the stage ``run`` (a collective call; empty on ranks other than 0)."""
+        from nn_tracker.ledger import Ledger
 
-    def next_stage(self) -> None:
-        """A stage ended: later stages log on top of its last logged totals."""
-        from nn_tracker.live import CUMULATIVE_METRICS
+        merged = run.merged_ledger()
+        if merged is None:
+            return {}
+        view = Ledger()
+        view.merge(self._finished)
+        view.merge(merged)
+        return {name: value for name, value in run.tracker.figures(view).items() if value is not None}
 
-        self._base = {name: value for name, value in self._last.items() if name in CUMULATIVE_METRICS}
+    def stage_ended(self, tracker: Any) -> None:
+        """Keep a finished stage's records (on rank 0, every process's) for the stages that follow."""
+        try:
+            self._finished.merge(tracker.ledger())
+        except Exception:  # logging must never hurt the training
+            log.debug("nn_tracker: the stage's records are not kept for the logged series", exc_info=True)
 
 
 def check_tracker_options(options: dict[str, Any]) -> None:

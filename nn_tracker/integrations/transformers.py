@@ -208,7 +208,7 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         try:
             report = stage_run.finish(exception, self._log)  # the final figures, after the last readings
         finally:
-            self._series.next_stage()
+            self._series.stage_ended(stage_run.tracker)
         self.reports.append(report)
         self.stages.append(stage_summary(stage_run.stage, report))
 
@@ -278,11 +278,11 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
 
     # ----- logging -------------------------------------------------------------------------------------
     def _log(self, run: DistributedTracker) -> None:
-        """Send the running totals, summed over processes, through ``trainer.log`` (collective)."""
+        """Send the run's totals (every process, every stage so far) through ``trainer.log`` (collective)."""
         if not self.log_metrics:
             return
         self._flush_tokens()
-        metrics = self._series.values(run.sum_over_processes(run.tracker.live()))
+        metrics = self._series.values(run)
         trainer = self.trainer
         if trainer is not None and metrics:
             trainer.log(metrics)

@@ -74,19 +74,37 @@ def charge_devices(config: TrackerConfig, devices: list[Device], centres: list[D
 Wanted = tuple[str, float, float | None, float | None, float | None, str]  # name, count, kg, life, share, scope
 
 
-def embodied(config: TrackerConfig, devices: list[Device], duration_s: float, notes: list[str]) -> list[EmbodiedItem]:
-    """The embodied carbon of the hardware given (or detected GPUs), amortised over the run."""
+def embodied(
+    config: TrackerConfig,
+    devices: list[Device],
+    duration_s: float,
+    notes: list[str],
+    device_s: dict[str, float] | None = None,
+) -> list[EmbodiedItem]:
+    """The embodied carbon of the hardware given (amortised over the run) or of the detected GPUs.
+
+    A detected GPU is amortised over the time of the sessions it was measured in (``device_s``, by
+    device id; the run's duration where not given): a GPU used in one session of a resumed run is not
+    charged for the others.
+    """
+    hours: dict[str, float] = {}
     if config.embodied == "auto":
         counts: dict[str, int] = {}
         for device in devices:
             if device.component == "gpu":
                 counts[device.name] = counts.get(device.name, 0) + 1
+                seconds = (device_s or {}).get(device.device_id, duration_s)
+                hours[device.name] = hours.get(device.name, 0.0) + seconds / 3600.0
         wanted: list[Wanted] = [(name, count, None, None, None, "unit") for name, count in counts.items()]
     else:
         wanted = [
             (h.name, h.count, h.embodied_kg_per_unit, h.lifetime_years, h.utilisation, h.scope) for h in config.embodied
         ]
-    items = [item for entry in wanted if (item := embodied_item(entry, config, duration_s / 3600.0, notes))]
+    items = [
+        item
+        for entry in wanted  # amortised linearly: count x the mean hours of the devices = their hours added up
+        if (item := embodied_item(entry, config, hours.get(entry[0], entry[1] * duration_s / 3600.0) / entry[1], notes))
+    ]
     if not wanted:
         notes.append(
             "Embodied carbon not included: no hardware with a published figure was detected or "

@@ -1,4 +1,4 @@
-"""One row per run in the columns and value formats of CodeCarbon 3.x's ``emissions.csv``, appended safely.
+"""One row per session of a run in the columns and value formats of CodeCarbon 3.x's ``emissions.csv``, appended safely.
 
 Checked against a file written by CodeCarbon 3.3.2 itself (``tests/data``): the same 38 columns in
 the same order; timestamps in local time (``YYYY-MM-DDTHH:MM:SS``); duration s, emissions kgCO2e,
@@ -11,7 +11,7 @@ own header, so a file started by another CodeCarbon version never gets misaligne
 One row per session, holding that session's own figures (a resumed run's sessions each write a
 row; a Lightning stage's row covers that stage), so the rows of a run add up to the run and summing
 a column of the file counts nothing twice. Writing a report whose row is already in the file (the
-same ``run_id``) adds nothing.
+very same row) adds nothing.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def _whole_run(report: Report) -> Session:
         run_id=report.run_id,
         current=True,
         duration_s=report.duration_s,
-        processes=1,
+        processes=None,
         it_energy_kwh=report.energy_kwh,
         it_energy_kwh_by_component={c: e for c, e in report.energy.by_component_kwh.items() if e is not None},
         facility_energy_kwh=footprint.facility_energy_kwh,
@@ -165,7 +165,7 @@ def render(report: Report, header: bool = True, columns: tuple[str, ...] = COLUM
 def append(path: str | Path, report: Report) -> Path:
     """Append the session's row to ``path``, whole or not at all, in the columns of the file's own header.
 
-    A new or empty file gets CodeCarbon 3.3.2's header first; a file that has the row (its run id)
+    A new or empty file gets CodeCarbon 3.3.2's header first; a file that has the very same row
     already is left as it is. See
     :func:`~nn_tracker.report.files.append_whole`: locked, torn rows cut, never through a symlink.
 
@@ -178,21 +178,19 @@ def append(path: str | Path, report: Report) -> Path:
     def payload(size: int) -> bytes:
         if size == 0:
             return render(report).encode("utf-8")
-        columns = _existing_header(target)
-        if report.run_id in _run_ids(target, columns):
+        text = render(report, header=False, columns=_existing_header(target))
+        if text in _rows(target):
             return b""  # this session's row is there already: writing the report again adds nothing
-        return render(report, header=False, columns=columns).encode("utf-8")
+        return text.encode("utf-8")
 
     return append_whole(target, payload)
 
 
-def _run_ids(path: Path, columns: tuple[str, ...]) -> set[str]:
-    """The run ids of the rows in the file (read under the append's lock)."""
-    if "run_id" not in columns:
-        return set()
+def _rows(path: Path) -> set[str]:
+    """The file's lines, each with its newline (read under the append's lock)."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd, encoding="utf-8", errors="replace", newline="") as handle:
-        return {r.get("run_id") or "" for r in csv.DictReader(handle)}
+        return set(handle)
 
 
 def _existing_header(path: Path) -> tuple[str, ...]:

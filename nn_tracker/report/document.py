@@ -96,7 +96,8 @@ class Device:
     notes: list[str] = spec("caveats about this device")
     operational_carbon_g: float | None = spec(
         "operational carbon of its energy: each phase's share at the PUE and intensity of the datacentre that runs "
-        "it (the devices' figures add up to the footprint's; null: not measured)",
+        "it (the devices' figures add up to the footprint's; null: not measured, or read from a report older "
+        "than schema 4)",
         None,
     )
 
@@ -285,7 +286,7 @@ class Session:
     started_at: IsoTime | None = spec("UTC wall clock", None)
     ended_at: IsoTime | None = spec("UTC wall clock (for the current session of a running report: so far)", None)
     duration_s: float = spec("its duration (its writer's: global rank 0's)", minimum=0)
-    processes: int = spec("processes (ranks) that measured in it", minimum=1)
+    processes: int | None = spec("processes (ranks) that measured in it (null: unknown, an upgraded report)")
     it_energy_kwh: float = spec("IT energy of every device measured in it", minimum=0)
     it_energy_kwh_by_component: dict[str, float] = spec(
         "per component measured in it (`gpu`, `cpu`, `ram`)", factory=dict, key="component"

@@ -162,11 +162,12 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
     units = ledger.units()
     phases = _phases(figures, ledger.phase_time_s(), units)
     device_notes = (n for d in devices for n in d.notes)
-    notes = list(dict.fromkeys([*_ledger_notes(ledger, sessions), *state.notes, *device_notes]))
+    notes = list(dict.fromkeys([*_ledger_notes(ledger, sessions, state.session), *state.notes, *device_notes]))
     energy = _energy(devices)
     centres, slots, operational_g = carbon.operational(state.config, phases)
     carbon.charge_devices(state.config, devices, centres)
-    embodied = carbon.embodied(state.config, devices, duration_s, notes)
+    device_s = {row.device_id: figure.duration_s for row, figure in zip(devices, figures, strict=True)}
+    embodied = carbon.embodied(state.config, devices, duration_s, notes, device_s)
     amortised_g = sum(i.amortised_g for i in embodied) if embodied else None
     total_g = footprint.total_carbon_g(amortised_g or 0.0, operational_g)
     if any(c.default_location for c in centres):
@@ -206,11 +207,11 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
     )
 
 
-def _ledger_notes(ledger: Ledger, sessions: list[SessionFigures]) -> list[str]:
+def _ledger_notes(ledger: Ledger, sessions: list[SessionFigures], current: str) -> list[str]:
     """What the reader must know of how the ledger's records were combined."""
     notes = [*ledger.notes, *ledger.claim_notes()]
     if len(sessions) > 1:
-        earlier_s = sum(s.duration_s for s in sessions[:-1])
+        earlier_s = sum(s.duration_s for s in sessions if s.session != current)
         notes.append(
             f"Resumed: {len(sessions)} sessions; includes {earlier_s:.1f} s measured in earlier sessions "
             "(see sessions)."
@@ -376,7 +377,7 @@ def _device_notes(totals: Any, measured: bool) -> list[str]:
     if not measured:
         notes.append(f"{device_id} was not measured: energy unknown (null), not zero")
     others = totals.details.get("other_processes_cpu_share")
-    if others is not None and others > OTHERS_NOTABLE_SHARE:
+    if isinstance(others, (int, float)) and others > OTHERS_NOTABLE_SHARE:
         notes.append(
             f"Other processes used {others:.0%} of the CPU time the machine spent during this run: with "
             "attribution='machine' their energy is counted here; attribution='process' counts only this job."

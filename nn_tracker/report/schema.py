@@ -86,7 +86,7 @@ def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
             "started_at": data.get("started_at"),
             "ended_at": data.get("ended_at"),
             "duration_s": data["duration_s"],
-            "processes": 1,
+            "processes": None,  # not known
             "it_energy_kwh": data["energy"]["it_kwh"],
             "it_energy_kwh_by_component": {
                 c: kwh for c, kwh in data["energy"].get("by_component_kwh", {}).items() if kwh is not None
