@@ -200,12 +200,13 @@ class DistributedTracker:
         states = self._collectives.gather(state) if self._collectives else [state]
         return merge_states(states, public) if self.is_writer else None
 
-    def merged_ledger(self) -> Ledger | None:
-        """The run's ledger with every process's records as of now (on rank 0; ``None`` elsewhere) — collective."""
+    def merged_ledger(self) -> Ledger:
+        """The run's ledger with every process's records as of now, on every process — a collective call."""
         from nn_tracker.ledger import Ledger
 
-        state = self.merged_state()
-        return Ledger.from_state(state) if state is not None else None
+        state = self.tracker.export_state()
+        states = self._collectives.gather(state) if self._collectives else [state]
+        return Ledger.from_state(merge_states(states))
 
     def stop(
         self, status: str = "completed", error: BaseException | None = None, close: bool = True

@@ -174,3 +174,20 @@ def test_importing_nn_tracker_does_not_import_lightning():
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
         == "False"
     )
+
+
+def test_logged_series_of_one_callback_over_a_fit_a_resumed_fit_and_a_test_count_each_session_once(tmp_path):
+    """The same callback: fit, fit resumed from its checkpoint, then test from a checkpoint (which carries it)."""
+    callback = NNTrackerCallback(**callback_options(tmp_path))
+    trainer(tmp_path / "a", callback, max_epochs=1, num_sanity_val_steps=0).fit(TinyRegressor(), loader(64), loader(32))
+    first = next((tmp_path / "a").rglob("*.ckpt"))
+    second_trainer = trainer(tmp_path / "a", callback, max_epochs=2, num_sanity_val_steps=0)
+    second_trainer.fit(TinyRegressor(), loader(64), loader(32), ckpt_path=str(first))
+    second_trainer.test(TinyRegressor(), loader(32), ckpt_path=str(next((tmp_path / "a").rglob("epoch=1*.ckpt"))))
+    own = [r.session.it_energy_kwh for r in callback.reports]  # each stage's own session
+    logged = []
+    for path in sorted((tmp_path / "a" / "logs").rglob("metrics.csv")):  # version_0: the first trainer's
+        with open(path) as handle:
+            logged += [float(r["energy/total_kwh"]) for r in csv.DictReader(handle) if r.get("energy/total_kwh")]
+    assert logged == sorted(logged)
+    assert logged[-1] == pytest.approx(sum(own), rel=1e-9)

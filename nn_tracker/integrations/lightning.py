@@ -164,7 +164,7 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
             return
         self._last_logged_step = step
         metrics = self._series.values(self._stage_run.run)
-        if metrics:  # on global rank 0
+        if metrics:
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=step)
 

@@ -65,30 +65,31 @@ class LoggedSeries:
     figures are computed from that union. So ``fit`` then ``test`` (or a fit resumed with the same
     callback) logs series that never go down, each rank and each session counted once, and a
     logger's last ``energy/total_kwh`` is the trainer's whole run. Each stage's report keeps its own
-    figures. Other ranks log nothing (the loggers write on rank 0).
+    figures. Every process gets the same figures (the gather gives each every record), so the
+    trainer's own flow stays the same on every rank.
     """
 
     def __init__(self) -> None:
         from nn_tracker.ledger import Ledger
 
         self._finished = Ledger()
+        self._last_view = Ledger()
 
     def values(self, run: Any) -> dict[str, float]:
-        """What to log now for the stage ``run`` (a collective call; empty on ranks other than 0)."""
+        """What to log now for the stage ``run`` (a collective call)."""
         from nn_tracker.ledger import Ledger
 
-        merged = run.merged_ledger()
-        if merged is None:
-            return {}
         view = Ledger()
         view.merge(self._finished)
-        view.merge(merged)
+        view.merge(run.merged_ledger())
+        self._last_view = view
         return {name: value for name, value in run.tracker.figures(view).items() if value is not None}
 
     def stage_ended(self, tracker: Any) -> None:
-        """Keep a finished stage's records (on rank 0, every process's) for the stages that follow."""
+        """Keep a finished stage's records (every process's, as last gathered) for the stages that follow."""
         try:
-            self._finished.merge(tracker.ledger())
+            self._finished.merge(tracker.ledger())  # its final records win over the last gathered ones
+            self._finished.merge(self._last_view)
         except Exception:  # logging must never hurt the training
             log.debug("nn_tracker: the stage's records are not kept for the logged series", exc_info=True)
 
