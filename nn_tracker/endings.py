@@ -2,8 +2,9 @@
 
 SIGTERM: the handler itself only records the signal: it runs in the main thread between two steps of whatever
 was running, possibly with one of the tracker's locks held, so stopping there could wait forever.
-The previous handler is put back as soon as the signal arrives (and at the end of the run), and is
-called, so a program's own SIGTERM handling goes on as without nn_tracker.
+A program's own SIGTERM handler is called and decides (the runs go on, their reports say when SIGTERM
+came); without one, each run's ``terminated`` report is written from a thread and the process then ends
+by SIGTERM, as it would have without nn_tracker.
 """
 
 from __future__ import annotations
@@ -15,14 +16,57 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("nn_tracker")
 
 
+STOP_DEADLINE_S = 10.0  # after SIGTERM, the process ends by it within this, whatever writing the reports does
+
+_active: list[SigtermGuard] = []  # the guards of the runs going on, in order of start
+_original: Any = None  # the SIGTERM handler before nn_tracker's; ours is in place while _installed
+_installed = False
+
+
+def _handle(signum: int, frame: Any) -> None:
+    """nn_tracker's SIGTERM handler (main thread): tell every run, then do what the program's handler would."""
+    global _installed
+    guards = list(_active)
+    original = _original
+    if callable(original):  # the program handles SIGTERM itself: its handler decides, the runs go on
+        for guard in guards:
+            guard.notice(ends_process=False)
+        original(signum, frame)
+        return
+    with contextlib.suppress(ValueError, OSError):  # the default action is back: a second SIGTERM ends at once
+        signal.signal(signal.SIGTERM, original if original is not None else signal.SIG_DFL)
+    _installed = False
+    if original == signal.SIG_IGN:
+        return
+    for guard in guards:
+        guard.notice(ends_process=True)
+    threading.Thread(target=_end_process, args=(guards,), name="nn_tracker-sigterm-end", daemon=True).start()
+    atexit.register(_end_process, guards)  # a program that reaches its end first still ends by SIGTERM
+
+
+def _end_process(guards: list[SigtermGuard]) -> None:
+    """Wait (bounded) for every run's ``terminated`` report, then end by SIGTERM as without nn_tracker."""
+    deadline = time.monotonic() + STOP_DEADLINE_S
+    for guard in guards:
+        guard.stopped.wait(max(deadline - time.monotonic(), 0.0))
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 class SigtermGuard:
-    """Stops a run on SIGTERM, from a thread of its own.
+    """Ends a run on SIGTERM, from a thread of its own; the program's own SIGTERM handling goes on as before.
+
+    One nn_tracker handler serves every run of the process (trackers started and stopped in any order):
+    it is installed with the first run and the program's handler put back with the last. Without a
+    handler of the program's, the run writes its ``terminated`` report and the process then ends by
+    SIGTERM (within :data:`STOP_DEADLINE_S`). With one, the program's handler runs and decides: the run
+    goes on, and its report says when SIGTERM came.
 
     Args:
         stop_run: Writes the run's ``terminated`` report (called once, by the watcher thread).
@@ -30,56 +74,60 @@ class SigtermGuard:
 
     def __init__(self, stop_run: Callable[[], Any]) -> None:
         self._stop_run = stop_run
-        self._previous: Any = None
-        self._installed = False
-        self.received = False  # set by the handler
-        self._wake = threading.Event()  # wakes the watcher: SIGTERM received, or the run is over
-        self._kill_after_stop = False
+        self.received = False  # SIGTERM came while the run went on
+        self.handled_by_program = False  # ... and the program's own handler took it
+        self.stopped = threading.Event()  # the run's report after SIGTERM is written
+        self._wake = threading.Event()
 
     def install(self) -> None:
         """Handle SIGTERM from now on (main thread only; elsewhere, nothing happens)."""
+        global _original, _installed
         if threading.current_thread() is not threading.main_thread():
             return
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self.handler)
-        except (ValueError, OSError):  # not the main interpreter, or signals unavailable
-            return
-        self._installed = True
+        if not _installed:
+            try:
+                _original = signal.signal(signal.SIGTERM, _handle)
+            except (ValueError, OSError):  # not the main interpreter, or signals unavailable
+                return
+            _installed = True
+        _active.append(self)
         threading.Thread(target=self._watch, name="nn_tracker-sigterm", daemon=True).start()
 
     def restore(self) -> None:
-        """Put the previous handler back (main thread only; the handler does it itself when it runs)."""
-        if not self._installed or threading.current_thread() is not threading.main_thread():
-            return
-        self._installed = False
-        with contextlib.suppress(ValueError, OSError):
-            if signal.getsignal(signal.SIGTERM) == self.handler:
-                signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
-        self._wake.set()  # ends the watcher (the run is over)
+        """End of this run: leave the handler to the others, or put the program's back after the last one.
 
-    def handler(self, signum: int, frame: Any) -> None:
-        """Record the request, put the previous handler back and call it; never stop here."""
-        previous = self._previous
-        self._installed = False
+        Off the main thread the OS handler cannot be changed: nn_tracker's stays and, with no run going
+        on, passes SIGTERM on as the program's own handling would.
+        """
+        global _installed
+        with contextlib.suppress(ValueError):
+            _active.remove(self)
+        self._wake.set()  # ends the watcher
+        if _active or not _installed or threading.current_thread() is not threading.main_thread():
+            return
         with contextlib.suppress(ValueError, OSError):
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-        self._kill_after_stop = previous in (None, signal.SIG_DFL)
+            if signal.getsignal(signal.SIGTERM) is _handle:
+                signal.signal(signal.SIGTERM, _original if _original is not None else signal.SIG_DFL)
+                _installed = False
+
+    def notice(self, ends_process: bool) -> None:
+        """SIGTERM came (called by the handler): stop the run if the process is to end, else only record it."""
         self.received = True
-        self._wake.set()
-        if callable(previous):
-            previous(signum, frame)
+        self.handled_by_program = not ends_process
+        if ends_process:
+            self._wake.set()
 
     def _watch(self) -> None:
-        """Stop the run when SIGTERM was received, then end as the process would have without us."""
+        """Stop the run when SIGTERM is to end the process."""
         self._wake.wait()
-        if not self.received:
+        if not self.received or self.handled_by_program:
             return  # the run ended normally
         try:
             self._stop_run()
         except Exception:
             log.exception("nn_tracker: final report on SIGTERM failed")
-        if self._kill_after_stop:
-            os.kill(os.getpid(), signal.SIGTERM)  # the default handler is back: the process ends by SIGTERM
+        finally:
+            self.stopped.set()
 
 
 def status_for_exception(exc: BaseException | None) -> str:

@@ -3,7 +3,8 @@
 Whatever the bytes, the result is the document or one :class:`~nn_tracker.errors.ValidationError`
 naming the file and the rule, never a traceback, and in bounded time and memory:
 
-- the file must be readable, at most :data:`MAX_BYTES`, UTF-8 (a BOM is allowed), not empty;
+- the file must be a readable regular file (a FIFO or device is refused at once, never waited on), at
+  most :data:`MAX_BYTES`, UTF-8 (a BOM is allowed), not empty;
   an invalid byte is reported with its offset;
 - YAML and JSON may nest at most :data:`MAX_DEPTH` levels; YAML aliases may expand the document
   to at most :data:`MAX_NODES` nodes (an "alias bomb" is refused before it is built);
@@ -14,8 +15,11 @@ naming the file and the rule, never a traceback, and in bounded time and memory:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
+import os
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,10 +44,20 @@ def read_text(path: str | Path, what: str, allow_empty: bool = False) -> str:
     if "\x00" in str(path):  # open() would raise ValueError, not OSError
         raise ValidationError(what, str(path), "must be a path without NUL characters")
     try:
-        with open(path, "rb") as handle:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)  # a FIFO must not block the open
+    except OSError as exc:
+        raise ValidationError(what, str(path), f"must be a readable file ({exc.strerror or exc})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValidationError(what, str(path), "must be a regular file (not a FIFO, device or folder)")
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1
             data = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise ValidationError(what, str(path), f"must be a readable file ({exc.strerror or exc})") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
     if len(data) > MAX_BYTES:
         raise ValidationError(what, str(path), f"must be at most {MAX_BYTES // 2**20} MiB")
     try:
@@ -55,6 +69,28 @@ def read_text(path: str | Path, what: str, allow_empty: bool = False) -> str:
     if not text.strip() and not allow_empty:
         raise ValidationError(what, str(path), "must not be empty")
     return text
+
+
+SYSTEM_FILE_BYTES = 1 << 20  # a sysfs, procfs or cgroup file nn_tracker reads is far smaller
+
+
+def read_system_file(path: str | Path, limit: int = SYSTEM_FILE_BYTES) -> str:
+    """A small file of the system (sysfs, procfs, cgroup): never blocks, never grows, never raises on bytes.
+
+    Opened without blocking and only if it is a regular file (a FIFO or device in its place is an
+    ``OSError``, not a hang); at most ``limit`` bytes are read; bytes that are not UTF-8 are replaced.
+
+    Raises:
+        OSError: it cannot be read, or it is not a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        data = os.read(fd, limit)
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", errors="replace")
 
 
 @contextlib.contextmanager

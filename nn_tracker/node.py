@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from nn_tracker.inputs import read_system_file
+
 NODE_ID_VARIABLE = "NN_TRACKER_NODE_ID"
 
 
@@ -31,7 +33,7 @@ def node_id(proc_root: str | Path = "/proc", etc_root: str | Path = "/etc") -> s
         ("machine", Path(etc_root) / "machine-id"),
     ):
         try:
-            value = path.read_text().strip()
+            value = read_system_file(path, limit=256).strip()
         except OSError:
             continue
         if value:

@@ -211,18 +211,26 @@ class Sampler:
         return events
 
     # ----- ticks -------------------------------------------------------------------------------------
-    def tick(self, force: bool = False) -> None:
-        """Read what is due (every sensor with ``force``) and account the interval; never raises."""
+    def tick(self, force: bool = False, wait_s: float | None = None) -> None:
+        """Read what is due (every sensor with ``force``) and account the interval; never raises.
+
+        ``wait_s``: wait at most this long for a read in progress on another thread (then skip this tick).
+        """
+        if not self._read_lock.acquire(timeout=-1 if wait_s is None else wait_s):
+            self.tick_errors += 1
+            log.warning("nn_tracker: a sensor read did not end within %.1f s; this reading is skipped", wait_s)
+            return
         try:
-            with self._read_lock:
-                events = self._take_events()
-                now = self._clock.monotonic()
-                readings = self._read(now, force, bool(events))
-                with self._lock:
-                    self._apply(now, events, readings)
+            events = self._take_events()
+            now = self._clock.monotonic()
+            readings = self._read(now, force, bool(events))
+            with self._lock:
+                self._apply(now, events, readings)
         except Exception:
             self.tick_errors += 1
             log.exception("nn_tracker: sampling tick failed (tracking continues)")
+        finally:
+            self._read_lock.release()
 
     def _read(self, now: float, force: bool, phase_switched: bool) -> list[tuple[Sensor, float | None, Any]]:
         """Read the sensors (outside the totals lock): (sensor, power sample, energy measurement or error)."""
@@ -368,8 +376,8 @@ class Sampler:
         self._wake.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=max(5.0, self._interval_s * 2))
-        self.tick(force=True)
+            thread.join(timeout=max(STOP_JOIN_S, self._interval_s * 2))
+        self.tick(force=True, wait_s=STOP_JOIN_S)  # each read bounded by its sensor's deadline
         for sensor in self._sensors:
             try:
                 sensor.close()
@@ -378,6 +386,7 @@ class Sampler:
         self._sensors = []
 
 
+STOP_JOIN_S = 3.0  # how long stop() waits for the thread and a read in progress (reads have deadlines)
 MAX_PENDING = 4096  # intervals kept per device between two energy reads (about 7 minutes at 10 Hz)
 
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the report's types are imported when the first report is bu
     from nn_tracker.report.model import RunState
 
 log = logging.getLogger("nn_tracker")
+STOP_WAIT_S = 15.0  # the longest report() waits for a stop in progress on another thread (reads have deadlines)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -72,12 +73,15 @@ class Tracker:
         self._background = background
         self._given_sensors = sensors
         self._state_lock = threading.RLock()
+        self._stop_lock = threading.Lock()  # one stop at a time; a second caller gets the first one's report
         self._phases = PhaseBook(self.config.default_phase, self._on_switch)
         self._sampler: Sampler | None = None
         self._sensors: SensorSet | None = None
         self._started_wall_s = 0.0
         self._started_s = 0.0
         self._ended_s: float | None = None  # when sampling ended (monotonic)
+        self._stopping = False  # sampling is ending
+        self._at_exit = False  # stopped because the program ends with the run going on
         self._last_checkpoint_s = 0.0
         self._owner_pid: int | None = None
         self._sigterm = SigtermGuard(lambda: self.stop("terminated", _Terminated("SIGTERM received")))
@@ -150,32 +154,50 @@ class Tracker:
         return self
 
     def stop(self, status: str = "completed", error: BaseException | None = None) -> Report | IncompleteReport:
-        """Stop sampling, compute the footprint, write the final report; returns it. Idempotent."""
-        with self._state_lock:
-            if self._report is not None:
-                return self._report
-            if self._sampler is None:
-                raise NNTrackerError("this Tracker was never started")
-            if self._owner_pid != os.getpid():  # a forked child: the run belongs to the parent
-                return self._build("running", None, final=False)
-            if self._sigterm.received and status == "completed":
-                status, error = "terminated", error or _Terminated("SIGTERM received")
-            self.end_sampling()
+        """Stop sampling, compute the footprint, write the final report; returns it. Idempotent.
+
+        The report is returned (and seen by other threads) only once its files are written.
+        """
+        with self._stop_lock:
+            with self._state_lock:
+                if self._report is not None:
+                    return self._report
+                if self._sampler is None:
+                    raise NNTrackerError("this Tracker was never started")
+                if self._owner_pid != os.getpid():  # a forked child: the run belongs to the parent
+                    return self._build("running", None, final=False)
+            self.end_sampling()  # joins the sampler's thread: never under the state lock its checkpoints take
             self._sigterm.restore()
             self._exit.restore()
-            report = self._build(status, error, final=True)
-            self._report = report
-            if self._sensors is not None and self._given_sensors is None:
-                self._sensors.close()
-            self._write(report, final=True)
+            with self._state_lock:
+                status, error = self._sigterm_status(status, error)
+                report = self._build(status, error, final=True)
+                if self._sensors is not None and self._given_sensors is None:
+                    self._sensors.close()
+                self._write(report, final=True)
+                self._report = report
             return report
+
+    def _sigterm_status(self, status: str, error: BaseException | None) -> tuple[str, BaseException | None]:
+        """The status once SIGTERM came: ``terminated`` unless the program handled it and the run ended in code."""
+        if not self._sigterm.received:
+            return status, error
+        if self._sigterm.handled_by_program and not self._at_exit:
+            self.add_note("SIGTERM came during the run; the program's own handler took it and the run went on.")
+            return status, error
+        if status in ("completed", "failed"):
+            return "terminated", error or _Terminated("SIGTERM received")
+        return status, error
 
     def end_sampling(self) -> None:
         """Take the last reading and stop sampling (the report is built by :meth:`stop`); idempotent."""
         with self._state_lock:
-            if self._sampler is not None and self._ended_s is None:
-                self._sampler.stop()
-                self._ended_s = self._sampler.last_tick_s
+            if self._sampler is None or self._ended_s is not None or self._stopping:
+                return
+            self._stopping = True  # no checkpoint from now on
+        self._sampler.stop()
+        with self._state_lock:
+            self._ended_s = self._sampler.last_tick_s
 
     def __enter__(self) -> Tracker:
         return self.start()
@@ -213,8 +235,14 @@ class Tracker:
             self._sampler.tick(force=True)
             self._on_tick(self._clock.monotonic())
 
+    def _await_stop(self) -> None:
+        """While another thread stops the run, wait (bounded) for its final report."""
+        if self._stopping and self._report is None and self._stop_lock.acquire(timeout=STOP_WAIT_S):
+            self._stop_lock.release()
+
     def report(self) -> Report | IncompleteReport:
         """A snapshot of the run so far (status ``running``), or the final report after stop."""
+        self._await_stop()
         with self._state_lock:
             if self._report is not None:
                 return self._report
@@ -262,6 +290,7 @@ class Tracker:
         With a background sampler nothing is read here: the figures are those of its last tick. After
         :meth:`stop`, the final report.
         """
+        self._await_stop()
         with self._state_lock:
             if self._report is not None:
                 return self._report
@@ -442,10 +471,11 @@ class Tracker:
         if interval is not None and now_s - self._last_checkpoint_s >= interval:
             self._last_checkpoint_s = now_s
             with self._state_lock:
-                if self._report is None:
+                if self._report is None and not self._stopping:
                     self._checkpoint()
 
     def _stop_at_exit(self, status: str, error: BaseException | None) -> None:
+        self._at_exit = True
         if self._sampler is not None and self._report is None and self._owner_pid == os.getpid():
             self.stop(status, error)
 

@@ -72,11 +72,29 @@ class SensorSet:
             self.nvml.close()
 
 
+DISCOVERY_DEADLINE_S = 15.0  # NVML's initialisation takes up to seconds on large nodes; longer is a hung driver
+
+
+def _discover_gpus_in_time(visible: str | None) -> NvmlDiscovery:
+    """:func:`discover_gpus` off the caller's thread: a driver that never answers means no GPU, with a note."""
+    from nn_tracker.sensors.deadline import Deadline, ReadTimedOut
+
+    deadline = Deadline("nvml-discovery", DISCOVERY_DEADLINE_S)
+    try:
+        return deadline.call(lambda: discover_gpus(visible))
+    except ReadTimedOut:
+        return NvmlDiscovery(
+            notes=[f"No NVIDIA GPU measured: NVML did not answer within {DISCOVERY_DEADLINE_S:g} s (a hung driver)."]
+        )
+    finally:
+        deadline.close()
+
+
 def discover_sensors(options: SensorOptions, catalogue: Catalogue) -> SensorSet:
     """Pick the best source for each component: counters first, labelled estimates otherwise."""
     found = SensorSet()
     if options.gpus:
-        found.nvml = discover_gpus(options.visible_devices)
+        found.nvml = _discover_gpus_in_time(options.visible_devices)
         found.sensors.extend(found.nvml.sensors)
         found.notes.extend(found.nvml.notes)
     if not options.node_sensors:

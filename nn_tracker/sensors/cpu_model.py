@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nn_tracker.catalogue import Catalogue
+from nn_tracker.inputs import read_system_file
 from nn_tracker.sensors.base import METHOD_ESTIMATE, Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.process_tree import ProcessTree
 
@@ -33,7 +34,7 @@ def _psutil_cpu_times() -> object:
 def _cpuinfo(proc_root: str | Path) -> list[tuple[str, str]]:
     """``/proc/cpuinfo`` as (lower-case key, value with single spaces) pairs; empty if unreadable."""
     try:
-        text = (Path(proc_root) / "cpuinfo").read_text(errors="replace")
+        text = read_system_file(Path(proc_root) / "cpuinfo", limit=16 << 20)
     except OSError:
         return []
     pairs = (line.partition(":") for line in text.splitlines())
@@ -81,7 +82,7 @@ def count_sockets(sys_root: str | Path = "/sys", proc_root: str | Path = "/proc"
     packages = set()
     for path in Path(sys_root).glob("devices/system/cpu/cpu[0-9]*/topology/physical_package_id"):
         try:
-            packages.add(path.read_text().strip())
+            packages.add(read_system_file(path).strip())
         except OSError:
             continue
     if not packages:

@@ -15,6 +15,7 @@ from typing import Any
 
 from nn_tracker.energy import trapezoid_j
 from nn_tracker.sensors.base import METHOD_COUNTER, METHOD_POWER, Measurement, Sensor, SensorInfo
+from nn_tracker.sensors.deadline import Deadline, ReadTimedOut
 
 FIELD_POWER_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT
 ARCH_VOLTA, ARCH_AMPERE, ARCH_HOPPER = 5, 7, 9  # NVML_DEVICE_ARCH_*
@@ -53,8 +54,12 @@ class NvmlDiscovery:
         """
         if self._initialised:
             self._initialised = False
+            if any(s._deadline.hung for s in self.sensors):
+                return  # a call of that GPU never returned: the driver may hold its lock, shutting down could hang
+            deadline = Deadline("nvml-shutdown")
             with contextlib.suppress(Exception):  # shutdown problems must not reach the host
-                _pynvml().nvmlShutdown()
+                deadline.call(_pynvml().nvmlShutdown)
+            deadline.close()
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ class GpuSensor(Sensor):
     ) -> None:
         self._nvml = _pynvml()
         self._handle = handle
+        self._deadline = Deadline(f"gpu{index}")  # every NVML call of this GPU: off the caller's thread, bounded
         self._last_energy_mj: int | None = None
         self._last_sample: tuple[float, float] | None = None  # (time, W) of the last power sample
         self._samples_j = 0.0  # integral of the power samples since the last energy read
@@ -148,8 +154,8 @@ class GpuSensor(Sensor):
 
     def _power_limit_w(self) -> float | None:
         try:
-            return self._nvml.nvmlDeviceGetPowerManagementLimit(self._handle) / 1000.0
-        except self._nvml.NVMLError:
+            return self._deadline.call(lambda: self._nvml.nvmlDeviceGetPowerManagementLimit(self._handle)) / 1000.0
+        except (self._nvml.NVMLError, ReadTimedOut):
             return None
 
     def _power_w(self) -> float:
@@ -171,13 +177,13 @@ class GpuSensor(Sensor):
         self._last_sample, self._samples_j = None, 0.0
         counter_problem = power_problem = None
         try:
-            self._last_energy_mj = nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
+            self._last_energy_mj = self._deadline.call(lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
         except nvml.NVMLError as exc:
             if isinstance(exc, nvml.NVMLError_GpuIsLost):
                 raise
             self.use_counter, counter_problem = False, exc
         try:
-            power = self._power_w()
+            power = self._deadline.call(self._power_w)
         except nvml.NVMLError as exc:
             if isinstance(exc, nvml.NVMLError_GpuIsLost):
                 raise
@@ -213,19 +219,24 @@ class GpuSensor(Sensor):
         if averaged:
             self.info.notes.append("nvmlDeviceGetPowerUsage is a 1-second average on this GPU (Ampere and newer).")
 
-    def _lost(self, now_s: float) -> None:
+    def _lost(self, now_s: float, why: str = "NVML GPU_IS_LOST") -> None:
         self.lost_at_s = now_s
         self.info.notes.append(
-            "GPU lost during the run (NVML GPU_IS_LOST): energy until then is kept; "
-            "the rest of the run is a gap for this device."
+            f"GPU lost during the run ({why}): energy until then is kept; the rest of the run is a gap for this device."
         )
+
+    def _timed_out(self, now_s: float, exc: ReadTimedOut) -> None:
+        self._lost(now_s, f"an NVML call did not return within {self._deadline.timeout_s:g} s")
 
     def read_power(self, now_s: float) -> float | None:
         """A power sample (W); its trapezoid since the previous sample is kept for the energy read."""
         try:
-            power_w = self._power_w()
+            power_w = self._deadline.call(self._power_w)
         except self._nvml.NVMLError_GpuIsLost:
             self._lost(now_s)
+            return None
+        except ReadTimedOut as exc:
+            self._timed_out(now_s, exc)
             return None
         if self._last_sample is not None:
             last_s, last_w = self._last_sample
@@ -242,9 +253,12 @@ class GpuSensor(Sensor):
         if not self.use_counter:
             return Measurement(samples_j)
         try:
-            energy_mj = self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
+            energy_mj = self._deadline.call(lambda: self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
         except self._nvml.NVMLError_GpuIsLost:
             self._lost(now_s)
+            return Measurement(None)
+        except ReadTimedOut as exc:
+            self._timed_out(now_s, exc)
             return Measurement(None)
         except Exception:
             self._samples_j += samples_j  # the next read covers this interval
@@ -258,6 +272,10 @@ class GpuSensor(Sensor):
     def active(self) -> bool:
         """False once the GPU was lost."""
         return self.lost_at_s is None
+
+    def close(self) -> None:
+        """End this GPU's worker thread (a hung one is left to its call)."""
+        self._deadline.close()
 
 
 def _visible_tokens(visible: str | None) -> list[str] | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nn_tracker.catalogue import PowerModel
 from nn_tracker.energy import trapezoid_j
+from nn_tracker.inputs import read_system_file
 from nn_tracker.sensors.base import METHOD_ESTIMATE, Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.process_tree import ProcessTree
 
@@ -28,7 +29,7 @@ def _machine_used_bytes() -> int:
 def _own_cgroups(proc_root: str | Path) -> dict[str, str]:
     """The cgroup paths of this process from ``/proc/self/cgroup``: ``v2`` (unified), ``v1`` (memory)."""
     try:
-        text = (Path(proc_root) / "self" / "cgroup").read_text()
+        text = read_system_file(Path(proc_root) / "self" / "cgroup")
     except OSError:
         return {}
     found = {}
@@ -64,7 +65,7 @@ def cgroup_memory_limit_bytes(
     limits = []
     for path in files:
         try:
-            text = path.read_text().strip()
+            text = read_system_file(path).strip()
         except OSError:
             continue
         if text.isdigit() and int(text) < 2**60:  # v1 reports "no limit" as a huge number, v2 as "max"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nn_tracker.energy import counter_delta
+from nn_tracker.inputs import read_system_file
 from nn_tracker.sensors.base import METHOD_COUNTER, Measurement, Sensor, SensorInfo
 
 DEFAULT_ROOT = "/sys/class/powercap"
@@ -22,7 +23,7 @@ ReadText = Callable[[Path], str]
 
 
 def _read_text(path: Path) -> str:
-    return path.read_text()
+    return read_system_file(path)
 
 
 def access_fix(root: str) -> str:
