@@ -136,6 +136,8 @@ def status_for_exception(exc: BaseException | None) -> str:
         return "completed"
     if isinstance(exc, KeyboardInterrupt):
         return "terminated"
+    if isinstance(exc, GeneratorExit):  # a tracked generator closed before its end: it ended as asked
+        return "completed"
     if isinstance(exc, SystemExit) and exc.code in (None, 0):
         return "completed"
     return "failed"

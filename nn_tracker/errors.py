@@ -21,7 +21,24 @@ class ValidationError(NNTrackerError, ValueError):
         self.field = field
         self.value = value
         self.rule = rule
-        super().__init__(f"{printable(field)} {printable(rule)}, got {value!r}")
+        super().__init__(f"{shorten(printable(field))} {printable(rule)}, got {shorten(printable(repr(value)))}")
+
+
+MAX_MESSAGE_CHARS = 300  # the longest value or message nn_tracker repeats in an error or a report
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    return text if len(text) <= limit else f"{text[: limit - 40]}... ({len(text) - limit + 40:,} more characters)"
+
+
+def describe(exc: BaseException) -> str:
+    """An exception's message for a report or a log line: one line, shortened, even if its ``__str__`` raises."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not break the report
+        text = f"<{type(exc).__name__} whose message cannot be shown>"
+    return shorten(printable(text))
 
 
 def printable(text: str) -> str:

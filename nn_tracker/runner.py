@@ -169,11 +169,15 @@ def _track(
 
 
 def _signal_name(signum: int) -> str:
-    """``SIGTERM`` for 15; ``signal 40`` for a number without a name (real-time signals)."""
+    """``SIGTERM`` for 15; ``SIGRTMIN+6`` for a real-time signal; ``signal 99`` for a number without a name."""
     try:
         return signal.Signals(signum).name
     except ValueError:
-        return f"signal {signum}"
+        pass
+    low, high = getattr(signal, "SIGRTMIN", None), getattr(signal, "SIGRTMAX", None)
+    if low is not None and high is not None and low <= signum <= high:
+        return f"SIGRTMIN+{signum - low}"
+    return f"signal {signum}"
 
 
 def _finish(tracker: Tracker, code: int) -> int:
@@ -181,8 +185,7 @@ def _finish(tracker: Tracker, code: int) -> int:
     if code == 0:
         report = tracker.stop("completed")
     elif code < 0:
-        name = signal.Signals(-code).name
-        report = tracker.stop("terminated", CommandEnded(f"killed by {name}"))
+        report = tracker.stop("terminated", CommandEnded(f"killed by {_signal_name(-code)}"))
     else:
         report = tracker.stop("failed", CommandEnded(f"exit status {code}"))
     if code == 0:

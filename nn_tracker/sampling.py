@@ -241,7 +241,7 @@ class Sampler:
             power = None
             if sensor.has_power:
                 try:
-                    power = sensor.read_power(now)
+                    power = _plausible_power(sensor.read_power(now), sensor)
                 except Exception as exc:  # noqa: BLE001
                     power = exc
             since_s = now - self.totals[sensor.info.device_id].last_energy_s
@@ -252,6 +252,8 @@ class Sampler:
             if due:
                 try:
                     measurement = sensor.read_energy(now)
+                    if measurement.power_w is not None:
+                        _plausible_power(measurement.power_w, sensor)
                 except Exception as exc:  # noqa: BLE001
                     measurement = exc
             readings.append((sensor, power, measurement))
@@ -409,6 +411,13 @@ def _coarser(pending: list[tuple[float, float, str, float | None]]) -> list[tupl
 
     merged = pairs(pending, same_phase_only=True)
     return merged if len(merged) <= MAX_PENDING * 3 // 4 else pairs(merged, same_phase_only=False)
+
+
+def _plausible_power(power_w: float | None, sensor: Sensor) -> float | None:
+    """A power sample, or an error (counted, the sample dropped) if it is NaN, infinite, negative or too high."""
+    if power_w is not None and not 0.0 <= power_w <= sensor.max_power_w:  # NaN fails every comparison
+        raise ValueError(f"implausible power sample ({power_w!r} W, at most {sensor.max_power_w:g} W): dropped")
+    return power_w
 
 
 def _integral_j(t0: float, t1: float, p0: float, p1: float, a: float, b: float) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import threading
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from nn_tracker.clock import Clock, SystemClock
 from nn_tracker.config import TrackerConfig, make_config
 from nn_tracker.endings import ExitGuard, SigtermGuard, stop_as_block_ends
-from nn_tracker.errors import NNTrackerError
+from nn_tracker.errors import NNTrackerError, describe
 from nn_tracker.ledger import Ledger, Record, node_pseudonym
 from nn_tracker.live import live_figures
 from nn_tracker.node import hostname, node_id
@@ -447,7 +448,7 @@ class Tracker:
             ended_wall_s=self._clock.time() if final else None,
             notes=notes,
             cpu_model=self._sensors.cpu_model.model_name if self._sensors and self._sensors.cpu_model else None,
-            error=RunError(type=type(error).__name__, message=str(error)) if error is not None else None,
+            error=RunError(type=type(error).__name__, message=describe(error)) if error is not None else None,
             related_runs=list(self._related_runs),
             built_wall_s=self._clock.time(),
         )
@@ -488,21 +489,59 @@ def track(func: F | None = None, /, **options: Any) -> Any:
     """Decorator: run each call of the function under a fresh :class:`Tracker`.
 
     ``@track`` or ``@track(location="FR", project_name="train")``. The report of
-    the last call is at ``wrapper.last_report``.
+    the last call is at ``wrapper.last_report``. A coroutine function is measured while it is
+    awaited, a generator (sync or async) while it is iterated, from its first item until it is
+    exhausted or closed (closing it early is ``completed``).
     """
     TrackerConfig(**options)  # validate now, not at the first call
 
     def decorate(inner: F) -> F:
-        @functools.wraps(inner)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            tracker = Tracker(**options)
-            try:
-                with tracker:
-                    return inner(*args, **kwargs)
-            finally:
-                wrapper.last_report = tracker._report  # type: ignore[attr-defined]
+        if inspect.isasyncgenfunction(inner):
 
-        wrapper.last_report = None  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
+            async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
+                tracker = Tracker(**options)
+                try:
+                    with tracker:
+                        async for item in inner(*args, **kwargs):
+                            yield item
+                finally:
+                    agen_wrapper.last_report = tracker._report  # type: ignore[attr-defined]
+
+            wrapper: Any = functools.wraps(inner)(agen_wrapper)
+        elif inspect.isgeneratorfunction(inner):
+
+            def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+                tracker = Tracker(**options)
+                try:
+                    with tracker:
+                        return (yield from inner(*args, **kwargs))
+                finally:
+                    wrapper.last_report = tracker._report
+
+            wrapper = functools.wraps(inner)(gen_wrapper)
+        elif inspect.iscoroutinefunction(inner):
+
+            async def coro_wrapper(*args: Any, **kwargs: Any) -> Any:
+                tracker = Tracker(**options)
+                try:
+                    with tracker:
+                        return await inner(*args, **kwargs)
+                finally:
+                    wrapper.last_report = tracker._report
+
+            wrapper = functools.wraps(inner)(coro_wrapper)
+        else:
+
+            def plain_wrapper(*args: Any, **kwargs: Any) -> Any:
+                tracker = Tracker(**options)
+                try:
+                    with tracker:
+                        return inner(*args, **kwargs)
+                finally:
+                    wrapper.last_report = tracker._report
+
+            wrapper = functools.wraps(inner)(plain_wrapper)
+        wrapper.last_report = None
+        return wrapper  # type: ignore[no-any-return]
 
     return decorate(func) if func is not None else decorate

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from fakes import ConstantPower, sensor_set
 
 from nn_tracker import Tracker
@@ -112,3 +113,104 @@ def test_stop_never_waits_for_a_checkpoint_that_waits_for_stop(tmp_path):
         tracker.stop()
         worst = max(worst, time.monotonic() - started)
     assert worst < 2.0, f"stop() took {worst:.1f} s"
+
+
+# ----- true statuses -------------------------------------------------------------------------------------
+def test_a_command_killed_by_a_real_time_signal_is_terminated_with_its_name(tmp_path):
+    from test_run_and_serving import nn_tracker_run, only_report
+
+    result = nn_tracker_run(tmp_path, "sh", "-c", "kill -40 $$")
+    assert result.returncode == 128 + 40, result.stderr
+    assert "Traceback" not in result.stderr and "ValueError" not in result.stderr
+    data = only_report(tmp_path)
+    rt = 40 - signal.SIGRTMIN
+    assert data["status"] == "terminated" and data["error"]["message"] == f"killed by SIGRTMIN+{rt}"
+
+
+def test_an_exception_whose_message_cannot_be_shown_still_gives_a_failed_report(tmp_path):
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("no")
+
+    tracker = Tracker(output_dir=tmp_path, intensity_g_per_kwh=100, sensors=sensor_set(ConstantPower()))
+    try:
+        with tracker:
+            raise Unprintable
+    except Unprintable:
+        pass
+    report = tracker.report()
+    assert report.status == "failed" and report.error.message == "<Unprintable whose message cannot be shown>"
+    assert json.loads(Path(report.paths[0]).read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -5.0, 1e9])
+def test_an_implausible_power_sample_is_dropped_and_counted_and_the_report_stays_whole(tmp_path, bad):
+    from nn_tracker import ManualClock
+
+    class Glitchy(ConstantPower):
+        has_power = True
+
+        glitch = False
+
+        def read_power(self, now_s):
+            return bad if self.glitch else self.power_w
+
+    sensor, clock = Glitchy(power_w=100.0), ManualClock()
+    tracker = Tracker(
+        clock=clock, background=False, sensors=sensor_set(sensor), output_dir=tmp_path, intensity_g_per_kwh=100
+    )
+    with tracker:
+        for glitch in (False, True, False):
+            sensor.glitch = glitch
+            clock.advance(10)
+            tracker.sample()
+    report = tracker.report()
+    assert not report.incomplete and report.status == "completed"
+    (device,) = report.devices
+    assert device.errors == 1 and "implausible power sample" in device.first_error
+    assert device.peak_power_w == 100.0 and report.energy_kwh == pytest.approx(3000 / 3.6e6)
+
+
+def test_track_measures_a_coroutine_and_generators_while_they_run(tmp_path):
+    import asyncio
+
+    from nn_tracker import track
+
+    options = {"output_dir": str(tmp_path), "intensity_g_per_kwh": 100, "gpus": False}
+
+    @track(**options)
+    async def coroutine():
+        await asyncio.sleep(0.3)
+        return "done"
+
+    @track(**options)
+    def generator():
+        for i in range(3):
+            time.sleep(0.1)
+            yield i
+
+    @track(**options)
+    async def async_generator():
+        for i in range(3):
+            await asyncio.sleep(0.1)
+            yield i
+
+    async def consume():
+        return [i async for i in async_generator()]
+
+    assert asyncio.run(coroutine()) == "done" and coroutine.last_report.duration_s >= 0.3
+    assert list(generator()) == [0, 1, 2] and generator.last_report.duration_s >= 0.3
+    assert asyncio.run(consume()) == [0, 1, 2] and async_generator.last_report.duration_s >= 0.3
+    early = generator()
+    next(early)
+    early.close()  # closed before its end: as asked
+    assert generator.last_report.status == "completed"
+
+
+def test_a_long_bad_value_gives_a_short_one_line_error():
+    from nn_tracker import ValidationError
+
+    with pytest.raises(ValidationError) as caught:
+        Tracker(project_name="x" * 120_000 + "\n")
+    message = str(caught.value)
+    assert len(message) < 700 and "\n" not in message and "more characters" in message
