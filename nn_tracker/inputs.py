@@ -234,4 +234,10 @@ def output_path(value: str | Path, what: str = "output") -> Path:
     text = str(value)
     if not text.strip() or text.endswith(("/", "\\")) or Path(text).is_dir() or Path(text).name in ("", ".", ".."):
         raise ValidationError(what, text, "must be a file path (not empty, not a folder)")
+    try:
+        mode = os.lstat(text).st_mode
+    except OSError:
+        return Path(text)  # a new name
+    if not stat.S_ISREG(mode):
+        raise ValidationError(what, text, "must be a regular file or a new name (never a device, FIFO or link)")
     return Path(text)

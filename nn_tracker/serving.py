@@ -175,7 +175,7 @@ class ServingTracker:
 
     def _append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, allow_nan=False) + "\n").encode()
-        append_whole(self.periods_path, lambda _size: line)
+        append_whole(self.periods_path, lambda _size: line, _is_whole_record)
 
     def stop(self, status: str = "completed", error: BaseException | None = None) -> Report | IncompleteReport:
         """Record the last (partial) period and write the final report."""
@@ -206,6 +206,14 @@ class ServingTracker:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         stop_as_block_ends(self.stop, exc)
+
+
+def _is_whole_record(_first: bytes, line: bytes) -> bool:
+    """Whether a last line without its newline is a whole period record (else it was torn and is cut)."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 def _prometheus_export(serving: ServingTracker, registry: Any, port: Any, addr: Any) -> Any:

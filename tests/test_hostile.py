@@ -214,3 +214,83 @@ def test_a_long_bad_value_gives_a_short_one_line_error():
         Tracker(project_name="x" * 120_000 + "\n")
     message = str(caught.value)
     assert len(message) < 700 and "\n" not in message and "more characters" in message
+
+
+# ----- never destroy -------------------------------------------------------------------------------------
+def cli(*args, cwd=None, timeout=30):
+    return subprocess.run(
+        [sys.executable, "-m", "nn_tracker", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
+
+
+def a_report_file(tmp_path):
+    tracker = Tracker(output_dir=tmp_path, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower()), run_id="r")
+    with tracker:
+        pass
+    return tracker.report_path
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root could replace /dev/null")
+def test_an_output_on_a_device_or_fifo_is_refused_never_replaced(tmp_path):
+    report = a_report_file(tmp_path)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for target in ("/dev/null", str(fifo)):
+        result = cli("report", str(report), "--format", "md", "-o", target)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "must be a regular file or a new name" in result.stderr
+    assert Path("/dev/null").is_char_device() and fifo.is_fifo()
+
+
+def test_a_fifo_given_as_an_input_is_a_one_line_error_never_a_hang(tmp_path):
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    result = cli("report", str(fifo), timeout=20)
+    assert result.returncode == 2 and "must be a regular file (not a FIFO, device or folder)" in result.stderr
+
+
+def test_an_output_name_as_long_as_the_folder_allows_is_written(tmp_path):
+    report = a_report_file(tmp_path)
+    target = tmp_path / ("n" * 250 + ".md")
+    result = cli("report", str(report), "--format", "md", "-o", str(target))
+    assert result.returncode == 0, result.stderr
+    assert target.read_text().startswith("# Footprint")
+
+
+def test_a_run_id_used_a_thousand_times_never_overwrites_the_first_report(tmp_path):
+    from nn_tracker.report.files import claim
+
+    first = claim(tmp_path / "run.json", "first")
+    for n in range(2, 1000):
+        (tmp_path / f"run-{n}.json").write_text("taken")
+    extra = claim(tmp_path / "run.json", "the thousandth")
+    assert first.read_text() == "first" and extra.read_text() == "the thousandth" and extra.name.startswith("run-")
+
+
+def test_an_unterminated_last_csv_row_is_completed_not_deleted(tmp_path):
+    from test_faults import report_for_csv
+
+    from nn_tracker.report import codecarbon_csv
+
+    path = tmp_path / "emissions.csv"
+    codecarbon_csv.append(path, report_for_csv(tmp_path, "first"))
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))  # edited by hand: the last row lost its newline
+    codecarbon_csv.append(path, report_for_csv(tmp_path, "second"))
+    rows = path.read_text().splitlines()
+    assert len(rows) == 3 and rows[1].split(",")[2] == "first" and rows[2].split(",")[2] == "second"
+    header_only = tmp_path / "header.csv"
+    header_only.write_text(",".join(codecarbon_csv.COLUMNS))  # a file without any newline
+    codecarbon_csv.append(header_only, report_for_csv(tmp_path, "third"))
+    assert header_only.read_text().splitlines()[0] == ",".join(codecarbon_csv.COLUMNS)
+
+
+def test_appending_to_a_csv_with_another_header_is_refused(tmp_path):
+    from test_faults import report_for_csv
+
+    from nn_tracker.report import codecarbon_csv
+
+    path = tmp_path / "emissions.csv"
+    path.write_text("name,age\nada,36\n")
+    with pytest.raises(OSError, match=r"its header is not that of an emissions\.csv"):
+        codecarbon_csv.append(path, report_for_csv(tmp_path, "x"))
+    assert path.read_text() == "name,age\nada,36\n"

@@ -17,6 +17,7 @@ very same row) adds nothing.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 from datetime import datetime
@@ -178,12 +179,37 @@ def append(path: str | Path, report: Report) -> Path:
     def payload(size: int) -> bytes:
         if size == 0:
             return render(report).encode("utf-8")
-        text = render(report, header=False, columns=_existing_header(target))
+        columns = _existing_header(target)
+        if not _is_codecarbon_header(columns):
+            raise OSError(
+                errno.EINVAL,
+                f"its header is not that of an emissions.csv ({', '.join(columns)[:80]}...): nothing appended",
+                str(target),
+            )
+        text = render(report, header=False, columns=columns)
         if text in _rows(target):
             return b""  # this session's row is there already: writing the report again adds nothing
         return text.encode("utf-8")
 
-    return append_whole(target, payload)
+    return append_whole(target, payload, _is_whole_row)
+
+
+ESSENTIAL = frozenset(("timestamp", "run_id", "duration", "emissions", "energy_consumed"))
+
+
+def _is_codecarbon_header(columns: tuple[str, ...]) -> bool:
+    """Whether a file's header is CodeCarbon's (3.3.2's, or an older version's with fewer of its columns)."""
+    return ESSENTIAL <= set(columns) <= set(COLUMNS)
+
+
+def _is_whole_row(header: bytes, line: bytes) -> bool:
+    """Whether a last line without its newline is a whole row (as many cells as the header), not a torn one."""
+    try:
+        cells = next(csv.reader([line.decode("utf-8")], strict=True), [])
+        names = next(csv.reader([header.decode("utf-8")], strict=True), [])
+    except (UnicodeDecodeError, csv.Error):
+        return False
+    return len(cells) == len(names) > 1
 
 
 def _rows(path: Path) -> set[str]:

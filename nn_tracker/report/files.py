@@ -1,15 +1,19 @@
 """Atomic file output: a killed process leaves the previous file or the new one, never half of one.
 
 Files are created with mode 0o664 and folders with 0o775, less the user's umask: never
-world-writable. Temporary files are named ``.<name>.<hex>.tmp``; those a killed process
-left behind are removed by the next tracker that starts in the same folder.
+world-writable. Temporary files are named ``.nnt.<hex>.tmp`` (short: any name that fits the
+folder fits); those a killed process left behind are removed by the next tracker that starts in
+the same folder. Only regular files are replaced: a device, a FIFO or a link where a report is
+to go is refused, never replaced.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,7 +56,7 @@ def remove_stale_temporaries(folder: str | Path, now_s: float | None = None) -> 
 def _temporary_copy(target: Path, text: str) -> Path:
     """``text`` written and synced to a new hidden temporary file beside ``target`` (its folder made if needed)."""
     make_folder(target.parent)
-    temporary = target.with_name(f".{target.name}.{os.urandom(4).hex()}.tmp")
+    temporary = target.with_name(f".nnt.{os.urandom(4).hex()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -76,6 +80,7 @@ def write_atomic(path: str | Path, text: str) -> Path:
 
     """
     target = Path(path)
+    _refuse_other_than_regular(target)
     temporary = _temporary_copy(target, text)
     try:
         os.replace(temporary, target)
@@ -88,14 +93,16 @@ def write_atomic(path: str | Path, text: str) -> Path:
 def claim(path: str | Path, text: str) -> Path:
     """Create ``path`` with ``text`` only if nothing is there (atomic); else the next free ``stem-N`` name.
 
-    Two runs given the same name never overwrite each other's report.
+    Two runs given the same name never overwrite each other's report: after ``stem-999``, names take
+    random suffixes.
     """
     target = Path(path)
     temporary = _temporary_copy(target, text)
     try:
         stem, suffix = target.stem, target.suffix
-        for n in range(1, 1000):
-            candidate = target if n == 1 else target.with_name(f"{stem}-{n}{suffix}")
+        for n in range(1, 1100):
+            tag = str(n) if n < 1000 else os.urandom(6).hex()
+            candidate = target if n == 1 else target.with_name(f"{stem}-{tag}{suffix}")
             try:
                 os.link(temporary, candidate)  # fails if the name is taken, whatever it is
             except FileExistsError:
@@ -106,13 +113,30 @@ def claim(path: str | Path, text: str) -> Path:
         temporary.unlink(missing_ok=True)
 
 
-def append_whole(path: str | Path, payload: Callable[[int], bytes]) -> Path:
+def _refuse_other_than_regular(target: Path) -> None:
+    """Raise unless ``target`` is a regular file or does not exist (a device or FIFO is never replaced).
+
+    Raises:
+        OSError: something other than a regular file is there.
+    """
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise OSError(errno.EEXIST, "not a regular file: nn_tracker replaces only regular files", str(target))
+
+
+def append_whole(
+    path: str | Path, payload: Callable[[int], bytes], is_whole: Callable[[bytes, bytes], bool] | None = None
+) -> Path:
     """Append ``payload(size of the file)`` to ``path``: whole or not at all, never through a symlink.
 
     The file is locked (``flock`` on the file itself, no lock file) while its tail is checked and
-    the data written, so processes appending at once never interleave. A line torn by an earlier
-    crash or a full disk (no final newline) is cut off first; if this write fails, the file is cut
-    back to its previous length, and a file this call created is removed.
+    the data written, so processes appending at once never interleave. A last line without its
+    newline is completed when ``is_whole(first line, last line)`` says it is whole (a file edited by
+    hand), else it was torn by an earlier crash or a full disk and is cut off; if this write fails,
+    the file is cut back to its previous length, and a file this call created is removed.
 
     Raises:
         OSError: nothing was appended (the file is as it was).
@@ -120,10 +144,12 @@ def append_whole(path: str | Path, payload: Callable[[int], bytes]) -> Path:
     """
     target = Path(path)
     make_folder(target.parent)
-    fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
+    fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK, FILE_MODE)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EEXIST, "not a regular file: nn_tracker appends only to regular files", str(target))
         fcntl.flock(fd, fcntl.LOCK_EX)
-        size = _cut_torn_line(fd)
+        size = _mend_last_line(fd, is_whole)
         data = payload(size)
         try:
             written = 0
@@ -140,8 +166,8 @@ def append_whole(path: str | Path, payload: Callable[[int], bytes]) -> Path:
     return target
 
 
-def _cut_torn_line(fd: int) -> int:
-    """Cut an incomplete last line (no final newline) off the file; return the file's length."""
+def _mend_last_line(fd: int, is_whole: Callable[[bytes, bytes], bool] | None) -> int:
+    """Complete a whole last line without its newline, or cut a torn one off; return the file's length."""
     size = os.fstat(fd).st_size
     if size == 0:
         return 0
@@ -150,10 +176,14 @@ def _cut_torn_line(fd: int) -> int:
     if tail.endswith(b"\n"):
         return size
     last = tail.rfind(b"\n")
-    while last < 0 and block < size:  # a very long torn line: look further back
+    while last < 0 and block < size:  # a very long last line: look further back
         block = min(size, block * 4)
         tail = os.pread(fd, block, size - block)
         last = tail.rfind(b"\n")
     keep = size - block + last + 1 if last >= 0 else 0
+    first = os.pread(fd, min(size, 1 << 16), 0).split(b"\n", 1)[0]
+    if is_whole is not None and is_whole(first, tail[last + 1 :]):
+        os.write(fd, b"\n")  # O_APPEND: at the end
+        return size + 1
     os.ftruncate(fd, keep)
     return keep
