@@ -528,7 +528,7 @@ def test_real_run_on_this_machine_gives_a_plausible_labelled_estimate(tmp_path, 
     """Real clock, real sensors: a CPU-bound loop for ~1 s.
 
     No NVML (a simulated driver an earlier test loaded would answer to the driver's name): the CPU and
-    RAM are estimated, read once a second (their figures are linear in time), so two ticks or more.
+    RAM are estimated, read once a second (their figures are linear in time) and at the end.
     """
     with Tracker(output_dir=tmp_path, location="DE", interval_s=0.05) as tracker:
         deadline = time.monotonic() + 1.0
@@ -539,7 +539,7 @@ def test_real_run_on_this_machine_gives_a_plausible_labelled_estimate(tmp_path, 
     assert cpu["method"] in ("estimate", "counter")
     tdp = cpu["details"].get("tdp_w", 1000)
     assert 0 < cpu["energy_kwh"] * 3.6e6 <= tdp * data["duration_s"] * 1.01
-    assert data["sampler"]["ticks"] >= 2
+    assert data["sampler"]["ticks"] >= 1 and cpu["readings"] >= 1  # at least the final reading
     assert data["footprint"]["operational_carbon_g"] > 0
     assert json.loads(Path(tracker.report().paths[0]).read_text())["status"] == "completed"
 
