@@ -212,7 +212,7 @@ class Catalogue:
         document = inputs.load_yaml(inputs.read_text(path, "catalogue file", allow_empty=True), str(path)) or {}
         if not isinstance(document, dict) or set(document) - {"locations", "hardware"}:
             raise ValidationError("catalogue file", str(path), "must be a mapping with 'locations' and/or 'hardware'")
-        source = Source(id=f"user:{path.name}", title=f"user catalogue {path}")
+        source = Source(id=f"user:{path.name}", title=f"user catalogue {path.name}")  # reports get published
         locations = dict(self.locations)
         for i, item in enumerate(_entries(document, "locations")):
             entry = _user_location(f"locations[{i}]", item, source)

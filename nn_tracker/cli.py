@@ -7,6 +7,7 @@ the rule, and exit status 2; nothing is half-written.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from nn_tracker.errors import NNTrackerError
+from nn_tracker.errors import NNTrackerError, printable, say
 
 EXIT_USAGE = 2
 
@@ -447,6 +448,8 @@ def _run_run(args: argparse.Namespace) -> int:
     from nn_tracker.runner import run_command
 
     config_path = args.config or (CONFIG_FILE if Path(CONFIG_FILE).exists() else None)
+    if config_path and not args.config:  # found in the working folder: never applied silently
+        say(f"nn-tracker: using the options of ./{CONFIG_FILE} (found in the working folder; --config to choose)")
     options = load_config_file(config_path) if config_path else {}
     for option in tracker_options():
         value = getattr(args, option.name, None)
@@ -463,19 +466,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = int(args.handler(args))
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
         return code
     except BrokenPipeError:  # `nn-tracker list locations | head`: the reader left, as `ls` and `grep` see it
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit, no traceback
         return 128 + signal.SIGPIPE
     except NNTrackerError as exc:
-        print(f"nn-tracker: error: {exc}", file=sys.stderr)
+        say(f"nn-tracker: error: {exc}")
+        return EXIT_USAGE
+    except OSError as exc:  # e.g. the output cannot be written (`> /dev/full`, `>&-`): one line, as Unix tools say
+        if exc.errno in (errno.ENOSPC, errno.EBADF, errno.EIO, errno.EDQUOT):
+            _quiet_stdout()
+            say(f"nn-tracker: error: cannot write the output ({exc.strerror or exc})")
+        else:
+            say(f"nn-tracker: error: {printable(str(exc))[:300]}")
         return EXIT_USAGE
     except (ValueError, OverflowError, RecursionError) as exc:  # input no check named: still one line, exit 2
         message = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         print(f"nn-tracker: error: the input cannot be processed ({message})", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: what is left in its buffer is dropped, no second error at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

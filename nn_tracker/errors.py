@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import sys
+
 
 class NNTrackerError(Exception):
     """Base class of every error nn_tracker raises on purpose."""
@@ -39,6 +43,20 @@ def describe(exc: BaseException) -> str:
     except Exception:  # noqa: BLE001 - a broken __str__ must not break the report
         text = f"<{type(exc).__name__} whose message cannot be shown>"
     return shorten(printable(text))
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s'\"/]+/)*([^\s'\"/]+)")
+
+
+def without_folders(text: str) -> str:
+    """``text`` with every absolute path cut to its file's name (reports get published; folders say who and where)."""
+    return _ABSOLUTE_PATH.sub(r"\1", text)
+
+
+def say(line: str) -> None:
+    """One line on stderr, if stderr can take it (``2>/dev/full`` must not change an exit status)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        print(line, file=sys.stderr, flush=True)
 
 
 def printable(text: str) -> str:

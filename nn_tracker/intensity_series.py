@@ -114,7 +114,7 @@ class IntensitySeries:
             tuple(times),
             tuple(values),
             statistics.median(b - a for a, b in itertools.pairwise(times)),
-            str(path),
+            Path(path).name,  # reports get published: the file's name, not where it is
             rows[0][value_col].strip(),
         )
 

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from nn_tracker.config import RUN_DEFAULTS, TrackerConfig
-from nn_tracker.errors import ValidationError
+from nn_tracker.errors import ValidationError, say
 from nn_tracker.report import units
 from nn_tracker.tracker import Tracker
 
@@ -91,10 +91,10 @@ def run_command(
             # the user's own command, without a shell; on Linux it dies with us
             started.append(subprocess.Popen(list(command), preexec_fn=_die_with_parent()))
         except FileNotFoundError:
-            print(f"nn-tracker: {command[0]}: command not found", file=sys.stderr)
+            say(f"nn-tracker: {command[0]}: command not found")
             return 127
         except OSError as exc:
-            print(f"nn-tracker: {command[0]}: cannot run it ({exc.strerror or exc})", file=sys.stderr)
+            say(f"nn-tracker: {command[0]}: cannot run it ({exc.strerror or exc})")
             return 126
         code, tracker = _track(started[0], options, status_line, status_every_s or STATUS_EVERY_S)
     finally:
@@ -194,11 +194,10 @@ def _finish(tracker: Tracker, code: int) -> int:
         ended = f"the command was terminated by {_signal_name(-code)}"
     else:
         ended = f"the command failed (exit status {code})"
-    print(
+    say(
         f"nn-tracker: {ended}; {units.energy(report.energy_kwh)} (IT), "
-        f"{units.carbon(report.total_carbon_g)}; report status {report.status}",
-        file=sys.stderr,
+        f"{units.carbon(report.total_carbon_g)}; report status {report.status}"
     )
     for path in report.paths:
-        print(f"nn-tracker: wrote {path}", file=sys.stderr)
+        say(f"nn-tracker: wrote {path}")
     return 128 - code if code < 0 else code

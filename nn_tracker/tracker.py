@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from nn_tracker.clock import Clock, SystemClock
 from nn_tracker.config import TrackerConfig, make_config
 from nn_tracker.endings import ExitGuard, SigtermGuard, stop_as_block_ends
-from nn_tracker.errors import NNTrackerError, describe
+from nn_tracker.errors import NNTrackerError, describe, without_folders
 from nn_tracker.ledger import Ledger, Record, node_pseudonym
 from nn_tracker.live import live_figures
 from nn_tracker.node import hostname, node_id
@@ -448,10 +448,14 @@ class Tracker:
             ended_wall_s=self._clock.time() if final else None,
             notes=notes,
             cpu_model=self._sensors.cpu_model.model_name if self._sensors and self._sensors.cpu_model else None,
-            error=RunError(type=type(error).__name__, message=describe(error)) if error is not None else None,
+            error=RunError(type=type(error).__name__, message=self._public(describe(error))) if error else None,
             related_runs=list(self._related_runs),
             built_wall_s=self._clock.time(),
         )
+
+    def _public(self, text: str) -> str:
+        """Text for the report: absolute paths cut to their file's name unless ``identity`` was asked for."""
+        return text if self.config.identity else without_folders(text)
 
     def _write(self, report: Report | IncompleteReport, final: bool = False) -> None:
         """Write the report's files (not from a forked child: the run belongs to the parent)."""

@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nn_tracker.errors import printable
 from nn_tracker.report.document import Report, Session
 from nn_tracker.report.files import append_whole
 
@@ -159,7 +160,8 @@ def render(report: Report, header: bool = True, columns: tuple[str, ...] = COLUM
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore", restval="")
     if header:
         writer.writeheader()
-    writer.writerow(row(report))
+    cells = {k: printable(v) if isinstance(v, str) else v for k, v in row(report).items()}  # no terminal escapes
+    writer.writerow(cells)
     return buffer.getvalue()
 
 

@@ -12,7 +12,7 @@ from collections import Counter
 from html import escape
 from typing import Any
 
-from nn_tracker.errors import ValidationError
+from nn_tracker.errors import ValidationError, printable
 from nn_tracker.report import html, units
 from nn_tracker.report.document import Report, Timeline, TimelinePoint
 
@@ -161,6 +161,7 @@ def table_rows(comparison: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def _text_table(header: list[str], rows: list[list[str]]) -> str:
+    header, rows = [printable(h) for h in header], [[printable(c) for c in row] for row in rows]  # no escapes
     widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -170,8 +171,7 @@ def _text_table(header: list[str], rows: list[list[str]]) -> str:
 def _markdown(comparison: dict[str, Any]) -> str:
     header, rows = table_rows(comparison)
 
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
+    from nn_tracker.report.markdown import markdown_text as cell
 
     lines = [
         f"# Comparison of {len(comparison['runs'])} runs",

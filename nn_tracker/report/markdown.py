@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from nn_tracker.errors import printable
 from nn_tracker.report import tables, units
 from nn_tracker.report.document import Report
 
+MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\<>[]|`"})
 
-def _cell(value: Any) -> str:
-    """Table cell text: pipes and line breaks would break the table."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
+
+def markdown_text(value: Any) -> str:
+    """Text from a report as inert Markdown: no HTML (``<script>``), no link or image, no table break.
+
+    Control characters (terminal escapes, line breaks) are shown escaped; backslash, angle and square
+    brackets, pipe and backtick are backslash-escaped, which CommonMark renders as the characters themselves.
+    """
+    return printable(str(value)).translate(MARKDOWN_SPECIAL)
+
+
+_cell = markdown_text  # a table cell: what would break the table or inject markup is escaped
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:

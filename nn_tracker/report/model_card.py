@@ -14,6 +14,7 @@ from typing import Any
 
 from nn_tracker import footprint
 from nn_tracker.config import QUERYING_PHASE
+from nn_tracker.errors import printable
 from nn_tracker.report.carbon import centre_row_for
 from nn_tracker.report.document import Report
 
@@ -64,12 +65,17 @@ def block(report: Report) -> dict[str, Any] | None:
     return {
         "co2_eq_emissions": {
             "emissions": float(f"{grams:.6g}"),  # grams, training only, never rounded to 0
-            "source": _source(report),
+            "source": _inert(_source(report)),
             "training_type": report.settings.training_type,
-            "geographical_location": "; ".join(c.name for c in report.datacentres),
-            "hardware_used": ", ".join(hardware) or "not recorded",
+            "geographical_location": _inert("; ".join(c.name for c in report.datacentres)),
+            "hardware_used": _inert(", ".join(hardware) or "not recorded"),
         }
     }
+
+
+def _inert(text: str) -> str:
+    """Text from the report as it goes into a README shown as HTML: no tags, no control characters."""
+    return printable(text).replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render(report: Report) -> str:
