@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from nn_tracker.errors import NNTrackerError, printable, say
 
 EXIT_USAGE = 2
+MIN_STATUS_EVERY_S = 0.1  # ten status lines a second at most: a typo cannot flood the terminal
 
 
 class _Parser(argparse.ArgumentParser):
@@ -457,6 +458,10 @@ def _run_run(args: argparse.Namespace) -> int:
             options[option.name] = tuple(value) if isinstance(value, list) else value
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     every = None if args.status_every is None else validation.positive("status_every", args.status_every)
+    if every is not None and every < MIN_STATUS_EVERY_S:
+        from nn_tracker.errors import ValidationError
+
+        raise ValidationError("status_every", every, f"must be at least {MIN_STATUS_EVERY_S:g} s (a line each time)")
     return run_command(command, options, status_line=False if args.no_status else None, status_every_s=every)
 
 

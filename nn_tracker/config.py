@@ -471,7 +471,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for key, value in document.items():
         if key not in fields:
-            raise ValidationError(f"{path.name}: {key}", value, "is not a tracker option" + closest(key, fields))
+            # the value is not repeated: a file given by mistake (a secret) must not be echoed
+            rule = "is not a tracker option" + closest(key, fields)
+            raise ValidationError(f"{path.name}: {key}", type(value).__name__, rule)
         if key in ("datacentres", "embodied") and isinstance(value, list):
             kind = Datacentre if key == "datacentres" else EmbodiedHardware
             try:

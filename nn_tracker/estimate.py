@@ -106,6 +106,7 @@ def estimate(
         raise ValidationError("phase", phase, f"must be one of {', '.join(PHASES)}")
     if embodied_scope not in ("unit", "die"):
         raise ValidationError("embodied_scope", embodied_scope, "must be 'unit' or 'die'")
+    footprint.lifetime(lifetime_years, utilisation)  # checked even when no embodied figure will use them
     inputs = _job_inputs(hours, count, servers, server_power_w, transport_factor)
     spec = catalogue.hardware_spec(hardware) if hardware else None
     _accelerator_power(inputs, notes, spec, power_w)

@@ -119,7 +119,7 @@ def load_yaml(text: str, what: str) -> Any:
             document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())[:200]
+        problem = getattr(exc, "problem", None) or type(exc).__name__  # never the file's text: it may be secret
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         raise ValidationError(what, f"{where}{problem}", "must be valid YAML") from None
     except RecursionError:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from nn_tracker.report.document import IncompleteReport, Report
 
 log = logging.getLogger("nn_tracker")
+MIN_PERIOD_S = 0.1  # ten period records a second at most (~300 bytes each): a typo cannot flood the disk
 
 
 class ServingTracker:
@@ -61,6 +62,8 @@ class ServingTracker:
         **options: Any,
     ) -> None:
         self.period_s = check.positive("period_s", period_s)
+        if self.period_s < MIN_PERIOD_S:
+            raise ValidationError("period_s", period_s, f"must be at least {MIN_PERIOD_S:g} s (a line on disk each)")
         check_phase_name(unit, "unit")
         self.unit = unit
         options.setdefault("default_phase", QUERYING_PHASE)

@@ -8,6 +8,7 @@ plot) or JSON. A figure a run does not have is ``None`` ("—" in text), never 0
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from html import escape
 from typing import Any
@@ -83,6 +84,7 @@ def _row(key: str, label: str, unit: str, values: list[float | None]) -> dict[st
     change = [
         None if value is None or first is None or first == 0 else (value - first) / abs(first) for value in values
     ]
+    change = [c if c is None or math.isfinite(c) else None for c in change]  # a change beyond float range: none
     return {"key": key, "label": label, "unit": unit, "values": values, "change_vs_first": change}
 
 

@@ -127,6 +127,8 @@ def upgrade(data: Any, where: str = "report") -> Report:
     missing = [key for key in BASE_REQUIRED if key not in data]  # in every version: say so before upgrading
     if missing:
         raise ValidationError(f"{where}.{missing[0]}", None, "is missing")
+    if not isinstance(data["datacentres"], list) or not data["datacentres"]:  # the upgrades divide by them
+        raise ValidationError(f"{where}.datacentres", data["datacentres"], "must list at least one datacentre")
     try:
         while data["schema_version"] < SCHEMA_VERSION:
             data = UPGRADES[data["schema_version"]](data)

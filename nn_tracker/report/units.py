@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 from nn_tracker.energy import JOULES_PER_KWH
 
 
 def _scaled(value: float | None, steps: list[tuple[float, str]], digits: int = 3) -> str:
     if value is None:
         return "not measured"
+    if not math.isfinite(value):  # never "inf" or "nan" in a table: a figure too large to compute
+        return "beyond float range"
     if value == 0:
         return f"0 {next(unit for factor, unit in steps if factor == 1.0)}"
     for factor, unit in steps:
