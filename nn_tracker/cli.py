@@ -449,8 +449,6 @@ def _run_run(args: argparse.Namespace) -> int:
     from nn_tracker.runner import run_command
 
     config_path = args.config or (CONFIG_FILE if Path(CONFIG_FILE).exists() else None)
-    if config_path and not args.config:  # found in the working folder: never applied silently
-        say(f"nn-tracker: using the options of ./{CONFIG_FILE} (found in the working folder; --config to choose)")
     options = load_config_file(config_path) if config_path else {}
     for option in tracker_options():
         value = getattr(args, option.name, None)
@@ -462,7 +460,14 @@ def _run_run(args: argparse.Namespace) -> int:
         from nn_tracker.errors import ValidationError
 
         raise ValidationError("status_every", every, f"must be at least {MIN_STATUS_EVERY_S:g} s (a line each time)")
-    return run_command(command, options, status_line=False if args.no_status else None, status_every_s=every)
+
+    def announce() -> None:  # a config found in the working folder is never applied silently
+        if config_path and not args.config:
+            say(f"nn-tracker: using the options of ./{CONFIG_FILE} (found in the working folder; --config to choose)")
+
+    return run_command(
+        command, options, status_line=False if args.no_status else None, status_every_s=every, on_start=announce
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

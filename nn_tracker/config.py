@@ -473,7 +473,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         if key not in fields:
             # the value is not repeated: a file given by mistake (a secret) must not be echoed
             rule = "is not a tracker option" + closest(key, fields)
-            raise ValidationError(f"{path.name}: {key}", type(value).__name__, rule)
+            raise ValidationError(f"{path.name}: {key}", "(its value, not shown)", rule)
         if key in ("datacentres", "embodied") and isinstance(value, list):
             kind = Datacentre if key == "datacentres" else EmbodiedHardware
             try:

@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from nn_tracker.config import RUN_DEFAULTS, TrackerConfig
@@ -64,6 +64,7 @@ def run_command(
     options: dict[str, Any],
     status_line: bool | None = None,
     status_every_s: float | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> int:
     """Run and track ``command``; return the exit status nn-tracker should end with.
 
@@ -77,6 +78,8 @@ def run_command(
     TrackerConfig(**options)  # every option is checked before the command starts
     if not command:
         raise ValidationError("command", "", "must be given after --, e.g. nn-tracker run -- python train.py")
+    if on_start is not None:  # every input is good: the command starts now
+        on_start()
     started: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, _frame: object) -> None:

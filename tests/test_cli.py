@@ -277,7 +277,7 @@ def test_an_unknown_option_suggests_the_closest(tmp_path):
     assert result.returncode == 2
     assert (
         result.stderr.strip() == "nn-tracker: error: nn-tracker.yml: locaton is not a tracker option (did you "
-        "mean 'location'?), got 'FR'"
+        "mean 'location'?), got '(its value, not shown)'"
     )
     from nn_tracker import Tracker, ValidationError
 

@@ -5,6 +5,7 @@ Each test failed on the code before the fix it pins (issue 21).
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -294,3 +295,110 @@ def test_appending_to_a_csv_with_another_header_is_refused(tmp_path):
     with pytest.raises(OSError, match=r"its header is not that of an emissions\.csv"):
         codecarbon_csv.append(path, report_for_csv(tmp_path, "x"))
     assert path.read_text() == "name,age\nada,36\n"
+
+
+# ----- privacy and injection -------------------------------------------------------------------------------
+HOSTILE = "<script>alert(1)</script> [x](javascript:alert(1)) <img src=x onerror=alert(1)> \x1b[31mred"
+
+
+def hostile_report(tmp_path, **options):
+    tracker = Tracker(
+        output_dir=tmp_path, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower()), project_name="p", **options
+    )
+    with tracker:
+        tracker.add_note(HOSTILE)
+    return tracker.report()
+
+
+def test_text_from_a_report_is_inert_in_markdown_the_model_card_csv_and_terminal_tables(tmp_path):
+    from nn_tracker.report import compare, writers
+
+    report = hostile_report(tmp_path)
+    markdown = writers.render(report, "md")
+    assert not re.search(r"(?<!\\)[<>\[\]]", markdown.split("\n", 3)[3])  # no bare markup in the body
+    assert "\\<script\\>" in markdown and "\\[x\\](javascript" in markdown  # shown, as text
+    card = writers.render(report, "model-card")
+    assert "<" not in card and "\x1b" not in card
+    row = writers.render(report, "csv")
+    assert "\x1b" not in row
+    table = compare.render([("a", report), ("b", report)], "table")
+    assert "\x1b" not in table
+
+
+def test_a_report_names_files_without_their_folders_unless_identity_is_asked(tmp_path):
+    secret = tmp_path / "home-of-ada" / "private"
+    secret.mkdir(parents=True)
+    for identity in (False, True):
+        tracker = Tracker(
+            output_dir=tmp_path / str(identity),
+            intensity_g_per_kwh=1,
+            sensors=sensor_set(ConstantPower()),
+            identity=identity,
+        )
+        try:
+            with tracker:
+                open(secret / "data.csv")  # noqa: SIM115 - raises
+        except FileNotFoundError:
+            pass
+        message = tracker.report().error.message
+        assert "data.csv" in message and (str(secret) in message) == identity
+
+
+def test_a_config_found_in_the_working_folder_is_announced(tmp_path):
+    (tmp_path / "nn-tracker.yml").write_text("intensity_g_per_kwh: 100\n")
+    result = cli("run", "--output-dir", str(tmp_path / "r"), "--", sys.executable, "-c", "pass", cwd=tmp_path)
+    assert result.returncode == 0 and "using the options of ./nn-tracker.yml" in result.stderr
+
+
+def test_errors_never_repeat_what_a_file_given_by_mistake_holds(tmp_path):
+    secret = tmp_path / "shadow"
+    for text in ("password: hunter2-secret\n", "key: [hunter2-secret\n"):
+        secret.write_text(text)
+        result = cli("run", "--config", str(secret), "--", sys.executable, "-c", "pass")
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "hunter2" not in result.stderr
+
+
+# ----- bounded and honest inputs --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--lifetime-years", "nan"], "lifetime_years must be finite"), (["--utilisation", "7"], "utilisation")],
+)
+def test_estimate_refuses_a_life_or_utilisation_it_would_not_use(flags, message):
+    result = cli("estimate", "--hardware", "Tesla V100-SXM2-32GB", "--count", "8", "--hours", "10", *flags)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_status_line_or_a_period_cannot_flood_the_disk():
+    from nn_tracker import ValidationError
+    from nn_tracker.serving import ServingTracker
+
+    with pytest.raises(ValidationError, match=r"period_s must be at least 0\.1 s"):
+        ServingTracker(period_s=1e-6)
+    result = cli("run", "--status-every", "1e-9", "--", sys.executable, "-c", "pass")
+    assert result.returncode == 2 and "status_every must be at least 0.1 s" in result.stderr
+
+
+def test_a_report_without_datacentres_is_a_one_line_error(tmp_path):
+    data = json.loads(a_report_file(tmp_path).read_text())
+    data.update(schema_version=2, datacentres=[])
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    for args in (["report", str(path)], ["compare", str(path), str(path)]):
+        result = cli(*args)
+        assert result.returncode == 2 and "datacentres must be a list with at least 1 item(s)" in result.stderr
+
+
+def test_output_errors_are_one_line_and_never_change_a_command_s_exit_status(tmp_path):
+    with open("/dev/full", "w") as full:
+        listed = subprocess.run(
+            [sys.executable, "-m", "nn_tracker", "list", "locations"], stdout=full, stderr=subprocess.PIPE, text=True
+        )
+        assert listed.returncode == 2 and "Traceback" not in listed.stderr
+        assert listed.stderr.strip().endswith("cannot write the output (No space left on device)")
+        ran = subprocess.run(
+            [sys.executable, "-m", "nn_tracker", "run", "--output-dir", str(tmp_path), "--", "sh", "-c", "exit 3"],
+            stderr=full,
+            timeout=60,
+        )
+    assert ran.returncode == 3

@@ -128,7 +128,7 @@ def upgrade(data: Any, where: str = "report") -> Report:
     if missing:
         raise ValidationError(f"{where}.{missing[0]}", None, "is missing")
     if not isinstance(data["datacentres"], list) or not data["datacentres"]:  # the upgrades divide by them
-        raise ValidationError(f"{where}.datacentres", data["datacentres"], "must list at least one datacentre")
+        raise ValidationError(f"{where}.datacentres", data["datacentres"], "must be a list with at least 1 item(s)")
     try:
         while data["schema_version"] < SCHEMA_VERSION:
             data = UPGRADES[data["schema_version"]](data)
