@@ -424,7 +424,6 @@ def _run_schedule(args: argparse.Namespace) -> int:
 
 
 def _run_if_run(args: argparse.Namespace) -> int:
-    import yaml
 
     from nn_tracker import inputs
     from nn_tracker.integrations.impact_framework import run_manifest
@@ -433,7 +432,7 @@ def _run_if_run(args: argparse.Namespace) -> int:
     output = None if args.output is None else inputs.output_path(args.output, "-o")
     manifest = inputs.load_yaml(inputs.read_text(args.manifest, "manifest"), args.manifest)
     with inputs.deep_recursion():  # valid manifests may nest hundreds of levels
-        text = yaml.safe_dump(run_manifest(manifest), sort_keys=False, width=1000)
+        text = inputs.dump_yaml(run_manifest(manifest), sort_keys=False, width=1000)
     if output is None:
         sys.stdout.write(text)
         return 0

@@ -116,7 +116,11 @@ def load_yaml(text: str, what: str) -> Any:
     try:
         _check_yaml_shape(text, what)
         with deep_recursion():
-            document = yaml.safe_load(text)
+            loader = _safe_loader()(text)  # what yaml.safe_load does, with the C loader where built
+            try:
+                document = loader.get_single_data()
+            finally:
+                loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or type(exc).__name__  # never the file's text: it may be secret
@@ -132,6 +136,20 @@ def load_yaml(text: str, what: str) -> Any:
     return document
 
 
+def _safe_loader() -> Any:
+    """PyYAML's safe loader, in C (libyaml, in PyYAML's wheels) where available: ~10x faster on large files."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def dump_yaml(data: Any, **options: Any) -> str:
+    """``yaml.safe_dump`` with PyYAML's C emitter where available (a large manifest in a second, not a minute)."""
+    import yaml
+
+    return yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), **options)
+
+
 def _check_yaml_shape(text: str, what: str) -> None:
     """Walk the parser's events (no recursion, nothing built): depth and expanded size."""
     import yaml
@@ -140,7 +158,7 @@ def _check_yaml_shape(text: str, what: str) -> None:
     sizes: list[int] = []  # node count of each open collection (for anchors on it)
     anchored: dict[str, int] = {}
     open_anchors: list[str | None] = []
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=_safe_loader()):
         added = 0
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1

@@ -402,3 +402,44 @@ def test_output_errors_are_one_line_and_never_change_a_command_s_exit_status(tmp
             timeout=60,
         )
     assert ran.returncode == 3
+
+
+def test_the_prometheus_endpoint_bounds_its_connections_and_leaves_nothing_after_stop(tmp_path):
+    import socket
+    import urllib.request
+
+    pytest.importorskip("prometheus_client")
+    from nn_tracker.report.prometheus import MAX_CONNECTIONS
+    from nn_tracker.serving import ServingTracker
+
+    before = threading.active_count()
+    serving = ServingTracker(
+        prometheus_port=0,
+        prometheus_addr="127.0.0.1",
+        sensors=sensor_set(ConstantPower()),
+        write_report=False,
+        intensity_g_per_kwh=1,
+    ).start()
+    host, port = serving.prometheus_address
+    idle = [socket.create_connection((host, port)) for _ in range(100)]  # connect, never send a request
+    time.sleep(0.5)
+    assert threading.active_count() - before <= MAX_CONNECTIONS + 8  # not one thread per client
+    for sock in idle:
+        sock.close()  # the slots free up: a scraper gets through again
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
+                assert b"nn_tracker_it_energy_joules_total" in response.read()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the endpoint never served again"
+            time.sleep(0.1)
+    lingering = [socket.create_connection((host, port)) for _ in range(5)]  # open while the tracker stops
+    serving.stop()
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= before, [t.name for t in threading.enumerate()]
+    for sock in lingering:
+        sock.close()

@@ -13,13 +13,13 @@ silent success.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from typing import Any
 
 from nn_tracker import footprint
 from nn_tracker.errors import ValidationError
+from nn_tracker.inputs import deep_recursion
 
 Row = dict[str, Any]
 NNET_KEYS = (
@@ -310,11 +310,21 @@ def _run_manifest(manifest: Any) -> dict[str, Any]:
     tree = manifest.get("tree")
     if not isinstance(tree, dict):
         raise ValidationError("manifest.tree", tree, "must be a mapping")
-    result = copy.deepcopy(manifest)
+    with deep_recursion():
+        result = _unshared(manifest)  # a YAML alias used by two nodes must give each its own outputs
     computed = _compute(result["tree"], _Node("tree"), plugins, None, {})
     if computed == 0:
         raise ValidationError("manifest.tree", "no inputs", "must have at least one node with inputs to compute")
     return result
+
+
+def _unshared(value: Any) -> Any:
+    """A copy in which no mapping or list appears twice (``copy.deepcopy`` keeps what YAML aliases share)."""
+    if isinstance(value, dict):
+        return {key: _unshared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unshared(item) for item in value]
+    return value
 
 
 def _check_finite(node: _Node, plugin: str, rows: list[Row]) -> None:

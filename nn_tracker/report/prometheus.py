@@ -28,10 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
 from nn_tracker.energy import JOULES_PER_KWH
@@ -141,6 +144,76 @@ class ServingCollector:
             families["carbon_per_unit"].add_metric([unit], footprint.total_carbon_g / units)
 
 
+MAX_CONNECTIONS = 16  # scrapes served at once; more are closed at once (a scraper holds one)
+CONNECTION_TIMEOUT_S = 10.0  # an idle connection is closed after this
+
+
+class MetricsServer(ThreadingHTTPServer):
+    """``GET /metrics`` of one registry: at most :data:`MAX_CONNECTIONS` at once, none left after :meth:`close_all`.
+
+    ``prometheus_client``'s own server keeps one thread per open connection, even after it is shut
+    down, so idle clients could keep hundreds of threads alive; this one bounds them, times idle
+    ones out, and closes every connection when the tracker stops.
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], registry: Any) -> None:
+        self.registry = registry
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.address_family = family
+        super().__init__(address, _MetricsHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve on a thread of its own, or close at once when :data:`MAX_CONNECTIONS` are open."""
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        request.settimeout(CONNECTION_TIMEOUT_S)
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Close a connection and free its slot."""
+        with self._open_lock:
+            known = request in self._open
+            self._open.discard(request)
+        if known:
+            self._slots.release()
+        super().shutdown_request(request)
+
+    def close_all(self) -> None:
+        """Stop listening and close every open connection (their threads then end)."""
+        self.server_close()
+        with self._open_lock:
+            requests = list(self._open)
+        for request in requests:
+            with contextlib.suppress(OSError):
+                request.shutdown(socket.SHUT_RDWR)
+
+
+class _MetricsHandler(BaseHTTPRequestHandler):
+    server: MetricsServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        """The metrics (any path, as ``prometheus_client`` serves them)."""
+        body = generate_latest(self.server.registry)
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: the service's logs are its own."""
+
+
 class PrometheusExport:
     """The collector in a registry and, if asked, an HTTP endpoint: opened at start, closed at stop.
 
@@ -180,16 +253,17 @@ class PrometheusExport:
             served = self._own_registry = CollectorRegistry()
             served.register(self.collector)
         try:
-            self._server, _thread = start_http_server(self.port, addr=self.addr, registry=served)
+            self._server = MetricsServer((self.addr, self.port), served)
         except OSError:
             self.close()
             raise
+        threading.Thread(target=self._server.serve_forever, name="nn_tracker-prometheus", daemon=True).start()
 
     def close(self) -> None:
         """Stop listening and unregister (a later tracker may register the same names); idempotent."""
         if self._server is not None:
             self._server.shutdown()
-            self._server.server_close()
+            self._server.close_all()
             self._server = None
         for registry in (self._registry, self._own_registry):
             if registry is not None:
