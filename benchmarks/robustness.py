@@ -7,6 +7,8 @@
 2. SIGKILL at random moments of a tracked job that checkpoints every second: is the report left
    behind always valid JSON?
 3. Many ``nn-tracker run`` at once into one folder: is every row of ``emissions.csv`` there, whole?
+4. A bad day: a FIFO given as every input, a command killed by a real-time signal, outputs to a FIFO
+   or ``/dev/full``, 2,000 nested phases, a 4-MB IF manifest: the outcome and the seconds each takes.
 """
 
 from __future__ import annotations
@@ -177,8 +179,97 @@ def concurrent_rows(folder: Path, count: int) -> dict:
     }
 
 
+NESTED = """
+import contextlib, sys, time
+sys.path.insert(0, {root!r})
+import nn_tracker
+tracker = nn_tracker.Tracker(write_report=False, intensity_g_per_kwh=100, gpus=False).start()
+with contextlib.ExitStack() as stack:
+    for i in range(2000):
+        stack.enter_context(tracker.phase(f"p{{i}}"))
+    started = time.perf_counter()
+    tracker.report()
+    print(round(time.perf_counter() - started, 3))
+"""
+
+
+def bad_day(folder: Path) -> dict:
+    """FIFOs where files should be, real-time signals, full devices, deep nesting, a large manifest."""
+    import os
+
+    import yaml
+
+    fifo = folder / "fifo"
+    os.mkfifo(fifo)
+    fifo_outcomes: dict[str, int] = {}
+    slowest = 0.0
+    for args in commands(str(fifo), folder).values():
+        outcome, elapsed, _ = nn_tracker(*args, timeout=20)
+        fifo_outcomes[outcome] = fifo_outcomes.get(outcome, 0) + 1
+        slowest = max(slowest, elapsed)
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nn_tracker",
+            "run",
+            "--no-status",
+            "--output-dir",
+            str(folder / "rt"),
+            "--",
+            "sh",
+            "-c",
+            "kill -40 $$",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    report = json.loads(next((folder / "rt").glob("*.json")).read_text())
+    (folder / "r.json").write_text(json.dumps(report))
+    to_fifo = nn_tracker("report", str(folder / "r.json"), "-o", str(fifo))
+    with open("/dev/full", "w") as full:
+        started = time.monotonic()
+        listed = subprocess.run(
+            [sys.executable, "-m", "nn_tracker", "list", "locations"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+        full_s = time.monotonic() - started
+    nested = subprocess.run([sys.executable, "-c", NESTED.format(root=str(ROOT))], capture_output=True, text=True)
+    manifest = yaml.safe_load((ROOT / "tests" / "data" / "nn-ci-manifest.yml").read_text())
+    child = manifest["tree"]["children"]["child-1"]
+    manifest["tree"]["children"] = {f"c{i}": json.loads(json.dumps(child)) for i in range(5000)}  # ~4 MB, no alias
+    big = folder / "big.yml"
+    big.write_text(yaml.safe_dump(manifest))
+    outcome, manifest_s, _ = nn_tracker("if-run", str(big), "-o", str(folder / "big-out.yml"), timeout=300)
+    return {
+        "fifo_as_input": {"outcomes": fifo_outcomes, "slowest_s": round(slowest, 2)},
+        "real_time_signal": {
+            "exit": killed.returncode,
+            "status": report["status"],
+            "error": report["error"]["message"],
+            "traceback": "Traceback" in killed.stderr,
+        },
+        "output_to_a_fifo": to_fifo[0],
+        "output_to_dev_full": {
+            "exit": listed.returncode,
+            "lines": len(listed.stderr.strip().splitlines()),
+            "seconds": round(full_s, 2),
+        },
+        "report_of_2000_nested_phases_s": float(nested.stdout.strip() or "nan"),
+        "if_run_4mb_manifest": {
+            "outcome": outcome,
+            "mb": round(big.stat().st_size / 1e6, 1),
+            "seconds": round(manifest_s, 1),
+        },
+    }
+
+
 def main() -> None:
-    """Run the three attacks and print the summary as JSON."""
+    """Run the four attacks and print the summary as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--concurrent", type=int, default=40)
@@ -192,6 +283,7 @@ def main() -> None:
         "bad_inputs": inputs,
         "sigkill": kills(folder, args.kills),
         "concurrent_runs": concurrent_rows(folder, args.concurrent),
+        "bad_day": bad_day(folder),
     }
     print(json.dumps(result, indent=1))
 

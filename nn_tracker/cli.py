@@ -482,6 +482,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit, no traceback
         return 128 + signal.SIGPIPE
+    except KeyboardInterrupt:  # Ctrl-C before a command started (or in a command of nn-tracker's own)
+        return 128 + signal.SIGINT
     except NNTrackerError as exc:
         say(f"nn-tracker: error: {exc}")
         return EXIT_USAGE

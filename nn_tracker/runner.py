@@ -10,6 +10,10 @@ otherwise); GPUs are measured whole. nn-tracker behaves like a transparent wrapp
   nn-tracker itself keeps tracking until the command ends.
 - On Linux the command gets SIGTERM if nn-tracker dies (even by SIGKILL): it never runs on
   untracked (``PR_SET_PDEATHSIG``). Elsewhere it can outlive a killed nn-tracker.
+- A signal that arrives before the command has started is delivered to it as soon as it starts.
+- When the command ends, whatever it started and left running (its orphans come back to
+  nn-tracker, a Linux child subreaper) gets SIGTERM, then SIGKILL after 2 s: nothing it started
+  runs on untracked. (A SIGKILL of nn-tracker itself reaches only the command.)
 
 When the command ends, the report is written and nn-tracker exits with the command's exit
 status (``128 + N`` for a death by signal N, as a shell reports it).
@@ -17,6 +21,7 @@ status (``128 + N`` for a death by signal N, as a shell reports it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -81,18 +86,24 @@ def run_command(
     if on_start is not None:  # every input is good: the command starts now
         on_start()
     started: list[subprocess.Popen[bytes]] = []
+    early: list[int] = []  # signals that came before the command started
 
     def forward(signum: int, _frame: object) -> None:
-        if signum in FROM_TERMINAL and _terminal_signalled_our_group():
+        if signum in FROM_TERMINAL and _terminal_signalled_our_group() and started:
             return  # the command is in our process group: the terminal signalled it too
+        if not started:
+            early.append(signum)
         for child in started:
             child.send_signal(signum)
 
     previous = {signum: signal.signal(signum, forward) for signum in FORWARDED}
     try:
+        _become_subreaper()
         try:
             # the user's own command, without a shell; on Linux it dies with us
             started.append(subprocess.Popen(list(command), preexec_fn=_die_with_parent()))
+            for signum in early:  # before it started: it gets them now, once
+                started[0].send_signal(signum)
         except FileNotFoundError:
             say(f"nn-tracker: {command[0]}: command not found")
             return 127
@@ -100,6 +111,9 @@ def run_command(
             say(f"nn-tracker: {command[0]}: cannot run it ({exc.strerror or exc})")
             return 126
         code, tracker = _track(started[0], options, status_line, status_every_s or STATUS_EVERY_S)
+        ended = _end_leftovers()
+        if ended:
+            tracker.add_note(f"{ended} process(es) the command left running were ended when it ended (SIGTERM).")
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -118,6 +132,41 @@ def _terminal_signalled_our_group() -> bool:
         return False
     finally:
         os.close(fd)
+
+
+LEFTOVER_GRACE_S = 2.0
+
+
+def _become_subreaper() -> None:
+    """Linux: orphans of the command's tree become this process's children, so they can be ended with it."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+
+
+def _end_leftovers() -> int:
+    """End what the command left running (SIGTERM, then SIGKILL after a grace); return how many there were."""
+    import psutil
+
+    try:
+        leftovers = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return 0
+    for process in leftovers:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _gone, alive = psutil.wait_procs(leftovers, timeout=LEFTOVER_GRACE_S)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=LEFTOVER_GRACE_S)
+    return len(leftovers)
 
 
 def _die_with_parent() -> Any:

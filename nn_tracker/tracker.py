@@ -83,6 +83,7 @@ class Tracker:
         self._ended_s: float | None = None  # when sampling ended (monotonic)
         self._stopping = False  # sampling is ending
         self._at_exit = False  # stopped because the program ends with the run going on
+        self._exit_status: tuple[str, BaseException] | None = None  # see end_at_exit_as
         self._last_checkpoint_s = 0.0
         self._owner_pid: int | None = None
         self._sigterm = SigtermGuard(lambda: self.stop("terminated", _Terminated("SIGTERM received")))
@@ -479,8 +480,18 @@ class Tracker:
                 if self._report is None and not self._stopping:
                     self._checkpoint()
 
+    def end_at_exit_as(self, status: str, error: BaseException) -> None:
+        """If the program ends with this run still going and no exception says why, end it so (e.g. ``failed``).
+
+        For integrations whose framework has no exception event: a stage still open when the program
+        exits never got its end event.
+        """
+        self._exit_status = (status, error)
+
     def _stop_at_exit(self, status: str, error: BaseException | None) -> None:
         self._at_exit = True
+        if status == "completed" and self._exit_status is not None:
+            status, error = self._exit_status
         if self._sampler is not None and self._report is None and self._owner_pid == os.getpid():
             self.stop(status, error)
 

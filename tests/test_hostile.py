@@ -443,3 +443,34 @@ def test_the_prometheus_endpoint_bounds_its_connections_and_leaves_nothing_after
     assert threading.active_count() <= before, [t.name for t in threading.enumerate()]
     for sock in lingering:
         sock.close()
+
+
+# ----- processes ---------------------------------------------------------------------------------------------
+def test_what_the_command_left_running_ends_with_it(tmp_path):
+    """A command that starts a grandchild in the background and exits: the grandchild does not run on."""
+    from test_run_and_serving import nn_tracker_run, only_report
+
+    marker = tmp_path / "still-running"
+    grandchild = f"import time; time.sleep(3); open({str(marker)!r}, 'w').write('yes')"
+    script = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {grandchild!r}])"
+    result = nn_tracker_run(tmp_path, sys.executable, "-c", script)
+    assert result.returncode == 0, result.stderr
+    time.sleep(4)
+    assert not marker.exists()
+    assert any("1 process(es) the command left running were ended" in n for n in only_report(tmp_path)["notes"])
+
+
+@pytest.mark.parametrize("delay_s", [0.05, 0.15, 0.3, 0.6])
+def test_ctrl_c_early_is_never_dropped(tmp_path, delay_s):
+    """SIGINT in nn-tracker's first fraction of a second: it ends before the command, or the command gets it."""
+    from test_run_and_serving import run_argv
+
+    finished = tmp_path / "finished"
+    script = f"import time; time.sleep(3); open({str(finished)!r}, 'w').write('yes')"
+    process = subprocess.Popen(run_argv(tmp_path, sys.executable, "-c", script), stderr=subprocess.PIPE, text=True)
+    time.sleep(delay_s)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert not finished.exists(), "the command ran to its end: Ctrl-C was dropped"
+    # before nn-tracker's code runs, the interpreter itself ends by SIGINT (with its own traceback)
+    assert process.returncode in (128 + signal.SIGINT, -signal.SIGINT), stderr

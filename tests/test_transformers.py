@@ -222,6 +222,23 @@ def test_a_crash_that_ends_the_program_is_a_failed_report(tmp_path):
     assert data["status"] == "failed" and data["error"]["message"] == "simulated crash"  # not "completed" at exit
 
 
+def test_a_training_that_raises_and_is_caught_is_failed_at_exit_never_completed(tmp_path):
+    caught = UNCAUGHT.replace(
+        "callbacks=[callback, Exploding()]).train()",
+        "callbacks=[callback, Exploding()])\ntry:\n    trainer.train()\nexcept RuntimeError:\n    pass",
+    ).replace("Trainer(model=tiny_bert()", "trainer = Trainer(model=tiny_bert()")
+    result = subprocess.run(
+        [sys.executable, "-c", caught.format(tests=str(HERE), out=str(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (report,) = tmp_path.glob("nn_tracker-*.json")
+    data = json.loads(report.read_text())
+    assert data["status"] == "failed" and "the train stage ended without its end event" in data["error"]["message"]
+
+
 def test_the_tracked_model_can_still_be_copied_and_pickled(tmp_path):
     callback = NNTrackerCallback(**callback_options(tmp_path))
     model = tiny_bert()

@@ -196,6 +196,10 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         if self._stage_run is not None:  # the previous stage never got its end event: the Trainer raised
             self._finish(RuntimeError(f"the {self._stage} stage ended without its end event"))
         self._stage_run = StageRun(stage, self._options, self.stages)
+        # the Trainer has no exception event: a stage still open when the program ends was ended by one
+        self._stage_run.tracker.end_at_exit_as(
+            "failed", RuntimeError(f"the {stage} stage ended without its end event (the Trainer raised)")
+        )
 
     def _finish(self, exception: BaseException | None = None) -> None:
         if self._stage_run is None:
