@@ -474,3 +474,58 @@ def test_ctrl_c_early_is_never_dropped(tmp_path, delay_s):
     assert not finished.exists(), "the command ran to its end: Ctrl-C was dropped"
     # before nn-tracker's code runs, the interpreter itself ends by SIGINT (with its own traceback)
     assert process.returncode in (128 + signal.SIGINT, -signal.SIGINT), stderr
+
+
+# ----- escaping the host --------------------------------------------------------------------------------------
+def test_a_rapl_zone_name_or_cgroup_file_that_is_not_utf8_never_reaches_the_program(intel_tree, tmp_path):
+    from nn_tracker.sensors.ram_model import cgroup_memory_limit_bytes
+    from nn_tracker.sensors.rapl import discover_rapl
+
+    (intel_tree / "intel-rapl:0" / "name").write_bytes(b"package-\xff\xfe\n")
+    found = discover_rapl(intel_tree)  # the zone is not recognised: no exception
+    assert all(s.info.device_id != "cpu:package-0" or s for s in found.sensors)
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    (tmp_path / "proc" / "self" / "cgroup").write_bytes(b"0::/\xff\xfe\n")
+    (tmp_path / "cg").mkdir()
+    (tmp_path / "cg" / "memory.max").write_bytes(b"\xff\n")
+    assert cgroup_memory_limit_bytes(tmp_path / "cg", tmp_path / "proc") is None
+
+
+def test_a_node_identity_file_that_never_ends_is_not_read_to_its_end(tmp_path, monkeypatch):
+    from nn_tracker.node import hostname, node_id
+
+    monkeypatch.delenv("NN_TRACKER_NODE_ID", raising=False)
+    boot = tmp_path / "proc" / "sys" / "kernel" / "random"
+    boot.mkdir(parents=True)
+    (boot / "boot_id").symlink_to("/dev/zero")  # a device: refused at once, never read
+    assert node_id(tmp_path / "proc", tmp_path / "etc") == f"host:{hostname()}"
+
+
+def test_a_yaml_alias_shared_by_two_if_nodes_gives_each_its_own_outputs():
+    from nn_tracker import inputs
+    from nn_tracker.integrations.impact_framework import run_manifest
+
+    text = textwrap.dedent("""
+        initialize:
+          plugins:
+            mul: {path: builtin, method: Multiply, config: {input-parameters: [a, b], output-parameter: c}}
+        tree:
+          children:
+            one:
+              pipeline: {compute: [mul]}
+              defaults: {b: 3}
+              inputs: &shared
+                - {timestamp: '2024-01-01T00:00:00Z', duration: 1, a: 2}
+            two:
+              pipeline: {compute: [mul]}
+              defaults: {b: 10}
+              inputs: *shared
+    """)
+    children = run_manifest(inputs.load_yaml(text, "manifest"))["tree"]["children"]
+    assert children["one"]["outputs"][0]["c"] == 6 and children["two"]["outputs"][0]["c"] == 20
+
+
+def test_no_table_prints_inf_or_nan():
+    from nn_tracker.report import units
+
+    assert units.carbon(float("inf")) == units.energy(float("nan")) == "beyond float range"

@@ -71,14 +71,16 @@ def advance(clock: ManualClock, fake_nvml, seconds: float) -> None:
     fake_nvml.advance(seconds)
 
 
-def check_timeline(points: list[tuple[float, float, float | None]], peak_w: float) -> None:
+def check_timeline(points: list[tuple[float, float, float | None]], peak_w: float, tolerance: float = 0.01) -> None:
     """The plot never shows power the GPU did not draw (``points``: start, end, mean power).
 
     A counter step seen over a few milliseconds once drew 1.1-1.3 kW on this 700-W GPU. What the
     hardware really does: its own counter moved by up to 88 J in one 100-ms step and field 186 reported
     up to 978 W (the power limit holds on average, not at every instant), while no 2-s window of the
     trace averages more than the limit. So: no point above the highest power sample the GPU gave, and
-    no 2 s above the power limit (+1 % for the 10-Hz sampling of a sensor that moves every 100 ms).
+    no 2 s above the power limit (+1 % for the 10-Hz sampling of a sensor that moves every 100 ms;
+    in real time more: each sample is stamped with its tick's time, and the GPU's reads go through a
+    worker thread whose wake-up a loaded machine can delay by tens of milliseconds).
     """
     for start, _, watts in points:
         assert watts is None or watts <= peak_w + 1e-9, (start, watts)
@@ -89,7 +91,7 @@ def check_timeline(points: list[tuple[float, float, float | None]], peak_w: floa
             joules += (watts or 0.0) * (end - start)
             seconds = end - points[first][0]
             if seconds >= 2.0:
-                assert joules / seconds <= LIMIT_W * 1.01, (points[first][0], seconds)
+                assert joules / seconds <= LIMIT_W * (1 + tolerance), (points[first][0], seconds)
                 break
 
 
@@ -212,7 +214,7 @@ def test_lightning_fit_on_a_replayed_gpu_loses_nothing(h200, trace, tmp_path):
     assert sum(gpu["energy_kwh_by_phase"].values()) == pytest.approx(gpu["energy_kwh"], rel=1e-12)
     assert set(gpu["energy_kwh_by_phase"]) == {"training", "training/validation"}
     points = [(p["start_s"], p["end_s"], p["mean_power_w"].get(gpu["device_id"])) for p in data["timeline"]["points"]]
-    check_timeline(points, gpu["peak_power_w"])
+    check_timeline(points, gpu["peak_power_w"], tolerance=0.04)  # real time, on a loaded 2-core machine
 
 
 def test_tracked_code_never_waits_for_nvml(fake_nvml, monkeypatch):
