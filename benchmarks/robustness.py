@@ -142,25 +142,16 @@ def kills(folder: Path, count: int) -> dict:
     return {"kills": count, "valid_json_reports": valid}
 
 
+def tracked_run(out: Path, *args: str) -> list[str]:
+    """The argv of ``nn-tracker run`` writing into ``out``, without status lines."""
+    return [sys.executable, "-m", "nn_tracker", "run", "--no-status", "--output-dir", str(out), *args]
+
+
 def concurrent_rows(folder: Path, count: int) -> dict:
     out = folder / "shared"
     processes = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "nn_tracker",
-                "run",
-                "--no-status",
-                "--output-dir",
-                str(out),
-                "--intensity",
-                "100",
-                "--format",
-                "csv",
-                "--",
-                "true",
-            ],
+            tracked_run(out, "--intensity", "100", "--format", "csv", "--", "true"),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=ROOT,
@@ -208,19 +199,7 @@ def bad_day(folder: Path) -> dict:
         fifo_outcomes[outcome] = fifo_outcomes.get(outcome, 0) + 1
         slowest = max(slowest, elapsed)
     killed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nn_tracker",
-            "run",
-            "--no-status",
-            "--output-dir",
-            str(folder / "rt"),
-            "--",
-            "sh",
-            "-c",
-            "kill -40 $$",
-        ],
+        tracked_run(folder / "rt", "--", "sh", "-c", "kill -40 $$"),
         capture_output=True,
         text=True,
         timeout=60,
