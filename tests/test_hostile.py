@@ -476,6 +476,28 @@ def test_ctrl_c_early_is_never_dropped(tmp_path, delay_s):
     assert process.returncode in (128 + signal.SIGINT, -signal.SIGINT), stderr
 
 
+def test_a_signal_in_the_window_before_the_command_exists_is_delivered_once_it_does(tmp_path):
+    """The window from nn-tracker's handlers to the command's start is widened to 0.5 s to land in it surely."""
+    command = "import time; time.sleep(10)"
+    wrapper = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from nn_tracker import cli, runner
+        def slow_window():
+            print("window", flush=True)
+            time.sleep(0.5)
+        runner._become_subreaper = slow_window
+        sys.exit(cli.main(["run", "--no-status", "--output-dir", {str(tmp_path)!r}, "--", sys.executable, "-c",
+                           {command!r}]))
+    """)
+    process = subprocess.Popen([sys.executable, "-c", wrapper], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "window"
+    process.send_signal(signal.SIGUSR1)  # forwarded to a command that does not exist yet
+    assert process.wait(timeout=30) == 128 + signal.SIGUSR1  # delivered at its start: it ended by it
+    (report,) = tmp_path.glob("*.json")
+    assert json.loads(report.read_text())["error"]["message"] == "killed by SIGUSR1"
+
+
 # ----- escaping the host --------------------------------------------------------------------------------------
 def test_a_rapl_zone_name_or_cgroup_file_that_is_not_utf8_never_reaches_the_program(intel_tree, tmp_path):
     from nn_tracker.sensors.ram_model import cgroup_memory_limit_bytes
