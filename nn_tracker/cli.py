@@ -350,7 +350,7 @@ def _run_report(args: argparse.Namespace) -> int:
     output = None if args.output is None else inputs.output_path(args.output, "-o")
     data = load_report(args.report)
     if output is None:
-        sys.stdout.write(writers.render(data, args.format))
+        _stdout(writers.render(data, args.format))
         return 0
     return _write_output(args.output, lambda: writers.write(data, args.format, output))
 
@@ -378,7 +378,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         raise ValidationError("reports", len(args.reports), "must be at least 2 files to compare")
     text = compare.render([(path, load_report(path)) for path in args.reports], args.format)
     if output is None:
-        sys.stdout.write(text)
+        _stdout(text)
         return 0
     return _write_output(args.output, lambda: write_atomic(output, text))
 
@@ -434,7 +434,7 @@ def _run_if_run(args: argparse.Namespace) -> int:
     with inputs.deep_recursion():  # valid manifests may nest hundreds of levels
         text = inputs.dump_yaml(run_manifest(manifest), sort_keys=False, width=1000)
     if output is None:
-        sys.stdout.write(text)
+        _stdout(text)
         return 0
     return _write_output(args.output, lambda: write_atomic(output, text))
 
@@ -498,6 +498,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         print(f"nn-tracker: error: the input cannot be processed ({message})", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _stdout(text: str) -> None:
+    """Write ``text`` to stdout.
+
+    Raises:
+        OSError: stdout is closed (``>&-``): one line, exit 2, as for a full disk.
+    """
+    if sys.stdout is None:
+        raise OSError(errno.EBADF, "Bad file descriptor (standard output is closed)")
+    sys.stdout.write(text)
 
 
 def _quiet_stdout() -> None:

@@ -485,6 +485,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         elif isinstance(value, list):
             value = tuple(value)
         options[key] = value
+    try:
+        TrackerConfig(**options)  # each value checked here, where the file can be named
+    except ValidationError as exc:  # the value is not repeated: a file given by mistake must not be echoed
+        raise ValidationError(f"{path.name}: {exc.field}", "(its value, not shown)", exc.rule) from None
     return options
 
 

@@ -33,7 +33,7 @@ _installed = False
 def _handle(signum: int, frame: Any) -> None:
     """nn_tracker's SIGTERM handler (main thread): tell every run, then do what the program's handler would."""
     global _installed
-    guards = list(_active)
+    guards = [guard for guard in _active if guard.pid == os.getpid()]  # a forked child has no run of its own
     original = _original
     if callable(original):  # the program handles SIGTERM itself: its handler decides, the runs go on
         for guard in guards:
@@ -44,6 +44,9 @@ def _handle(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGTERM, original if original is not None else signal.SIG_DFL)
     _installed = False
     if original == signal.SIG_IGN:
+        return
+    if not guards:  # no run of this process (a forked child, or after the last one): end as without us
+        os.kill(os.getpid(), signal.SIGTERM)
         return
     for guard in guards:
         guard.notice(ends_process=True)
@@ -78,18 +81,25 @@ class SigtermGuard:
         self.handled_by_program = False  # ... and the program's own handler took it
         self.stopped = threading.Event()  # the run's report after SIGTERM is written
         self._wake = threading.Event()
+        self.pid = os.getpid()
 
     def install(self) -> None:
-        """Handle SIGTERM from now on (main thread only; elsewhere, nothing happens)."""
+        """Handle SIGTERM from now on.
+
+        From the main thread the handler is installed; a run started in another thread is only told of
+        SIGTERM while a run of the main thread has the handler installed.
+        """
         global _original, _installed
         if threading.current_thread() is not threading.main_thread():
-            return
-        if not _installed:
+            if not _installed or signal.getsignal(signal.SIGTERM) is not _handle:
+                return
+        elif signal.getsignal(signal.SIGTERM) is not _handle:  # ours is not in place (any more): put it there
             try:
                 _original = signal.signal(signal.SIGTERM, _handle)
             except (ValueError, OSError):  # not the main interpreter, or signals unavailable
                 return
             _installed = True
+        self.pid = os.getpid()
         _active.append(self)
         threading.Thread(target=self._watch, name="nn_tracker-sigterm", daemon=True).start()
 
@@ -134,7 +144,7 @@ def status_for_exception(exc: BaseException | None) -> str:
     """The report status an exception leaving the tracked code means."""
     if exc is None:
         return "completed"
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "CancelledError":  # Ctrl-C; a task cancelled
         return "terminated"
     if isinstance(exc, GeneratorExit):  # a tracked generator closed before its end: it ended as asked
         return "completed"

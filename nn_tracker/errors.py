@@ -38,6 +38,12 @@ def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 
 def describe(exc: BaseException) -> str:
     """An exception's message for a report or a log line: one line, shortened, even if its ``__str__`` raises."""
+    if isinstance(exc, SystemExit):
+        return f"exit status {exc.code}" if isinstance(exc.code, int) else "sys.exit() with a message"
+    if isinstance(exc, KeyboardInterrupt):
+        return "SIGINT (Ctrl-C)"
+    if type(exc).__name__ == "CancelledError":
+        return "cancelled"
     try:
         text = str(exc)
     except Exception:  # noqa: BLE001 - a broken __str__ must not break the report

@@ -124,6 +124,8 @@ def load_yaml(text: str, what: str) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or type(exc).__name__  # never the file's text: it may be secret
+        if "tag" in problem:  # PyYAML names the tag it found: text of the file
+            problem = "a YAML tag that is not plain data"
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         raise ValidationError(what, f"{where}{problem}", "must be valid YAML") from None
     except RecursionError:

@@ -201,7 +201,7 @@ def _track(
     try:
         tracker.start()
         stop = threading.Event()
-        show = sys.stderr.isatty() if status_line is None else status_line
+        show = (sys.stderr is not None and sys.stderr.isatty()) if status_line is None else status_line
         display = (
             threading.Thread(target=_status_line, args=(tracker, stop, sys.stderr, status_every_s), daemon=True)
             if show

@@ -16,6 +16,7 @@ interval, so errors never reach the host program.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -252,10 +253,13 @@ class Sampler:
             if due:
                 try:
                     measurement = sensor.read_energy(now)
-                    if measurement.power_w is not None:
-                        _plausible_power(measurement.power_w, sensor)
                 except Exception as exc:  # noqa: BLE001
                     measurement = exc
+                else:
+                    try:
+                        _plausible_power(measurement.power_w, sensor)
+                    except ValueError as exc:  # the energy stands; the power is dropped and counted
+                        measurement, power = dataclasses.replace(measurement, power_w=None), exc
             readings.append((sensor, power, measurement))
         return readings
 

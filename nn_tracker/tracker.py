@@ -74,7 +74,8 @@ class Tracker:
         self._background = background
         self._given_sensors = sensors
         self._state_lock = threading.RLock()
-        self._stop_lock = threading.Lock()  # one stop at a time; a second caller gets the first one's report
+        self._stop_lock = threading.RLock()  # one stop at a time; a second caller gets the first one's report
+        self._stopping_thread: int | None = None  # the thread in stop(): a signal handler there must not wait
         self._phases = PhaseBook(self.config.default_phase, self._on_switch)
         self._sampler: Sampler | None = None
         self._sensors: SensorSet | None = None
@@ -161,34 +162,46 @@ class Tracker:
         The report is returned (and seen by other threads) only once its files are written.
         """
         with self._stop_lock:
-            with self._state_lock:
-                if self._report is not None:
-                    return self._report
-                if self._sampler is None:
-                    raise NNTrackerError("this Tracker was never started")
-                if self._owner_pid != os.getpid():  # a forked child: the run belongs to the parent
-                    return self._build("running", None, final=False)
-            self.end_sampling()  # joins the sampler's thread: never under the state lock its checkpoints take
-            self._sigterm.restore()
-            self._exit.restore()
-            with self._state_lock:
-                status, error = self._sigterm_status(status, error)
-                report = self._build(status, error, final=True)
-                if self._sensors is not None and self._given_sensors is None:
-                    self._sensors.close()
-                self._write(report, final=True)
-                self._report = report
-            return report
+            if self._stopping_thread == threading.get_ident():  # re-entered (a signal handler): never wait on us
+                return self._build("running", None, final=False, timeline=False)
+            self._stopping_thread = threading.get_ident()
+            try:
+                return self._stop(status, error)
+            finally:
+                self._stopping_thread = None
+
+    def _stop(self, status: str, error: BaseException | None) -> Report | IncompleteReport:
+        """:meth:`stop`, under the stop lock."""
+        with self._state_lock:
+            if self._report is not None:
+                return self._report
+            if self._sampler is None:
+                raise NNTrackerError("this Tracker was never started")
+            if self._owner_pid != os.getpid():  # a forked child: the run belongs to the parent
+                return self._build("running", None, final=False)
+        self.end_sampling()  # joins the sampler's thread: never under the state lock its checkpoints take
+        self._sigterm.restore()
+        self._exit.restore()
+        with self._state_lock:
+            status, error = self._sigterm_status(status, error)
+            if status == "completed":
+                error = None  # e.g. sys.exit(0): a completed run has no error
+            report = self._build(status, error, final=True)
+            if self._sensors is not None and self._given_sensors is None:
+                self._sensors.close()
+            self._write(report, final=True)
+            self._report = report
+        return report
 
     def _sigterm_status(self, status: str, error: BaseException | None) -> tuple[str, BaseException | None]:
         """The status once SIGTERM came: ``terminated`` unless the program handled it and the run ended in code."""
         if not self._sigterm.received:
             return status, error
-        if self._sigterm.handled_by_program and not self._at_exit:
+        if self._sigterm.handled_by_program and not self._at_exit and not isinstance(error, SystemExit):
             self.add_note("SIGTERM came during the run; the program's own handler took it and the run went on.")
             return status, error
         if status in ("completed", "failed"):
-            return "terminated", error or _Terminated("SIGTERM received")
+            return "terminated", _Terminated("SIGTERM received")
         return status, error
 
     def end_sampling(self) -> None:
@@ -197,7 +210,11 @@ class Tracker:
             if self._sampler is None or self._ended_s is not None or self._stopping:
                 return
             self._stopping = True  # no checkpoint from now on
-        self._sampler.stop()
+        try:
+            self._sampler.stop()
+        except BaseException:  # Ctrl-C in the middle: a later stop() ends the sampling again
+            self._stopping = False
+            raise
         with self._state_lock:
             self._ended_s = self._sampler.last_tick_s
 

@@ -551,3 +551,140 @@ def test_no_table_prints_inf_or_nan():
     from nn_tracker.report import units
 
     assert units.carbon(float("inf")) == units.energy(float("nan")) == "beyond float range"
+
+
+def test_an_implausible_power_beside_a_good_energy_reading_keeps_the_energy(tmp_path):
+    from nn_tracker import ManualClock
+    from nn_tracker.sensors.base import Measurement
+
+    class OddPower(ConstantPower):
+        def read_energy(self, now_s):
+            reading = super().read_energy(now_s)
+            return Measurement(reading.energy_j, float("nan"))
+
+    clock = ManualClock()
+    tracker = Tracker(
+        clock=clock,
+        background=False,
+        sensors=sensor_set(OddPower(power_w=100.0)),
+        write_report=False,
+        intensity_g_per_kwh=1,
+    )
+    with tracker:
+        clock.advance(10)
+        tracker.sample()
+    (device,) = tracker.report().devices
+    assert device.energy_kwh == pytest.approx(1000 / 3.6e6) and device.gap_s == 0
+    assert device.errors >= 1 and "implausible power sample" in device.first_error
+
+
+# ----- what the second adversarial review found (each failed before its fix) ---------------------------------
+def test_a_file_that_is_not_an_emissions_csv_is_left_exactly_as_it_was(tmp_path):
+    from test_faults import report_for_csv
+
+    from nn_tracker.report import codecarbon_csv
+
+    for name, content in (("scores.csv", b"id,name,score\n1,alice,10\n2,bob"), ("notes.txt", b"a note")):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(OSError, match="not that of an emissions"):
+            codecarbon_csv.append(path, report_for_csv(tmp_path, "x"))
+        assert path.read_bytes() == content
+
+
+def test_stop_re_entered_from_the_same_thread_never_waits_for_itself(tmp_path):
+    """A program's SIGTERM handler calling stop() while stop() runs (here: from the last reading)."""
+    from nn_tracker import ManualClock
+
+    inner = []
+
+    class Reentering(ConstantPower):
+        def read_energy(self, now_s):
+            if tracker._stopping and not inner:
+                inner.append(tracker.stop())
+            return super().read_energy(now_s)
+
+    tracker = Tracker(
+        clock=ManualClock(),
+        background=False,
+        sensors=sensor_set(Reentering()),
+        write_report=False,
+        intensity_g_per_kwh=1,
+    )
+    with tracker:
+        pass
+    assert inner and inner[0].status == "running" and tracker.report().status == "completed"
+
+
+def test_closed_standard_streams_never_kill_the_command_nor_print_a_traceback(tmp_path):
+    marker = tmp_path / "marker"
+    script = f"{sys.executable} -m nn_tracker run --output-dir {tmp_path} -- sh -c 'touch {marker}; exit 5' 2>&-"
+    assert subprocess.run(["sh", "-c", script], timeout=60).returncode == 5 and marker.exists()
+    report = a_report_file(tmp_path / "r")
+    closed = subprocess.run(
+        ["sh", "-c", f"{sys.executable} -m nn_tracker report {report} --format md >&-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert closed.returncode == 2 and "Traceback" not in closed.stderr and len(closed.stderr.splitlines()) == 1
+
+
+def test_sigterm_ends_a_forked_child_at_once_and_a_tracker_started_later_is_handled(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, signal, sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        sys.path.insert(0, {str(ROOT / "tests")!r})
+        from fakes import ConstantPower, sensor_set
+        import nn_tracker
+        def tracker():
+            return nn_tracker.Tracker(write_report=False, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower()))
+        a = tracker().start()
+        child = os.fork()
+        if child == 0:
+            time.sleep(30)
+            os._exit(0)
+        time.sleep(0.5)  # a worker that has started (CPython drops a signal landing during the fork itself)
+        started = time.monotonic()
+        os.kill(child, signal.SIGTERM)
+        os.waitpid(child, 0)
+        print(f"child {{time.monotonic() - started:.1f}}", flush=True)
+        signal.signal(signal.SIGTERM, lambda *a: None)  # the program's own, then gone again
+        a.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        b = tracker().start()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(15)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == -signal.SIGTERM, result.stderr[-2000:]
+    assert float(result.stdout.split()[1]) < 3  # the child had no run to write: it ended at once
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ("sys.exit(3)", "failed", "exit status 3"),
+        ("sys.exit(0)", "completed", None),
+        ("os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)", "terminated", "SIGTERM received"),
+    ],
+)
+def test_statuses_say_how_the_run_ended(tmp_path, body, status, message):
+    script = textwrap.dedent(f"""
+        import os, signal, sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        import nn_tracker
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))  # the program's own: it ends the program
+        with nn_tracker.Tracker(output_dir={str(tmp_path)!r}, run_id="s", intensity_g_per_kwh=1, gpus=False):
+            {body}
+    """)
+    subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    data = json.loads((tmp_path / "nn_tracker-s.json").read_text())
+    assert data["status"] == status and (data["error"] or {}).get("message") == message
+
+
+def test_a_config_value_is_never_repeated_and_the_file_is_named(tmp_path):
+    config = tmp_path / "nn-tracker.yml"
+    config.write_text("pue: SECRET_PUE\n")
+    result = cli("run", "--", sys.executable, "-c", "pass", cwd=tmp_path)
+    assert result.returncode == 2 and "SECRET" not in result.stderr and "nn-tracker.yml: pue" in result.stderr

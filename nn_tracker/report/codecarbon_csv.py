@@ -181,19 +181,12 @@ def append(path: str | Path, report: Report) -> Path:
     def payload(size: int) -> bytes:
         if size == 0:
             return render(report).encode("utf-8")
-        columns = _existing_header(target)
-        if not _is_codecarbon_header(columns):
-            raise OSError(
-                errno.EINVAL,
-                f"its header is not that of an emissions.csv ({', '.join(columns)[:80]}...): nothing appended",
-                str(target),
-            )
-        text = render(report, header=False, columns=columns)
+        text = render(report, header=False, columns=_existing_header(target))
         if text in _rows(target):
             return b""  # this session's row is there already: writing the report again adds nothing
         return text.encode("utf-8")
 
-    return append_whole(target, payload, _is_whole_row)
+    return append_whole(target, payload, _is_whole_row, _refuse_other_headers)
 
 
 ESSENTIAL = frozenset(("timestamp", "run_id", "duration", "emissions", "energy_consumed"))
@@ -202,6 +195,20 @@ ESSENTIAL = frozenset(("timestamp", "run_id", "duration", "emissions", "energy_c
 def _is_codecarbon_header(columns: tuple[str, ...]) -> bool:
     """Whether a file's header is CodeCarbon's (3.3.2's, or an older version's with fewer of its columns)."""
     return ESSENTIAL <= set(columns) <= set(COLUMNS)
+
+
+def _refuse_other_headers(first_line: bytes) -> None:
+    """Raise unless a file's first line is CodeCarbon's header (checked before anything in the file changes).
+
+    Raises:
+        OSError: another file (nothing is appended and nothing in it changes).
+    """
+    try:
+        columns = tuple(next(csv.reader([first_line.decode("utf-8")], strict=True), []))
+    except (UnicodeDecodeError, csv.Error):
+        columns = ()
+    if not _is_codecarbon_header(columns):
+        raise OSError(errno.EINVAL, "its header is not that of an emissions.csv: nothing appended")
 
 
 def _is_whole_row(header: bytes, line: bytes) -> bool:

@@ -128,7 +128,10 @@ def _refuse_other_than_regular(target: Path) -> None:
 
 
 def append_whole(
-    path: str | Path, payload: Callable[[int], bytes], is_whole: Callable[[bytes, bytes], bool] | None = None
+    path: str | Path,
+    payload: Callable[[int], bytes],
+    is_whole: Callable[[bytes, bytes], bool] | None = None,
+    accept: Callable[[bytes], None] | None = None,
 ) -> Path:
     """Append ``payload(size of the file)`` to ``path``: whole or not at all, never through a symlink.
 
@@ -149,6 +152,8 @@ def append_whole(
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EEXIST, "not a regular file: nn_tracker appends only to regular files", str(target))
         fcntl.flock(fd, fcntl.LOCK_EX)
+        if accept is not None and os.fstat(fd).st_size:  # before anything is changed: a file not ours is left as is
+            accept(os.pread(fd, 1 << 16, 0).split(b"\n", 1)[0])
         size = _mend_last_line(fd, is_whole)
         data = payload(size)
         try:

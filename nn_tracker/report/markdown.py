@@ -35,7 +35,7 @@ def render(report: Report) -> str:
         f"# Footprint of {_cell(report.project_name)}",
         "",
         f"Run `{_cell(report.run_id)}` · status **{report.status}** · {_cell(tables.period(report))} · "
-        f"measured by nn_tracker {report.software.get('nn_tracker') or ''}".rstrip(),
+        f"measured by nn_tracker {_cell(report.software.get('nn_tracker') or '')}".rstrip(),
         "",
         *_table(["", "value"], tables.headline(report)),
         "",
@@ -84,7 +84,7 @@ def render(report: Report) -> str:
         lines += ["", "## This report and the other stages of the run", "", *_table(*others)]
     if report.footprint.embodied:
         lines += ["", "## Embodied carbon", "", *_table(*tables.embodied(report))]
-    lines += ["", "## In everyday terms", "", *(f"- {line}" for line in tables.equivalents(report))]
+    lines += ["", "## In everyday terms", "", *(f"- {_cell(line)}" for line in tables.equivalents(report))]
     lines += ["", "## The same energy elsewhere", "", *_table(*tables.what_if(report))]
     if report.notes:
         lines += ["", "## Notes and caveats", ""]

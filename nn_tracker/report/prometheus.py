@@ -30,6 +30,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -162,7 +163,7 @@ class MetricsServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], registry: Any) -> None:
         self.registry = registry
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self._open: set[socket.socket] = set()
+        self._open: dict[socket.socket, float] = {}  # connection: when it must be done
         self._open_lock = threading.Lock()
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
@@ -175,14 +176,26 @@ class MetricsServer(ThreadingHTTPServer):
             return
         request.settimeout(CONNECTION_TIMEOUT_S)
         with self._open_lock:
-            self._open.add(request)
+            self._open[request] = time.monotonic() + CONNECTION_TIMEOUT_S
         super().process_request(request, client_address)
+
+    def service_actions(self) -> None:
+        """Between two polls: close connections open longer than :data:`CONNECTION_TIMEOUT_S` (a slow client)."""
+        now = time.monotonic()
+        with self._open_lock:
+            late = [request for request, deadline in self._open.items() if deadline < now]
+        for request in late:
+            with contextlib.suppress(OSError):
+                request.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer: nothing to report (the service's stderr is its own)."""
+        log.debug("nn_tracker: a metrics connection failed", exc_info=True)
 
     def shutdown_request(self, request: Any) -> None:
         """Close a connection and free its slot."""
         with self._open_lock:
-            known = request in self._open
-            self._open.discard(request)
+            known = self._open.pop(request, None) is not None
         if known:
             self._slots.release()
         super().shutdown_request(request)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nn_tracker.errors import ValidationError
+from nn_tracker.errors import ValidationError, shorten
 from nn_tracker.node import hostname
 from nn_tracker.report.codec import from_json
 from nn_tracker.report.document import SCHEMA_VERSION, Datacentre, Phase, Report
@@ -120,7 +120,7 @@ def upgrade(data: Any, where: str = "report") -> Report:
         )
     if data.get("incomplete") is True:
         notes = data.get("notes") if isinstance(data.get("notes"), list) else []
-        why = f" ({notes[0]})" if notes and isinstance(notes[0], str) else ""
+        why = f" ({shorten(notes[0])})" if notes and isinstance(notes[0], str) else ""
         raise ValidationError(
             f"{where}.incomplete", True, f"has no figures to read: the run's report could not be built{why}"
         )
