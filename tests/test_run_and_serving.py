@@ -123,7 +123,7 @@ def test_config_file_supplies_defaults_and_flags_override(tmp_path):
     ("config", "args", "message"),
     [
         ("colour: red\n", (), "nn-tracker.yml: colour is not a tracker option"),
-        ("pue: 0.5\n", (), "pue must be >= 1, got 0.5"),
+        ("pue: 0.5\n", (), "nn-tracker.yml: pue must be >= 1, got '(its value, not shown)'"),
         ("", (), "command must be given after --"),
     ],
 )
