@@ -247,9 +247,9 @@ def _run_estimate(args: argparse.Namespace) -> int:
     print("Inputs")
     for name, item in result.inputs.items():
         value = f"{item.value:g}" if isinstance(item.value, float) else str(item.value)
-        print(f"  {name:<22} {value} {item.unit}".rstrip() + f"   [{item.source}]")
+        print(printable(f"  {name:<22} {value} {item.unit}".rstrip() + f"   [{item.source}]"))
     for note in result.notes:
-        print(f"Note: {note}")
+        print(printable(f"Note: {note}"))
     return 0
 
 
@@ -305,8 +305,8 @@ def _run_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print("\t".join(columns))
-    for row in rows:
-        print("\t".join("" if row[c] is None else str(row[c]) for c in columns))
+    for row in rows:  # names from a user's catalogue: no terminal escapes
+        print("\t".join("" if row[c] is None else printable(str(row[c])) for c in columns))
     return 0
 
 

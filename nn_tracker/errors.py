@@ -51,7 +51,7 @@ def describe(exc: BaseException) -> str:
     return shorten(printable(text))
 
 
-_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s'\"/]+/)*([^\s'\"/]+)")
+_ABSOLUTE_PATH = re.compile(r"(?:\bfile://|(?<![\w:/.~<-]))/(?:[^\s'\"/]+/)*([^\s'\"/]+)")
 
 
 def without_folders(text: str) -> str:

@@ -688,3 +688,23 @@ def test_a_config_value_is_never_repeated_and_the_file_is_named(tmp_path):
     config.write_text("pue: SECRET_PUE\n")
     result = cli("run", "--", sys.executable, "-c", "pass", cwd=tmp_path)
     assert result.returncode == 2 and "SECRET" not in result.stderr and "nn-tracker.yml: pue" in result.stderr
+
+
+def test_names_from_a_user_catalogue_reach_the_terminal_without_escapes(tmp_path):
+    catalogue = tmp_path / "cat.yml"
+    catalogue.write_text(
+        'hardware:\n  - name: "Evil\\e[31mGPU\\a"\n    kind: gpu\n    tdp_w: 300\n    source: "x\\e[2Jy"\n'
+    )
+    for args in (
+        ["list", "hardware", "--catalogue", str(catalogue)],
+        ["estimate", "--catalogue", str(catalogue), "--hardware", "Evil\x1b[31mGPU\x07", "--hours", "1"],
+    ):
+        result = cli(*args)
+        assert "Evil" in result.stdout and "\x1b" not in result.stdout and "\x07" not in result.stdout, result.stderr
+
+
+def test_file_urls_and_folders_are_cut_from_messages():
+    from nn_tracker.errors import without_folders
+
+    assert without_folders("read file:///home/ada/x.csv and /srv/ada/y.csv") == "read x.csv and y.csv"
+    assert without_folders("</b> and https://example.org/a/b") == "</b> and https://example.org/a/b"
