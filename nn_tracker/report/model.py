@@ -18,7 +18,7 @@ from nn_tracker import footprint
 from nn_tracker.config import TrackerConfig
 from nn_tracker.energy import j_to_kwh
 from nn_tracker.equivalents import equivalents, what_if
-from nn_tracker.ledger import DeviceFigures, Ledger, SessionFigures
+from nn_tracker.ledger import DeviceFigures, Ledger, SessionFigures, unit_totals
 from nn_tracker.node import NodeLabels, hostname
 from nn_tracker.report import carbon
 from nn_tracker.report.document import (
@@ -251,7 +251,7 @@ def _sessions(
                 operational_carbon_g=operational_g,
                 embodied_carbon_amortised_g=embodied_g,
                 total_carbon_g=footprint.total_carbon_g(embodied_g or 0.0, operational_g),
-                units={kind: whole(count) for kind, count in _unit_kinds(figures.units).items()},
+                units={kind: whole(count) for kind, count in unit_totals(figures.units).items()},
             )
         )
     return rows
@@ -263,12 +263,6 @@ def _roots(energy_by_phase_j: dict[str, float]) -> dict[str, float]:
         root = phase.split("/", 1)[0]
         roots[root] = roots.get(root, 0.0) + joules
     return roots
-
-
-def _unit_kinds(units: dict[str, dict[str, float]]) -> dict[str, float]:
-    from nn_tracker.ledger import unit_totals
-
-    return unit_totals(units)
 
 
 def _header(state: RunState, sessions: list[SessionFigures], duration_s: float) -> dict[str, Any]:
