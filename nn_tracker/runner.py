@@ -6,14 +6,14 @@ otherwise); GPUs are measured whole. nn-tracker behaves like a transparent wrapp
 
 - SIGINT, SIGQUIT and SIGHUP that the terminal sent to the whole foreground process group
   (Ctrl-C, Ctrl-backslash, hang-up) already reached the command: they are not sent again. Sent to
-  nn-tracker alone (``kill``), they and SIGTERM, SIGUSR1 and SIGUSR2 are forwarded, once;
-  nn-tracker itself keeps tracking until the command ends.
-- On Linux the command gets SIGTERM if nn-tracker dies (even by SIGKILL): it never runs on
-  untracked (``PR_SET_PDEATHSIG``). Elsewhere it can outlive a killed nn-tracker.
+  nn-tracker alone (``kill``, even while it is in the terminal's foreground), they and SIGTERM,
+  SIGUSR1 and SIGUSR2 are forwarded, once; nn-tracker itself keeps tracking until the command ends.
 - A signal that arrives before the command has started is delivered to it as soon as it starts.
-- When the command ends, whatever it started and left running (its orphans come back to
-  nn-tracker, a Linux child subreaper) gets SIGTERM, then SIGKILL after 2 s: nothing it started
-  runs on untracked. (A SIGKILL of nn-tracker itself reaches only the command.)
+- The command is started by ``reaper``, a small process that (on Linux, a child subreaper) ends the
+  command's whole tree with it: when the command ends, whatever it left running gets SIGTERM, then
+  SIGKILL after 2 s; when nn-tracker dies, even by SIGKILL, the command and everything it started get
+  the same. Nothing it started runs on untracked. (A process that left the tree by a double fork
+  *and* was reparented before the reaper became its parent cannot be found; there is none on Linux.)
 
 When the command ends, the report is written and nn-tracker exits with the command's exit
 status (``128 + N`` for a death by signal N, as a shell reports it).
@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
@@ -85,39 +86,137 @@ def run_command(
         raise ValidationError("command", "", "must be given after --, e.g. nn-tracker run -- python train.py")
     if on_start is not None:  # every input is good: the command starts now
         on_start()
-    started: list[subprocess.Popen[bytes]] = []
-    early: list[int] = []  # signals that came before the command started
-
-    def forward(signum: int, _frame: object) -> None:
-        if signum in FROM_TERMINAL and _terminal_signalled_our_group() and started:
-            return  # the command is in our process group: the terminal signalled it too
-        if not started:
-            early.append(signum)
-        for child in started:
-            child.send_signal(signum)
-
-    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED}
+    signals = _Signals()  # from here no signal is lost: those before the command starts wait for it
     try:
         _become_subreaper()
-        try:
-            # the user's own command, without a shell; on Linux it dies with us
-            started.append(subprocess.Popen(list(command), preexec_fn=_die_with_parent()))
-            for signum in early:  # before it started: it gets them now, once
-                started[0].send_signal(signum)
-        except FileNotFoundError:
-            say(f"nn-tracker: {command[0]}: command not found")
-            return 127
-        except OSError as exc:
-            say(f"nn-tracker: {command[0]}: cannot run it ({exc.strerror or exc})")
-            return 126
-        code, tracker = _track(started[0], options, status_line, status_every_s or STATUS_EVERY_S)
-        ended = _end_leftovers()
+        started = _Command.start(command)
+        if isinstance(started, tuple):
+            code, message = started
+            say(f"nn-tracker: {command[0]}: {message}")
+            return code
+        code, tracker = _track(started, signals, options, status_line, status_every_s or STATUS_EVERY_S)
+        ended = started.leftovers + _end_leftovers()
         if ended:
             tracker.add_note(f"{ended} process(es) the command left running were ended when it ended (SIGTERM).")
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        signals.restore()
     return _finish(tracker, code)
+
+
+SI_KERNEL = 0x80  # Linux's si_code of a signal the kernel sent (the terminal's Ctrl-C), not kill()
+
+
+class _Signals:
+    """The signals nn-tracker forwards, held until the loop that waits for the command takes them.
+
+    On Linux they are blocked and taken with ``sigtimedwait``, which says who sent each: one the terminal
+    sent to the foreground group already reached the command and is not sent again; one sent with
+    ``kill`` to nn-tracker alone is. Elsewhere a handler queues them and the foreground group is asked.
+    """
+
+    def __init__(self) -> None:
+        self.waits = hasattr(signal, "sigtimedwait") and hasattr(signal, "pthread_sigmask")
+        self.queue: list[tuple[int, bool]] = []
+        if self.waits:
+            self.previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+        else:
+            self.previous = {signum: signal.signal(signum, self._queue) for signum in FORWARDED}
+
+    def _queue(self, signum: int, _frame: object) -> None:
+        self.queue.append((signum, signum in FROM_TERMINAL and _terminal_signalled_our_group()))
+
+    def next(self, timeout_s: float) -> tuple[int, bool] | None:
+        """The next signal and whether the terminal sent it to the whole group, or ``None`` after ``timeout_s``."""
+        if self.queue:
+            return self.queue.pop(0)
+        if not self.waits:
+            time.sleep(timeout_s)
+            return self.queue.pop(0) if self.queue else None
+        info = signal.sigtimedwait({*FORWARDED, signal.SIGCHLD}, timeout_s)
+        if info is None or info.si_signo == signal.SIGCHLD:
+            return None
+        return info.si_signo, info.si_signo in FROM_TERMINAL and info.si_code == SI_KERNEL
+
+    def restore(self) -> None:
+        if self.waits:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.previous_mask)
+        else:
+            for signum, handler in self.previous.items():
+                signal.signal(signum, handler)
+
+
+class _Command:
+    """The command, started by ``reaper`` (a small process that ends the command's whole tree with it)."""
+
+    def __init__(self, reaper: subprocess.Popen[bytes], alive_fd: int, status: Any, pid: int) -> None:
+        self.reaper, self.alive_fd, self.status, self.pid = reaper, alive_fd, status, pid
+        self.pidfd: int | None = None
+        with contextlib.suppress(AttributeError, OSError):
+            self.pidfd = os.pidfd_open(pid)  # never a reused pid
+        self.leftovers = 0
+
+    @classmethod
+    def start(cls, command: Sequence[str]) -> _Command | tuple[int, str]:
+        """Start it; a command that cannot start gives its shell-like exit status and one line."""
+        alive_r, alive_w = os.pipe()
+        status_r, status_w = os.pipe()
+        try:
+            script = os.path.join(os.path.dirname(__file__), "reaper.py")
+            reaper = subprocess.Popen(
+                [sys.executable, "-I", "-S", script, str(alive_r), str(status_w), *command],
+                pass_fds=(alive_r, status_w),
+            )
+        finally:
+            os.close(alive_r)
+            os.close(status_w)
+        status = os.fdopen(status_r, "r")
+        first = status.readline().split(" ", 2)
+        if first[0] == "started":
+            return cls(reaper, alive_w, status, int(first[1]))
+        reaper.wait()
+        status.close()
+        os.close(alive_w)
+        if first[0] == "error":
+            return int(first[1]), first[2].strip()
+        return 126, "cannot run it (nn-tracker's process that starts it failed)"
+
+    def send(self, signum: int) -> None:
+        with contextlib.suppress(OSError):
+            if self.pidfd is not None:
+                signal.pidfd_send_signal(self.pidfd, signum)
+            else:
+                os.kill(self.pid, signum)
+
+    def running(self) -> bool:
+        return self.reaper.poll() is None
+
+    def finish(self) -> int:
+        """Once the reaper has ended: the command's return code (negative: the signal that ended it)."""
+        self.reaper.wait()
+        ended = self.status.readline().split()
+        self._close()
+        if len(ended) == 3 and ended[0] == "ended":
+            self.leftovers = int(ended[2])
+            return int(ended[1])
+        return self.reaper.returncode  # the reaper itself was killed: its death stands for the command's
+
+    def abandon(self) -> None:
+        """nn-tracker ends early: the reaper ends the command's tree (as when nn-tracker is killed)."""
+        self._close()
+        try:
+            self.reaper.wait(timeout=3 * LEFTOVER_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.reaper.kill()
+            self.reaper.wait()
+
+    def _close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.alive_fd)
+        if self.pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.pidfd)
+            self.pidfd = None
+        self.status.close()
 
 
 def _terminal_signalled_our_group() -> bool:
@@ -151,7 +250,7 @@ def _become_subreaper() -> None:
 
 
 def _end_leftovers() -> int:
-    """End what the command left running (SIGTERM, then SIGKILL after a grace); return how many there were."""
+    """End what is left under nn-tracker (the reaper was killed and its orphans came here); return how many."""
     import psutil
 
     try:
@@ -169,32 +268,10 @@ def _end_leftovers() -> int:
     return len(leftovers)
 
 
-def _die_with_parent() -> Any:
-    """A ``preexec_fn`` that makes the command receive SIGTERM when nn-tracker dies (Linux; else ``None``)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    pr_set_pdeathsig = 1
-
-    def in_child() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # nn-tracker died before the line above
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return in_child
-
-
 def _track(
-    child: subprocess.Popen[bytes], options: dict[str, Any], status_line: bool | None, status_every_s: float
+    command: _Command, signals: _Signals, options: dict[str, Any], status_line: bool | None, status_every_s: float
 ) -> tuple[int, Tracker]:
-    """Track until the command ends; return its status and the (still running) tracker."""
+    """Track until the command ends, forwarding signals; return its status and the (still running) tracker."""
     # The tracked tree is this process and its children: the command's CPU time stays counted after it
     # exits (it moves to our children's times when waited for); our own share is the sampler's, tiny.
     tracker = Tracker(**options)
@@ -209,13 +286,16 @@ def _track(
         )
         if display:
             display.start()
-        code = child.wait()
+        while command.running():
+            arrived = signals.next(timeout_s=0.2)
+            if arrived is not None and not arrived[1]:  # the terminal's reached the command already
+                command.send(arrived[0])
+        code = command.finish()
         stop.set()
         if display:
             display.join(timeout=5)
     except BaseException:
-        child.kill()
-        child.wait()
+        command.abandon()
         raise
     return code, tracker
 

@@ -460,6 +460,30 @@ def test_what_the_command_left_running_ends_with_it(tmp_path):
     assert any("1 process(es) the command left running were ended" in n for n in only_report(tmp_path)["notes"])
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a child subreaper is Linux's")
+def test_what_the_command_started_never_outlives_a_killed_nn_tracker(tmp_path):
+    """SIGKILL to nn-tracker: the command's children, even one in a session of its own, end too."""
+    from test_run_and_serving import run_argv
+
+    markers = [tmp_path / "child-ran-on", tmp_path / "daemon-ran-on"]
+    survivor = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(4); "
+    survivor += "open(sys.argv[1], 'w')"
+    script = textwrap.dedent(f"""
+        import subprocess, sys, time
+        subprocess.Popen([sys.executable, "-c", {survivor!r}, {str(markers[0])!r}])
+        subprocess.Popen([sys.executable, "-c", {survivor!r}, {str(markers[1])!r}], start_new_session=True)
+        time.sleep(0.5)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    process = subprocess.Popen(run_argv(tmp_path, sys.executable, "-c", script), stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    process.kill()
+    process.wait(timeout=10)
+    time.sleep(6)  # SIGTERM is ignored: SIGKILL follows after the 2-s grace, before the markers are due
+    assert not [marker.name for marker in markers if marker.exists()]
+
+
 @pytest.mark.parametrize("delay_s", [0.05, 0.15, 0.3, 0.6])
 def test_ctrl_c_early_is_never_dropped(tmp_path, delay_s):
     """SIGINT in nn-tracker's first fraction of a second: it ends before the command, or the command gets it."""

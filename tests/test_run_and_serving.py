@@ -241,8 +241,9 @@ except KeyboardInterrupt:  # Lightning's first Ctrl-C: a graceful stop that take
 """
 
 
-def run_in_a_terminal(tmp_path, script: str, keys: bytes) -> tuple[int, str]:
-    """``nn-tracker run -- python script`` in a pseudo-terminal; type ``keys`` once the script is ready."""
+def run_in_a_terminal(tmp_path, script: str, keys: bytes = b"", signum: int = 0) -> tuple[int, str]:
+    """``nn-tracker run -- python script`` in a pseudo-terminal; once the script is ready, type ``keys``
+    or send nn-tracker alone ``signum``."""
     import pty
 
     args = [
@@ -276,7 +277,10 @@ def run_in_a_terminal(tmp_path, script: str, keys: bytes) -> tuple[int, str]:
         output += chunk
         if not typed and b"ready" in output:
             time.sleep(0.3)
-            os.write(fd, keys)
+            if signum:
+                os.kill(pid, signum)
+            else:
+                os.write(fd, keys)
             typed = True
     _, status = os.waitpid(pid, 0)
     os.close(fd)
@@ -289,6 +293,14 @@ def test_one_ctrl_c_in_a_terminal_reaches_the_command_once(tmp_path):
         assert "cleanup start" in output and "cleanup done" in output, output  # not cut by a second SIGINT
         assert code == 0, output
         assert only_report(tmp_path / str(attempt))["status"] == "completed"
+
+
+@pytest.mark.skipif(not hasattr(signal, "sigtimedwait"), reason="who sent a signal is known through sigtimedwait")
+def test_kill_int_to_nn_tracker_alone_in_the_terminal_s_foreground_is_forwarded(tmp_path):
+    code, output = run_in_a_terminal(tmp_path, GRACEFUL, signum=signal.SIGINT)
+    assert "cleanup start" in output and "cleanup done" in output, output  # the command got it, once
+    assert code == 0, output
+    assert only_report(tmp_path)["status"] == "completed"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT])
