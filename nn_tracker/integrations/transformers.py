@@ -24,6 +24,7 @@ How it finds its way without events the ``Trainer`` does not have:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -135,6 +136,7 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         if self.trainer is None:
             trainer = _calling_trainer()
             self._trainer = weakref.ref(trainer) if trainer is not None else None
+            _end_stages_on_exceptions()
         if model is None or not hasattr(model, "register_forward_pre_hook"):
             return
         current = _HOOKS.get(model)
@@ -215,6 +217,13 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
             self._series.stage_ended(stage_run.tracker)
         self.reports.append(report)
         self.stages.append(stage_summary(stage_run.stage, report))
+
+    def _raised(self, exception: BaseException) -> None:
+        """The Trainer's ``train``/``evaluate``/``predict`` raised: the open stage ends now, ``failed``."""
+        try:
+            self._finish(exception)
+        except Exception:  # the program's own exception goes on; ours never replaces it
+            log.warning("nn_tracker: could not end the stage the Trainer's exception ended", exc_info=True)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         """Start the ``train`` stage, continuing a resumed checkpoint's totals."""
@@ -347,6 +356,33 @@ def _calling_trainer() -> Any:
                 return candidate
         frame = frame.f_back
     return None
+
+
+def _end_stages_on_exceptions() -> None:
+    """Wrap ``Trainer.train``, ``evaluate`` and ``predict`` once: an exception ends the open stage at once.
+
+    Done when a callback first attaches. The Trainer has no exception event: a stage whose exception the
+    program caught would otherwise say ``running`` until the program ends. Trainers without this callback
+    only pass through the wrapper.
+    """
+    for name in ("train", "evaluate", "predict"):
+        function = getattr(Trainer, name)
+        if getattr(function, "__nn_tracker__", False):
+            continue
+
+        def call(self: Any, *args: Any, __function: Any = function, **kwargs: Any) -> Any:
+            try:
+                return __function(self, *args, **kwargs)
+            except BaseException as exception:
+                handler = getattr(self, "callback_handler", None)
+                for callback in getattr(handler, "callbacks", ()):
+                    if isinstance(callback, NNTrackerCallback) and callback._stage_run is not None:
+                        callback._raised(exception)
+                raise
+
+        functools.update_wrapper(call, function)
+        call.__nn_tracker__ = True  # type: ignore[attr-defined]
+        setattr(Trainer, name, call)
 
 
 def _calls_of(trainer: Any) -> list[str]:
