@@ -51,12 +51,14 @@ def describe(exc: BaseException) -> str:
     return shorten(printable(text))
 
 
-_ABSOLUTE_PATH = re.compile(r"(?:\bfile://|(?<![\w:/.~<-]))/(?:[^\s'\"/]+/)*([^\s'\"/]+)")
+# an absolute path (or file:// URL); its folders may hold spaces (``/Users/Ada Lovelace/x.csv``), its name not
+_ABSOLUTE_PATH = re.compile(r"(?:\bfile://|(?<![\w:/.~<-]))/(?:[^\s'\"/](?:[^'\"/\n]*[^\s'\"/])?/)*([^\s'\"/]+)")
+_QUOTED_PATH = re.compile(r"(['\"])(?:file://)?/(?:[^'\"\n]*/)?([^'\"/\n]*)\1")  # Python quotes them: any name
 
 
 def without_folders(text: str) -> str:
     """``text`` with every absolute path cut to its file's name (reports get published; folders say who and where)."""
-    return _ABSOLUTE_PATH.sub(r"\1", text)
+    return _ABSOLUTE_PATH.sub(r"\1", _QUOTED_PATH.sub(r"\1\2\1", text))
 
 
 def say(line: str) -> None:

@@ -732,3 +732,7 @@ def test_file_urls_and_folders_are_cut_from_messages():
 
     assert without_folders("read file:///home/ada/x.csv and /srv/ada/y.csv") == "read x.csv and y.csv"
     assert without_folders("</b> and https://example.org/a/b") == "</b> and https://example.org/a/b"
+    spaced = "[Errno 2] No such file or directory: '/Users/Ada Lovelace/My Data/grid 2024.csv'"
+    assert without_folders(spaced) == "[Errno 2] No such file or directory: 'grid 2024.csv'"
+    assert without_folders("read /Users/Ada Lovelace/x.csv (see the docs)") == "read x.csv (see the docs)"
+    assert without_folders("ratio 3/4 of /a") == "ratio 3/4 of a"
