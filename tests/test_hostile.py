@@ -298,7 +298,10 @@ def test_appending_to_a_csv_with_another_header_is_refused(tmp_path):
 
 
 # ----- privacy and injection -------------------------------------------------------------------------------
-HOSTILE = "<script>alert(1)</script> [x](javascript:alert(1)) <img src=x onerror=alert(1)> \x1b[31mred"
+HOSTILE = (
+    "<script>alert(1)</script> [x](javascript:alert(1)) <img src=x onerror=alert(1)> \x1b[31mred "
+    "https://phish.example/login www.phish.example ![i](https://track.example/p.png) <https://a.example>"
+)
 
 
 def hostile_report(tmp_path, **options):
@@ -311,12 +314,16 @@ def hostile_report(tmp_path, **options):
 
 
 def test_text_from_a_report_is_inert_in_markdown_the_model_card_csv_and_terminal_tables(tmp_path):
+    import cmarkgfm
+
     from nn_tracker.report import compare, writers
 
     report = hostile_report(tmp_path)
     markdown = writers.render(report, "md")
     assert not re.search(r"(?<!\\)[<>\[\]]", markdown.split("\n", 3)[3])  # no bare markup in the body
     assert "\\<script\\>" in markdown and "\\[x\\](javascript" in markdown  # shown, as text
+    html = cmarkgfm.github_flavored_markdown_to_html(markdown)  # GitHub's own renderer (cmark-gfm)
+    assert not re.search(r"<(script|img|a)\b", html), html
     card = writers.render(report, "model-card")
     assert "<" not in card and "\x1b" not in card
     row = writers.render(report, "csv")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from nn_tracker.errors import printable
@@ -9,15 +10,18 @@ from nn_tracker.report import tables, units
 from nn_tracker.report.document import Report
 
 MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\<>[]|`"})
+_AUTOLINK = re.compile(r"(?=://)|(?<=www)(?=\.)", re.IGNORECASE)  # where GitHub's Markdown starts a bare link
 
 
 def markdown_text(value: Any) -> str:
     """Text from a report as inert Markdown: no HTML (``<script>``), no link or image, no table break.
 
     Control characters (terminal escapes, line breaks) are shown escaped; backslash, angle and square
-    brackets, pipe and backtick are backslash-escaped, which CommonMark renders as the characters themselves.
+    brackets, pipe and backtick are backslash-escaped, which CommonMark renders as the characters themselves;
+    so are the ``:`` of ``://`` and the ``.`` of ``www.``: GitHub links no bare URL (an e-mail address
+    still becomes a ``mailto:`` link there: its extension finds them after escapes are read).
     """
-    return printable(str(value)).translate(MARKDOWN_SPECIAL)
+    return _AUTOLINK.sub("\\\\", printable(str(value)).translate(MARKDOWN_SPECIAL))
 
 
 _cell = markdown_text  # a table cell: what would break the table or inject markup is escaped
