@@ -184,6 +184,26 @@ with contextlib.ExitStack() as stack:
 """
 
 
+def killed_wrapper(folder: Path, count: int) -> dict:
+    """SIGKILL ``nn-tracker run`` at random moments of a command with a grandchild; count what runs on."""
+    import os
+    import random
+    import signal
+
+    for trial in range(count):
+        marker = folder / f"survivor-{trial}"
+        grandchild = f"import time; time.sleep(4); open({str(marker)!r}, 'w')"
+        command = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {grandchild!r}])"
+        command += "; time.sleep(30)"
+        process = subprocess.Popen(tracked_run(folder / "killed", "--", sys.executable, "-c", command))
+        time.sleep(random.uniform(0.3, 1.5))
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    time.sleep(5)
+    survivors = sum((folder / f"survivor-{trial}").exists() for trial in range(count))
+    return {"trials": count, "grandchildren_that_ran_on": survivors}
+
+
 def bad_day(folder: Path) -> dict:
     """FIFOs where files should be, real-time signals, full devices, deep nesting, a large manifest."""
     import os
@@ -263,6 +283,7 @@ def main() -> None:
         "sigkill": kills(folder, args.kills),
         "concurrent_runs": concurrent_rows(folder, args.concurrent),
         "bad_day": bad_day(folder),
+        "sigkill_of_nn_tracker_run": killed_wrapper(folder, args.kills),
     }
     print(json.dumps(result, indent=1))
 
