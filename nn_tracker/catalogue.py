@@ -44,6 +44,7 @@ class GridIntensity:
         pue: Published PUE of the facility (cloud regions only), else ``None``.
         pue_origin: Citation of that PUE.
         aliases: Other spellings that select this entry (ISO alpha-2, state name...).
+        country: For a cloud region, its country as the provider names it.
 
     """
 
@@ -57,11 +58,21 @@ class GridIntensity:
     pue: float | None = None
     pue_origin: str = ""
     aliases: tuple[str, ...] = ()
+    country: str = ""  # cloud regions: the country as the provider names it
 
     def describe(self) -> str:
         """One line: the figure, the place, the year and the source."""
         year = self.year if self.year is not None else "year not stated"
         return f"{self.intensity_g_per_kwh:g} gCO2e/kWh for {self.name} ({self.code}), {year}, {self.source.title}"
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a location is: its country's name and ISO alpha-3 code, and a region within it (or "")."""
+
+    country_name: str
+    country_iso_code: str
+    region: str
 
 
 @dataclass(frozen=True)
@@ -180,6 +191,39 @@ class Catalogue:
             names = {k: f"{self.locations[c].name} ({c})" for k, c in self._location_index.items()}
             raise _closest(name, names, "location", "see `nn-tracker list locations`")
         return self.locations[code]
+
+    def place(self, code: str) -> Place | None:
+        """The country (and region) a location code is in; ``None`` where the data does not say.
+
+        A country is itself; a US state is in the United States (region: its name in lower case, as
+        CodeCarbon writes it); a grid zone is in the country its code starts with (region: its name
+        after ``Country:``, else its code); a cloud region is in its provider's country (region unknown).
+        """
+        entry = self.locations.get(code)
+        if entry is None:
+            return None
+        if entry.kind == "country":
+            return Place(entry.name, entry.code, "")
+        if entry.kind == "us_state":
+            country, region = self.locations.get("USA"), entry.name.casefold()
+        elif entry.kind == "grid_zone":
+            country, region = self._country(code.split("-")[0]), entry.name.partition(": ")[2].casefold() or code
+        elif entry.kind == "cloud_region":
+            country, region = self._country(entry.country), ""
+        else:
+            return None
+        return Place(country.name, country.code, region) if country is not None else None
+
+    def _country(self, spelling: str) -> GridIntensity | None:
+        """The country a code, name or alias names (also the short form of "Korea, Republic of")."""
+        found = self.locations.get(self._location_index.get(_key(spelling), ""))
+        if found is not None and found.kind == "country":
+            return found
+        key = _key(spelling)
+        for entry in self.locations.values():
+            if entry.kind == "country" and any(_key(a.split(",")[0]) == key for a in entry.aliases):
+                return entry
+        return None
 
     def hardware_spec(self, name: str) -> HardwareSpec:
         """Find a GPU, TPU, CPU or server by catalogue name or alias.
@@ -321,6 +365,7 @@ def bundled() -> Catalogue:
             origin=row["origin"],
             pue=_optional_float(row["pue"]),
             pue_origin=row["pue_origin"],
+            country=row["country"],
         )
     hardware = {
         row["name"]: HardwareSpec(

@@ -76,11 +76,12 @@ SOURCES = [
         "2026-08-08",
     ),
     (
-        "egrid-2016",
-        "US EPA eGRID 2016 state output emission rates (via CodeCarbon usa_emissions.json), converted from lb/MWh",
-        "https://www.epa.gov/egrid",
+        "egrid-2023",
+        "US EPA eGRID2023 state annual CO2e total output emission rates (STC2ERTA, via CodeCarbon 3.3.2 "
+        "usa_emissions.json), converted from lb/MWh",
+        "https://www.epa.gov/egrid/download-data",
         "MIT (CodeCarbon); US public domain data",
-        "2026-08-08",
+        "2026-12-07",
     ),
     (
         "entsoe-nordic-2024",
@@ -299,11 +300,13 @@ def grid_rows(data: Path) -> list[list[object]]:
     states = json.loads((data / "codecarbon/usa_emissions.json").read_text())
     state_codes = set()
     assert states.pop("_unit")["emissions"] == "lbs/MWh"
+    egrid_year = states.pop("_source")["year"]
+    states.pop("usa", None)  # the national average, not a state (the country row is USA)
     for state, row in sorted(states.items()):
         code = f"US-{row['regionCode']}"
         state_codes.add(code)
         grams = round(float(row["emissions"]) * LB_PER_MWH_TO_G_PER_KWH, 3)
-        rows.append([code, "us_state", state.title(), state, num(str(grams)), 2016, "egrid-2016"])
+        rows.append([code, "us_state", state.title(), state, num(str(grams)), egrid_year, f"egrid-{egrid_year}"])
     nordic = json.loads((data / "codecarbon/nordic_emissions.json").read_text())["data"]
     for zone, row in sorted(nordic.items()):
         code = zone if zone == "FI" else f"{zone[:2]}-{zone}"

@@ -223,3 +223,19 @@ def test_embodied_figures_have_one_scope_and_die_only_ones_are_never_used_by_def
     assert catalogue.hardware_spec("NVIDIA A100-SXM4-80GB").embodied_scope == "unit"  # BLOOM: the whole card
     assert catalogue.hardware_spec("NVIDIA H100 80GB HBM3").embodied_scope == "die"  # LLMCarbon: the die alone
     assert {s.embodied_scope for s in catalogue.hardware.values() if "die only" in s.embodied_method.lower()} == {"die"}
+
+
+def test_the_readme_s_counts_of_bundled_places_are_the_data_s():
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (line,) = [row for row in readme.splitlines() if row.startswith("| `grid_intensity.csv` |")]
+    kinds = [entry.kind for entry in bundled().locations.values()]
+    nordic = sum(1 for e in bundled().locations.values() if e.source.id == "entsoe-nordic-2024")
+    claimed = {
+        "country": int(re.search(r"(\d+) countries", line)[1]),
+        "us_state": int(re.search(r"(\d+) US states and DC", line)[1]) + 1,
+        "grid_zone": int(re.search(r"(\d+) Nordic", line)[1]) + int(re.search(r"(\d+) Electricity Maps", line)[1]),
+    }
+    assert claimed == {kind: kinds.count(kind) for kind in claimed}
+    assert int(re.search(r"(\d+) Nordic", line)[1]) == nordic

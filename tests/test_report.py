@@ -201,14 +201,18 @@ def test_codecarbon_csv_row(report_data, tmp_path, monkeypatch):
         time.tzset()
     rows = list(csv.DictReader(path.open()))
     row = rows[0]
-    assert float(row["emissions"]) == pytest.approx(report_data["footprint"]["total_carbon_g"] / 1000)
+    (session,) = report_data["sessions"]
+    assert float(row["emissions"]) == pytest.approx(session["operational_carbon_g"] / 1000)  # no embodied
     assert float(row["duration"]) == report_data["duration_s"]
-    assert float(row["gpu_energy"]) == pytest.approx(report_data["energy"]["by_component_kwh"]["gpu"])
+    pue = session["facility_energy_kwh"] / session["it_energy_kwh"]  # two datacentres: the effective PUE
+    assert float(row["pue"]) == pytest.approx(pue)
+    gpu_kwh = session["it_energy_kwh_by_component"]["gpu"] * pue  # scaled by the PUE, as CodeCarbon's
+    assert float(row["gpu_energy"]) == pytest.approx(gpu_kwh)
     assert row["ram_energy"] == "" and row["ram_power"] == ""  # not measured: empty, never 0
     assert row["water_consumed"] == "" and row["cpu_utilization_percent"] == ""  # not measured by nn_tracker
-    assert row["country_name"] == "Paris DC" and row["country_iso_code"] == "FRA" and row["on_cloud"] == "N"
+    assert row["country_name"] == "France" and row["country_iso_code"] == "FRA" and row["on_cloud"] == "N"
     assert row["gpu_count"] == "2" and row["gpu_model"] == "NVIDIA A100-SXM4-80GB"
-    assert float(row["gpu_power"]) == pytest.approx(345 + 250)  # the last reading, as CodeCarbon writes it
+    assert float(row["gpu_power"]) == pytest.approx(gpu_kwh * 3.6e6 / report_data["duration_s"])  # the mean
     assert row["timestamp"] == "2026-01-01T03:40:00"  # ended 02:40 UTC, in Paris's local time
 
 
@@ -241,7 +245,7 @@ def test_appending_to_a_file_codecarbon_started_keeps_every_column_in_place(repo
     assert len(rows) == 3 and all(None not in r and len(r) == 38 for r in rows)
     assert rows[-1]["run_id"] == report_data["run_id"] and rows[-1]["on_cloud"] == "N"
     assert sum(float(r["emissions"]) for r in rows) == pytest.approx(
-        sum(float(r["emissions"]) for r in rows[:2]) + report_data["footprint"]["total_carbon_g"] / 1000
+        sum(float(r["emissions"]) for r in rows[:2]) + report_data["footprint"]["operational_carbon_g"] / 1000
     )
     # an older CodeCarbon file (2.x: no water or utilisation columns): our row follows its header
     older = tmp_path / "older.csv"

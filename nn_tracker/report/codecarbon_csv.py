@@ -1,12 +1,17 @@
 """One row per session of a run in the columns and value formats of CodeCarbon 3.x's ``emissions.csv``, appended safely.
 
-Checked against a file written by CodeCarbon 3.3.2 itself (``tests/data``): the same 38 columns in
-the same order; timestamps in local time (``YYYY-MM-DDTHH:MM:SS``); duration s, emissions kgCO2e,
-emissions_rate kgCO2e/s, power W (the last reading, as CodeCarbon writes it), energy kWh;
-``on_cloud`` ``Y``/``N``. ``energy_consumed`` is the facility energy (IT x PUE) that the emissions
-come from. What nn_tracker does not measure (water, utilisation percentages, RAM size) or did not
-measure in this run is an empty cell, never 0. Appending to an existing file follows that file's
-own header, so a file started by another CodeCarbon version never gets misaligned columns.
+Each column means what CodeCarbon 3.3.2's means (checked against CodeCarbon's own code and output in
+``tests/test_interoperability.py``): the same 38 columns in the same order; timestamps in local time
+(``YYYY-MM-DDTHH:MM:SS``); duration s; energy kWh with every component scaled by the PUE, so that
+``cpu_energy + gpu_energy + ram_energy = energy_consumed`` (the facility energy); power W, the mean over
+the session, scaled by the PUE too; ``emissions`` kgCO2e = energy x grid intensity (amortised embodied
+carbon is in nn_tracker's own formats only); country, ISO code and region from the bundled data for
+every location kind; ``on_cloud`` ``Y``/``N``. With several datacentres, ``pue`` is the session's
+effective PUE (facility / IT energy). What nn_tracker does not measure or cannot know is an empty
+cell, never 0: water (no WUE data), utilisation percentages, longitude and latitude (CodeCarbon's come
+from a geo-IP service), CodeCarbon's version and API experiment id, a component not measured, the
+country of a run without a location. Appending to an existing file follows that file's own header, so a
+file started by another CodeCarbon version never gets misaligned columns.
 
 One row per session, holding that session's own figures (a resumed run's sessions each write a
 row; a Lightning stage's row covers that stage), so the rows of a run add up to the run and summing
@@ -71,20 +76,29 @@ COLUMNS = (  # CodeCarbon 3.3.2's header, in its order
 
 
 def row(report: Report) -> dict[str, Any]:
-    """The CSV row of a report: the figures of the session that wrote it."""
+    """The CSV row of a report: the figures of the session that wrote it, meant as CodeCarbon means them."""
+    from nn_tracker.catalogue import bundled
+
     session = report.session or _whole_run(report)
     duration = session.duration_s
-    emissions_kg = session.total_carbon_g / 1000
-    by_component = session.it_energy_kwh_by_component
     centre = report.datacentres[0]
     kind, code = centre.location_kind, centre.location_code or ""
+    # CodeCarbon scales every component by the PUE; with datacentres of different PUEs, the session's effective one
+    pues = {d.pue for d in report.datacentres}
+    if len(pues) > 1 and session.it_energy_kwh > 0:
+        pue = session.facility_energy_kwh / session.it_energy_kwh
+    else:
+        pue = centre.pue
+    by_component = {c: e * pue for c, e in session.it_energy_kwh_by_component.items()}
+    emissions_kg = session.operational_carbon_g / 1000  # energy x intensity: embodied carbon is not CodeCarbon's
+    place = bundled().place(code) if code else None
     gpus = [d for d in report.devices if d.component == "gpu"]
     stamp = report.ended_at or report.checkpointed_at or report.started_at
     machine = report.machine
 
-    def last_power(component: str) -> float | str:
-        readings = [d.last_power_w for d in report.devices if d.component == component and d.last_power_w is not None]
-        return sum(readings) if readings else ""
+    def mean_power_w(component: str) -> float | str:
+        energy_kwh = by_component.get(component)
+        return energy_kwh * 3.6e6 / duration if energy_kwh is not None and duration > 0 else ""
 
     return {
         "timestamp": _local(stamp),
@@ -94,17 +108,17 @@ def row(report: Report) -> dict[str, Any]:
         "duration": duration,
         "emissions": emissions_kg,
         "emissions_rate": emissions_kg / duration if duration > 0 else "",
-        "cpu_power": last_power("cpu"),
-        "gpu_power": last_power("gpu"),
-        "ram_power": last_power("ram"),
+        "cpu_power": mean_power_w("cpu"),
+        "gpu_power": mean_power_w("gpu"),
+        "ram_power": mean_power_w("ram"),
         "cpu_energy": _blank(by_component.get("cpu")),
         "gpu_energy": _blank(by_component.get("gpu")),
         "ram_energy": _blank(by_component.get("ram")),
         "energy_consumed": session.facility_energy_kwh,
         "water_consumed": "",
-        "country_name": centre.name if kind == "country" else "",
-        "country_iso_code": code if kind == "country" else "",
-        "region": code if kind in ("us_state", "grid_zone") else "",
+        "country_name": place.country_name if place else "",
+        "country_iso_code": place.country_iso_code if place else "",
+        "region": place.region if place else "",
         "cloud_provider": code.split(":")[0] if kind == "cloud_region" else "",
         "cloud_region": code.split(":", 1)[1] if kind == "cloud_region" else "",
         "os": _blank(machine.os),
@@ -116,14 +130,14 @@ def row(report: Report) -> dict[str, Any]:
         "gpu_model": ", ".join(sorted({d.name for d in gpus})),
         "longitude": "",
         "latitude": "",
-        "ram_total_size": "",
+        "ram_total_size": _blank(machine.memory_total_gib),
         "tracking_mode": _blank(report.settings.attribution),
         "cpu_utilization_percent": "",
         "gpu_utilization_percent": "",
         "ram_utilization_percent": "",
         "ram_used_gb": "",
         "on_cloud": "Y" if kind == "cloud_region" else "N",
-        "pue": centre.pue,
+        "pue": pue,
         "wue": "",
     }
 

@@ -43,6 +43,7 @@ class Machine:
     nn_tracker: str | None = spec("nn_tracker version", None)
     cpu_model: str | None = spec("the CPU's model name", None)
     logical_cpus: int | None = spec("logical CPUs", None)
+    memory_total_gib: float | None = spec("the machine's total memory, GiB", None)
     pid: int | None = spec("the process id (only with identity=True)", None, omit_none=True)
     user: str | None = spec("the user, from $USER or $LOGNAME (only with identity=True)", None, omit_none=True)
 

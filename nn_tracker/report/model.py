@@ -88,11 +88,22 @@ def _machine(cpu_model: str | None, identity: bool) -> Machine:
         nn_tracker=__version__,
         cpu_model=cpu_model,
         logical_cpus=os.cpu_count(),
+        memory_total_gib=_memory_total_gib(),
     )
     if identity:
         machine.hostname, machine.pid = hostname(), os.getpid()
         machine.user = os.environ.get("USER") or os.environ.get("LOGNAME")
     return machine
+
+
+def _memory_total_gib() -> float | None:
+    """The machine's total memory in GiB (as CodeCarbon's ``ram_total_size``), ``None`` if unknown."""
+    try:
+        import psutil
+
+        return psutil.virtual_memory().total / 2**30
+    except Exception:  # noqa: BLE001 - a missing figure, never a failed report
+        return None
 
 
 @dataclass
