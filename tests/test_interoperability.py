@@ -6,6 +6,7 @@ imitated by our own constants.
 
 import csv
 import json
+import re
 import time
 from pathlib import Path
 
@@ -167,3 +168,63 @@ def test_codecarbon_s_dashboard_renders_every_panel_from_our_file(tmp_path, monk
     codecarbon_row(tmp_path / "codecarbon", **WHERE["US-CA"])
     theirs = pd.read_csv(tmp_path / "codecarbon" / "emissions.csv")
     assert dashboard_failures(theirs, "codecarbon") == codecarbon_s_own_bug
+
+
+# ----- Hugging Face Hub model cards ----------------------------------------------------------------------------
+def card_of(tmp_path, grams: float) -> str:
+    """The model-card block of a training run that emitted ``grams`` (one hour at 1 kW: intensity chosen)."""
+    from nn_tracker.report import model_card
+
+    tracker = Tracker(
+        clock=(clock := ManualClock()),
+        background=False,
+        sensors=sensor_set(ConstantPower(power_w=1000.0)),
+        output_dir=tmp_path,
+        formats=[],
+        intensity_g_per_kwh=grams,
+        embodied=(),
+        checkpoint_interval_s=None,
+    )
+    with tracker, tracker.phase("training"):
+        clock.advance(3600)
+    return model_card.render(tracker.report())
+
+
+@pytest.mark.parametrize("grams", [1.94619e-05, 0.5, 1234.5678, 3.1e9])
+def test_the_model_card_round_trips_through_huggingface_hub(tmp_path, grams):
+    from huggingface_hub import ModelCard, ModelCardData, metadata_load
+
+    block = card_of(tmp_path, grams)
+    (line,) = [line for line in block.splitlines() if line.strip().startswith("emissions:")]
+    assert re.fullmatch(r"  emissions: \d+\.\d+", line), line  # a plain decimal: tools that read digits read it
+    readme = tmp_path / "README.md"
+    readme.write_text(block + "\n# A model\n")
+    loaded = metadata_load(readme)["co2_eq_emissions"]
+    assert loaded["emissions"] == pytest.approx(grams, rel=1e-5)
+    card = ModelCard(readme.read_text())
+    assert card.data.co2_eq_emissions == loaded
+    again = ModelCardData(**card.data.to_dict())  # written back by the Hub's own class, read again
+    assert ModelCard(f"---\n{again.to_yaml()}\n---\n").data.co2_eq_emissions["emissions"] == loaded["emissions"]
+
+
+def test_the_hub_s_emissions_filter_reads_our_figure():
+    """``HfApi.list_models(emissions_thresholds=...)`` keeps a model by ``str(emissions)``'s first number.
+
+    It reads a float below 0.0001 g (``1.9e-05``) as 1.9 g whatever the file says: Python prints such floats
+    with an exponent. Above, it reads ours right.
+    """
+    from types import SimpleNamespace
+
+    from huggingface_hub import ModelCard
+    from huggingface_hub.utils.endpoint_helpers import _is_emission_within_threshold
+
+    def kept(card_text: str, low: float, high: float) -> bool:
+        info = SimpleNamespace(card_data=ModelCard(card_text).data)
+        return _is_emission_within_threshold(info, low, high)
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        assert kept(card_of(Path(folder), 0.00015), 0.0001, 0.0002)
+        assert kept(card_of(Path(folder), 1234.5678), 1000, 2000)
+        assert kept(card_of(Path(folder), 1.9e-05), 1.5, 2.0)  # huggingface_hub's limitation, documented

@@ -10,6 +10,7 @@ the model's README.md.
 from __future__ import annotations
 
 from collections import Counter
+from decimal import Decimal
 from typing import Any
 
 from nn_tracker import footprint
@@ -64,13 +65,21 @@ def block(report: Report) -> dict[str, Any] | None:
     hardware += [f"CPU: {name}" for name in sorted(cpus)]
     return {
         "co2_eq_emissions": {
-            "emissions": float(f"{grams:.6g}"),  # grams, training only, never rounded to 0
+            "emissions": _Grams(f"{grams:.6g}"),  # grams, training only, never rounded to 0
             "source": _inert(_source(report)),
             "training_type": report.settings.training_type,
             "geographical_location": _inert("; ".join(c.name for c in report.datacentres)),
             "hardware_used": _inert(", ".join(hardware) or "not recorded"),
         }
     }
+
+
+class _Grams(float):
+    """A float written as a plain decimal (``0.0000194619``, never ``1.94619e-05``): tools read the digits."""
+
+    def plain(self) -> str:
+        text = format(Decimal(repr(float(self))), "f")
+        return text if "." in text else text + ".0"
 
 
 def _inert(text: str) -> str:
@@ -86,6 +95,12 @@ def render(report: Report) -> str:
             "---\n# nn_tracker: this run did no training (only querying); co2_eq_emissions, which reports\n"
             "# training emissions, is left out. See the run's report for its inference footprint.\n---\n"
         )
-    from nn_tracker.inputs import dump_yaml  # PyYAML only when a model card is written: importing it costs ~80 ms
+    import yaml  # PyYAML only when a model card is written: importing it costs ~80 ms
 
-    return "---\n" + dump_yaml(metadata, sort_keys=False, allow_unicode=True, width=1000) + "---\n"
+    class Dumper(yaml.SafeDumper):
+        """Safe YAML, with grams as plain decimals."""
+
+    Dumper.add_representer(
+        _Grams, lambda dumper, grams: dumper.represent_scalar("tag:yaml.org,2002:float", grams.plain())
+    )
+    return "---\n" + yaml.dump(metadata, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=1000) + "---\n"
