@@ -142,7 +142,11 @@ def mutate(seed, change):
             lambda m: m["tree"]["children"]["child-1"]["inputs"][0].update({"pue/training": 0.5}),
             "tree.children.child-1: input 0 field 'pue/training' (NNET) must be >= 1, got 0.5",
         ),
-        (lambda m: m.update(aggregation={"metrics": ["carbon"]}), "manifest.aggregation is not supported"),
+        (
+            lambda m: m.update(aggregation={"metrics": ["carbon"]}),
+            "manifest.aggregation.type must be time, component or both",
+        ),
+        (lambda m: m.update(outputs=[1]), "manifest.outputs is not supported"),
         (
             lambda m: m["initialize"]["plugins"]["sum"]["global-config"].update(extra=1),
             "plugin Sum config.extra is not a known key",
@@ -225,11 +229,43 @@ def official_if_run() -> str | None:
     return next((c for c in candidates if c and Path(c).exists()), None)
 
 
-def test_export_runs_in_the_official_impact_framework(tmp_path):
+def resumed_export(tmp_path):
+    """A run resumed once (two sessions, embodied carbon), exported: the report and the manifest's path."""
+    from fakes import ConstantPower, sensor_set
+
+    from nn_tracker import EmbodiedHardware, ManualClock, Tracker
+
+    state = None
+    for session in range(2):
+        tracker = Tracker(
+            clock=(clock := ManualClock(wall_start_s=1_767_225_600.0 + 7200 * session)),
+            background=False,
+            sensors=sensor_set(ConstantPower(power_w=300.0 + 100 * session)),
+            output_dir=tmp_path,
+            location="FR",
+            pue=1.3,
+            embodied=(EmbodiedHardware("server", embodied_kg_per_unit=2500),),
+            run_id="resumed",
+            checkpoint_interval_s=None,
+            interval_s=60.0,
+        )
+        if state is not None:
+            tracker.carry_over(state)
+        with tracker, tracker.phase("training"):
+            clock.advance(1800 + 600 * session)
+        state = tracker.export_state()
+    path = tmp_path / "resumed.if.yml"
+    assert cli("report", tracker.report().paths[0], "--format", "if-manifest", "-o", str(path)).returncode == 0
+    return tracker.report().to_dict(), path
+
+
+@pytest.mark.parametrize("export", [exported, resumed_export])
+def test_the_official_if_run_aggregates_our_export_to_the_report_s_totals(tmp_path, export):
+    """IF's own ``aggregation`` (parameter-metadata, one time grid) gives the tree's totals; ours is bit-identical."""
     binary = official_if_run()
     if binary is None:
         pytest.skip("the official if-run (npm @grnsft/if) is not installed; .ci/run installs it into .cache/if")
-    report, path = exported(tmp_path)
+    report, path = export(tmp_path)
     result = subprocess.run(
         [binary, "--manifest", str(path), "--output", str(tmp_path / "official")],
         capture_output=True,
@@ -238,9 +274,15 @@ def test_export_runs_in_the_official_impact_framework(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     official = yaml.safe_load((tmp_path / "official.yaml").read_text())
-    assert total_carbon(official) == pytest.approx(report["footprint"]["total_carbon_g"], rel=1e-12)
+    totals = official["tree"]["aggregated"]
+    assert totals["carbon"] == pytest.approx(report["footprint"]["total_carbon_g"], rel=1e-12)
+    facility_kwh = report["footprint"]["training_energy_kwh"] + report["footprint"]["querying_energy_kwh"]
+    assert totals["energy"] == pytest.approx(facility_kwh, rel=1e-12)
+    assert total_carbon(official) == pytest.approx(totals["carbon"], rel=1e-12)
+    ours = run_manifest(yaml.safe_load(path.read_text()))
+    assert ours["tree"] == official["tree"]  # every output and every aggregate, to the last bit
     # and the official output runs again in our runner (it adds 'execution', which we accept)
-    assert total_carbon(run_manifest({k: v for k, v in official.items()})) == pytest.approx(total_carbon(official))
+    assert run_manifest(official)["tree"]["aggregated"] == totals
 
 
 @pytest.mark.parametrize(

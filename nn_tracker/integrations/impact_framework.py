@@ -33,7 +33,8 @@ NNET_KEYS = (
 NNEQ_KEYS = ("servers/count/query", "servers/power/query", "time/query", "pue/query")
 NNEMB_KEYS = ("list/device-count", "list/device-production-energy", "list/carbon-intensity", "list/energy-transport")
 NNC_KEYS = ("location/datacenter-energy", "location/carbon-intensity", "location/energy-transport")
-TOP_LEVEL = {"name", "description", "tags", "initialize", "tree", "explainer", "explain", "execution"}
+TOP_LEVEL = {"name", "description", "tags", "initialize", "tree", "explainer", "explain", "execution", "aggregation"}
+AGGREGATION_TYPES = {"time": "time", "horizontal": "time", "component": "component", "vertical": "component"}
 
 
 class _Node:
@@ -315,7 +316,78 @@ def _run_manifest(manifest: Any) -> dict[str, Any]:
     computed = _compute(result["tree"], _Node("tree"), plugins, None, {})
     if computed == 0:
         raise ValidationError("manifest.tree", "no inputs", "must have at least one node with inputs to compute")
+    if manifest.get("aggregation") is not None:
+        _aggregate(result, _aggregation_methods(plugins_spec))
     return result
+
+
+def _aggregation_methods(plugins_spec: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Each parameter's ``aggregation-method`` from the plugins' ``parameter-metadata`` (a later plugin wins)."""
+    methods: dict[str, dict[str, str]] = {}
+    for name, spec in plugins_spec.items():
+        metadata = spec.get("parameter-metadata") or {}
+        for side in ("inputs", "outputs"):
+            for parameter, about in (metadata.get(side) or {}).items():
+                method = about.get("aggregation-method") if isinstance(about, dict) else None
+                if not isinstance(method, dict) or not set(method.values()) <= {"sum", "avg", "none", "copy"}:
+                    where = f"initialize.plugins.{name}.parameter-metadata.{side}.{parameter}.aggregation-method"
+                    raise ValidationError(where, method, "must map time and component to sum, avg, none or copy")
+                methods[parameter] = method
+    return methods
+
+
+def _aggregate(manifest: dict[str, Any], methods: dict[str, dict[str, str]]) -> None:
+    """IF 1.x's aggregation, as the official ``if-run`` does it (``lib/aggregate.ts``).
+
+    A leaf gets ``aggregated`` over its outputs (``time``); a node with children gets as outputs the
+    children's i-th outputs aggregated (``component``; IF assumes one time grid), then ``aggregated`` over
+    them. A parameter without ``parameter-metadata`` is copied from the last output, as IF does.
+    """
+    aggregation = manifest["aggregation"]
+    if not isinstance(aggregation, dict) or not isinstance(aggregation.get("metrics"), list):
+        raise ValidationError("manifest.aggregation", aggregation, "must be a mapping with a list of metrics")
+    metrics = aggregation["metrics"]
+    kind = aggregation.get("type")
+    if kind not in (*AGGREGATION_TYPES, "both"):
+        raise ValidationError("manifest.aggregation.type", kind, "must be time, component or both")
+
+    def into_one(node: _Node, outputs: list[Row], temporal: bool) -> Row:
+        result: Row = {}
+        for index, output in enumerate(outputs):
+            for metric in [*metrics, "timestamp", "duration"]:
+                if not isinstance(output, dict) or metric not in output:
+                    raise node.error(f"output {index}", metric, "must have every aggregation metric")
+                if metric in ("timestamp", "duration"):
+                    if temporal:
+                        result[metric] = output[metric]
+                    continue
+                method = methods.get(metric, {}).get("component" if temporal else "time", "copy")
+                if method == "none":
+                    continue
+                if method == "copy":
+                    result[metric] = output[metric]
+                    continue
+                result[metric] = result.get(metric, 0) + float(output[metric])
+                if index == len(outputs) - 1 and method == "avg":
+                    result[metric] /= len(outputs)
+        return result
+
+    def walk(node_dict: dict[str, Any], node: _Node) -> None:
+        children = node_dict.get("children")
+        for name, child in (children or {}).items():
+            walk(child, _Node(f"{node.path}.children.{name}"))
+        if not children:
+            if kind in ("time", "horizontal", "both"):
+                node_dict["aggregated"] = into_one(node, node_dict.get("outputs") or [], False)
+        elif kind in ("component", "vertical", "both"):
+            rows = [child.get("outputs") or [] for child in children.values()]
+            if any(len(r) < len(rows[0]) for r in rows):
+                raise node.error("children", "outputs of different lengths", "must share one time grid to aggregate")
+            outputs = [into_one(node, [r[i] for r in rows], True) for i in range(len(rows[0]))]
+            node_dict["outputs"] = outputs
+            node_dict["aggregated"] = into_one(node, outputs, False)
+
+    walk(manifest["tree"], _Node("tree"))
 
 
 def _unshared(value: Any) -> Any:
