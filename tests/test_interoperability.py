@@ -228,3 +228,111 @@ def test_the_hub_s_emissions_filter_reads_our_figure():
         assert kept(card_of(Path(folder), 0.00015), 0.0001, 0.0002)
         assert kept(card_of(Path(folder), 1234.5678), 1000, 2000)
         assert kept(card_of(Path(folder), 1.9e-05), 1.5, 2.0)  # huggingface_hub's limitation, documented
+
+
+# ----- Prometheus --------------------------------------------------------------------------------------------
+def readme_promql() -> dict[str, str]:
+    """The README's PromQL expressions by what their comment says they are."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```promql\n", 1)[1].split("```", 1)[0]
+    return {line.split("  # ")[1]: line.split("  # ")[0] for line in block.strip().splitlines()}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_every_promql_expression_of_the_readme_gives_its_value_in_a_real_prometheus(tmp_path):
+    """Debian's prometheus scrapes a ServingTracker every 0.5 s; each README expression is asked through its API."""
+    import shutil
+    import subprocess
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    from nn_tracker.serving import ServingTracker
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("Debian's prometheus is not installed; .ci/run installs it with apt")
+    expressions = readme_promql()
+    assert set(expressions) == {
+        "IT power, W",
+        "carbon per hour, gCO2e/h",
+        "facility energy per query, J",
+        "carbon per query, gCO2e",
+    }
+    tracker = ServingTracker(
+        output_dir=tmp_path / "reports",
+        sensors=sensor_set(ConstantPower("gpu:0", 300.0), ConstantPower("cpu:0", 100.0, "cpu", "CPU")),
+        intensity_g_per_kwh=100,
+        pue=1.5,
+        embodied=(EmbodiedHardware("X1", embodied_kg_per_unit=1000, lifetime_years=1, utilisation=1),),
+        checkpoint_interval_s=None,
+        interval_s=0.1,
+        prometheus_port=0,
+        prometheus_addr="127.0.0.1",
+    )
+    config = tmp_path / "prometheus.yml"
+    web = free_port()
+    stop = threading.Event()
+
+    def queries() -> None:
+        while not stop.wait(0.01):
+            tracker.count(1)
+
+    tracker.start()
+    if True:
+        host, port = tracker.prometheus_address
+        config.write_text(
+            "global: {scrape_interval: 500ms, evaluation_interval: 500ms}\n"
+            f"scrape_configs: [{{job_name: serving, static_configs: [{{targets: ['{host}:{port}']}}]}}]\n"
+        )
+        server = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{web}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        counting = threading.Thread(target=queries, daemon=True)
+        counting.start()
+
+        def ask(expression: str) -> list:
+            query = urllib.parse.urlencode({"query": expression})
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{web}/api/v1/query?{query}", timeout=10) as answer:
+                    return json.loads(answer.read())["data"]["result"]
+            except OSError:  # not listening yet
+                return []
+
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # a window full of samples (Prometheus takes seconds to start)
+                seen = ask("count_over_time(nn_tracker_it_energy_joules_total[4s])")
+                if seen and float(seen[0]["value"][1]) >= 8:
+                    break
+                time.sleep(0.5)
+            results = {}
+            for meaning, expression in expressions.items():
+                data = ask(expression.replace("[5m]", "[4s]"))
+                assert len(data) == 1, (meaning, data)  # one series: the labels match
+                results[meaning] = float(data[0]["value"][1])
+        finally:
+            stop.set()
+            server.terminate()
+            server.wait(timeout=30)
+            report = tracker.stop()
+    carbon_per_s = report.total_carbon_g / report.duration_s
+    queries_per_s = report.units["query"].count / report.duration_s
+    assert results["IT power, W"] == pytest.approx(400, rel=0.1)
+    assert results["carbon per hour, gCO2e/h"] == pytest.approx(carbon_per_s * 3600, rel=0.15)
+    assert results["facility energy per query, J"] == pytest.approx(600 / queries_per_s, rel=0.2)
+    assert results["carbon per query, gCO2e"] == pytest.approx(carbon_per_s / queries_per_s, rel=0.2)
