@@ -336,3 +336,107 @@ def test_every_promql_expression_of_the_readme_gives_its_value_in_a_real_prometh
     assert results["carbon per hour, gCO2e/h"] == pytest.approx(carbon_per_s * 3600, rel=0.15)
     assert results["facility energy per query, J"] == pytest.approx(600 / queries_per_s, rel=0.2)
     assert results["carbon per query, gCO2e"] == pytest.approx(carbon_per_s / queries_per_s, rel=0.2)
+
+
+# ----- experiment trackers: MLflow (file store) and transformers' console --------------------------------------
+def mlflow_artifacts(uri: str, run_id: str) -> dict[str, bytes]:
+    """The nn_tracker artifacts of an MLflow run, downloaded with MLflow's own client: {name: bytes}."""
+    import tempfile
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    names = [Path(f.path).name for f in client.list_artifacts(run_id, "nn_tracker")]
+    if not names:
+        return {}
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(client.download_artifacts(run_id, "nn_tracker", folder))
+        return {name: (local / name).read_bytes() for name in names}
+
+
+@pytest.fixture
+def file_store(monkeypatch):
+    """MLflow's file store, and MLflow's process-wide tracking URI put back afterwards."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps its file store for such uses
+    before = mlflow.get_tracking_uri()
+    yield
+    mlflow.set_tracking_uri(before)
+
+
+def test_lightning_reports_are_artifacts_of_the_mlflow_run(tmp_path, file_store):
+    from fakes import callback_options
+    from lightning_models import TinyRegressor, loader, pl
+
+    from nn_tracker.integrations.lightning import NNTrackerCallback
+
+    uri = (tmp_path / "mlruns").as_uri()
+    logger = pl.loggers.MLFlowLogger(experiment_name="nnt", tracking_uri=uri)
+    callback = NNTrackerCallback(formats=["json", "md"], **callback_options(tmp_path))
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        callbacks=[callback],
+        logger=logger,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(TinyRegressor(), loader(32))
+    logged = mlflow_artifacts(uri, logger.run_id)
+    written = {Path(p).name: Path(p).read_bytes() for p in callback.reports[-1].paths}
+    assert logged == written and any(name.endswith(".json") for name in logged)
+    # opted out: nothing
+    quiet_logger = pl.loggers.MLFlowLogger(experiment_name="nnt", tracking_uri=uri)
+    quiet = NNTrackerCallback(log_artifacts=False, **callback_options(tmp_path / "quiet"))
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        callbacks=[quiet],
+        logger=quiet_logger,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(TinyRegressor(), loader(32))
+    assert mlflow_artifacts(uri, quiet_logger.run_id) == {}
+
+
+def test_transformers_reports_are_artifacts_of_the_report_to_run_and_never_printed(
+    tmp_path, monkeypatch, capfd, file_store
+):
+    from fakes import callback_options
+    from hf_models import Sentences, arguments, tiny_bert
+    from transformers import Trainer
+
+    from nn_tracker.integrations.transformers import NNTrackerCallback
+
+    uri = (tmp_path / "mlruns").as_uri()
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "nnt")
+    callback = NNTrackerCallback(**callback_options(tmp_path))
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=arguments(tmp_path / "out", report_to=["mlflow"], num_train_epochs=1, logging_steps=1),
+        train_dataset=Sentences(32),
+        callbacks=[callback],
+    )
+    trainer.train()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "nnt"]
+    (run,) = client.search_runs([experiment.experiment_id])  # one run: our last figures opened no other
+    logged = mlflow_artifacts(uri, run.info.run_id)
+    written = {Path(p).name: Path(p).read_bytes() for p in callback.reports[-1].paths}
+    assert logged == written
+    assert "energy/total_kwh" in run.data.metrics  # the figures reached MLflow through report_to
+    assert any("energy/total_kwh" in entry for entry in trainer.state.log_history)
+    printed = capfd.readouterr().out
+    assert "'loss'" in printed or "loss" in printed  # the Trainer printed its own logs (disable_tqdm=True)
+    assert "energy/" not in printed and "carbon/" not in printed  # ours never went to stdout

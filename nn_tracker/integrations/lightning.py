@@ -53,18 +53,23 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
         log_every_n_steps: Log ``energy/*``, ``power/total_w`` and ``carbon/*`` to the trainer's
             loggers every this many training steps (and once at the end of each stage). Energy and
             carbon are run-level series over the stages: they never go down.
+        log_artifacts: Log each stage's report files as artifacts of the trainer's ``MLFlowLogger``
+            and ``WandbLogger`` runs (under ``nn_tracker/``).
         **tracker_options: Fields of :class:`~nn_tracker.config.TrackerConfig` (``location``, ``pue``...).
 
     Raises:
         ValidationError: a bad argument, reported at construction.
     """
 
-    def __init__(self, log_every_n_steps: int = 50, **tracker_options: Any) -> None:
+    def __init__(self, log_every_n_steps: int = 50, log_artifacts: bool = True, **tracker_options: Any) -> None:
         super().__init__()
         if isinstance(log_every_n_steps, bool) or not isinstance(log_every_n_steps, int) or log_every_n_steps < 1:
             raise ValidationError("log_every_n_steps", log_every_n_steps, "must be an integer >= 1")
+        if not isinstance(log_artifacts, bool):
+            raise ValidationError("log_artifacts", log_artifacts, "must be true or false")
         check_tracker_options(tracker_options)
         self.log_every_n_steps = log_every_n_steps
+        self.log_artifacts = log_artifacts
         self._options = tracker_options
         self._stage_run: StageRun | None = None
         self._carried: dict[str, Any] | None = None  # a checkpoint's ledger, added when the stage runs
@@ -114,6 +119,10 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
             self._series.stage_ended(stage_run.tracker)
         self.reports.append(report)
         self.stages.append(stage_summary(stage_run.stage, report))
+        if self.log_artifacts and report.paths:
+            from nn_tracker.integrations import artifacts
+
+            artifacts.from_lightning(report.paths, getattr(trainer, "loggers", ()))
 
     # ----- validation inside fit -----------------------------------------------------------------------
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:

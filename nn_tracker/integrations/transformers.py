@@ -24,15 +24,18 @@ How it finds its way without events the ``Trainer`` does not have:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import sys
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import DefaultFlowCallback, PrinterCallback, ProgressCallback
 
 from nn_tracker.distributed import DistributedTracker
 from nn_tracker.errors import ValidationError
@@ -97,17 +100,21 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         log_metrics: Log ``energy/*``, ``power/total_w`` and ``carbon/*`` through ``trainer.log``
             whenever the ``Trainer`` logs (``logging_steps``) and at the end of each stage. Energy and
             carbon are run-level series over the stages: they never go down.
+        log_artifacts: Log each stage's report files as artifacts of the MLflow and W&B runs that
+            ``report_to`` uses (under ``nn_tracker/``).
         **tracker_options: Fields of :class:`~nn_tracker.config.TrackerConfig` (``location``, ``pue``...).
 
     Raises:
         ValidationError: a bad argument, reported at construction.
     """
 
-    def __init__(self, log_metrics: bool = True, **tracker_options: Any) -> None:
-        if not isinstance(log_metrics, bool):
-            raise ValidationError("log_metrics", log_metrics, "must be true or false")
+    def __init__(self, log_metrics: bool = True, log_artifacts: bool = True, **tracker_options: Any) -> None:
+        for name, value in (("log_metrics", log_metrics), ("log_artifacts", log_artifacts)):
+            if not isinstance(value, bool):
+                raise ValidationError(name, value, "must be true or false")
         check_tracker_options(tracker_options)
         self.log_metrics = log_metrics
+        self.log_artifacts = log_artifacts
         self._options = tracker_options
         self._stage_run: StageRun | None = None
         self._pending_tokens: Any = 0  # tokens counted since the last flush (maybe a tensor on the accelerator)
@@ -137,6 +144,8 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
             trainer = _calling_trainer()
             self._trainer = weakref.ref(trainer) if trainer is not None else None
             _end_stages_on_exceptions()
+            if trainer is not None:
+                _before_the_backends(trainer.callback_handler.callbacks, self)
         if model is None or not hasattr(model, "register_forward_pre_hook"):
             return
         current = _HOOKS.get(model)
@@ -217,6 +226,11 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
             self._series.stage_ended(stage_run.tracker)
         self.reports.append(report)
         self.stages.append(stage_summary(stage_run.stage, report))
+        trainer = self.trainer
+        if self.log_artifacts and report.paths and trainer is not None:
+            from nn_tracker.integrations import artifacts
+
+            artifacts.from_transformers(report.paths, getattr(trainer.args, "report_to", None) or ())
 
     def _raised(self, exception: BaseException) -> None:
         """The Trainer's ``train``/``evaluate``/``predict`` raised: the open stage ends now, ``failed``."""
@@ -298,7 +312,8 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         metrics = self._series.values(run)
         trainer = self.trainer
         if trainer is not None and metrics:
-            trainer.log(metrics)
+            with _not_printed(trainer):
+                trainer.log(metrics)
 
     # ----- checkpoints ---------------------------------------------------------------------------------
     def _remember_totals(self) -> None:
@@ -317,7 +332,8 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         if self._stage_run is not None and self._stage_run.run.world_size == 1:
             self._flush_tokens()
             totals = self._stage_run.run.merged_state(public=True)
-        return {"args": _json_options(self.log_metrics, self._options), "attributes": {"_saved_totals": totals}}
+        flags = {"log_metrics": self.log_metrics, "log_artifacts": self.log_artifacts}
+        return {"args": _json_options(flags, self._options), "attributes": {"_saved_totals": totals}}
 
 
 def _saved_totals(state: Any, name: str) -> dict[str, Any] | None:
@@ -330,9 +346,40 @@ def _saved_totals(state: Any, name: str) -> dict[str, Any] | None:
     return (saved.get("attributes") or {}).get("_saved_totals")
 
 
-def _json_options(log_metrics: bool, options: dict[str, Any]) -> dict[str, Any]:
+def _before_the_backends(callbacks: list[Any], callback: Any) -> None:
+    """Move ``callback`` just after ``DefaultFlowCallback`` (which decides when to log), before ``report_to``'s.
+
+    A stage's last figures and files then reach the backends (MLflow...) before their own ``on_train_end``
+    closes their runs. The others keep their order; a loop over the list, running now, keeps its place
+    (what follows ``callback`` does not move).
+    """
+    if callback not in callbacks:
+        return
+    flow = next((i for i, c in enumerate(callbacks) if isinstance(c, DefaultFlowCallback)), -1)
+    if callbacks.index(callback) > flow + 1:
+        callbacks.remove(callback)
+        callbacks.insert(flow + 1, callback)
+
+
+@contextlib.contextmanager
+def _not_printed(trainer: Any) -> Iterator[None]:
+    """Leave out the Trainer's console printers while our figures are logged.
+
+    They go to ``report_to``'s backends and ``log_history``, never to the program's stdout (where
+    ``PrinterCallback`` and ``ProgressCallback`` print logs).
+    """
+    handler = trainer.callback_handler
+    every = list(handler.callbacks)
+    handler.callbacks[:] = [c for c in every if not isinstance(c, (PrinterCallback, ProgressCallback))]
+    try:
+        yield
+    finally:
+        handler.callbacks[:] = every
+
+
+def _json_options(flags: dict[str, bool], options: dict[str, Any]) -> dict[str, Any]:
     """Constructor arguments that survive ``trainer_state.json`` (the Trainer may rebuild the callback)."""
-    kept: dict[str, Any] = {"log_metrics": log_metrics}
+    kept: dict[str, Any] = dict(flags)
     for key, value in options.items():
         value = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
         try:
