@@ -440,3 +440,52 @@ def test_transformers_reports_are_artifacts_of_the_report_to_run_and_never_print
     printed = capfd.readouterr().out
     assert "'loss'" in printed or "loss" in printed  # the Trainer printed its own logs (disable_tqdm=True)
     assert "energy/" not in printed and "carbon/" not in printed  # ours never went to stdout
+
+
+@pytest.fixture
+def wandb_offline(tmp_path, monkeypatch):
+    """W&B in offline mode, writing under ``tmp_path``; the run finished afterwards."""
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    yield wandb
+    wandb.finish()
+
+
+def test_reports_are_saved_with_the_wandb_run_of_lightning_and_transformers(tmp_path, wandb_offline):
+    from fakes import callback_options
+    from hf_models import Sentences, arguments, tiny_bert
+    from lightning_models import TinyRegressor, loader, pl
+    from transformers import Trainer
+
+    from nn_tracker.integrations import lightning, transformers
+
+    logger = pl.loggers.WandbLogger(project="nnt", save_dir=str(tmp_path), offline=True)
+    callback = lightning.NNTrackerCallback(**callback_options(tmp_path / "lightning"))
+    pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        callbacks=[callback],
+        logger=logger,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    ).fit(TinyRegressor(), loader(32))
+    saved = Path(logger.experiment.dir)
+    assert {Path(p).name for p in callback.reports[-1].paths} <= {p.name for p in saved.iterdir()}
+    wandb_offline.finish()
+
+    callback = transformers.NNTrackerCallback(**callback_options(tmp_path / "hf"))
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=arguments(tmp_path / "out", report_to=["wandb"], num_train_epochs=1),
+        train_dataset=Sentences(16),
+        callbacks=[callback],
+    )
+    trainer.train()
+    saved = Path(wandb_offline.run.dir)
+    for path in callback.reports[-1].paths:
+        assert (saved / Path(path).name).read_bytes() == Path(path).read_bytes()
