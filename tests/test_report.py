@@ -148,8 +148,8 @@ def test_html_is_self_contained_and_small_for_a_long_run(report_data):
     assert len(page) < 200_000
 
 
-def headless_chromium(tmp_path: Path, page: Path, *flags: str) -> subprocess.CompletedProcess:
-    """Debian's chromium, headless and offline, on ``page`` at 1100 x 1200; skips without chromium."""
+def headless_chromium(tmp_path: Path, page: Path, *flags: str, width: int = 1100) -> subprocess.CompletedProcess:
+    """Debian's chromium, headless and offline, on ``page`` at ``width`` x 1200; skips without chromium."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it): apt-get install chromium")
@@ -163,7 +163,7 @@ def headless_chromium(tmp_path: Path, page: Path, *flags: str) -> subprocess.Com
             *quiet,
             "--disable-sync",
             f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1100,1200",
+            f"--window-size={width},1200",
             *flags,
             page.as_uri(),
         ],
@@ -423,6 +423,16 @@ window.addEventListener("load", () => {
     const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
     if (/^[-+]?[0-9.,]+ [^ ]+$/.test(cell.textContent.replace(/\u00a0/g, " ")) && lines > 1)
       problems.push("value broken across lines: " + cell.textContent);
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const word of node.textContent.matchAll(/[A-Za-z]{2,}/g)) {  // a word: never cut inside
+        const part = document.createRange();
+        part.setStart(node, word.index);
+        part.setEnd(node, word.index + word[0].length);
+        if (new Set([...part.getClientRects()].map((r) => Math.round(r.top))).size > 1)
+          problems.push("word broken across lines: " + word[0]);
+      }
+    }
   }
   for (const element of document.body.querySelectorAll("*")) {
     if (element.getBoundingClientRect().right > window.innerWidth + 1)
@@ -434,20 +444,21 @@ window.addEventListener("load", () => {
 """
 
 
-def layout_problems(page_text: str, tmp_path: Path) -> list[str]:
+def layout_problems(page_text: str, tmp_path: Path, width: int = 1100) -> list[str]:
     """What a real browser finds wrong with a page's layout (see OVERFLOW_CHECK); skips without chromium."""
     page = tmp_path / "page.html"
     page.write_text(page_text.replace("</body>", OVERFLOW_CHECK + "</body>"))  # the test's own script
-    result = headless_chromium(tmp_path, page, "--virtual-time-budget=3000", "--dump-dom")
+    result = headless_chromium(tmp_path, page, "--virtual-time-budget=3000", "--dump-dom", width=width)
     title = re.search(r"<title>CHECKED (.*?)</title>", result.stdout, re.DOTALL)
     assert title, result.stderr[-2000:]
     return json.loads(html_module.unescape(title.group(1)))
 
 
-def test_html_has_no_text_outside_its_box_in_headless_chromium(report_data, tmp_path):
-    """Element boxes checked in a real browser: no label outside the plot, no overflowing or broken value."""
+@pytest.mark.parametrize("width", [800, 1100, 1920])
+def test_html_has_no_text_outside_its_box_in_headless_chromium(report_data, tmp_path, width):
+    """Element boxes checked in a real browser: no label outside the plot, no overflowing or broken value or word."""
     page = html.render(upgrade(report_data))
-    assert layout_problems(page, tmp_path) == []
+    assert layout_problems(page, tmp_path, width) == []
     assert "phase-band" in page and 'data-phase="training"' in page
 
 

@@ -25,7 +25,8 @@ h1{margin-bottom:.2rem}.meta{color:#555;margin-top:0}
 .card b{display:block;font-size:1.5rem}
 table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem;font-size:.92rem}
 th,td{border-bottom:1px solid #e5e5e5;padding:.35rem .5rem;text-align:left;vertical-align:top;
-overflow-wrap:anywhere}
+overflow-wrap:break-word}
+#power-plot{max-width:100%;height:auto}
 .v{white-space:nowrap}
 th{background:#f6f6f6}.legend span{margin-right:1.2rem;white-space:nowrap}
 .swatch{display:inline-block;width:.9rem;height:.9rem;border-radius:2px;margin-right:.3rem;vertical-align:middle}
@@ -41,10 +42,14 @@ def _e(value: Any) -> str:
 _VALUE = re.compile(r"^[-+]?[\d.,]+(e[-+]?\d+)?( [^\s()]+){1,3}$")  # "13 s", "1 h 5 min", "3.41 mgCO2e"
 
 
+_LONG_TOKEN = re.compile(r"\S{16,}")  # a URL, a path, an identifier: may wrap after / _ . : only
+
+
 def _value(text: Any) -> str:
-    """Escaped text; a number with its unit never breaks across lines."""
-    escaped = _e(text)
-    return f'<span class="v">{escaped}</span>' if _VALUE.match(str(text)) and len(str(text)) < 24 else escaped
+    """Escaped text; a number with its unit never breaks across lines, a word never inside itself."""
+    if _VALUE.match(str(text)) and len(str(text)) < 24:
+        return f'<span class="v">{_e(text)}</span>'
+    return _LONG_TOKEN.sub(lambda m: re.sub(r"([/_.:])", r"\1<wbr>", m[0]), _e(text))
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:
