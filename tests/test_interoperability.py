@@ -489,3 +489,61 @@ def test_reports_are_saved_with_the_wandb_run_of_lightning_and_transformers(tmp_
     saved = Path(wandb_offline.run.dir)
     for path in callback.reports[-1].paths:
         assert (saved / Path(path).name).read_bytes() == Path(path).read_bytes()
+
+
+# ----- TensorBoard: the logged curves as TensorBoard reads them ------------------------------------------------
+def tensorboard_scalars(folder: Path) -> dict[str, list[float]]:
+    """Every scalar series under ``folder``, read with TensorBoard's own event reader, in step order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    series: dict[str, list[float]] = {}
+    for events in sorted(folder.rglob("events.out.tfevents.*")):
+        reader = EventAccumulator(str(events))
+        reader.Reload()
+        for tag in reader.Tags()["scalars"]:
+            series.setdefault(tag, []).extend(e.value for e in sorted(reader.Scalars(tag), key=lambda e: e.step))
+    return series
+
+
+def test_tensorboard_reads_energy_curves_that_never_go_down_and_end_at_the_run_s_total(tmp_path, monkeypatch):
+    from fakes import callback_options
+    from hf_models import Sentences, arguments, tiny_bert
+    from lightning_models import TinyRegressor, loader, pl
+    from transformers import Trainer
+
+    from nn_tracker.integrations import lightning, transformers
+
+    callback = lightning.NNTrackerCallback(log_every_n_steps=1, **callback_options(tmp_path / "l"))
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=2,
+        callbacks=[callback],
+        logger=pl.loggers.TensorBoardLogger(tmp_path / "tb-lightning"),
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    model = TinyRegressor()
+    trainer.fit(model, loader(64))
+    trainer.test(model, loader(32))
+    curve = tensorboard_scalars(tmp_path / "tb-lightning")["energy/total_kwh"]
+    assert len(curve) > 4 and curve == sorted(curve)  # across fit and test: never down
+    it_kwh = sum(json.loads(Path(r.paths[0]).read_text())["energy"]["it_kwh"] for r in callback.reports)
+    assert curve[-1] == pytest.approx(it_kwh, rel=1e-6)  # the last point: the whole run
+
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb-hf"))
+    callback = transformers.NNTrackerCallback(**callback_options(tmp_path / "hf"))
+    hf = Trainer(
+        model=tiny_bert(),
+        args=arguments(tmp_path / "out", report_to=["tensorboard"]),
+        train_dataset=Sentences(64),
+        callbacks=[callback],
+    )
+    hf.train()
+    hf.evaluate(Sentences(16, seed=1))
+    curve = tensorboard_scalars(tmp_path / "tb-hf")["train/energy/total_kwh"]
+    assert len(curve) > 4 and curve == sorted(curve)
+    it_kwh = sum(json.loads(Path(r.paths[0]).read_text())["energy"]["it_kwh"] for r in callback.reports)
+    assert curve[-1] == pytest.approx(it_kwh, rel=1e-6)
