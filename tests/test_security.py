@@ -138,7 +138,7 @@ def test_reports_name_no_person_and_no_host_by_default(tmp_path, monkeypatch):
     text = "".join(p.read_text() for p in tmp_path.iterdir())
     assert "alice" not in text and os.uname().nodename not in text and '"pid"' not in text
     data = tracker.report().to_dict()
-    assert set(data["machine"]) == {"os", "python", "nn_tracker", "cpu_model", "logical_cpus"}
+    assert set(data["machine"]) == {"os", "python", "nn_tracker", "cpu_model", "logical_cpus", "memory_total_gib"}
     assert data["devices"][0]["node"] == "local"
     opted_in = Tracker(write_report=False, intensity_g_per_kwh=100, sensors=sensor_set(ConstantPower()), identity=True)
     with opted_in:

@@ -77,8 +77,6 @@ COLUMNS = (  # CodeCarbon 3.3.2's header, in its order
 
 def row(report: Report) -> dict[str, Any]:
     """The CSV row of a report: the figures of the session that wrote it, meant as CodeCarbon means them."""
-    from nn_tracker.catalogue import bundled
-
     session = report.session or _whole_run(report)
     duration = session.duration_s
     centre = report.datacentres[0]
@@ -91,7 +89,6 @@ def row(report: Report) -> dict[str, Any]:
         pue = centre.pue
     by_component = {c: e * pue for c, e in session.it_energy_kwh_by_component.items()}
     emissions_kg = session.operational_carbon_g / 1000  # energy x intensity: embodied carbon is not CodeCarbon's
-    place = bundled().place(code) if code else None
     gpus = [d for d in report.devices if d.component == "gpu"]
     stamp = report.ended_at or report.checkpointed_at or report.started_at
     machine = report.machine
@@ -116,11 +113,7 @@ def row(report: Report) -> dict[str, Any]:
         "ram_energy": _blank(by_component.get("ram")),
         "energy_consumed": session.facility_energy_kwh,
         "water_consumed": "",
-        "country_name": place.country_name if place else "",
-        "country_iso_code": place.country_iso_code if place else "",
-        "region": place.region if place else "",
-        "cloud_provider": code.split(":")[0] if kind == "cloud_region" else "",
-        "cloud_region": code.split(":", 1)[1] if kind == "cloud_region" else "",
+        **_where(kind, code),
         "os": _blank(machine.os),
         "python_version": report.software.get("python") or "",
         "codecarbon_version": "",
@@ -139,6 +132,20 @@ def row(report: Report) -> dict[str, Any]:
         "on_cloud": "Y" if kind == "cloud_region" else "N",
         "pue": pue,
         "wue": "",
+    }
+
+
+def _where(kind: str | None, code: str) -> dict[str, str]:
+    """Country, ISO code and region from the bundled data; cloud provider and region."""
+    from nn_tracker.catalogue import bundled
+
+    place = bundled().place(code) if code else None
+    return {
+        "country_name": place.country_name if place else "",
+        "country_iso_code": place.country_iso_code if place else "",
+        "region": place.region if place else "",
+        "cloud_provider": code.split(":")[0] if kind == "cloud_region" else "",
+        "cloud_region": code.split(":", 1)[1] if kind == "cloud_region" else "",
     }
 
 

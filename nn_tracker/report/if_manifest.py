@@ -44,6 +44,37 @@ def build(report: Report) -> dict[str, Any]:
     centres = report.datacentres
     if report.started_at is None:
         raise ValidationError("report.started_at", None, "must be the run's start time to export an IF manifest")
+    plugins = _plugins(centres)
+    grid = _grid(report)
+    children: dict[str, Any] = {}
+    for phase in (name for name in report.phases if "/" not in name):
+        pue = centres[centre_row_for(phase, centres)].pue
+        if report.phases[phase].inclusive_energy_kwh > 0:
+            children[phase] = {
+                "pipeline": {"compute": [f"operational-carbon-{centre_row_for(phase, centres)}", "total-carbon"]},
+                "defaults": {"carbon-embodied": 0},
+                "inputs": [
+                    {"timestamp": stamp, "duration": seconds, "energy": kwh.get(phase, 0.0) * pue}
+                    for stamp, seconds, kwh in grid
+                ],
+            }
+    embodied = report.footprint.embodied_carbon_amortised_g
+    if embodied:
+        children["embodied"] = _embodied_child(embodied, grid)
+    return {
+        "name": f"nn_tracker {report.project_name} {report.run_id}",
+        "description": "Energy measured by nn_tracker; carbon = facility energy x intensity / transport factor "
+        "(builtin Coefficient) + amortised embodied carbon (Sum). Every child has the same time grid, so IF's "
+        f"aggregation gives the tree's total: carbon {report.total_carbon_g!r} g.",
+        "tags": {"kind": "nn_tracker export", "status": report.status},
+        "aggregation": {"metrics": ["energy", "carbon"], "type": "both"},
+        "initialize": {"plugins": plugins},
+        "tree": {"children": children},
+    }
+
+
+def _plugins(centres: list[Any]) -> dict[str, Any]:
+    """One ``Coefficient`` per datacentre (nn-c) and the ``Sum`` of operational and embodied carbon."""
     plugins: dict[str, Any] = {
         f"operational-carbon-{i}": {
             "path": "builtin",
@@ -66,45 +97,25 @@ def build(report: Report) -> dict[str, Any]:
             "outputs": {"carbon": CARBON},
         },
     }
-    grid = _grid(report)
-    children: dict[str, Any] = {}
-    for phase in (name for name in report.phases if "/" not in name):
-        pue = centres[centre_row_for(phase, centres)].pue
-        if report.phases[phase].inclusive_energy_kwh > 0:
-            children[phase] = {
-                "pipeline": {"compute": [f"operational-carbon-{centre_row_for(phase, centres)}", "total-carbon"]},
-                "defaults": {"carbon-embodied": 0},
-                "inputs": [
-                    {"timestamp": stamp, "duration": seconds, "energy": kwh.get(phase, 0.0) * pue}
-                    for stamp, seconds, kwh in grid
-                ],
-            }
-    embodied = report.footprint.embodied_carbon_amortised_g
-    if embodied:
-        total_s = sum(seconds for _, seconds, _ in grid)
-        shares = [seconds / total_s for _, seconds, _ in grid] if total_s > 0 else [1.0] + [0.0] * (len(grid) - 1)
-        children["embodied"] = {
-            "pipeline": {"compute": ["total-carbon"]},
-            "inputs": [
-                {
-                    "timestamp": stamp,
-                    "duration": seconds,
-                    "energy": 0.0,
-                    "carbon-operational": 0.0,
-                    "carbon-embodied": embodied * share,
-                }
-                for (stamp, seconds, _), share in zip(grid, shares, strict=True)
-            ],
-        }
+    return plugins
+
+
+def _embodied_child(embodied_g: float, grid: list[tuple[str, float, dict[str, float]]]) -> dict[str, Any]:
+    """The amortised embodied carbon on the common grid, spread by duration."""
+    total_s = sum(seconds for _, seconds, _ in grid)
+    shares = [seconds / total_s for _, seconds, _ in grid] if total_s > 0 else [1.0] + [0.0] * (len(grid) - 1)
     return {
-        "name": f"nn_tracker {report.project_name} {report.run_id}",
-        "description": "Energy measured by nn_tracker; carbon = facility energy x intensity / transport factor "
-        "(builtin Coefficient) + amortised embodied carbon (Sum). Every child has the same time grid, so IF's "
-        f"aggregation gives the tree's total: carbon {report.total_carbon_g!r} g.",
-        "tags": {"kind": "nn_tracker export", "status": report.status},
-        "aggregation": {"metrics": ["energy", "carbon"], "type": "both"},
-        "initialize": {"plugins": plugins},
-        "tree": {"children": children},
+        "pipeline": {"compute": ["total-carbon"]},
+        "inputs": [
+            {
+                "timestamp": stamp,
+                "duration": seconds,
+                "energy": 0.0,
+                "carbon-operational": 0.0,
+                "carbon-embodied": embodied_g * share,
+            }
+            for (stamp, seconds, _), share in zip(grid, shares, strict=True)
+        ],
     }
 
 
