@@ -14,7 +14,8 @@ The modules form layers; each imports only the layers below it (``tests/test_arc
    footprint (``report.carbon``), reading saved ones, every writer, ``compare``, Prometheus exposition),
    ``live`` (the running figures).
 6. **running**: ``phases``, ``endings`` (SIGTERM, uncaught
-   exceptions, exit), ``tracker``, ``distributed``, ``serving``, ``runner`` (with ``reaper``, the process
+   exceptions, exit), ``tracker``, ``distributed``, ``requests`` (energy per request), ``serving``,
+   ``runner`` (with ``reaper``, the process
    between it and the command).
 7. **integrations**: Lightning, transformers, the Impact Framework.
 8. **command line**: ``cli``.

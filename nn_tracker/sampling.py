@@ -102,6 +102,9 @@ class Sampler:
         timeline_points: Maximum points of the downsampled timeline.
         on_tick: Called (outside the lock) after each background tick, e.g. for checkpoints.
         max_wake_s: Wake at least this often (checkpoints), even when every sensor is slower.
+        energy_listener: Called (outside the lock) after each tick with the energy read in it
+            (``start, end, joules`` pieces of every device), the time up to which every device has
+            read, and the power at the last samples (energy per request, :mod:`nn_tracker.requests`).
 
     """
 
@@ -113,12 +116,14 @@ class Sampler:
         timeline_points: int = 2000,
         on_tick: Callable[[float], None] | None = None,
         max_wake_s: float | None = None,
+        energy_listener: Callable[[list[tuple[float, float, float]], float, float], None] | None = None,
     ) -> None:
         self._sensors = list(sensors)
         self._clock = clock
         self._interval_s = interval_s
         self._on_tick = on_tick
         self._max_wake_s = max_wake_s
+        self._energy_listener = energy_listener
         self._lock = threading.Lock()  # totals, timeline, phase times
         self._read_lock = threading.Lock()  # one reader of the sensors at a time
         self._events_lock = threading.Lock()
@@ -226,7 +231,10 @@ class Sampler:
             now = self._clock.monotonic()
             readings = self._read(now, force, bool(events))
             with self._lock:
-                self._apply(now, events, readings)
+                pieces = self._apply(now, events, readings)
+                heard = (pieces, self._horizon(now), sum(t.last_power_w or 0.0 for t in self.totals.values()))
+            if self._energy_listener is not None:
+                self._energy_listener(*heard)
         except Exception:
             self.tick_errors += 1
             log.exception("nn_tracker: sampling tick failed (tracking continues)")
@@ -263,7 +271,12 @@ class Sampler:
             readings.append((sensor, power, measurement))
         return readings
 
-    def _apply(self, now: float, events: list[tuple[float, str]], readings: list) -> None:
+    def _horizon(self, now: float) -> float:
+        """The time up to which every sensor still measuring has read its energy."""
+        return min((self.totals[s.info.device_id].last_energy_s for s in self._sensors if s.active), default=now)
+
+    def _apply(self, now: float, events: list[tuple[float, str]], readings: list) -> list[tuple[float, float, float]]:
+        """Account a tick; return the energy read in it as ``(start, end, joules)`` pieces."""
         start = self.last_tick_s
         self.last_tick_s = now
         self.ticks += 1
@@ -316,10 +329,13 @@ class Sampler:
                 root = phase.split("/", 1)[0]
                 phase_s[root] = phase_s.get(root, 0.0) + (seg_end - seg_start)
             self.timeline.add_interval(start, now, power_j, peaks, phase_s)
+        pieces = []
         for totals in self.totals.values():
             for seg_start, seg_end, phase, joules in totals.flushed:
                 self.timeline.add_energy(totals.info.device_id, seg_start, seg_end, joules, phase)
+                pieces.append((seg_start, seg_end, joules))
             totals.flushed.clear()
+        return pieces
 
     def _segments(self, start: float, now: float, events: list[tuple[float, str]]) -> list[tuple[float, float, str]]:
         """The tick interval cut at phase switches: (start, end, phase) of non-zero length."""

@@ -14,17 +14,23 @@ figures are Prometheus metrics, see :mod:`nn_tracker.report.prometheus`.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nn_tracker import validation as check
-from nn_tracker.config import QUERYING_PHASE, check_phase_name
+from nn_tracker.config import QUERYING_PHASE, check_phase_name, datacentre_index
 from nn_tracker.endings import stop_as_block_ends
+from nn_tracker.energy import JOULES_PER_KWH
 from nn_tracker.errors import ValidationError
+from nn_tracker.report.document import Requests, RequestUnits, Spread
 from nn_tracker.report.files import append_whole
+from nn_tracker.requests import METHOD, RequestEnergy, RequestLedger, RequestStats, check_weight
 from nn_tracker.tracker import Tracker
 
 if TYPE_CHECKING:
@@ -74,6 +80,12 @@ class ServingTracker:
         self._period_lock = threading.Lock()
         self._last: dict[str, float] = {}  # the totals at the end of the last period
         self._period_index = 0
+        self._ledger: RequestLedger | None = None  # energy per request, while running
+        self._stats = RequestStats()
+        self._open_at_stop = 0
+        self._idle_at_period_start_j = 0.0
+        self.tracker._energy_listener = self._heard
+        self.tracker._requests_section = self._requests_section
 
     @property
     def periods_path(self) -> Path:
@@ -106,8 +118,11 @@ class ServingTracker:
                     "must not hold nn_tracker's metrics already (another ServingTracker still uses it)",
                 ) from None
         try:
+            self._ledger = self._new_ledger()
             self.tracker.start()
+            self._ledger.embodied_g_per_s = _embodied_g_per_s(self.tracker)
         except BaseException:
+            self._ledger = None
             self._close_prometheus()
             raise
         self._last = dict.fromkeys(("energy_kwh", "facility_kwh", "carbon_g", "units", "end_s"), 0.0)
@@ -119,6 +134,71 @@ class ServingTracker:
     def count(self, n: float = 1) -> None:
         """Count served units (cheap, thread-safe)."""
         self.tracker.add_units(n, kind=self.unit)
+
+    def request(self, weight: float = 1.0, **units: float) -> RequestScope:
+        """One request: ``with``/``async with`` (or a decorator); yields its :class:`RequestEnergy`.
+
+        The power of the tracked devices is shared among the requests in flight by ``weight``
+        (change it with ``RequestEnergy.set_weight``); ``units`` (``tokens=...``) are counted for it.
+        Its figures are provisional when it ends, settled once the counters' readings cover it.
+
+        Raises:
+            ValidationError: a weight or unit count that is not a finite number > 0 (>= 0 for units).
+        """
+        check_weight(weight)
+        for kind, n in units.items():
+            check_phase_name(kind, "unit")
+            check.non_negative(f"units.{kind}", n)
+        return RequestScope(self, weight, units)
+
+    def _heard(self, pieces: list[tuple[float, float, float]], horizon_s: float, power_w: float) -> None:
+        """The sampler's energy: settles requests (never raises into the sampler)."""
+        ledger = self._ledger
+        if ledger is None:
+            return
+        try:
+            ledger.add_energy(pieces, horizon_s, power_w)
+        except Exception:  # energy per request must never stop the tracking
+            log.exception("nn_tracker: energy per request failed for this reading (tracking continues)")
+
+    def _new_ledger(self) -> RequestLedger:
+        """The request ledger, with the serving datacentre's PUE and carbon per joule."""
+        config = self.tracker.config
+        centre = config.resolved[datacentre_index(QUERYING_PHASE, [c.phases for c in config.resolved])]
+        return RequestLedger(
+            self.tracker.clock.monotonic,
+            pue=centre.pue,
+            carbon_g_per_facility_j=centre.intensity_g_per_kwh / centre.transport_factor / JOULES_PER_KWH,
+            on_settled=self._stats.add,
+        )
+
+    def _requests_section(self) -> Requests | None:
+        """The report's ``requests`` section (``None`` when no request was ever made)."""
+        ledger = self._ledger
+        run = self._stats.run
+        if ledger is None or (not run.count and not ledger._in_flight and not ledger._waiting):
+            return None
+        pue, g_per_j = ledger.pue, ledger.carbon_g_per_facility_j
+        return Requests(
+            count=run.count,
+            open_at_stop=self._open_at_stop,
+            it_energy_kwh=run.it_j / JOULES_PER_KWH,
+            idle_it_energy_kwh=ledger.idle_j / JOULES_PER_KWH,
+            idle_s=ledger.idle_s,
+            facility_energy_kwh=run.facility_j / JOULES_PER_KWH,
+            carbon_g=run.carbon_g,
+            idle_carbon_g=ledger.idle_j * pue * g_per_j + ledger.idle_s * ledger.embodied_g_per_s,
+            per_unit={
+                kind: RequestUnits(
+                    units=figures["units"],
+                    requests=figures["requests"],
+                    facility_energy_j=Spread(**figures["facility_energy_j"]),
+                    carbon_g=Spread(**figures["carbon_g"]),
+                )
+                for kind, figures in run.per_unit().items()
+            },
+            method=METHOD,
+        )
 
     def _run(self) -> None:
         while not self.tracker.clock.wait(self._stop, self.period_s):
@@ -167,6 +247,13 @@ class ServingTracker:
                 f"carbon_g_per_{self.unit}": delta["carbon_g"] / count if count else None,
                 f"facility_energy_kwh_per_{self.unit}": delta["facility_kwh"] / count if count else None,
             }
+            if self._ledger is not None and (self._stats.period.count or self._stats.run.count):
+                idle_j = self._ledger.idle_j
+                record["requests"] = {
+                    **self._stats.take_period(),  # the requests settled in this period
+                    "idle_it_energy_kwh": (idle_j - self._idle_at_period_start_j) / JOULES_PER_KWH,
+                }
+                self._idle_at_period_start_j = idle_j
             if running or totals != self._last:
                 self._last = totals
                 self._period_index += 1
@@ -187,6 +274,14 @@ class ServingTracker:
             self._thread.join(timeout=10)
         try:
             was_running = self.tracker.running
+            ledger = self._ledger
+            if was_running and ledger is not None:  # the last reading settles every request before the report
+                self.tracker.end_sampling()
+                self._open_at_stop = ledger.close(self.tracker.clock.monotonic())
+                if self._open_at_stop:
+                    self.tracker.add_note(
+                        f"{self._open_at_stop} request(s) still in flight at stop were ended then (see requests)."
+                    )
             report = self.tracker.stop(status, error)
             if was_running:  # the last period ends with the final report: the periods add up to it
                 try:
@@ -238,3 +333,76 @@ def _prometheus_export(serving: ServingTracker, registry: Any, port: Any, addr: 
             "needs prometheus_client (pip install 'nn-tracker[prometheus]')",
         ) from None
     return PrometheusExport(serving, registry, port, addr)
+
+
+class RequestScope:
+    """``ServingTracker.request(...)``: a request of the tracker as a ``with``/``async with`` block or a decorator.
+
+    Entering yields the request's :class:`~nn_tracker.requests.RequestEnergy`; leaving gives it its
+    provisional figures. Never raises into the server once entered (a failure is logged); entering one
+    scope twice at once is an error: make one per request (a decorator makes one per call).
+    """
+
+    def __init__(self, serving: ServingTracker, weight: float, units: dict[str, float]) -> None:
+        self._serving = serving
+        self._weight = weight
+        self._units = units
+        self.energy: RequestEnergy | None = None
+
+    def __enter__(self) -> RequestEnergy:
+        if self.energy is not None and self.energy.duration_s is None:
+            raise ValidationError("request", "in flight", "must be entered once at a time (make one per request)")
+        ledger = self._serving._ledger
+        if ledger is None or not self._serving.tracker.running:
+            self.energy = RequestEnergy(weight=self._weight, units=dict(self._units))  # not tracked: no figures
+            return self.energy
+        self.energy = ledger.begin(self._weight, self._units)
+        return self.energy
+
+    def __exit__(self, *_: Any) -> None:
+        request, ledger = self.energy, self._serving._ledger
+        if request is None or request._ledger is None or ledger is None:
+            return
+        try:
+            ledger.end(request)
+        except Exception:  # the server's own exception, if any, goes on; ours never replaces it
+            log.warning("nn_tracker: a request could not be ended", exc_info=True)
+
+    async def __aenter__(self) -> RequestEnergy:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.__exit__(*exc)
+
+    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorate a function (sync or async): each call is one request."""
+        serving, weight, units = self._serving, self._weight, self._units
+        if inspect.iscoroutinefunction(function):
+
+            @functools.wraps(function)
+            async def call_async(*args: Any, **kwargs: Any) -> Any:
+                async with RequestScope(serving, weight, units):
+                    return await function(*args, **kwargs)
+
+            return call_async
+
+        @functools.wraps(function)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with RequestScope(serving, weight, units):
+                return function(*args, **kwargs)
+
+        return call
+
+
+def _embodied_g_per_s(tracker: Tracker) -> float:
+    """The run's amortised embodied carbon per second (it grows linearly with the run's time)."""
+    from types import SimpleNamespace
+
+    from nn_tracker.report import carbon
+
+    sensors = tracker._sensors.sensors if tracker._sensors else []
+    devices = [
+        SimpleNamespace(component=s.info.component, name=s.info.name, device_id=s.info.device_id) for s in sensors
+    ]
+    items = carbon.embodied(tracker.config, devices, 3600.0, [])  # type: ignore[arg-type]
+    return sum(item.amortised_g or 0.0 for item in items) / 3600.0

@@ -97,6 +97,8 @@ class Tracker:
         self._session = session or self._process
         self._rank = rank
         self._carried = Ledger()  # earlier sessions (resume) and other processes (distributed)
+        self._energy_listener: Any = None  # energy per request (ServingTracker): the sampler's pieces
+        self._requests_section: Any = None  # ... and the report's requests section
         # time first (runs sort by start), then 96 random bits: no collision even for a cluster's simultaneous starts
         self.run_id = self.config.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(12).hex()
         self._files = ReportFiles(
@@ -138,6 +140,7 @@ class Tracker:
                 config.timeline_points,
                 on_tick=self._on_tick,
                 max_wake_s=config.checkpoint_interval_s,
+                energy_listener=self._energy_listener,
             )
             self._sampler.phase = config.default_phase
             self._owner_pid = os.getpid()
@@ -469,6 +472,7 @@ class Tracker:
             error=RunError(type=type(error).__name__, message=self._public(describe(error))) if error else None,
             related_runs=list(self._related_runs),
             built_wall_s=self._clock.time(),
+            requests=self._requests_section() if self._requests_section is not None else None,
         )
 
     def _public(self, text: str) -> str:

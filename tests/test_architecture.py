@@ -15,7 +15,7 @@ LAYERS = [
     ("measuring", ("sensors", "sampling")),
     ("configuration", ("config", "estimate")),
     ("reports", ("report", "live")),
-    ("running", ("phases", "endings", "tracker", "distributed", "serving", "runner", "reaper")),
+    ("running", ("phases", "endings", "tracker", "distributed", "serving", "runner", "reaper", "requests")),
     ("integrations", ("integrations",)),
     ("command line", ("cli", "__main__", "__init__")),
 ]

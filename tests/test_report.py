@@ -30,7 +30,7 @@ def report_data(tmp_path):
 
 def test_report_has_every_documented_section(report_data):
     data = report_data
-    assert data["schema_version"] == SCHEMA_VERSION == 4
+    assert data["schema_version"] == SCHEMA_VERSION == 5
     assert data["status"] == "completed" and data["started_at"] == "2026-01-01T00:00:00.000+00:00"
     assert data["duration_s"] == 120 * 60 + 2 * 300 + 30 * 60
     assert data["footprint"]["training_energy_kwh"] > 0 and data["footprint"]["querying_energy_kwh"] > 0
@@ -68,7 +68,7 @@ def test_version_1_reports_are_upgraded(report_data, tmp_path):
     path = tmp_path / "old.json"
     path.write_text(json.dumps(old))
     new = load_report(path).to_dict()
-    assert new["schema_version"] == 4
+    assert new["schema_version"] == 5
     assert new["equivalents"] == report_data["equivalents"]
     assert new["what_if"]["places"][:2] == report_data["what_if"]["places"][:2]
     assert new["nodes"]["node-1"]["energy_kwh"] == pytest.approx(report_data["energy"]["it_kwh"])
@@ -78,7 +78,7 @@ def test_version_1_reports_are_upgraded(report_data, tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"schema_version": 99}', "is newer than this nn_tracker reads (4); upgrade nn_tracker"),
+        ('{"schema_version": 99}', "is newer than this nn_tracker reads (5); upgrade nn_tracker"),
         ('{"hello": 1}', "must be an nn_tracker report (no schema_version field)"),
         ("[1, 2]", "must be an nn_tracker report"),
         ("{not json", "must be valid JSON, got 'line 1"),

@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 
 from nn_tracker.report.codec import IsoTime, spec, to_json
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 Status = Literal["running", "completed", "failed", "terminated"]
 STATUSES = get_args(Status)
 TrainingType = Literal["pre-training", "fine-tuning"]
@@ -300,6 +300,42 @@ class Session:
 
 
 @record
+class Spread:
+    """A distribution: the exact mean; percentiles within 12 % (logarithmic buckets)."""
+
+    mean: float | None = spec("exact mean (null: no value)", None)
+    p50: float | None = spec("median", None)
+    p90: float | None = spec("90th percentile", None)
+    p99: float | None = spec("99th percentile", None)
+
+
+@record
+class RequestUnits:
+    """Requests' figures per unit of one kind (``request``: per request; ``token``: each request's / its tokens)."""
+
+    units: float = spec("units of this kind the requests served", minimum=0)
+    requests: int = spec("requests that served any", minimum=0)
+    facility_energy_j: Spread = spec("facility energy per unit, J")
+    carbon_g: Spread = spec("carbon per unit (operational + its embodied share), gCO2e")
+
+
+@record
+class Requests:
+    """Energy per request (``ServingTracker.request``): the power shared among the requests in flight by weight."""
+
+    count: int = spec("requests settled", minimum=0)
+    open_at_stop: int = spec("requests still in flight at stop (ended then)", minimum=0)
+    it_energy_kwh: float = spec("IT energy attributed to the requests", minimum=0)
+    idle_it_energy_kwh: float = spec("IT energy while no request was in flight", minimum=0)
+    idle_s: float = spec("seconds without any request in flight", minimum=0)
+    facility_energy_kwh: float = spec("the requests' IT energy x the PUE", minimum=0)
+    carbon_g: float = spec("the requests' operational carbon + their share of the embodied carbon", minimum=0)
+    idle_carbon_g: float = spec("the same for the idle time", minimum=0)
+    per_unit: dict[str, RequestUnits] = spec("per unit kind", factory=dict, key="kind")
+    method: str = spec("the attribution rule", "")
+
+
+@record
 class TimelinePoint:
     """One bucket of the timeline."""
 
@@ -359,6 +395,7 @@ class Report:
     related_runs: list[RelatedRun] = spec("earlier stages of the same trainer", factory=list)
     sessions: list[Session] = spec("the run's sessions, in order; they add up to the run's figures", factory=list)
     timeline: Timeline | None = spec("power over time (null in a summary)", None)
+    requests: Requests | None = spec("energy per request (serving with request())", None, omit_none=True)
     paths: list[str] = field(default_factory=list, compare=False, repr=False)  # where it was written
 
     @property

@@ -34,6 +34,7 @@ from nn_tracker.report.document import (
     Place,
     RelatedRun,
     Report,
+    Requests,
     RunError,
     SamplerHealth,
     Session,
@@ -123,6 +124,7 @@ class RunState:
     error: RunError | None = None
     related_runs: list[RelatedRun] = field(default_factory=list)
     built_wall_s: float | None = None
+    requests: Requests | None = None
 
 
 def incomplete_report(state: RunState, failure: BaseException) -> IncompleteReport:
@@ -215,6 +217,7 @@ def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Re
         related_runs=list(state.related_runs),
         sessions=_sessions(state, sessions, duration_s, amortised_g),
         timeline=timeline_data,
+        requests=state.requests,
     )
 
 
