@@ -45,6 +45,7 @@ class GridIntensity:
         pue_origin: Citation of that PUE.
         aliases: Other spellings that select this entry (ISO alpha-2, state name...).
         country: For a cloud region, its country as the provider names it.
+        state: For a cloud region, its state or province where known (CodeCarbon's ``region`` for it).
 
     """
 
@@ -59,6 +60,7 @@ class GridIntensity:
     pue_origin: str = ""
     aliases: tuple[str, ...] = ()
     country: str = ""  # cloud regions: the country as the provider names it
+    state: str = ""  # cloud regions: the state or province, where the data says (as CodeCarbon writes it)
 
     def describe(self) -> str:
         """One line: the figure, the place, the year and the source."""
@@ -196,8 +198,9 @@ class Catalogue:
         """The country (and region) a location code is in; ``None`` where the data does not say.
 
         A country is itself; a US state is in the United States (region: its name in lower case, as
-        CodeCarbon writes it); a grid zone is in the country its code starts with (region: its name
-        after ``Country:``, else its code); a cloud region is in its provider's country (region unknown).
+        CodeCarbon writes it); a grid zone is in the country its code starts with (region: the province
+        of a Canadian zone, as CodeCarbon writes it, else none); a cloud region is in its provider's
+        country (region: its state where the data gives one).
         """
         entry = self.locations.get(code)
         if entry is None:
@@ -207,9 +210,12 @@ class Catalogue:
         if entry.kind == "us_state":
             country, region = self.locations.get("USA"), entry.name.casefold()
         elif entry.kind == "grid_zone":
-            country, region = self._country(code.split("-")[0]), entry.name.partition(": ")[2].casefold() or code
-        elif entry.kind == "cloud_region":
-            country, region = self._country(entry.country), ""
+            country = self._country(code.split("-")[0])
+            canadian = country is not None and country.code == "CAN"  # CodeCarbon's regions: US states, provinces
+            region = entry.name.partition(": ")[2].casefold() if canadian else ""
+        elif entry.kind == "cloud_region" and entry.country:
+            country = self._country(entry.country)  # named as the provider names it, as CodeCarbon writes it
+            return Place(entry.country, country.code, entry.state) if country is not None else None
         else:
             return None
         return Place(country.name, country.code, region) if country is not None else None
@@ -366,6 +372,7 @@ def bundled() -> Catalogue:
             pue=_optional_float(row["pue"]),
             pue_origin=row["pue_origin"],
             country=row["country"],
+            state=row.get("state") or "",
         )
     hardware = {
         row["name"]: HardwareSpec(

@@ -369,6 +369,7 @@ def cloud_rows(data: Path) -> list[list[object]]:
                 "",
                 "mlco2-impact",
                 row["source"].strip(),
+                "",
             ]
     with open(data / "codecarbon/impact.csv", newline="", encoding="utf-8-sig") as handle:
         for row in csv.DictReader(handle):
@@ -382,13 +383,14 @@ def cloud_rows(data: Path) -> list[list[object]]:
                 "",
                 "google-region-carbon",
                 row["source"].strip(),
+                row["state"].strip(),  # the region CodeCarbon writes for it
             ]
     out = []
     for key, row in sorted(rows.items()):
         if not row[4] or not float(row[4]):
             continue  # no usable intensity; 0 is a market-based "carbon-free" claim, not the grid's intensity
         pue, pue_origin = pue_by_region.get(key, ("", ""))
-        out.append([*row, pue, pue_origin])
+        out.append([*row[:-1], pue, pue_origin, row[-1]])
     return out
 
 
@@ -519,6 +521,7 @@ def main() -> None:
             "origin",
             "pue",
             "pue_origin",
+            "state",
         ],
         cloud_rows(data),
     )

@@ -298,3 +298,26 @@ def test_formula_errors_name_the_node_the_input_and_the_field(seed, field, value
     with pytest.raises(ValidationError) as info:
         run_manifest(seed)
     assert message in str(info.value)
+
+
+def test_a_run_that_measured_nothing_exports_a_tree_if_can_compute(tmp_path):
+    from fakes import ConstantPower, sensor_set
+
+    from nn_tracker import ManualClock, Tracker
+    from nn_tracker.report import if_manifest
+
+    tracker = Tracker(
+        clock=ManualClock(wall_start_s=1_767_225_600.0),
+        background=False,
+        sensors=sensor_set(ConstantPower(power_w=0.0)),
+        output_dir=tmp_path,
+        formats=[],
+        intensity_g_per_kwh=100,
+        embodied=(),
+        checkpoint_interval_s=None,
+    )
+    with tracker:
+        pass
+    manifest = yaml.safe_load(if_manifest.render(tracker.report()))
+    assert manifest["tree"]["children"]  # IF fails on a tree without children
+    assert run_manifest(manifest)["tree"]["aggregated"] == {"energy": 0.0, "carbon": 0.0}

@@ -211,7 +211,7 @@ def test_codecarbon_csv_row(report_data, tmp_path, monkeypatch):
     assert row["ram_energy"] == "" and row["ram_power"] == ""  # not measured: empty, never 0
     assert row["water_consumed"] == "" and row["cpu_utilization_percent"] == ""  # not measured by nn_tracker
     assert row["country_name"] == "France" and row["country_iso_code"] == "FRA" and row["on_cloud"] == "N"
-    assert row["gpu_count"] == "2" and row["gpu_model"] == "NVIDIA A100-SXM4-80GB"
+    assert row["gpu_count"] == "2" and row["gpu_model"] == "2 x NVIDIA A100-SXM4-80GB"  # as CodeCarbon writes it
     assert float(row["gpu_power"]) == pytest.approx(gpu_kwh * 3.6e6 / report_data["duration_s"])  # the mean
     assert row["timestamp"] == "2026-01-01T03:40:00"  # ended 02:40 UTC, in Paris's local time
 

@@ -1,9 +1,11 @@
 """A stage's report files logged as artifacts of the experiment trackers' runs (MLflow, Weights & Biases).
 
 Used by both trainer callbacks after a stage's report is written (global rank 0): Lightning's
-``MLFlowLogger`` and ``WandbLogger``, and the runs that transformers' ``report_to`` started. The files go
-under ``nn_tracker/`` in MLflow's artifacts and are saved with the W&B run. A failure is a warning, never
-an exception into training. Nothing is imported unless such a logger or run is there.
+``MLFlowLogger`` and ``WandbLogger``, and the runs that transformers' ``report_to`` started (the MLflow
+run still open then; none is logged to when none is). The files go under ``nn_tracker/`` in MLflow's
+artifacts and are saved with the W&B run; the shared ``emissions.csv`` is left out (it holds every run's
+rows). A failure is a warning, never an exception into training. Nothing is imported unless such a
+logger or run is there.
 """
 
 from __future__ import annotations
@@ -30,8 +32,14 @@ def to_wandb(paths: Iterable[str | Path], run: Any) -> None:
         run.save(str(path), base_path=str(Path(path).parent), policy="now")
 
 
+def own_files(paths: Iterable[str]) -> list[str]:
+    """The run's own files: not the ``emissions.csv`` that every run appends to (it holds other runs' rows)."""
+    return [p for p in paths if not str(p).endswith(".csv")]
+
+
 def from_lightning(paths: list[str], loggers: Iterable[Any]) -> list[str]:
     """Log the report files to every MLflow and W&B logger of a Lightning trainer; return where they went."""
+    paths = own_files(paths)
     went = []
     for logger in loggers:
         kind = type(logger).__name__
@@ -49,13 +57,14 @@ def from_lightning(paths: list[str], loggers: Iterable[Any]) -> list[str]:
 
 def from_transformers(paths: list[str], report_to: Iterable[str]) -> list[str]:
     """Log the report files to the MLflow and W&B runs that transformers' ``report_to`` uses; return where."""
+    paths = own_files(paths)
     went = []
     wanted = set(report_to or ())
     if "mlflow" in wanted and "mlflow" in sys.modules:
         try:
             import mlflow
 
-            run = mlflow.active_run() or mlflow.last_active_run()  # the callback may have ended it already
+            run = mlflow.active_run()  # report_to's run, still open (our callback runs before it closes it)
             if run is not None:
                 to_mlflow(paths, run.info.run_id, mlflow.MlflowClient())
                 went.append(f"MLflow run {run.info.run_id}")

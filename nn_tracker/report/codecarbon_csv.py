@@ -25,6 +25,7 @@ import csv
 import errno
 import io
 import os
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,7 @@ def row(report: Report) -> dict[str, Any]:
         "cpu_count": _blank(machine.logical_cpus),
         "cpu_model": machine.cpu_model or "",
         "gpu_count": len(gpus),
-        "gpu_model": ", ".join(sorted({d.name for d in gpus})),
+        "gpu_model": ", ".join(f"{n} x {name}" for name, n in sorted(Counter(d.name for d in gpus).items())),
         "longitude": "",
         "latitude": "",
         "ram_total_size": _blank(machine.memory_total_gib),

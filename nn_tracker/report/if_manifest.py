@@ -61,6 +61,13 @@ def build(report: Report) -> dict[str, Any]:
     embodied = report.footprint.embodied_carbon_amortised_g
     if embodied:
         children["embodied"] = _embodied_child(embodied, grid)
+    if not children:  # nothing measured: one child of zero energy, so that IF has a tree to compute
+        phase = next((name for name in report.phases if "/" not in name), "training")
+        children[phase] = {
+            "pipeline": {"compute": [f"operational-carbon-{centre_row_for(phase, centres)}", "total-carbon"]},
+            "defaults": {"carbon-embodied": 0},
+            "inputs": [{"timestamp": stamp, "duration": seconds, "energy": 0.0} for stamp, seconds, _ in grid],
+        }
     return {
         "name": f"nn_tracker {report.project_name} {report.run_id}",
         "description": "Energy measured by nn_tracker; carbon = facility energy x intensity / transport factor "
