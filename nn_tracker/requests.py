@@ -401,20 +401,16 @@ class RequestStats:
         self._lock = threading.Lock()
         self.run = _Window()
         self.period = _Window()
-        self.energy_buckets = [0] * len(ENERGY_BUCKETS_J)  # cumulative counts are made at scrape time
-        self.carbon_buckets = [0] * len(CARBON_BUCKETS_G)
+        self.energy_buckets = [0] * (len(ENERGY_BUCKETS_J) + 1)  # the last: above every bound
+        self.carbon_buckets = [0] * (len(CARBON_BUCKETS_G) + 1)
 
     def add(self, request: RequestEnergy) -> None:
         """Count a settled request (the ledger's ``on_settled``)."""
         with self._lock:
             self.run.add(request)
             self.period.add(request)
-            energy_index = bisect.bisect_left(ENERGY_BUCKETS_J, request.facility_energy_j or 0.0)
-            carbon_index = bisect.bisect_left(CARBON_BUCKETS_G, request.carbon_g or 0.0)
-            if energy_index < len(ENERGY_BUCKETS_J):
-                self.energy_buckets[energy_index] += 1
-            if carbon_index < len(CARBON_BUCKETS_G):
-                self.carbon_buckets[carbon_index] += 1
+            self.energy_buckets[bisect.bisect_left(ENERGY_BUCKETS_J, request.facility_energy_j or 0.0)] += 1
+            self.carbon_buckets[bisect.bisect_left(CARBON_BUCKETS_G, request.carbon_g or 0.0)] += 1
 
     def take_period(self) -> dict[str, Any]:
         """The current period's requests (count, energy, per-unit distribution); a new period starts."""
@@ -429,7 +425,14 @@ class RequestStats:
         }
 
     def histograms(self) -> tuple[list[int], list[int], int, float, float]:
-        """Bucket counts (not cumulative) of facility energy and carbon, the count and both sums."""
+        """Bucket counts (not cumulative, within the bounds) of facility energy and carbon, the count, both sums."""
         with self._lock:
             run = self.run
-            return list(self.energy_buckets), list(self.carbon_buckets), run.count, run.facility_j, run.carbon_g
+            return self.energy_buckets[:-1], self.carbon_buckets[:-1], run.count, run.facility_j, run.carbon_g
+
+    def energy_bins(self) -> list[tuple[float | None, int]]:
+        """The non-empty bins of facility energy: ``(upper bound J or None above the last, count)``."""
+        with self._lock:
+            counts = list(self.energy_buckets)
+        bounds: list[float | None] = [*ENERGY_BUCKETS_J, None]
+        return [(bound, count) for bound, count in zip(bounds, counts, strict=True) if count]

@@ -28,7 +28,7 @@ from nn_tracker.config import QUERYING_PHASE, check_phase_name, datacentre_index
 from nn_tracker.endings import stop_as_block_ends
 from nn_tracker.energy import JOULES_PER_KWH
 from nn_tracker.errors import ValidationError
-from nn_tracker.report.document import Requests, RequestUnits, Spread
+from nn_tracker.report.document import RequestBin, Requests, RequestUnits, Spread
 from nn_tracker.report.files import append_whole
 from nn_tracker.requests import METHOD, RequestEnergy, RequestLedger, RequestStats, check_weight
 from nn_tracker.tracker import Tracker
@@ -197,6 +197,7 @@ class ServingTracker:
                 )
                 for kind, figures in run.per_unit().items()
             },
+            histogram=[RequestBin(up_to_j=bound, count=count) for bound, count in self._stats.energy_bins()],
             method=METHOD,
         )
 

@@ -291,3 +291,44 @@ def test_requests_as_decorators_and_in_asyncio_tasks(tmp_path):
         assert results == [1, 2, 3]
     assert request.settled and request.energy_j == pytest.approx(100.0)
     assert tracker.tracker.report().requests.count == 5
+
+
+def test_prometheus_histograms_of_settled_requests_and_the_idle_energy(tmp_path):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    registry = CollectorRegistry()
+    tracker, clock = serving(tmp_path, prometheus_registry=registry)
+    with tracker:
+        for seconds in (0.5, 2.0, 30.0):
+            with tracker.request():
+                clock.advance(seconds)
+        clock.advance(5)
+        tracker.tracker.sample()
+        families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    energy = {
+        s.labels.get("le"): s.value
+        for s in families["nn_tracker_request_energy_joules"].samples
+        if s.name.endswith("_bucket")
+    }
+    # facility J: 75, 300 and 4500 (100 W x 1.5): cumulative counts by bucket
+    assert energy["50.0"] == 0 and energy["100.0"] == 1 and energy["500.0"] == 2 and energy["5000.0"] == 3
+    assert energy["+Inf"] == 3
+    total = {s.name: s.value for s in families["nn_tracker_request_energy_joules"].samples}
+    assert total["nn_tracker_request_energy_joules_sum"] == pytest.approx(75 + 300 + 4500)
+    idle = families["nn_tracker_idle_energy_joules"].samples[0].value
+    assert idle == pytest.approx(500.0)  # the last 5 s, nobody in flight
+
+
+def test_the_markdown_and_html_show_the_distribution_and_a_histogram(tmp_path):
+    tracker, clock = serving(tmp_path, formats=["json", "md", "html"])
+    with tracker:
+        for seconds in (0.5, 2.0, 2.0, 30.0):
+            with tracker.request(tokens=5):
+                clock.advance(seconds)
+    markdown = next(tmp_path.glob("*.md")).read_text()
+    assert "## Energy per request" in markdown and "4 requests used 3,450 J (IT)" in markdown
+    assert "| tokens | 20 |" in markdown
+    page = next(tmp_path.glob("*.html")).read_text()
+    assert page.count('class="hbar"') == 3  # 75 J, 300 J (two) and 4,500 J: three non-empty bins
+    assert 'style="width:100.0%"' in page  # the bin of two requests is the longest bar

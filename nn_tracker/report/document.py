@@ -320,6 +320,14 @@ class RequestUnits:
 
 
 @record
+class RequestBin:
+    """Requests whose facility energy is at most ``up_to_j`` (and above the bin before)."""
+
+    up_to_j: float | None = spec("upper bound, J (null: above the last bound)")
+    count: int = spec("requests in it", minimum=0)
+
+
+@record
 class Requests:
     """Energy per request (``ServingTracker.request``): the power shared among the requests in flight by weight."""
 
@@ -332,6 +340,7 @@ class Requests:
     carbon_g: float = spec("the requests' operational carbon + their share of the embodied carbon", minimum=0)
     idle_carbon_g: float = spec("the same for the idle time", minimum=0)
     per_unit: dict[str, RequestUnits] = spec("per unit kind", factory=dict, key="kind")
+    histogram: list[RequestBin] = spec("requests by facility energy (non-empty bins)", factory=list)
     method: str = spec("the attribution rule", "")
 
 

@@ -12,6 +12,7 @@ import re
 from html import escape
 from typing import Any
 
+from nn_tracker.energy import JOULES_PER_KWH
 from nn_tracker.report import tables, units
 from nn_tracker.report.document import Footprint, Report, Timeline, TimelinePoint
 
@@ -27,6 +28,7 @@ table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem;font-size:.92rem
 th,td{border-bottom:1px solid #e5e5e5;padding:.35rem .5rem;text-align:left;vertical-align:top;
 overflow-wrap:break-word}
 #power-plot{max-width:100%;height:auto}
+.hbar{background:#1f77b4;height:.8rem;min-width:2px}.histogram td:nth-child(2){width:60%}
 .v{white-space:nowrap}
 th{background:#f6f6f6}.legend span{margin-right:1.2rem;white-space:nowrap}
 .swatch{display:inline-block;width:.9rem;height:.9rem;border-radius:2px;margin-right:.3rem;vertical-align:middle}
@@ -218,6 +220,26 @@ def _inputs(report: Report) -> str:
     )
 
 
+def _requests(report: Report) -> str:
+    """Energy per request: the sentence, the distribution table and a histogram of the requests' energy."""
+    sentence, distribution = tables.requests(report)
+    if not sentence or report.requests is None:
+        return ""
+    bins = report.requests.histogram
+    most = max((b.count for b in bins), default=0) or 1
+    rows = "".join(
+        f"<tr><td>{_value(units.energy(b.up_to_j / JOULES_PER_KWH)) if b.up_to_j is not None else 'more'}</td>"
+        f'<td><div class="hbar" style="width:{100 * b.count / most:.1f}%"></div></td>'
+        f"<td>{_value(units.number(b.count))}</td></tr>"
+        for b in bins
+    )
+    histogram = (
+        '<table class="histogram" aria-label="Requests by facility energy"><thead><tr><th>facility energy up to</th>'
+        f"<th></th><th>requests</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+    return f"<h2>Energy per request</h2><p>{_e(sentence)}</p>{table(*distribution)}{histogram}"
+
+
 def render(report: Report) -> str:
     """The HTML page of a report."""
     labels = {d.device_id: f"{d.name} [{d.device_id}], {d.method}" for d in report.devices}
@@ -241,6 +263,7 @@ def render(report: Report) -> str:
         _devices(report, labels),
         "<h2>Per functional unit</h2>",
         table(*tables.per_unit(report)),
+        _requests(report),
         "<h2>Sessions of this resumed run</h2>" if resumed else "",
         table(*resumed) if resumed else "",
         "<h2>This report and the other stages of the run</h2>" if related else "",

@@ -86,6 +86,9 @@ def render(report: Report) -> str:
     others = tables.related(report)
     if others:
         lines += ["", "## This report and the other stages of the run", "", *_table(*others)]
+    sentence, requests = tables.requests(report)
+    if sentence:
+        lines += ["", "## Energy per request", "", _cell(sentence), "", *_table(*requests)]
     if report.footprint.embodied:
         lines += ["", "## Embodied carbon", "", *_table(*tables.embodied(report))]
     lines += ["", "## In everyday terms", "", *(f"- {_cell(line)}" for line in tables.equivalents(report))]

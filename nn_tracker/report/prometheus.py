@@ -36,7 +36,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 
 from nn_tracker.energy import JOULES_PER_KWH
 from nn_tracker.report.document import IncompleteReport, Report
@@ -112,6 +118,26 @@ class ServingCollector:
         if isinstance(report, Report):
             self._fill(report, units, families)
         yield from families.values()
+        yield from self._requests(report)
+
+    def _requests(self, report: Report | IncompleteReport | None) -> Iterator[Metric]:
+        """Energy per request: histograms of the settled requests and the idle energy (no sensor read)."""
+        from nn_tracker.requests import CARBON_BUCKETS_G, ENERGY_BUCKETS_J
+
+        energy = HistogramMetricFamily(
+            "nn_tracker_request_energy_joules", "Facility energy of each settled request (request()), J."
+        )
+        carbon = HistogramMetricFamily(
+            "nn_tracker_request_carbon_grams", "Carbon of each settled request (operational + embodied share), gCO2e."
+        )
+        idle = CounterMetricFamily("nn_tracker_idle_energy_joules", "IT energy while no request was in flight.")
+        ledger = self._serving._ledger
+        if isinstance(report, Report) and ledger is not None:
+            energy_counts, carbon_counts, count, energy_sum, carbon_sum = self._serving._stats.histograms()
+            energy.add_metric([], _cumulative(ENERGY_BUCKETS_J, energy_counts, count), energy_sum)
+            carbon.add_metric([], _cumulative(CARBON_BUCKETS_G, carbon_counts, count), carbon_sum)
+            idle.add_metric([], ledger.idle_j)
+        yield from (energy, carbon, idle)
 
     def _fill(self, report: Report, units: float, families: dict[str, Metric]) -> None:
         unit = self._serving.unit
@@ -143,6 +169,15 @@ class ServingCollector:
         if units > 0:
             families["energy_per_unit"].add_metric([unit], facility_kwh * JOULES_PER_KWH / units)
             families["carbon_per_unit"].add_metric([unit], footprint.total_carbon_g / units)
+
+
+def _cumulative(bounds: tuple[float, ...], counts: list[int], total: int) -> list[tuple[str, float]]:
+    """Prometheus buckets: ``(le, count of values <= le)``, ending with ``+Inf``."""
+    buckets, running = [], 0
+    for bound, count in zip(bounds, counts, strict=True):
+        running += count
+        buckets.append((repr(bound), running))
+    return [*buckets, ("+Inf", total)]
 
 
 MAX_CONNECTIONS = 16  # scrapes served at once; more are closed at once (a scraper holds one)

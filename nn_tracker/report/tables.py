@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nn_tracker.energy import JOULES_PER_KWH
 from nn_tracker.report import units
 from nn_tracker.report.document import Report
 
@@ -182,6 +183,35 @@ def per_unit(report: Report) -> Table:
             for phase, u in unit.by_phase.items()
         ],
     )
+
+
+def requests(report: Report) -> tuple[str, Table]:
+    """Energy per request: a sentence (attributed, idle) and the distribution per unit kind."""
+    section = report.requests
+    if section is None:
+        return "", ([], [])
+    total_kwh = section.it_energy_kwh + section.idle_it_energy_kwh
+    idle_share = f" ({section.idle_it_energy_kwh / total_kwh:.0%})" if total_kwh > 0 else ""
+    sentence = (
+        f"{units.number(section.count)} requests used {units.energy(section.it_energy_kwh)} (IT); "
+        f"idle time ({units.duration(section.idle_s)}) used {units.energy(section.idle_it_energy_kwh)}{idle_share}. "
+        "Each request gets the power of the moments it was in flight, shared by weight with the others."
+    )
+    rows = [
+        [
+            kind,
+            units.number(figures.units),
+            *(_joules(getattr(figures.facility_energy_j, q)) for q in ("mean", "p50", "p90", "p99")),
+            units.carbon(figures.carbon_g.mean),
+        ]
+        for kind, figures in section.per_unit.items()
+    ]
+    header = ["per", "units", "facility energy: mean", "p50", "p90", "p99", "carbon: mean"]
+    return sentence, (header, rows)
+
+
+def _joules(value: float | None) -> str:
+    return units.energy(None if value is None else value / JOULES_PER_KWH)
 
 
 def equivalents(report: Report) -> list[str]:

@@ -16,7 +16,10 @@ def _scaled(value: float | None, steps: list[tuple[float, str]], digits: int = 3
         return f"0 {next(unit for factor, unit in steps if factor == 1.0)}"
     for factor, unit in steps:
         if abs(value) >= factor or factor == steps[-1][0]:
-            return f"{value / factor:,.{digits}g} {unit}"
+            text = f"{value / factor:,.{digits}g}"
+            if "e" in text:  # 1,000 or more of a unit with no larger step before the next (3,250 J < 1 Wh)
+                text = f"{value / factor:,.0f}"
+            return f"{text} {unit}"
     return f"{value:g}"  # pragma: no cover
 
 
