@@ -13,8 +13,9 @@ device has read past a time (the *horizon*), the power up to it is final and the
 gets ``w × (F(z) − F(a))``, idle time gets ``∫ P`` where ``W = 0``: exact sums, whatever the overlap.
 
 **Provisional and settled.** When a request ends, its figures are computed at once: final up to the
-horizon, the last power sample beyond it (no sensor read on the request's thread). When the horizon
-passes its end they are settled against the counters (``settled``). Settled requests leave memory;
+horizon, the last power sample beyond it (no sensor read on the request's thread); before any power is
+known (the first readings), they stay ``None``. When the horizon passes its end they are settled
+against the counters (``settled``). Settled requests leave memory;
 the distribution is kept in fixed logarithmic buckets.
 """
 
@@ -198,7 +199,8 @@ class RequestLedger:
             request._points.append((t, self._g, 0.0))
             self._set_weight(self._w - request.weight)
             request.duration_s = t - request._points[0][0]
-            self._figures(request, self._provisional_f)
+            if self._power_w > 0 or t <= self._frontier:  # else no power known yet: no figure, never a false 0
+                self._figures(request, self._provisional_f)
             heapq.heappush(self._waiting, (t, request._id, request))
         return request
 
@@ -261,7 +263,7 @@ class RequestLedger:
         """
         done: list[RequestEnergy] = []
         with self._lock:
-            self._power_w = power_w
+            self._power_w = power_w if power_w > 0 else self._last_power_w()
             for start, end, joules in pieces:
                 if not joules:
                     continue
@@ -288,6 +290,10 @@ class RequestLedger:
         if self._on_settled is not None:
             for request in done:
                 self._on_settled(request)
+
+    def _last_power_w(self) -> float:
+        """Without a power sample (sensors that give energy only): the power of the last final segment."""
+        return self._segments[-1][4] if self._segments else 0.0
 
     def _extend(self, horizon: float) -> None:
         """Make the energy up to ``horizon`` final: elementary segments with their total power."""

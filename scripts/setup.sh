@@ -11,4 +11,4 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 pip() { .venv/bin/python -m pip -q --disable-pip-version-check "$@"; }
 .venv/bin/python -c "import torch" 2>/dev/null || pip install torch==2.13.0
-pip install -e '.[test,lightning,transformers,prometheus]'
+pip install -e '.[test,lightning,transformers,prometheus,serving]'

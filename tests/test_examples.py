@@ -87,3 +87,10 @@ def test_transformers_example(tmp_path):
     assert train["phases"]["training"]["units"]["sample"] == 64
     assert train["phases"]["training/validation"]["units"]["sample"] == 64  # one evaluation per epoch
     assert predict["phases"]["querying/predict"]["units"]["sample"] == 128
+
+
+def test_fastapi_example(tmp_path):
+    out = run_example("fastapi_serving.py", "--self-test", "12", "--output-dir", str(tmp_path))
+    assert "12 requests; provisional facility energy per request in the headers: min" in out
+    data = json.loads(next(tmp_path.glob("fastapi-serving-*.json")).read_text())
+    assert data["requests"]["count"] == 12 and data["requests"]["per_unit"]["query"]["units"] == 12

@@ -126,7 +126,7 @@ def test_provisional_figures_use_the_last_power_and_settle_against_the_counter()
     now.t = 2.0
     ledger.end(request)
     ledger.add_energy([], 0.0, 0.0)  # nothing read yet
-    assert not request.settled and request.energy_j == 0.0  # no power known yet: provisional 0
+    assert not request.settled and request.energy_j is None  # no power known yet: no figure, never a false 0
     now.t = 2.5
     ledger.add_energy([(0.0, 1.0, 100.0)], 1.0, 100.0)  # one device read up to 1 s at 100 W
     assert not request.settled
@@ -217,7 +217,7 @@ def test_a_serving_tracker_shares_power_among_requests_and_reports_them(tmp_path
             tracker.request().__exit__  # noqa: B018 - a scope never entered ends nothing
             tracker._ledger.end(first)
             clock.advance(10)
-        assert second.energy_j == pytest.approx(0.0) and not second.settled  # no reading yet: provisional
+        assert second.energy_j is None and not second.settled  # no reading yet: no provisional figure
         clock.advance(10)
         tracker.tracker.sample()
         assert first.settled and second.settled
