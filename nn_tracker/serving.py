@@ -179,6 +179,7 @@ class ServingTracker:
         if ledger is None or (not run.count and not ledger._in_flight and not ledger._waiting):
             return None
         pue, g_per_j = ledger.pue, ledger.carbon_g_per_facility_j
+        idle_g = ledger.idle_j * pue * g_per_j + ledger.idle_s * ledger.embodied_g_per_s
         return Requests(
             count=run.count,
             open_at_stop=self._open_at_stop,
@@ -187,7 +188,9 @@ class ServingTracker:
             idle_s=ledger.idle_s,
             facility_energy_kwh=run.facility_j / JOULES_PER_KWH,
             carbon_g=run.carbon_g,
-            idle_carbon_g=ledger.idle_j * pue * g_per_j + ledger.idle_s * ledger.embodied_g_per_s,
+            idle_carbon_g=idle_g,
+            idle_share_facility_energy_j=ledger.idle_j * pue / run.count if run.count else None,
+            idle_share_carbon_g=idle_g / run.count if run.count else None,
             per_unit={
                 kind: RequestUnits(
                     units=figures["units"],

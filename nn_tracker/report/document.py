@@ -339,6 +339,10 @@ class Requests:
     facility_energy_kwh: float = spec("the requests' IT energy x the PUE", minimum=0)
     carbon_g: float = spec("the requests' operational carbon + their share of the embodied carbon", minimum=0)
     idle_carbon_g: float = spec("the same for the idle time", minimum=0)
+    idle_share_facility_energy_j: float | None = spec(
+        "idle facility energy per request, J: add it to a request's for the SCI figure 'with idle'", None
+    )
+    idle_share_carbon_g: float | None = spec("idle carbon per request, gCO2e (the same, for carbon)", None)
     per_unit: dict[str, RequestUnits] = spec("per unit kind", factory=dict, key="kind")
     histogram: list[RequestBin] = spec("requests by facility energy (non-empty bins)", factory=list)
     method: str = spec("the attribution rule", "")
