@@ -430,11 +430,15 @@ class RequestStats:
             "per_unit": window.per_unit(),
         }
 
-    def histograms(self) -> tuple[list[int], list[int], int, float, float]:
-        """Bucket counts (not cumulative, within the bounds) of facility energy and carbon, the count, both sums."""
+    def histograms(self) -> dict[str, Any]:
+        """For Prometheus: per histogram its bounds, counts (not cumulative) and sum; and the count."""
         with self._lock:
             run = self.run
-            return self.energy_buckets[:-1], self.carbon_buckets[:-1], run.count, run.facility_j, run.carbon_g
+            return {
+                "energy": (ENERGY_BUCKETS_J, self.energy_buckets[:-1], run.facility_j),
+                "carbon": (CARBON_BUCKETS_G, self.carbon_buckets[:-1], run.carbon_g),
+                "count": run.count,
+            }
 
     def energy_bins(self) -> list[tuple[float | None, int]]:
         """The non-empty bins of facility energy: ``(upper bound J or None above the last, count)``."""

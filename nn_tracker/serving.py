@@ -28,13 +28,12 @@ from nn_tracker.config import QUERYING_PHASE, check_phase_name, datacentre_index
 from nn_tracker.endings import stop_as_block_ends
 from nn_tracker.energy import JOULES_PER_KWH
 from nn_tracker.errors import ValidationError
-from nn_tracker.report.document import RequestBin, Requests, RequestUnits, Spread
 from nn_tracker.report.files import append_whole
 from nn_tracker.requests import METHOD, RequestEnergy, RequestLedger, RequestStats, check_weight
 from nn_tracker.tracker import Tracker
 
 if TYPE_CHECKING:
-    from nn_tracker.report.document import IncompleteReport, Report
+    from nn_tracker.report.document import IncompleteReport, Report, Requests
 
 log = logging.getLogger("nn_tracker")
 MIN_PERIOD_S = 0.1  # ten period records a second at most (~300 bytes each): a typo cannot flood the disk
@@ -174,6 +173,8 @@ class ServingTracker:
 
     def _requests_section(self) -> Requests | None:
         """The report's ``requests`` section (``None`` when no request was ever made)."""
+        from nn_tracker.report.document import RequestBin, Requests, RequestUnits, Spread
+
         ledger = self._ledger
         run = self._stats.run
         if ledger is None or (not run.count and not ledger._in_flight and not ledger._waiting):

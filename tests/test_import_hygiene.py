@@ -62,4 +62,4 @@ def test_the_framework_probe_sees_an_integration_import():
 def test_the_lazy_names_resolve():
     code = "import nn_tracker, nn_tracker.report as r; print(nn_tracker.Report is r.Report, r.SCHEMA_VERSION)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert result.stdout.split() == ["True", "4"]
+    assert result.stdout.split() == ["True", "5"]

@@ -33,6 +33,12 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
+def _requests(report: Report) -> list[str]:
+    """The energy-per-request section (none without requests)."""
+    sentence, requests = tables.requests(report)
+    return ["", "## Energy per request", "", _cell(sentence), "", *_table(*requests)] if sentence else []
+
+
 def render(report: Report) -> str:
     """Markdown text of a report."""
     lines = [
@@ -86,9 +92,7 @@ def render(report: Report) -> str:
     others = tables.related(report)
     if others:
         lines += ["", "## This report and the other stages of the run", "", *_table(*others)]
-    sentence, requests = tables.requests(report)
-    if sentence:
-        lines += ["", "## Energy per request", "", _cell(sentence), "", *_table(*requests)]
+    lines += _requests(report)
     if report.footprint.embodied:
         lines += ["", "## Embodied carbon", "", *_table(*tables.embodied(report))]
     lines += ["", "## In everyday terms", "", *(f"- {_cell(line)}" for line in tables.equivalents(report))]

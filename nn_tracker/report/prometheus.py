@@ -122,8 +122,6 @@ class ServingCollector:
 
     def _requests(self, report: Report | IncompleteReport | None) -> Iterator[Metric]:
         """Energy per request: histograms of the settled requests and the idle energy (no sensor read)."""
-        from nn_tracker.requests import CARBON_BUCKETS_G, ENERGY_BUCKETS_J
-
         energy = HistogramMetricFamily(
             "nn_tracker_request_energy_joules", "Facility energy of each settled request (request()), J."
         )
@@ -133,9 +131,9 @@ class ServingCollector:
         idle = CounterMetricFamily("nn_tracker_idle_energy_joules", "IT energy while no request was in flight.")
         ledger = self._serving._ledger
         if isinstance(report, Report) and ledger is not None:
-            energy_counts, carbon_counts, count, energy_sum, carbon_sum = self._serving._stats.histograms()
-            energy.add_metric([], _cumulative(ENERGY_BUCKETS_J, energy_counts, count), energy_sum)
-            carbon.add_metric([], _cumulative(CARBON_BUCKETS_G, carbon_counts, count), carbon_sum)
+            figures = self._serving._stats.histograms()
+            for family, (bounds, counts, total) in ((energy, figures["energy"]), (carbon, figures["carbon"])):
+                family.add_metric([], _cumulative(bounds, counts, figures["count"]), total)
             idle.add_metric([], ledger.idle_j)
         yield from (energy, carbon, idle)
 
