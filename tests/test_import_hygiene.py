@@ -63,3 +63,46 @@ def test_the_lazy_names_resolve():
     code = "import nn_tracker, nn_tracker.report as r; print(nn_tracker.Report is r.Report, r.SCHEMA_VERSION)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.split() == ["True", "5"]
+
+
+# What `import nn_tracker` and a first tracker (start, stop, JSON report) may load beyond the standard library and
+# nn_tracker itself: a new dependency on this path costs every user's cold start, so it must be added here knowingly.
+ALLOWED_THIRD_PARTY = {"psutil"}
+ALLOWED_REPORT_MODULES = {  # a JSON report: the typed report and what builds it, no other format's writer
+    "nn_tracker.equivalents",
+    "nn_tracker.report.carbon",
+    "nn_tracker.report.codec",
+    "nn_tracker.report.document",
+    "nn_tracker.report.model",
+    "nn_tracker.report.units",
+    "nn_tracker.report.tables",
+}
+FIRST_TRACKER = r"""
+import json, sys
+before = set(sys.modules)
+import nn_tracker
+imported = set(sys.modules)
+tracker = nn_tracker.Tracker(output_dir=sys.argv[1], location="FR", gpus=False)
+tracker.start()
+tracker.stop()
+print(json.dumps([sorted(imported - before), sorted(set(sys.modules) - imported)]))
+"""
+
+
+def test_import_and_a_first_tracker_load_only_the_allowed_modules(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", FIRST_TRACKER, str(tmp_path)], capture_output=True, text=True, timeout=120, check=True
+    )
+    import json
+
+    at_import, at_first_run = json.loads(result.stdout.splitlines()[-1])
+
+    def beyond(modules: list[str], allowed: set[str]) -> list[str]:
+        top = {m.split(".")[0] for m in modules}
+        return sorted(t for t in top if t not in sys.stdlib_module_names and t != "nn_tracker" and t not in allowed)
+
+    assert beyond(at_import, set()) == []
+    assert beyond(at_first_run, ALLOWED_THIRD_PARTY) == []
+    new_reports = {m for m in at_first_run if m.startswith(("nn_tracker.report.", "nn_tracker.equivalents"))}
+    assert new_reports <= ALLOWED_REPORT_MODULES | {"nn_tracker.report.writers", "nn_tracker.intensity_series"}
+    assert not {"decimal", "email", "zipfile", "yaml"} & {m.split(".")[0] for m in at_first_run}

@@ -1,4 +1,4 @@
-"""Bundled reference tables (CSV), read with :mod:`importlib.resources` on first use.
+"""Bundled reference tables (CSV), read from the package's folder on first use.
 
 Built from public data by ``scripts/build_reference_data.py``; see ``sources.csv``
 for each table's origin and licence.
@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 
 def read_table(name: str) -> list[dict[str, str]]:
     """Return the rows of the bundled table ``name`` (e.g. ``"hardware.csv"``)."""
-    from importlib import resources
+    path = Path(__file__).with_name(name)
+    if path.is_file():  # an installed package: a plain file (no zipfile machinery on the cold path)
+        text = path.read_text(encoding="utf-8")
+    else:  # pragma: no cover - a zipped install
+        from importlib import resources
 
-    text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
+        text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
     return list(csv.DictReader(io.StringIO(text)))

@@ -8,6 +8,7 @@ over the run. Every figure carries how it was obtained.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass, field
@@ -55,24 +56,38 @@ def _iso(wall_s: float | None) -> str | None:
 
 def _software() -> dict[str, str | None]:
     """Versions of what measured and of the frameworks already loaded (nothing is imported for this)."""
-    from importlib import metadata
-
-    def version(distribution: str) -> str | None:
-        try:
-            return metadata.version(distribution)
-        except metadata.PackageNotFoundError:
-            return None
-
     loaded = {name.split(".")[0] for name in sys.modules}
     return {
-        "nn_tracker": version("nn-tracker"),
+        "nn_tracker": _version("nn-tracker", "nn_tracker"),
         "python": sys.version.split()[0],
-        "nvidia-ml-py": version("nvidia-ml-py"),
-        "psutil": version("psutil"),
-        "torch": version("torch") if "torch" in loaded else None,
-        "lightning": version("lightning") if "lightning" in loaded else None,
-        "pytorch-lightning": version("pytorch-lightning") if "pytorch_lightning" in loaded else None,
+        "nvidia-ml-py": _version("nvidia-ml-py", "pynvml"),
+        "psutil": _version("psutil", "psutil"),
+        "torch": _version("torch", "torch") if "torch" in loaded else None,
+        "lightning": _version("lightning", "lightning") if "lightning" in loaded else None,
+        "pytorch-lightning": (
+            _version("pytorch-lightning", "pytorch_lightning") if "pytorch_lightning" in loaded else None
+        ),
     }
+
+
+@functools.cache
+def _version(distribution: str, module: str) -> str | None:
+    """A loaded package's version: its ``__version__`` (cheap), else its metadata, once a process.
+
+    ``None`` for a package not loaded: it took no part in this run (``pynvml`` without a GPU).
+    """
+    loaded = sys.modules.get(module)
+    if loaded is None:
+        return None
+    found = getattr(loaded, "__version__", None)
+    if isinstance(found, str):
+        return found
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _machine(cpu_model: str | None, identity: bool) -> Machine:

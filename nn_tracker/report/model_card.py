@@ -10,7 +10,6 @@ the model's README.md.
 from __future__ import annotations
 
 from collections import Counter
-from decimal import Decimal
 from typing import Any
 
 from nn_tracker import footprint
@@ -78,6 +77,9 @@ class _Grams(float):
     """A float written as a plain decimal (``0.0000194619``, never ``1.94619e-05``): tools read the digits."""
 
     def plain(self) -> str:
+        """The digits of the float, without an exponent."""
+        from decimal import Decimal
+
         text = format(Decimal(repr(float(self))), "f")
         return text if "." in text else text + ".0"
 

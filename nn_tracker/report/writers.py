@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -24,23 +25,20 @@ def render(report: Report | IncompleteReport, fmt: str) -> str:
     Raises:
         ValidationError: an unknown format, or a format other than JSON for an incomplete report.
     """
-    # each format's module is imported when first written (some pull in PyYAML), not with nn_tracker
-    from nn_tracker.report import codecarbon_csv, html, if_manifest, markdown, model_card
-
     if fmt == "json":
         return json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
     if isinstance(report, IncompleteReport):
         raise ValidationError("format", fmt, "must be json for an incomplete report (it has no figures)")
-    if fmt == "md":
-        return markdown.render(report)
-    if fmt == "html":
-        return html.render(report)
-    if fmt == "csv":
-        return codecarbon_csv.render(report)
-    if fmt == "model-card":
-        return model_card.render(report)
-    if fmt == "if-manifest":
-        return if_manifest.render(report)
+    # each format's module is imported when first written (some pull in PyYAML), not with nn_tracker
+    module = {
+        "md": "markdown",
+        "html": "html",
+        "csv": "codecarbon_csv",
+        "model-card": "model_card",
+        "if-manifest": "if_manifest",
+    }.get(fmt)
+    if module is not None:
+        return importlib.import_module(f"nn_tracker.report.{module}").render(report)
     raise ValidationError("format", fmt, f"must be one of {', '.join(FORMATS)}")
 
 
