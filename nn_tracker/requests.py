@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
+import logging
 import math
 import threading
 from collections.abc import Callable, Iterable
@@ -32,6 +33,9 @@ from typing import Any
 
 from nn_tracker.errors import ValidationError
 
+log = logging.getLogger("nn_tracker")
+
+EXACT_SUM_UP_TO = 64  # requests in flight whose weights are summed exactly at each event (more: kept running)
 BUCKETS_PER_DECADE = 20  # percentiles within 12 % (one bucket: a factor 10^(1/20) = 1.122)
 LOWEST = 1e-12  # smaller values (and 0) go to the first bucket
 
@@ -45,6 +49,18 @@ def check_weight(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValidationError("weight", value, "must be a finite number > 0")
     return float(value)
+
+
+def check_units(kind: str, n: Any) -> None:
+    """A unit kind (a name, not ``request``, which counts the requests themselves) and its count (>= 0).
+
+    Raises:
+        ValidationError: either is wrong.
+    """
+    if not isinstance(kind, str) or not kind.strip() or kind == "request" or len(kind) > 100:
+        raise ValidationError("unit", kind, "must be a name of at most 100 characters other than 'request'")
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) or n < 0:
+        raise ValidationError(f"units.{kind}", n, "must be a finite number >= 0")
 
 
 class Distribution:
@@ -109,17 +125,21 @@ class RequestEnergy:
     _id: int = field(default=0, repr=False)
 
     def set_weight(self, weight: float) -> None:
-        """Change its share from now on (e.g. the tokens it holds in the batch)."""
+        """Change its share from now on (e.g. the tokens it holds in the batch); after its end, nothing changes.
+
+        Raises:
+            ValidationError: a weight that is not a finite number > 0.
+        """
+        weight = check_weight(weight)
         ledger = self._ledger
-        if ledger is None or self.duration_s is not None:
-            raise ValidationError("request", "ended", "must be in flight to change its weight")
-        ledger.reweigh(self, check_weight(weight))
+        if ledger is None or self.duration_s is not None:  # not tracked, or over: nothing to share any more
+            return
+        ledger.reweigh(self, weight)
 
     def add_units(self, **units: float) -> None:
         """Count functional units it served (``tokens=128``)."""
         for kind, n in units.items():
-            if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) or n < 0:
-                raise ValidationError(f"units.{kind}", n, "must be a finite number >= 0")
+            check_units(kind, n)
             self.units[kind] = self.units.get(kind, 0.0) + n
 
 
@@ -147,7 +167,7 @@ class RequestLedger:
         self.carbon_g_per_facility_j = carbon_g_per_facility_j
         self.embodied_g_per_s = embodied_g_per_s
         self._on_settled = on_settled
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a signal handler may end or make a request while one is entering
         self._ids = itertools.count(1)
         start = now()
         # weight clock: the state after the last event, and the events since the frontier (for look-ups)
@@ -184,10 +204,10 @@ class RequestLedger:
         """Change a request's weight from now on."""
         with self._lock:
             if request._id not in self._in_flight:
-                raise ValidationError("request", "ended", "must be in flight to change its weight")
+                return  # ended meanwhile (at stop): nothing to share any more
             t = self._advance()
-            self._set_weight(self._w - request.weight + weight)
-            request.weight = weight
+            before, request.weight = request.weight, weight
+            self._set_weight(self._w - before + weight)
             request._points.append((t, self._g, weight))
 
     def end(self, request: RequestEnergy) -> RequestEnergy:
@@ -217,7 +237,7 @@ class RequestLedger:
     def _set_weight(self, weight: float) -> None:
         if not self._in_flight:
             weight = 0.0  # nobody in flight: exactly idle, whatever the sums' rounding left
-        elif weight <= 0:  # rounding ate a small weight: sum them again
+        elif len(self._in_flight) <= EXACT_SUM_UP_TO or weight <= 0:  # exactly (rounding may eat small weights)
             weight = math.fsum(r.weight for r in self._in_flight.values())
         self._w = weight
         self._events.append((self._t, self._g, self._i, self._w))
@@ -268,13 +288,13 @@ class RequestLedger:
                 if not joules:
                     continue
                 if end <= start:  # read with no time passed: it belongs to the time just before
-                    start = self._frontier
-                late = joules * (1.0 - _share(start, end, self._frontier))
-                if late:  # energy for a time already settled (no device should send it): idle, never lost
-                    self.idle_j += late
-                    self.energy_j += late
-                if end > self._frontier:
-                    self._pieces.append([max(start, self._frontier), end, joules - late])
+                    start = min(start, self._frontier)
+                after = joules * _share(start, end, self._frontier) if end > self._frontier else 0.0
+                if joules - after:  # energy for a time already settled (a late reading): idle, never lost
+                    self.idle_j += joules - after
+                    self.energy_j += joules - after
+                if after:
+                    self._pieces.append([max(start, self._frontier), end, after])
             horizon = min(horizon_s, max(self._now(), self._t))
             if horizon > self._frontier:
                 self._extend(horizon)
@@ -289,7 +309,10 @@ class RequestLedger:
             self._trim()
         if self._on_settled is not None:
             for request in done:
-                self._on_settled(request)
+                try:
+                    self._on_settled(request)
+                except Exception:  # the statistics of one request; the others are still counted
+                    log.exception("nn_tracker: a settled request could not be counted")
 
     def _last_power_w(self) -> float:
         """Without a power sample (sensors that give energy only): the power of the last final segment."""
@@ -313,9 +336,17 @@ class RequestLedger:
             final.append((b, e, joules / (e - b)))
             cuts.update((b, e))
         self._pieces = keep
+        changes: dict[float, float] = {}  # power steps: + at a piece's start, - at its end (a sweep, n log n)
+        for b, e, power in final:
+            changes[b] = changes.get(b, 0.0) + power
+            changes[e] = changes.get(e, 0.0) - power
         edges = sorted(c for c in cuts if start <= c <= horizon)
-        for b, e in itertools.pairwise(edges):
-            power = sum(p for pb, pe, p in final if pb <= b and e <= pe)
+        running = 0.0
+        powers = []
+        for b in edges[:-1]:
+            running += changes.get(b, 0.0)
+            powers.append(max(running, 0.0) if abs(running) > 1e-12 * (1 + abs(running)) else 0.0)
+        for (b, e), power in zip(itertools.pairwise(edges), powers, strict=True):
             g0, i0 = self._clock_at(b)
             g1, i1 = self._clock_at(e)
             self._bounds.append(b)
@@ -340,11 +371,13 @@ class RequestLedger:
 
     def close(self, final_horizon_s: float) -> int:
         """At stop: end what is in flight, settle everything up to ``final_horizon_s``; return how many were open."""
-        open_requests = list(self._in_flight.values())
-        for request in open_requests:
-            self.end(request)
-        self._power_w = 0.0  # nothing is measured after the last reading
-        self.add_energy((), max(final_horizon_s, self._t), 0.0)
+        with self._lock:
+            open_requests = list(self._in_flight.values())
+            for request in open_requests:
+                self.end(request)
+            self._power_w = 0.0  # nothing is measured after the last reading
+            horizon = max(final_horizon_s, self._t)
+        self.add_energy((), horizon, 0.0)
         return len(open_requests)
 
 
@@ -356,8 +389,8 @@ def _share(start: float, end: float, frontier: float) -> float:
 
 
 # ----- what is kept of settled requests: bounded, whatever their number ------------------------------------------
-ENERGY_BUCKETS_J = tuple(m * 10.0**e for e in range(-3, 5) for m in (1, 2.5, 5))  # 1 mJ to 50 kJ (Prometheus)
-CARBON_BUCKETS_G = tuple(m * 10.0**e for e in range(-7, 1) for m in (1, 2.5, 5))  # 0.1 µg to 5 g
+ENERGY_BUCKETS_J = tuple(float(f"{m}e{e}") for e in range(-3, 5) for m in (1, 2.5, 5))  # 1 mJ to 50 kJ
+CARBON_BUCKETS_G = tuple(float(f"{m}e{e}") for e in range(-7, 1) for m in (1, 2.5, 5))  # 0.1 µg to 5 g
 METHOD = (
     "At every moment the measured power of the tracked devices is split among the requests in flight in "
     "proportion to their weights; power while none is in flight is idle energy. Figures are settled against "
@@ -418,6 +451,12 @@ class RequestStats:
             self.energy_buckets[bisect.bisect_left(ENERGY_BUCKETS_J, request.facility_energy_j or 0.0)] += 1
             self.carbon_buckets[bisect.bisect_left(CARBON_BUCKETS_G, request.carbon_g or 0.0)] += 1
 
+    def run_figures(self) -> tuple[int, float, float, float, dict[str, dict[str, Any]], list[tuple[float | None, int]]]:
+        """The run's count, IT J, facility J, carbon g, per-unit figures and energy bins, consistently."""
+        with self._lock:
+            run = self.run
+            return run.count, run.it_j, run.facility_j, run.carbon_g, run.per_unit(), self._bins()
+
     def take_period(self) -> dict[str, Any]:
         """The current period's requests (count, energy, per-unit distribution); a new period starts."""
         with self._lock:
@@ -440,9 +479,7 @@ class RequestStats:
                 "count": run.count,
             }
 
-    def energy_bins(self) -> list[tuple[float | None, int]]:
+    def _bins(self) -> list[tuple[float | None, int]]:
         """The non-empty bins of facility energy: ``(upper bound J or None above the last, count)``."""
-        with self._lock:
-            counts = list(self.energy_buckets)
         bounds: list[float | None] = [*ENERGY_BUCKETS_J, None]
-        return [(bound, count) for bound, count in zip(bounds, counts, strict=True) if count]
+        return [(bound, count) for bound, count in zip(bounds, self.energy_buckets, strict=True) if count]

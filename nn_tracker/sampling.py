@@ -232,7 +232,8 @@ class Sampler:
             readings = self._read(now, force, bool(events))
             with self._lock:
                 pieces = self._apply(now, events, readings)
-                heard = (pieces, self._horizon(now), sum(t.last_power_w or 0.0 for t in self.totals.values()))
+                measuring = [self.totals[s.info.device_id] for s in self._sensors if s.active]
+                heard = (pieces, self._horizon(now), sum(t.last_power_w or 0.0 for t in measuring))
             if self._energy_listener is not None:
                 self._energy_listener(*heard)
         except Exception:
@@ -272,8 +273,13 @@ class Sampler:
         return readings
 
     def _horizon(self, now: float) -> float:
-        """The time up to which every sensor still measuring has read its energy."""
-        return min((self.totals[s.info.device_id].last_energy_s for s in self._sensors if s.active), default=now)
+        """The time up to which every sensor still measuring has read its energy.
+
+        A sensor whose energy has not been read for ``MAX_READ_LAG_S`` (reads that keep failing) no longer
+        holds it back: what it reads later for that time counts as idle energy per request, never lost.
+        """
+        read = [self.totals[s.info.device_id].last_energy_s for s in self._sensors if s.active]
+        return min([t for t in read if now - t <= MAX_READ_LAG_S], default=now)
 
     def _apply(self, now: float, events: list[tuple[float, str]], readings: list) -> list[tuple[float, float, float]]:
         """Account a tick; return the energy read in it as ``(start, end, joules)`` pieces."""
@@ -408,6 +414,7 @@ class Sampler:
         self._sensors = []
 
 
+MAX_READ_LAG_S = 10.0  # a sensor this far behind no longer holds back the energy per request
 STOP_JOIN_S = 3.0  # how long stop() waits for the thread and a read in progress (reads have deadlines)
 MAX_PENDING = 4096  # intervals kept per device between two energy reads (about 7 minutes at 10 Hz)
 

@@ -29,7 +29,7 @@ from nn_tracker.endings import stop_as_block_ends
 from nn_tracker.energy import JOULES_PER_KWH
 from nn_tracker.errors import ValidationError
 from nn_tracker.report.files import append_whole
-from nn_tracker.requests import METHOD, RequestEnergy, RequestLedger, RequestStats, check_weight
+from nn_tracker.requests import METHOD, RequestEnergy, RequestLedger, RequestStats, check_units, check_weight
 from nn_tracker.tracker import Tracker
 
 if TYPE_CHECKING:
@@ -85,6 +85,8 @@ class ServingTracker:
         self._idle_at_period_start_j = 0.0
         self.tracker._energy_listener = self._heard
         self.tracker._requests_section = self._requests_section
+        self.tracker._sampling_ended = self._close_requests  # also when SIGTERM or the exit stops the tracker
+        self.tracker._final_report = self._last_period
 
     @property
     def periods_path(self) -> Path:
@@ -146,8 +148,7 @@ class ServingTracker:
         """
         check_weight(weight)
         for kind, n in units.items():
-            check_phase_name(kind, "unit")
-            check.non_negative(f"units.{kind}", n)
+            check_units(kind, n)
         return RequestScope(self, weight, units)
 
     def _heard(self, pieces: list[tuple[float, float, float]], horizon_s: float, power_w: float) -> None:
@@ -176,22 +177,22 @@ class ServingTracker:
         from nn_tracker.report.document import RequestBin, Requests, RequestUnits, Spread
 
         ledger = self._ledger
-        run = self._stats.run
-        if ledger is None or (not run.count and not ledger._in_flight and not ledger._waiting):
+        count, it_j, facility_j, carbon_g, per_unit, bins = self._stats.run_figures()
+        if ledger is None or (not count and not ledger._in_flight and not ledger._waiting):
             return None
         pue, g_per_j = ledger.pue, ledger.carbon_g_per_facility_j
         idle_g = ledger.idle_j * pue * g_per_j + ledger.idle_s * ledger.embodied_g_per_s
         return Requests(
-            count=run.count,
+            count=count,
             open_at_stop=self._open_at_stop,
-            it_energy_kwh=run.it_j / JOULES_PER_KWH,
+            it_energy_kwh=it_j / JOULES_PER_KWH,
             idle_it_energy_kwh=ledger.idle_j / JOULES_PER_KWH,
             idle_s=ledger.idle_s,
-            facility_energy_kwh=run.facility_j / JOULES_PER_KWH,
-            carbon_g=run.carbon_g,
+            facility_energy_kwh=facility_j / JOULES_PER_KWH,
+            carbon_g=carbon_g,
             idle_carbon_g=idle_g,
-            idle_share_facility_energy_j=ledger.idle_j * pue / run.count if run.count else None,
-            idle_share_carbon_g=idle_g / run.count if run.count else None,
+            idle_share_facility_energy_j=ledger.idle_j * pue / count if count else None,
+            idle_share_carbon_g=idle_g / count if count else None,
             per_unit={
                 kind: RequestUnits(
                     units=figures["units"],
@@ -199,9 +200,9 @@ class ServingTracker:
                     facility_energy_j=Spread(**figures["facility_energy_j"]),
                     carbon_g=Spread(**figures["carbon_g"]),
                 )
-                for kind, figures in run.per_unit().items()
+                for kind, figures in per_unit.items()
             },
-            histogram=[RequestBin(up_to_j=bound, count=count) for bound, count in self._stats.energy_bins()],
+            histogram=[RequestBin(up_to_j=bound, count=n) for bound, n in bins],
             method=METHOD,
         )
 
@@ -278,24 +279,25 @@ class ServingTracker:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
         try:
-            was_running = self.tracker.running
-            ledger = self._ledger
-            if was_running and ledger is not None:  # the last reading settles every request before the report
-                self.tracker.end_sampling()
-                self._open_at_stop = ledger.close(self.tracker.clock.monotonic())
-                if self._open_at_stop:
-                    self.tracker.add_note(
-                        f"{self._open_at_stop} request(s) still in flight at stop were ended then (see requests)."
-                    )
-            report = self.tracker.stop(status, error)
-            if was_running:  # the last period ends with the final report: the periods add up to it
-                try:
-                    self.close_period(report)
-                except Exception:  # a period record must never hide the report
-                    log.exception("nn_tracker: the last period record failed")
-            return report
+            return self.tracker.stop(status, error)  # the hooks below close the requests and the last period
         finally:
             self._close_prometheus()
+
+    def _close_requests(self) -> None:
+        """After the last reading: end the requests still in flight (noted) and settle every request."""
+        ledger = self._ledger
+        if ledger is None:
+            return
+        self._open_at_stop = ledger.close(self.tracker.clock.monotonic())
+        if self._open_at_stop:
+            self.tracker.add_note(
+                f"{self._open_at_stop} request(s) still in flight at stop were ended then (see requests)."
+            )
+
+    def _last_period(self, report: Any) -> None:
+        """The last period ends with the final report: the periods add up to it."""
+        self._stop.set()
+        self.close_period(report)
 
     def _close_prometheus(self) -> None:
         if self._prometheus is not None:

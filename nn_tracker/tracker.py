@@ -97,8 +97,10 @@ class Tracker:
         self._session = session or self._process
         self._rank = rank
         self._carried = Ledger()  # earlier sessions (resume) and other processes (distributed)
-        self._energy_listener: Any = None  # energy per request (ServingTracker): the sampler's pieces
-        self._requests_section: Any = None  # ... and the report's requests section
+        self._energy_listener: Any = None  # energy per request (ServingTracker): the sampler's pieces,
+        self._requests_section: Any = None  # the report's requests section,
+        self._sampling_ended: Any = None  # called once the last reading is taken, before the final report
+        self._final_report: Any = None  # called with the final report, however the run stopped (SIGTERM, exit)
         # time first (runs sort by start), then 96 random bits: no collision even for a cluster's simultaneous starts
         self.run_id = self.config.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(12).hex()
         self._files = ReportFiles(
@@ -185,6 +187,7 @@ class Tracker:
         self.end_sampling()  # joins the sampler's thread: never under the state lock its checkpoints take
         self._sigterm.restore()
         self._exit.restore()
+        _call_safely(self._sampling_ended)
         with self._state_lock:
             status, error = self._sigterm_status(status, error)
             if status == "completed":
@@ -194,6 +197,7 @@ class Tracker:
                 self._sensors.close()
             self._write(report, final=True)
             self._report = report
+        _call_safely(self._final_report, report)
         return report
 
     def _sigterm_status(self, status: str, error: BaseException | None) -> tuple[str, BaseException | None]:
@@ -581,3 +585,13 @@ def track(func: F | None = None, /, **options: Any) -> Any:
         return wrapper  # type: ignore[no-any-return]
 
     return decorate(func) if func is not None else decorate
+
+
+def _call_safely(hook: Any, *args: Any) -> None:
+    """A hook of a tracker built on this one (ServingTracker); its failure never stops the report."""
+    if hook is None:
+        return
+    try:
+        hook(*args)
+    except Exception:
+        log.exception("nn_tracker: a stop hook failed (the report is written all the same)")

@@ -133,3 +133,41 @@ def test_websocket_and_lifespan_pass_through_and_a_stopped_tracker_adds_no_heade
     asyncio.run(middleware({"type": "lifespan"}, None, send))
     asyncio.run(middleware({"type": "http", "path": "/"}, None, send))  # never started: untracked, no header
     assert seen == ["lifespan", "http"] and sent[0]["headers"] == []
+
+
+def run_app(tracker, app, extensions):
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/", "extensions": extensions}
+    asyncio.run(EnergyMiddleware(app, tracker)(scope, receive, send))
+    return sent
+
+
+def test_a_file_sent_by_path_and_an_app_s_own_trailers_keep_the_asgi_order(tmp_path):
+    tracker = serving(tmp_path)
+
+    async def file_app(scope, receive, send):
+        scope["nn_tracker.request"].set_weight(2)  # an endpoint may weigh its request
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": "/etc/hostname"})
+
+    async def trailing_app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
+        await send({"type": "http.response.body", "body": b"x", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.trailers", "headers": [(b"x-app", b"1")], "more_trailers": False})
+
+    with tracker:
+        kinds = [m["type"] for m in run_app(tracker, file_app, {"http.response.pathsend": {}})]
+        assert kinds == ["http.response.start", "http.response.pathsend"]
+        sent = run_app(tracker, trailing_app, {"http.response.trailers": {}})
+        assert [m["type"] for m in sent].count("http.response.trailers") == 1  # the app's, not a second one
+    assert tracker.tracker.report().requests.count == 2
+    # not tracked (the tracker has stopped): an endpoint that weighs its request still answers
+    assert [m["type"] for m in run_app(tracker, file_app, {})] == ["http.response.start", "http.response.pathsend"]

@@ -58,23 +58,27 @@ class EnergyMiddleware:
                 ended = True
                 request_scope.__exit__(None, None, None)
 
+        ours = False  # whether the trailers are ours to send (the app sends none of its own)
+
         async def send_with_figures(message: Message) -> None:
+            nonlocal ours
             kind = message.get("type")
             if kind == "http.response.start":
                 held.append(message)
                 return
-            if kind == "http.response.body" and held:
+            if held:
                 start = held.pop()
-                if not message.get("more_body", False):  # the whole body: the request ends with it
+                if kind == "http.response.body" and not message.get("more_body", False):  # whole: the end
                     end()
                     start = {**start, "headers": [*start.get("headers", []), *_headers(request)]}
-                elif trailers:
-                    start = {**start, "trailers": True}
-                await send(start)
+                elif kind == "http.response.body" and trailers and not start.get("trailers"):
+                    start, ours = {**start, "trailers": True}, True
+                await send(start)  # before any other message (a file's path, the body...)
             await send(message)
-            if kind == "http.response.body" and not message.get("more_body", False) and not ended:
+            last = kind in ("http.response.body", "http.response.pathsend") and not message.get("more_body", False)
+            if last and not ended:
                 end()  # a streamed body's last part
-                if trailers:
+                if ours:
                     await send({"type": "http.response.trailers", "headers": _headers(request), "more_trailers": False})
 
         try:
