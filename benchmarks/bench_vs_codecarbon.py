@@ -1,6 +1,7 @@
 r"""nn_tracker against CodeCarbon on the same fixed CPU training workload (run by hand).
 
-Needs a Python with torch 2.13.0, codecarbon and nn_tracker (CodeCarbon is only for this benchmark):
+Needs a Python with torch 2.13.0, codecarbon and nn_tracker (the test venv has all three; a separate one keeps the
+workload timings apart):
 
     python3.11 -m venv .venv-bench && .venv-bench/bin/pip install torch==2.13.0 \\
         && .venv-bench/bin/pip install codecarbon -e . \\
@@ -10,6 +11,13 @@ Every measurement runs in a fresh process. Modes: ``none``; ``nn_tracker`` at 10
 ``codecarbon`` with its default interval (15 s) and at 1 s (``OfflineEmissionsTracker``,
 country FRA, so nothing goes to the network). Each round runs the four modes in a
 rotated order; slowdown is the ratio to the same round's ``none``.
+
+``--cold`` measures instead what a training script pays first: in a fresh process, after a prelude
+(``import torch``, or ``import torch, psutil``), with the garbage collector on and bytecode compiled,
+the import of the tool and its first tracker (construct, start, stop, its report file written),
+nn_tracker and CodeCarbon alternating in rotated rounds:
+
+    .venv/bin/python -m compileall -q nn_tracker && .venv/bin/python benchmarks/bench_vs_codecarbon.py --cold
 """
 
 from __future__ import annotations
@@ -108,15 +116,61 @@ def worker(mode: str, out_dir: str) -> dict:
     return result
 
 
+COLD = r"""
+import sys, time
+PRELUDE
+started = time.perf_counter()
+if sys.argv[1] == "nn_tracker":
+    import nn_tracker
+    tracker = nn_tracker.Tracker(location="FR", output_dir=sys.argv[2])
+else:
+    from codecarbon import OfflineEmissionsTracker
+    tracker = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=sys.argv[2], log_level="error",
+                                      allow_multiple_runs=True)
+tracker.start()
+tracker.stop()
+print(time.perf_counter() - started)
+"""
+
+
+def cold(rounds: int, out: str) -> dict:
+    """Median seconds of import + first tracker per tool and prelude, in fresh processes, rotated."""
+    results: dict[str, dict[str, list[float]]] = {}
+    for prelude in ("import torch", "import torch, psutil"):
+        times: dict[str, list[float]] = {"nn_tracker": [], "codecarbon": []}
+        for round_index in range(rounds):
+            for tool in ("nn_tracker", "codecarbon") if round_index % 2 == 0 else ("codecarbon", "nn_tracker"):
+                code = COLD.replace("PRELUDE", prelude)
+                output = subprocess.run(
+                    [sys.executable, "-c", code, tool, out], capture_output=True, text=True, check=True
+                ).stdout
+                times[tool].append(float(output.strip().splitlines()[-1]))
+        results[prelude] = times
+    return {
+        prelude: {
+            **{f"{tool}_ms_median": round(1000 * statistics.median(t), 1) for tool, t in times.items()},
+            "codecarbon_over_nn_tracker": round(
+                statistics.median(times["codecarbon"]) / statistics.median(times["nn_tracker"]), 1
+            ),
+        }
+        for prelude, times in results.items()
+    }
+
+
 def main() -> None:
-    """Rounds of the four modes; print medians and slowdowns as JSON."""
+    """Rounds of the four modes; print medians and slowdowns as JSON (``--cold``: the cold path)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--cold", action="store_true", help="measure import + first tracker in fresh processes")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--out", default="/tmp/nn_tracker_bench", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.out)))
+        return
+    if args.cold:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        print(json.dumps(cold(args.rounds, args.out), indent=2))
         return
     Path(args.out).mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict]] = {m: [] for m in MODES}
