@@ -471,3 +471,14 @@ def test_which_datacentre_runs_a_phase_is_decided_in_one_place(report_data):
     assert datacentre_index("training", [("querying",)]) == 0  # none runs the others: the first
     rows = upgrade(report_data).datacentres  # Paris for everything but querying, Belgium for querying
     assert [centre_row_for(phase, rows) for phase in ("training", "querying", "other")] == [0, 1, 0]
+
+
+def test_a_session_s_row_rendered_in_another_time_zone_is_not_added_twice(report_data, tmp_path, monkeypatch):
+    path = tmp_path / "emissions.csv"
+    for zone in ("Europe/Paris", "America/New_York"):
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        codecarbon_csv.append(path, upgrade(report_data))
+    monkeypatch.delenv("TZ")
+    time.tzset()
+    assert len(list(csv.DictReader(path.open()))) == 1

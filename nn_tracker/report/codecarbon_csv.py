@@ -203,9 +203,10 @@ def append(path: str | Path, report: Report) -> Path:
     def payload(size: int) -> bytes:
         if size == 0:
             return render(report).encode("utf-8")
-        text = render(report, header=False, columns=_existing_header(target))
-        if text in _rows(target):
-            return b""  # this session's row is there already: writing the report again adds nothing
+        columns = _existing_header(target)
+        text = render(report, header=False, columns=columns)
+        if _without_time(text, columns) in {_without_time(line, columns) for line in _rows(target)}:
+            return b""  # this session's row is there already (written in any time zone): nothing is added
         return text.encode("utf-8")
 
     return append_whole(target, payload, _is_whole_row, _refuse_other_headers)
@@ -241,6 +242,12 @@ def _is_whole_row(header: bytes, line: bytes) -> bool:
     except (UnicodeDecodeError, csv.Error):
         return False
     return len(cells) == len(names) > 1
+
+
+def _without_time(line: str, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """A row's cells but its local-time timestamp (the same session rendered in another time zone is the same row)."""
+    cells = next(csv.reader([line]), [])
+    return tuple(cell for name, cell in zip(columns, cells, strict=False) if name != "timestamp")
 
 
 def _rows(path: Path) -> set[str]:
