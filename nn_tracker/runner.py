@@ -166,6 +166,10 @@ class _Command:
                 [sys.executable, "-I", "-S", script, str(alive_r), str(status_w), *command],
                 pass_fds=(alive_r, status_w),
             )
+        except OSError as exc:  # no interpreter to start it with (an embedded Python...)
+            os.close(alive_w)
+            os.close(status_r)
+            return 126, f"cannot run it (nn-tracker cannot start its helper process: {exc.strerror or exc})"
         finally:
             os.close(alive_r)
             os.close(status_w)

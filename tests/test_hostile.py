@@ -743,3 +743,12 @@ def test_file_urls_and_folders_are_cut_from_messages():
     assert without_folders(spaced) == "[Errno 2] No such file or directory: 'grid 2024.csv'"
     assert without_folders("read /Users/Ada Lovelace/x.csv (see the docs)") == "read x.csv (see the docs)"
     assert without_folders("ratio 3/4 of /a") == "ratio 3/4 of a"
+
+
+def test_a_helper_process_that_cannot_start_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    from nn_tracker import runner
+
+    monkeypatch.setattr(runner.sys, "executable", str(tmp_path / "no-python"))
+    code = runner.run_command(["true"], {"output_dir": str(tmp_path)}, status_line=False)
+    assert code == 126 and "cannot start its helper process" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.json"))  # nothing was tracked, nothing half-written
