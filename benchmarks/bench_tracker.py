@@ -1,4 +1,4 @@
-"""Costs of tracking, measured on this machine (run by hand; results go to the README).
+"""Costs of tracking, measured on this machine (run by hand; results go to docs/validation/benchmarks.md).
 
     .venv/bin/python benchmarks/bench_tracker.py [--rounds 30] [--days 30]
 

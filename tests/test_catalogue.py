@@ -225,10 +225,10 @@ def test_embodied_figures_have_one_scope_and_die_only_ones_are_never_used_by_def
     assert {s.embodied_scope for s in catalogue.hardware.values() if "die only" in s.embodied_method.lower()} == {"die"}
 
 
-def test_the_readme_s_counts_of_bundled_places_are_the_data_s():
+def test_the_docs_counts_of_bundled_places_are_the_data_s():
     import re
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "methodology" / "data.md").read_text()
     (line,) = [row for row in readme.splitlines() if row.startswith("| `grid_intensity.csv` |")]
     kinds = [entry.kind for entry in bundled().locations.values()]
     nordic = sum(1 for e in bundled().locations.values() if e.source.id == "entsoe-nordic-2024")

@@ -285,15 +285,15 @@ def test_an_unknown_option_suggests_the_closest(tmp_path):
         Tracker(locaton="FR")
 
 
-def test_every_option_is_declared_once_and_the_readme_table_is_current():
+def test_every_option_is_declared_once_and_the_docs_table_is_current():
     from pathlib import Path
 
     from nn_tracker.config import options, options_table
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "tracker.md").read_text()
     start = readme.index("<!-- options: generated")
     block = readme[readme.index("\n", start) + 1 : readme.index("<!-- options: end -->")]
-    assert block == options_table(), "README option table is stale: paste nn_tracker.config.options_table()"
+    assert block == options_table(), "docs/guides/tracker.md option table is stale: paste options_table()"
     flagged = [o for o in options() if o.metadata["flag"]]
     assert len(flagged) >= 15
     parser = build_parser()

@@ -240,8 +240,8 @@ def test_the_hub_s_emissions_filter_reads_our_figure():
 
 # ----- Prometheus --------------------------------------------------------------------------------------------
 def readme_promql() -> dict[str, str]:
-    """The README's PromQL expressions by what their comment says they are."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    """The serving guide's PromQL expressions by what their comment says they are."""
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "serving.md").read_text()
     block = readme.split("```promql\n", 1)[1].split("```", 1)[0]
     return {line.split("  # ")[1]: line.split("  # ")[0] for line in block.strip().splitlines()}
 
@@ -254,8 +254,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_every_promql_expression_of_the_readme_gives_its_value_in_a_real_prometheus(tmp_path):
-    """Debian's prometheus scrapes a ServingTracker every 0.5 s; each README expression is asked through its API."""
+def test_every_promql_expression_of_the_docs_gives_its_value_in_a_real_prometheus(tmp_path):
+    """Debian's prometheus scrapes a ServingTracker every 0.5 s; each documented expression is asked through its API."""
     import shutil
     import subprocess
     import threading
