@@ -29,3 +29,34 @@ def test_the_readme_is_short_and_its_links_lead_somewhere():
     assert targets and all((ROOT / target).exists() for target in targets), [
         t for t in targets if not (ROOT / t).exists()
     ]
+
+
+def cli_reference() -> str:
+    """Every command's ``--help``, as the argument parser prints it (80 columns)."""
+    import argparse
+    import os
+
+    from nn_tracker.cli import build_parser
+
+    before = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "80"  # argparse wraps at the terminal's width
+    try:
+        parser = build_parser()
+        parts = [f"```text\n{parser.format_help()}```\n"]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, command in action.choices.items():
+                    parts.append(f"## `nn-tracker {name}`\n\n```text\n{command.format_help()}```\n")
+        return "\n".join(parts)
+    finally:
+        if before is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = before
+
+
+def test_the_cli_reference_is_the_parser_s_own_help():
+    page = (ROOT / "docs" / "reference" / "cli.md").read_text()
+    start = page.index("<!-- cli: generated")
+    block = page[page.index("\n", start) + 1 : page.index("<!-- cli: end -->")]
+    assert block == cli_reference(), "docs/reference/cli.md is stale: paste tests/test_docs.py's cli_reference()"
