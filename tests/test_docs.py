@@ -1,5 +1,9 @@
 """The documentation site builds without a warning, and the README stays short and points into it."""
 
+import ast
+import dataclasses
+import importlib
+import inspect
 import re
 import subprocess
 import sys
@@ -60,3 +64,59 @@ def test_the_cli_reference_is_the_parser_s_own_help():
     start = page.index("<!-- cli: generated")
     block = page[page.index("\n", start) + 1 : page.index("<!-- cli: end -->")]
     assert block == cli_reference(), "docs/reference/cli.md is stale: paste tests/test_docs.py's cli_reference()"
+
+
+def python_blocks() -> list[tuple[str, int, str]]:
+    """Every ```python block of the README and the docs: (file, line, code)."""
+    blocks = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        text = path.read_text()
+        for match in re.finditer(r"```python\n(.*?)```", text, re.S):
+            blocks.append((str(path.relative_to(ROOT)), text[: match.start()].count("\n") + 1, match.group(1)))
+    return blocks
+
+
+def test_every_python_example_in_the_docs_uses_the_api_as_it_is():
+    """The examples cannot rot: each parses; what it imports from nn_tracker exists; the options it passes are real.
+
+    (They call frameworks and functions of the reader's own, so they are checked, not run; the runnable
+    examples are `examples/`, run by `tests/test_examples.py`.)
+    """
+    from nn_tracker.config import TrackerConfig
+
+    options = {f.name for f in dataclasses.fields(TrackerConfig)}
+    blocks = python_blocks()
+    assert len(blocks) >= 10
+    for where, line, code in blocks:
+        tree = ast.parse(code, filename=f"{where}:{line}")
+        names = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nn_tracker"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    assert hasattr(module, alias.name), f"{where}:{line}: {node.module}.{alias.name} does not exist"
+                    names[alias.asname or alias.name] = getattr(module, alias.name)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("nn_tracker"):
+                        names[alias.asname or alias.name] = importlib.import_module(alias.name)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            target = _resolve(node.func, names)
+            if target is None or not callable(target):
+                continue
+            given = {k.arg for k in node.keywords if k.arg}
+            parameters = inspect.signature(target).parameters
+            takes_options = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+            allowed = set(parameters) | (options if takes_options else set())
+            assert given <= allowed, f"{where}:{line}: {ast.unparse(node.func)} takes no {sorted(given - allowed)}"
+
+
+def _resolve(func, names):
+    """The nn_tracker object a call's function names (``Tracker``, ``nn_tracker.track``), else ``None``."""
+    if isinstance(func, ast.Name) and func.id in names:
+        return names[func.id]
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in names:
+        return getattr(names[func.value.id], func.attr, None)
+    return None
