@@ -1,4 +1,4 @@
-"""What energy per request costs the request's thread, and the memory it keeps (run by hand; figures in docs/validation/benchmarks.md).
+"""What energy per request costs the request's thread and the memory it keeps (run by hand; see docs/validation).
 
     .venv/bin/python benchmarks/bench_requests.py [--requests 200000]
 
