@@ -121,6 +121,7 @@ class RequestEnergy:
     carbon_g: float | None = None
     settled: bool = False
     _points: list[tuple[float, float, float]] = field(default_factory=list, repr=False)  # (t, G(t), weight after)
+    _final_f: list[float] = field(default_factory=list, repr=False)  # F at its first points, once final
     _ledger: RequestLedger | None = field(default=None, repr=False)
     _id: int = field(default=0, repr=False)
 
@@ -267,9 +268,13 @@ class RequestLedger:
         return self._f + self._power_w * (g - g_frontier)
 
     def _figures(self, request: RequestEnergy, f: Callable[[float, float], float]) -> None:
+        known = request._final_f  # F of the points already final (their segments may be forgotten)
+        values = [known[i] if i < len(known) else f(t, g) for i, (t, g, _) in enumerate(request._points)]
         energy = carbon_s = 0.0
-        for (t0, g0, weight), (t1, g1, _) in itertools.pairwise(request._points):
-            energy += weight * (f(t1, g1) - f(t0, g0))
+        for ((_, g0, weight), (_, g1, _)), (f0, f1) in zip(
+            itertools.pairwise(request._points), itertools.pairwise(values), strict=True
+        ):
+            energy += weight * (f1 - f0)
             carbon_s += weight * (g1 - g0)  # its share of the time, for the embodied carbon
         request.energy_j = energy
         request.facility_energy_j = energy * self.pue
@@ -358,10 +363,19 @@ class RequestLedger:
         self._frontier = horizon
 
     def _trim(self) -> None:
-        """Forget what no request can need: segments and events before the oldest start still open."""
-        starts = [r._points[0][0] for r in self._in_flight.values()]
-        starts += [r._points[0][0] for _, _, r in self._waiting]
-        oldest = min([self._frontier, *starts])
+        """Forget what no request can need: segments before the oldest point not yet final, events before the frontier.
+
+        A request's points that became final get their ``F`` kept with them, so a request in flight for hours
+        does not keep the segments of those hours.
+        """
+        oldest = self._frontier
+        for request in itertools.chain(self._in_flight.values(), (r for _, _, r in self._waiting)):
+            points, known = request._points, request._final_f
+            while len(known) < len(points) and points[len(known)][0] <= self._frontier:
+                t, g, _ = points[len(known)]
+                known.append(self._final_f(t, g))
+            if len(known) < len(points):
+                oldest = min(oldest, points[len(known)][0])
         cut = bisect.bisect_right(self._bounds, oldest) - 1
         if cut > 64:  # in batches: slicing is O(n)
             del self._bounds[:cut], self._segments[:cut]

@@ -453,3 +453,21 @@ def test_on_the_replayed_h200_requests_and_idle_add_up_and_provisional_figures_s
             f"sum of provisional vs settled: {overall:+.2%}"
         )
     assert quantile[0.5] < 0.25
+
+
+def test_a_request_in_flight_for_hours_keeps_no_hours_of_segments():
+    now = Now()
+    ledger = RequestLedger(now)
+    long = ledger.begin()
+    for tick in range(1, 20_001):  # 2,000 s at 10 Hz, while short requests come and go
+        now.t = tick / 10
+        short = ledger.begin()
+        ledger.end(short)
+        ledger.add_energy([(now.t - 0.1, now.t, 10.0)], now.t, 100.0)
+    assert len(ledger._segments) < 300 and len(ledger._events) < 300
+    now.t += 1
+    ledger.end(long)
+    ledger.close(now.t)
+    assert long.settled
+    # alone or shared with the short ones (which last no time): it got every joule but the last second's
+    assert long.energy_j == pytest.approx(20_000 * 10.0)
