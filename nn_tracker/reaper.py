@@ -76,20 +76,14 @@ def _reap() -> None:
 def end_tree(root: int, grace_s: float = GRACE_S) -> int:
     """SIGTERM every process under ``root``, SIGKILL those left after ``grace_s``; return how many there were."""
     first = descendants(root)
-    for pid in first:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while descendants(root) and time.monotonic() < deadline:
-        _reap()
-        time.sleep(0.02)
-    for pid in descendants(root):
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + grace_s
-    while descendants(root) and time.monotonic() < deadline:
-        _reap()
-        time.sleep(0.02)
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for pid in first if signum == signal.SIGTERM else descendants(root):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signum)
+        deadline = time.monotonic() + grace_s
+        while descendants(root) and time.monotonic() < deadline:
+            _reap()
+            time.sleep(0.02)
     _reap()
     return len(first)
 

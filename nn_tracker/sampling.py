@@ -232,9 +232,8 @@ class Sampler:
             readings = self._read(now, force, bool(events))
             with self._lock:
                 pieces = self._apply(now, events, readings)
-                measuring = [self.totals[s.info.device_id] for s in self._sensors if s.active]
-                heard = (pieces, self._horizon(now), sum(t.last_power_w or 0.0 for t in measuring))
-            if self._energy_listener is not None:
+                heard = self._heard(pieces, now) if self._energy_listener is not None else None
+            if heard is not None:
                 self._energy_listener(*heard)
         except Exception:
             self.tick_errors += 1
@@ -271,6 +270,11 @@ class Sampler:
                         measurement, power = dataclasses.replace(measurement, power_w=None), exc
             readings.append((sensor, power, measurement))
         return readings
+
+    def _heard(self, pieces: list[tuple[float, float, float]], now: float) -> tuple[list, float, float]:
+        """What the energy listener gets: the pieces, the horizon and the power of the sensors still measuring."""
+        measuring = [self.totals[s.info.device_id] for s in self._sensors if s.active]
+        return pieces, self._horizon(now), sum(t.last_power_w or 0.0 for t in measuring)
 
     def _horizon(self, now: float) -> float:
         """The time up to which every sensor still measuring has read its energy.

@@ -373,16 +373,11 @@ def file_store(monkeypatch):
     mlflow.set_tracking_uri(before)
 
 
-def test_lightning_reports_are_artifacts_of_the_mlflow_run(tmp_path, file_store):
-    from fakes import callback_options
+def fit_once(tmp_path, callback, logger):
+    """One epoch of the tiny Lightning model with ``callback`` and ``logger``."""
     from lightning_models import TinyRegressor, loader, pl
 
-    from nn_tracker.integrations.lightning import NNTrackerCallback
-
-    uri = (tmp_path / "mlruns").as_uri()
-    logger = pl.loggers.MLFlowLogger(experiment_name="nnt", tracking_uri=uri)
-    callback = NNTrackerCallback(formats=["json", "md", "csv"], **callback_options(tmp_path))
-    trainer = pl.Trainer(
+    pl.Trainer(
         accelerator="cpu",
         devices=1,
         max_epochs=1,
@@ -391,8 +386,19 @@ def test_lightning_reports_are_artifacts_of_the_mlflow_run(tmp_path, file_store)
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=tmp_path,
-    )
-    trainer.fit(TinyRegressor(), loader(32))
+    ).fit(TinyRegressor(), loader(32))
+
+
+def test_lightning_reports_are_artifacts_of_the_mlflow_run(tmp_path, file_store):
+    from fakes import callback_options
+    from lightning_models import pl
+
+    from nn_tracker.integrations.lightning import NNTrackerCallback
+
+    uri = (tmp_path / "mlruns").as_uri()
+    logger = pl.loggers.MLFlowLogger(experiment_name="nnt", tracking_uri=uri)
+    callback = NNTrackerCallback(formats=["json", "md", "csv"], **callback_options(tmp_path))
+    fit_once(tmp_path, callback, logger)
     logged = mlflow_artifacts(uri, logger.run_id)
     written = {Path(p).name: Path(p).read_bytes() for p in callback.reports[-1].paths if not p.endswith(".csv")}
     assert logged == written and any(name.endswith(".json") for name in logged)
@@ -400,17 +406,7 @@ def test_lightning_reports_are_artifacts_of_the_mlflow_run(tmp_path, file_store)
     # opted out: nothing
     quiet_logger = pl.loggers.MLFlowLogger(experiment_name="nnt", tracking_uri=uri)
     quiet = NNTrackerCallback(log_artifacts=False, **callback_options(tmp_path / "quiet"))
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        callbacks=[quiet],
-        logger=quiet_logger,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(TinyRegressor(), loader(32))
+    fit_once(tmp_path, quiet, quiet_logger)
     assert mlflow_artifacts(uri, quiet_logger.run_id) == {}
 
 
@@ -466,23 +462,14 @@ def wandb_offline(tmp_path, monkeypatch):
 def test_reports_are_saved_with_the_wandb_run_of_lightning_and_transformers(tmp_path, wandb_offline):
     from fakes import callback_options
     from hf_models import Sentences, arguments, tiny_bert
-    from lightning_models import TinyRegressor, loader, pl
+    from lightning_models import pl
     from transformers import Trainer
 
     from nn_tracker.integrations import lightning, transformers
 
     logger = pl.loggers.WandbLogger(project="nnt", save_dir=str(tmp_path), offline=True)
     callback = lightning.NNTrackerCallback(**callback_options(tmp_path / "lightning"))
-    pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        callbacks=[callback],
-        logger=logger,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    ).fit(TinyRegressor(), loader(32))
+    fit_once(tmp_path, callback, logger)
     saved = Path(logger.experiment.dir)
     assert {Path(p).name for p in callback.reports[-1].paths} <= {p.name for p in saved.iterdir()}
     wandb_offline.finish()
