@@ -1,7 +1,7 @@
 """The typed report: one codec writes and reads it, the schema document is generated from its types."""
 
-import dataclasses
 import json
+import typing
 from pathlib import Path
 
 import pytest
@@ -9,7 +9,7 @@ from report_fixture import deterministic_report, stable
 
 from nn_tracker.errors import ValidationError
 from nn_tracker.report import document
-from nn_tracker.report.codec import from_json
+from nn_tracker.report.codec import from_json, is_record
 from nn_tracker.report.document import Report
 from nn_tracker.report.schema import upgrade
 
@@ -33,8 +33,8 @@ def test_a_report_reads_back_equal_to_itself(report):
 def test_the_json_keys_are_the_fields_in_order(report):
     data = report.to_dict()
     omitted = {"requests"}  # left out when None (a run that served no request())
-    assert list(data) == [f.name for f in dataclasses.fields(Report) if "doc" in f.metadata and f.name not in omitted]
-    assert list(data["devices"][0]) == [f.name for f in dataclasses.fields(document.Device)]
+    assert list(data) == [name for name in Report.__record_fields__ if name not in omitted]
+    assert list(data["devices"][0]) == list(document.Device.__record_fields__)
     assert "paths" not in data and "hostname" not in data["machine"]  # not part of it; identity only on request
 
 
@@ -48,19 +48,22 @@ def test_the_schema_document_is_generated_from_the_types():
 
 
 def test_every_field_is_documented():
-    def types(kind, seen):
-        if kind in seen:
-            return
-        seen.add(kind)
-        for item in dataclasses.fields(kind):
-            if "doc" not in item.metadata:
-                continue
-            assert item.metadata["doc"].strip(), f"{kind.__name__}.{item.name} has no meaning"
-            for inner in getattr(item.type, "__args__", ()):
-                if dataclasses.is_dataclass(inner):
-                    types(inner, seen)
+    def types(hint, seen):
+        if not is_record(hint):
+            for inner in typing.get_args(hint):
+                types(inner, seen)
+            return seen
+        if hint in seen:
+            return seen
+        seen.add(hint)
+        hints = typing.get_type_hints(hint)
+        for name, item in hint.__record_fields__.items():
+            assert item.doc.strip(), f"{hint.__name__}.{name} has no meaning"
+            types(hints[name], seen)
+        return seen
 
-    types(Report, set())
+    assert len(types(Report, set())) >= 25  # every report type is reached
+
 
 
 @pytest.mark.parametrize(
@@ -108,3 +111,23 @@ def test_a_long_bad_value_is_shortened_in_the_error(report):
     with pytest.raises(ValidationError) as info:
         upgrade(data)
     assert str(info.value).startswith("report.settings.training_type must be one of") and len(str(info.value)) < 200
+
+
+def test_report_types_compare_build_and_show_their_fields(report):
+    """The shared ``record`` methods: equality over the fields (not where it was written), keyword-only init."""
+    other = from_json(Report, report.to_dict(), "report")
+    assert other == report and other.paths != report.paths  # where it was written is not compared
+    other.energy.it_kwh += 1e-9
+    assert other != report
+    assert document.RunError(type="E", message="m") != document.RunError(type="E", message="n")
+    assert repr(document.RunError(type="E", message="m")) == "RunError(type='E', message='m')"
+    assert document.Settings().training_type == "pre-training" and document.Report.__hash__ is None
+    assert document.Machine().pid is None and document.Requests.__record_fields__["count"].required
+    assert not document.Requests.__record_fields__["histogram"].required
+    with pytest.raises(TypeError, match="missing keyword argument 'message'"):
+        document.RunError(type="E")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        document.RunError(type="E", message="m", colour="red")
+    first, second = document.Report.__record_fields__["related_runs"].factory(), document.Machine()
+    assert first == [] and document.Report.__record_fields__["machine"].factory is document.Machine
+    assert second is not document.Machine()  # a fresh default per instance

@@ -1,10 +1,10 @@
 """The one place where a typed report becomes JSON and JSON becomes a typed report.
 
-The report's types (:mod:`nn_tracker.report.document`) are dataclasses whose fields are the
-schema: a field's type says what its value may be (``float | None``: a finite number or
-``null``; ``Literal``: one of some strings; :data:`IsoTime`: an ISO 8601 time), a field with
-a default may be absent from a saved report, and the field's metadata (set with :func:`spec`)
-holds its documentation and any extra rule. :func:`to_json` writes a report, :func:`from_json`
+The report's types (:mod:`nn_tracker.report.document`) are declared with :func:`record`; their
+fields are the schema: a field's type says what its value may be (``float | None``: a finite
+number or ``null``; ``Literal``: one of some strings; :data:`IsoTime`: an ISO 8601 time), a field
+with a default may be absent from a saved report, and the field's :func:`spec` holds its
+documentation and any extra rule. :func:`to_json` writes a report, :func:`from_json`
 reads and checks one (one :class:`~nn_tracker.errors.ValidationError` naming the first field
 that breaks a rule), and :func:`schema_rows` describes the fields for ``docs/report-schema.md``.
 """
@@ -14,9 +14,8 @@ from __future__ import annotations
 import functools
 import math
 import types
-from dataclasses import MISSING, Field, field, fields, is_dataclass
 from datetime import datetime
-from typing import Any, Literal, NewType, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, NamedTuple, NewType, Union, get_args, get_origin, get_type_hints
 
 from nn_tracker.errors import ValidationError
 
@@ -24,11 +23,31 @@ IsoTime = NewType("IsoTime", str)
 """A UTC time as ISO 8601 text (``2026-01-01T00:00:00.000+00:00``)."""
 
 
+REQUIRED: Any = object()  # a field with no default
+
+
+class Spec(NamedTuple):
+    """A report field's documentation and rules (see :func:`spec`)."""
+
+    doc: str
+    default: Any
+    factory: Any
+    minimum: float | None
+    min_items: int
+    omit_none: bool
+    key: str
+
+    @property
+    def required(self) -> bool:
+        """Whether a saved report must have the field."""
+        return self.default is REQUIRED and self.factory is None
+
+
 def spec(
     doc: str,
-    default: Any = MISSING,
+    default: Any = REQUIRED,
     *,
-    factory: Any = MISSING,
+    factory: Any = None,
     minimum: float | None = None,
     min_items: int = 0,
     omit_none: bool = False,
@@ -45,21 +64,69 @@ def spec(
         omit_none: Left out of the JSON when ``None`` (fields that exist only on request).
         key: What the keys of an object field name (``phase``, ``device``), for the schema document.
     """
-    metadata = {"doc": doc, "minimum": minimum, "min_items": min_items, "omit_none": omit_none, "key": key}
-    return field(default=default, default_factory=factory, metadata=metadata)
+    return Spec(doc, default, factory, minimum, min_items, omit_none, key)
+
+
+def record(cls: type) -> Any:
+    """Declare a report type: its :func:`spec` fields, in order, are the document's.
+
+    The class gets a keyword-only ``__init__``, ``__eq__`` and ``__repr__`` over those fields,
+    shared by every report type rather than generated per class as dataclasses do (which costs
+    the first report of a process ~9 ms and ~1,700 objects; see ``docs/validation/benchmarks.md``).
+    Any other class attribute (``paths``: where the report was written) is not in the JSON and
+    not compared. Methods and properties stay.
+    """
+    specs = {name: value for name, value in vars(cls).items() if isinstance(value, Spec)}
+    for name in specs:
+        delattr(cls, name)
+    cls.__record_fields__ = specs
+    cls.__init__ = _init
+    cls.__eq__ = _eq
+    cls.__hash__ = None
+    cls.__repr__ = _repr
+    return cls
+
+
+def _init(self: Any, **values: Any) -> None:
+    for name, item in type(self).__record_fields__.items():
+        if name in values:
+            value = values.pop(name)
+        elif item.factory is not None:
+            value = item.factory()
+        elif item.default is not REQUIRED:
+            value = item.default
+        else:
+            raise TypeError(f"{type(self).__name__}() missing keyword argument {name!r}")
+        setattr(self, name, value)
+    if values:
+        raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {next(iter(values))!r}")
+
+
+def _eq(self: Any, other: Any) -> Any:
+    if type(other) is not type(self):
+        return NotImplemented
+    return all(getattr(self, name) == getattr(other, name) for name in type(self).__record_fields__)
+
+
+def _repr(self: Any) -> str:
+    shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in type(self).__record_fields__)
+    return f"{type(self).__name__}({shown})"
+
+
+def is_record(value: Any) -> bool:
+    """Whether ``value`` is a report type (not an instance)."""
+    return isinstance(value, type) and "__record_fields__" in vars(value)
 
 
 def to_json(value: Any) -> Any:
     """A JSON-ready copy of a typed report (or any part of one), keys in field order."""
-    if is_dataclass(value) and not isinstance(value, type):
+    if is_record(type(value)):
         result = {}
-        for item in fields(value):
-            if "doc" not in item.metadata:
-                continue  # not part of the document (where the report was written...)
-            content = getattr(value, item.name)
-            if content is None and item.metadata["omit_none"]:
+        for name, item in type(value).__record_fields__.items():
+            content = getattr(value, name)
+            if content is None and item.omit_none:
                 continue
-            result[item.name] = to_json(content)
+            result[name] = to_json(content)
         return result
     if isinstance(value, dict):
         return {name: to_json(content) for name, content in value.items()}
@@ -74,7 +141,7 @@ def from_json(kind: type, value: Any, where: str) -> Any:
     Raises:
         ValidationError: the first field that breaks a rule, with its path from ``where``.
     """
-    return _read(kind, value, where, {})
+    return _read(kind, value, where)
 
 
 @functools.cache
@@ -82,23 +149,19 @@ def _hints(kind: type) -> dict[str, Any]:
     return get_type_hints(kind)
 
 
-def _document_fields(kind: type) -> list[Field]:
-    return [item for item in fields(kind) if "doc" in item.metadata]
-
-
 def _is_union(hint: Any) -> bool:
     return get_origin(hint) in (Union, types.UnionType)
 
 
-def _read(hint: Any, value: Any, where: str, rules: Any) -> Any:
+def _read(hint: Any, value: Any, where: str, rules: Spec | None = None, or_null: bool = False) -> Any:
     if hint is Any:
         return value
     if _is_union(hint):
         options = [a for a in get_args(hint) if a is not type(None)]
         if value is None:
             return None
-        return _read(options[0], value, where, {**rules, "or_null": True})
-    if is_dataclass(hint):
+        return _read(options[0], value, where, rules, or_null=True)
+    if is_record(hint):
         return _read_object(hint, _object(value, where), where)
     origin = get_origin(hint)
     if origin is Literal:
@@ -106,40 +169,39 @@ def _read(hint: Any, value: Any, where: str, rules: Any) -> Any:
             raise ValidationError(where, _short(value), f"must be one of {', '.join(get_args(hint))}")
         return value
     if origin is list:
-        least = rules.get("min_items", 0)
+        least = rules.min_items if rules else 0
         if not isinstance(value, list) or len(value) < least:
             more = f" with at least {least} item(s)" if least else ""
             raise ValidationError(where, _short(value), f"must be a list{more}")
-        return [_read(get_args(hint)[0], item, f"{where}[{i}]", {}) for i, item in enumerate(value)]
+        return [_read(get_args(hint)[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
     if origin is dict:
         return {
-            name: _read(get_args(hint)[1], item, f"{where}.{name}", {}) for name, item in _object(value, where).items()
+            name: _read(get_args(hint)[1], item, f"{where}.{name}") for name, item in _object(value, where).items()
         }
-    return _read_scalar(hint, value, where, rules)
+    return _read_scalar(hint, value, where, rules.minimum if rules else None, " or null" if or_null else "")
 
 
 def _read_object(kind: type, value: dict[str, Any], where: str) -> Any:
     hints = _hints(kind)
     arguments = {}
-    for item in _document_fields(kind):
-        if item.name not in value:
-            if item.default is MISSING and item.default_factory is MISSING:
-                raise ValidationError(f"{where}.{item.name}", None, "is missing")
+    for name, item in kind.__record_fields__.items():
+        if name not in value:
+            if item.required:
+                raise ValidationError(f"{where}.{name}", None, "is missing")
             continue
-        arguments[item.name] = _read(hints[item.name], value[item.name], f"{where}.{item.name}", item.metadata)
+        arguments[name] = _read(hints[name], value[name], f"{where}.{name}", item)
     return kind(**arguments)
 
 
-def _read_scalar(hint: Any, value: Any, where: str, rules: Any) -> Any:
-    or_null = " or null" if rules.get("or_null") else ""
+def _read_scalar(hint: Any, value: Any, where: str, minimum: float | None, or_null: str) -> Any:
     if hint in (float, int):
         whole = hint is int
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValidationError(where, _short(value), f"must be a finite number{or_null}")
         if whole and not float(value).is_integer():
             raise ValidationError(where, _short(value), f"must be a whole number{or_null}")
-        if rules.get("minimum") is not None and value < rules["minimum"]:
-            raise ValidationError(where, _short(value), f"must be >= {rules['minimum']:g}")
+        if minimum is not None and value < minimum:
+            raise ValidationError(where, _short(value), f"must be >= {minimum:g}")
         return value
     if hint is bool:
         if not isinstance(value, bool):
@@ -171,53 +233,50 @@ def schema_rows(kind: type, prefix: str = "") -> list[tuple[str, str, str]]:
     """``(path, type, meaning)`` for every field of ``kind`` and of the types it holds, in document order."""
     rows = []
     hints = _hints(kind)
-    for item in _document_fields(kind):
-        path = f"{prefix}{item.name}"
-        hint = hints[item.name]
-        meaning = item.metadata["doc"]
-        required = item.default is MISSING and item.default_factory is MISSING
-        rows.append(
-            (f"`{path}`", _type_text(hint, item.metadata), meaning if required else f"{meaning} (may be absent)")
-        )
-        inner, suffix = _holds(hint, item.metadata)
+    for name, item in kind.__record_fields__.items():
+        path = f"{prefix}{name}"
+        hint = hints[name]
+        meaning = item.doc if item.required else f"{item.doc} (may be absent)"
+        rows.append((f"`{path}`", _type_text(hint, item), meaning))
+        inner, suffix = _holds(hint, item)
         if inner is not None:
             rows += schema_rows(inner, f"{path}{suffix}.")
     return rows
 
 
-def _holds(hint: Any, metadata: Any) -> tuple[type | None, str]:
-    """The dataclass a field holds (directly, in a list or as an object's values) and the path's suffix."""
+def _holds(hint: Any, item: Spec) -> tuple[type | None, str]:
+    """The report type a field holds (directly, in a list or as an object's values) and the path's suffix."""
     if _is_union(hint):
         hint = next(a for a in get_args(hint) if a is not type(None))
-    if is_dataclass(hint):
+    if is_record(hint):
         return hint, ""
     origin, arguments = get_origin(hint), get_args(hint)
-    if origin is list and is_dataclass(arguments[0]):
+    if origin is list and is_record(arguments[0]):
         return arguments[0], "[]"
-    if origin is dict and is_dataclass(arguments[1]):
-        return arguments[1], f".<{metadata['key']}>"
+    if origin is dict and is_record(arguments[1]):
+        return arguments[1], f".<{item.key}>"
     return None, ""
 
 
-def _type_text(hint: Any, metadata: Any = None) -> str:
+def _type_text(hint: Any, item: Spec | None = None) -> str:
     """How the schema document names a type."""
     if _is_union(hint):
         return " \\| ".join(_type_text(a) for a in get_args(hint) if a is not type(None)) + " \\| null"
-    if is_dataclass(hint):
+    if is_record(hint):
         return "object"
     origin, arguments = get_origin(hint), get_args(hint)
     if origin is Literal:
         return " \\| ".join(f"`{a}`" for a in arguments)
     if origin is list:
-        least = metadata.get("min_items") if metadata else 0
+        least = item.min_items if item else 0
         return f"list of {_inner_text(arguments[0])}" + (f", at least {least}" if least else "")
     if origin is dict:
-        shown = arguments[1] is Any or is_dataclass(arguments[1])
+        shown = arguments[1] is Any or is_record(arguments[1])
         return "object" if shown else f"object of {_inner_text(arguments[1])}"
     names = {float: "number", int: "integer", bool: "bool", str: "string", IsoTime: "ISO 8601 time"}
     text = names.get(hint, "any")
-    if metadata and metadata.get("minimum") is not None:
-        text += f" ≥ {metadata['minimum']:g}"
+    if item and item.minimum is not None:
+        text += f" ≥ {item.minimum:g}"
     return text
 
 

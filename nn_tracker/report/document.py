@@ -7,17 +7,14 @@ by every writer through attributes. ``docs/report-schema.md`` is generated from 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from nn_tracker.report.codec import IsoTime, spec, to_json
+from nn_tracker.report.codec import IsoTime, record, spec, to_json
 
 SCHEMA_VERSION = 5
 Status = Literal["running", "completed", "failed", "terminated"]
 STATUSES = get_args(Status)
 TrainingType = Literal["pre-training", "fine-tuning"]
-
-record = dataclass(kw_only=True)  # every report type: fields by name, in the JSON's order
 
 
 def whole(count: float) -> float:
@@ -409,7 +406,7 @@ class Report:
     sessions: list[Session] = spec("the run's sessions, in order; they add up to the run's figures", factory=list)
     timeline: Timeline | None = spec("power over time (null in a summary)", None)
     requests: Requests | None = spec("energy per request (serving with request())", None, omit_none=True)
-    paths: list[str] = field(default_factory=list, compare=False, repr=False)  # where it was written
+    paths: tuple[str, ...] | list[str] = ()  # where it was written, once written (not in the JSON)
 
     @property
     def energy_kwh(self) -> float:
@@ -458,7 +455,7 @@ class IncompleteReport:
     duration_s: float = spec("monotonic duration", minimum=0)
     error: RunError | None = spec("the exception that ended a failed run", None)
     notes: list[str] = spec("why the report could not be built")
-    paths: list[str] = field(default_factory=list, compare=False, repr=False)
+    paths: tuple[str, ...] | list[str] = ()  # where it was written, once written (not in the JSON)
 
     energy_kwh = None  # not known: never 0
     total_carbon_g = None
