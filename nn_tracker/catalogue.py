@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nn_tracker import validation as check
-from nn_tracker.data import read_table
+from nn_tracker.data import read_table, read_text
 from nn_tracker.errors import LookupFailed, ValidationError
 
 
@@ -150,7 +150,6 @@ class Catalogue:
 
     locations: dict[str, GridIntensity]
     hardware: dict[str, HardwareSpec]
-    cpu_tdp_w: dict[str, float]
     cpu_tdp_source: Source
     sources: dict[str, Source] = field(repr=False, default_factory=dict)
     power_models: dict[str, PowerModel] = field(default_factory=dict)
@@ -245,7 +244,22 @@ class Catalogue:
 
     def cpu_tdp(self, model: str) -> float | None:
         """TDP in W of a catalogue CPU name (case-insensitive), or ``None``."""
-        return self.cpu_tdp_w.get(_key(model))
+        found = _cpu_tdp_rows().get(_key(model))
+        return found[1] if found else None
+
+    def match_cpu(self, model: str) -> tuple[str, float] | None:
+        """The catalogue CPU of a model name and its TDP in W (``None`` if none).
+
+        The name itself, else the longest catalogue name inside it (whole words); only names with a
+        digit count. Reads the 4,900-row table as text and looks up only the model's word sequences, so the
+        first tracker of a process does not parse the whole table (~10 ms).
+        """
+        words = _key(model).split()
+        rows = _cpu_tdp_rows()
+        names = {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1)}
+        found = [(name, rows.get(name)) for name in names if any(c.isdigit() for c in name)]
+        matches = [(-len(name), row[0], name, row[1]) for name, row in found if row is not None]
+        return min(matches)[2:] if matches else None  # the longest name; of equals, the first row
 
     def with_overrides(self, path: str | Path) -> Catalogue:
         """Return a catalogue with the entries of a user YAML file added or replaced.
@@ -390,10 +404,31 @@ def bundled() -> Catalogue:
         )
         for row in read_table("hardware.csv")
     }
-    cpu_rows = read_table("cpu_tdp.csv")
-    cpu_tdp_w = {_key(row["name"]): float(row["tdp_w"]) for row in cpu_rows}
     power_models = {
         row["key"]: PowerModel(row["key"], float(row["value"]), row["unit"], sources[row["source_id"]], row["note"])
         for row in read_table("power_models.csv")
     }
-    return Catalogue(locations, hardware, cpu_tdp_w, sources["codecarbon-cpu"], sources, power_models)
+    return Catalogue(locations, hardware, sources["codecarbon-cpu"], sources, power_models)
+
+
+class _CpuTdpRows:
+    """The CPU TDP table as a lookup ``key -> (row, tdp_w)`` that reads only the rows asked for."""
+
+    def __init__(self, text: str) -> None:
+        self._text = "\n" + text.casefold()  # every name's key starts after a newline (no name has two spaces)
+
+    def get(self, key: str) -> tuple[int, float] | None:
+        """The row's position and TDP of the CPU named ``key`` exactly (a key: see :func:`_key`)."""
+        if '"' in key:
+            return None
+        start = f'\n"{key}",' if "," in key else f"\n{key},"  # CSV quotes the names with commas
+        at = self._text.find(start)
+        if at < 0:
+            return None
+        line = self._text[at + len(start) : self._text.find("\n", at + 1)]
+        return at, float(line.split(",")[0])
+
+
+@functools.cache
+def _cpu_tdp_rows() -> _CpuTdpRows:
+    return _CpuTdpRows(read_text("cpu_tdp.csv"))

@@ -1,13 +1,19 @@
 """CPU and RAM estimates: model names, TDP choice, attribution, cgroup limits."""
 
+import csv
 import os
+import re
 import subprocess
 import sys
 import time
 from collections import namedtuple
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import nn_tracker.data
 from nn_tracker.catalogue import bundled
 from nn_tracker.sensors.cpu_model import (
     CpuEstimateSensor,
@@ -15,6 +21,7 @@ from nn_tracker.sensors.cpu_model import (
     count_sockets,
     cpu_power_model,
     match_cpu_tdp,
+    normalise_model,
     read_cpu_model,
 )
 from nn_tracker.sensors.process_tree import ProcessTree
@@ -38,6 +45,46 @@ def test_cpu_model_matching(model, name, tdp):
 @pytest.mark.parametrize("model", ["AMD EPYC", "Intel Xeon Processor (Skylake, IBRS)", "Common KVM processor", None])
 def test_brand_only_models_match_nothing(model):
     assert match_cpu_tdp(model, bundled()) is None
+
+
+CPU_ROWS = list(csv.DictReader((Path(nn_tracker.data.__file__).parent / "cpu_tdp.csv").open(encoding="utf-8")))
+CPU_TDP_W = {" ".join(row["name"].casefold().split()): float(row["tdp_w"]) for row in CPU_ROWS}
+
+
+def reference_match(model):
+    """The whole table parsed, then the longest catalogue name inside the model (the lookup's contract)."""
+    wanted = normalise_model(model).casefold()
+    if not re.search(r"\d", wanted):
+        return None
+    if wanted in CPU_TDP_W:
+        return wanted, CPU_TDP_W[wanted]
+    best = None
+    for name, tdp in CPU_TDP_W.items():
+        if re.search(r"\d", name) and f" {name} " in f" {wanted} " and (best is None or len(name) > len(best[0])):
+            best = (name, tdp)
+    return best
+
+
+words = st.sampled_from(["Intel(R)", "Xeon(R)", "CPU", "@", "2.40GHz", "Processor", "64-Core", "v4", "Gold", ",", '"'])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    row=st.sampled_from(CPU_ROWS),
+    before=st.lists(words, max_size=3),
+    after=st.lists(words, max_size=3),
+    case=st.sampled_from([str, str.upper, str.lower]),
+)
+def test_the_lazy_cpu_lookup_finds_what_the_whole_table_finds(row, before, after, case):
+    """Law: reading only the model's word sequences finds the same entry as scanning every row."""
+    model = case(" ".join([*before, row["name"], *after]))
+    assert match_cpu_tdp(model, bundled()) == reference_match(model)
+
+
+def test_every_cpu_name_is_one_key():
+    """The lookup reads the table as text: every name is stored with single spaces, once."""
+    assert all(row["name"] == " ".join(row["name"].split()) for row in CPU_ROWS)
+    assert len(CPU_TDP_W) == len(CPU_ROWS)
 
 
 def write_cpuinfo(root, model):

@@ -11,13 +11,16 @@ import io
 from pathlib import Path
 
 
-def read_table(name: str) -> list[dict[str, str]]:
-    """Return the rows of the bundled table ``name`` (e.g. ``"hardware.csv"``)."""
+def read_text(name: str) -> str:
+    """The text of the bundled table ``name`` (e.g. ``"hardware.csv"``)."""
     path = Path(__file__).with_name(name)
     if path.is_file():  # an installed package: a plain file (no zipfile machinery on the cold path)
-        text = path.read_text(encoding="utf-8")
-    else:  # pragma: no cover - a zipped install
-        from importlib import resources
+        return path.read_text(encoding="utf-8")
+    from importlib import resources  # pragma: no cover - a zipped install
 
-        text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
-    return list(csv.DictReader(io.StringIO(text)))
+    return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")  # pragma: no cover
+
+
+def read_table(name: str) -> list[dict[str, str]]:
+    """Return the rows of the bundled table ``name`` (e.g. ``"hardware.csv"``)."""
+    return list(csv.DictReader(io.StringIO(read_text(name))))

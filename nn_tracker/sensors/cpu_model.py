@@ -64,17 +64,8 @@ def match_cpu_tdp(model: str | None, catalogue: Catalogue) -> tuple[str, float] 
     """
     if not model:
         return None
-    wanted = normalise_model(model).casefold()
-    if not re.search(r"\d", wanted):
-        return None
-    if wanted in catalogue.cpu_tdp_w:
-        return wanted, catalogue.cpu_tdp_w[wanted]
-    padded = f" {wanted} "
-    best = None
-    for name, tdp in catalogue.cpu_tdp_w.items():
-        if re.search(r"\d", name) and f" {name} " in padded and (best is None or len(name) > len(best[0])):
-            best = (name, tdp)
-    return best
+    wanted = normalise_model(model)
+    return catalogue.match_cpu(wanted) if re.search(r"\d", wanted) else None
 
 
 def count_sockets(sys_root: str | Path = "/sys", proc_root: str | Path = "/proc") -> int | None:
