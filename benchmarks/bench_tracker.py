@@ -112,6 +112,22 @@ def start_stop_ms(runs: int = 20) -> dict:
     }
 
 
+def add_units_us(calls: int = 200_000) -> dict:
+    """``add_units`` on the calling thread, in a phase, with a background sampler running (CPU sensors)."""
+    import nn_tracker
+
+    tracker = nn_tracker.Tracker(intensity_g_per_kwh=100, write_report=False, gpus=False).start()
+    try:
+        with tracker.phase("training"):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                tracker.add_units(32)
+            per_call = (time.perf_counter() - t0) / calls
+    finally:
+        tracker.stop()
+    return {"add_units_us": per_call * 1e6}
+
+
 def tick_us(sensors, ticks: int = 2000) -> float:
     from nn_tracker.clock import SystemClock
     from nn_tracker.sampling import Sampler
@@ -399,7 +415,7 @@ def main() -> None:
             "import_after_torch_ms": import_time_ms(after_torch=True),
             "import_after_torch_bytecode_ms": import_time_ms(after_torch=True, bytecode=True),
         },
-        "start_stop": lambda: {**start_stop_ms(), "cold_first_run_ms": cold_first_run_ms()},
+        "start_stop": lambda: {**start_stop_ms(), "cold_first_run_ms": cold_first_run_ms(), **add_units_us()},
         "tick": lambda: {"tick_us_cpu_sensors": cpu_sensor_tick_us(), "tick_us_8_simulated_gpus": gpu_tick_us()},
         "memory": memory_mb,
         "thread": lambda: {"sampler_thread": thread_cpu_share()},

@@ -14,8 +14,10 @@ rotated order; slowdown is the ratio to the same round's ``none``.
 
 ``--cold`` measures instead what a training script pays first: in a fresh process, after a prelude
 (``import torch``, or ``import torch, psutil``), with the garbage collector on and bytecode compiled,
-the import of the tool and its first tracker (construct, start, stop, its report file written),
-nn_tracker and CodeCarbon alternating in rotated rounds:
+the import of the tool and its first tracker (construct, start, stop, its report file written); and
+what the tool adds to the script up to the end of a model's construction that follows (against no
+tool: right after ``import torch`` a full garbage collection is due, and whoever allocates next pays
+it). nn_tracker, CodeCarbon and no tool alternate in rotated rounds:
 
     .venv/bin/python -m compileall -q nn_tracker && .venv/bin/python benchmarks/bench_vs_codecarbon.py --cold
 """
@@ -123,38 +125,55 @@ started = time.perf_counter()
 if sys.argv[1] == "nn_tracker":
     import nn_tracker
     tracker = nn_tracker.Tracker(location="FR", output_dir=sys.argv[2])
-else:
+elif sys.argv[1] == "codecarbon":
     from codecarbon import OfflineEmissionsTracker
     tracker = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=sys.argv[2], log_level="error",
                                       allow_multiple_runs=True)
-tracker.start()
-tracker.stop()
-print(time.perf_counter() - started)
+else:
+    tracker = None
+if tracker is not None:
+    tracker.start()
+    tracker.stop()
+tool = time.perf_counter()
+import torch  # the script goes on: builds a model (allocates; pays any garbage collection that was due)
+model = torch.nn.Sequential(*[torch.nn.Linear(8, 8) for _ in range(1000)])
+print(tool - started, time.perf_counter() - started)
 """
+TOOLS = ("nn_tracker", "codecarbon", "none")
 
 
 def cold(rounds: int, out: str) -> dict:
-    """Median seconds of import + first tracker per tool and prelude, in fresh processes, rotated."""
-    results: dict[str, dict[str, list[float]]] = {}
+    """Medians of the cold path per tool and prelude, in fresh processes, the tools' order rotated.
+
+    ``*_ms_median``: import + first tracker. ``*_added_ms_median``: what the tool adds to the script up to
+    the end of a model's construction that follows it (against no tool), so a garbage collection that was
+    due anyway is not charged to whichever tool happened to run first.
+    """
+    results = {}
     for prelude in ("import torch", "import torch, psutil"):
-        times: dict[str, list[float]] = {"nn_tracker": [], "codecarbon": []}
+        tool_s: dict[str, list[float]] = {t: [] for t in TOOLS}
+        total_s: dict[str, list[float]] = {t: [] for t in TOOLS}
         for round_index in range(rounds):
-            for tool in ("nn_tracker", "codecarbon") if round_index % 2 == 0 else ("codecarbon", "nn_tracker"):
-                code = COLD.replace("PRELUDE", prelude)
+            shift = round_index % len(TOOLS)
+            for tool in TOOLS[shift:] + TOOLS[:shift]:
                 output = subprocess.run(
-                    [sys.executable, "-c", code, tool, out], capture_output=True, text=True, check=True
+                    [sys.executable, "-c", COLD.replace("PRELUDE", prelude), tool, out],
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 ).stdout
-                times[tool].append(float(output.strip().splitlines()[-1]))
-        results[prelude] = times
-    return {
-        prelude: {
-            **{f"{tool}_ms_median": round(1000 * statistics.median(t), 1) for tool, t in times.items()},
-            "codecarbon_over_nn_tracker": round(
-                statistics.median(times["codecarbon"]) / statistics.median(times["nn_tracker"]), 1
-            ),
+                first, total = map(float, output.strip().splitlines()[-1].split())
+                tool_s[tool].append(first)
+                total_s[tool].append(total)
+        median = {t: {"tool": statistics.median(tool_s[t]), "total": statistics.median(total_s[t])} for t in TOOLS}
+        added = {t: median[t]["total"] - median["none"]["total"] for t in ("nn_tracker", "codecarbon")}
+        results[prelude] = {
+            **{f"{t}_ms_median": round(1000 * median[t]["tool"], 1) for t in ("nn_tracker", "codecarbon")},
+            "codecarbon_over_nn_tracker": round(median["codecarbon"]["tool"] / median["nn_tracker"]["tool"], 1),
+            **{f"{t}_added_ms_median": round(1000 * added[t], 1) for t in ("nn_tracker", "codecarbon")},
+            "added_codecarbon_over_nn_tracker": round(added["codecarbon"] / added["nn_tracker"], 1),
         }
-        for prelude, times in results.items()
-    }
+    return results
 
 
 def main() -> None:

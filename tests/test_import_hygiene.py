@@ -41,7 +41,7 @@ FRAMEWORKS = (
     "accelerate",
     "yaml",  # ~80 ms: only for IF manifests, model cards and config files, imported when used
     "pynvml",  # at the first tracker's start, never at import
-    "nn_tracker.report.document",  # ~9 ms of dataclasses: when the first report is built or read
+    "nn_tracker.report.document",  # the report types (~1 ms): when the first report is built or read
 )
 
 
