@@ -205,6 +205,29 @@ def test_unit_counts_stay_finite():
         tracker.add_units(10**400)
 
 
+@pytest.mark.parametrize(
+    ("count", "kind", "message"),
+    [
+        (-1, "sample", "count must be >= 0, got -1"),
+        (-0.5, "sample", "count must be >= 0, got -0.5"),
+        (float("nan"), "sample", "count must be finite"),
+        (float("inf"), "sample", "count must be finite"),
+        (True, "sample", "count must be a number, got True"),
+        ("3", "sample", "count must be a number, got '3'"),
+        (1, "bad kind", "kind must be 1-64 letters"),
+        (1, "", "kind must be 1-64 letters"),
+    ],
+)
+def test_bad_unit_counts_and_kinds_are_refused_before_and_after_good_ones(count, kind, message):
+    """The fast path for plain numbers and known kinds refuses what the full checks refuse."""
+    tracker = Tracker(write_report=False, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower()))
+    for attempt in range(2):  # the same call fails the second time too (nothing was cached from it)
+        with pytest.raises(ValidationError, match=re.escape(message)):
+            tracker.add_units(count, kind)
+        tracker.add_units(2, "sample")
+    assert tracker.units() == {"sample": 4}
+
+
 class FullDisk:
     """``os.write`` that fails with ENOSPC once ``room`` more bytes were written (a tiny full filesystem)."""
 
