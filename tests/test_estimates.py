@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from collections import namedtuple
 from pathlib import Path
 
@@ -176,6 +177,21 @@ def test_process_attribution_counts_live_children():
     assert 0.1 < share <= 1.0
 
 
+def test_this_process_cpu_time_is_what_psutil_reads_from_proc():
+    """The tree reads this process's CPU time with os.times(): the same kernel counters as /proc/self/stat."""
+    import psutil
+
+    waited = subprocess.run([sys.executable, "-c", "sum(range(3_000_000))"], check=True)  # children_* time
+    assert waited.returncode == 0
+    started = time.process_time()
+    while time.process_time() - started < 0.3:
+        pass
+    tree = ProcessTree()
+    times = psutil.Process().cpu_times()
+    expected = times.user + times.system + times.children_user + times.children_system
+    assert expected > 0.3 and tree.cpu_seconds() == pytest.approx(expected, abs=0.03)
+
+
 def test_several_ranks_are_one_tree_each_process_counted_once():
     """Under DDP the node's measuring process charges every rank; a rank started by another is counted once."""
     burn = "import time\nt=time.process_time()\nwhile time.process_time()-t<0.5: pass\ntime.sleep(30)"
@@ -305,3 +321,33 @@ def test_a_read_shorter_than_a_kernel_tick_keeps_the_last_power_never_a_false_ze
     sampler.tick(force=True)
     assert sampler.power_w() == pytest.approx(80.0)
     assert sampler.totals["cpu:estimate"].energy_j == pytest.approx(80.0 + 0.0 + 80.0)  # nothing lost
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    total_kb=st.integers(1, 2**40),
+    free_share=st.floats(0, 1),
+    available_share=st.floats(0, 1.2),
+    with_available=st.booleans(),
+)
+def test_memory_in_use_is_psutils_figure(tmp_path_factory, total_kb, free_share, available_share, with_available):
+    """Reading the head of /proc/meminfo gives psutil.virtual_memory().used (psutil reading the same fake tree)."""
+    import psutil
+
+    from nn_tracker.sensors.ram_model import machine_used_bytes
+
+    root = tmp_path_factory.mktemp("proc")
+    lines = [f"MemTotal:       {total_kb} kB", f"MemFree:        {int(total_kb * free_share)} kB"]
+    if with_available:
+        lines.append(f"MemAvailable:   {int(total_kb * available_share)} kB")
+    lines += ["Buffers: 1000 kB", "Cached: 2000 kB", "Shared: 0 kB", "SReclaimable: 0 kB"]
+    lines += ["Active: 0 kB", "Inactive: 0 kB", "Slab: 0 kB"]
+    (root / "meminfo").write_text("\n".join(lines) + "\n")
+    before = psutil.PROCFS_PATH
+    psutil.PROCFS_PATH = str(root)  # psutil, and our fallback to it, read the fake tree
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # psutil warns of the fields a tiny fake file lacks
+            assert machine_used_bytes(root) == psutil.virtual_memory().used
+    finally:
+        psutil.PROCFS_PATH = before

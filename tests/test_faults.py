@@ -221,7 +221,7 @@ def test_unit_counts_stay_finite():
 def test_bad_unit_counts_and_kinds_are_refused_before_and_after_good_ones(count, kind, message):
     """The fast path for plain numbers and known kinds refuses what the full checks refuse."""
     tracker = Tracker(write_report=False, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower()))
-    for attempt in range(2):  # the same call fails the second time too (nothing was cached from it)
+    for _ in range(2):  # the same call fails the second time too (nothing was cached from it)
         with pytest.raises(ValidationError, match=re.escape(message)):
             tracker.add_units(count, kind)
         tracker.add_units(2, "sample")

@@ -8,6 +8,7 @@ distributed job) are one tree: each process is counted once, whoever started it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 
@@ -64,9 +65,11 @@ class ProcessTree:
         """User + system CPU seconds of the roots, their waited-for children, and live descendants."""
         self._maybe_refresh()
         total = waited = 0.0
+        own_pid = os.getpid()
         for root in self.roots:
             try:
-                times = root.cpu_times()
+                # this process: the same kernel counters as /proc/self/stat, without reading and parsing it
+                times = os.times() if root.pid == own_pid else root.cpu_times()
             except self._psutil.Error:  # a root that ended keeps what it had used
                 total += self._last_root_cpu_s.get(root.pid, 0.0)
                 continue

@@ -8,6 +8,7 @@ a cgroup memory limit.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,21 @@ from nn_tracker.sensors.process_tree import ProcessTree
 GB = 1e9
 
 
-def _machine_used_bytes() -> int:
+def machine_used_bytes(proc_root: str | Path = "/proc") -> int:
+    """Memory in use on the machine: total - available, as ``psutil.virtual_memory().used`` has it.
+
+    Read from the first lines of ``/proc/meminfo`` (MemTotal, MemFree, MemAvailable: ~5 us, where psutil
+    parses the whole file in ~30 us); psutil itself where they are not as expected (kernels before 3.14).
+    """
+    try:
+        with open(os.path.join(proc_root, "meminfo"), "rb") as file:  # not pathlib: ~5 us a call
+            head = file.read(200).split(b"\n")[:3]
+        fields = {name: int(value.split()[0]) * 1024 for name, _, value in (line.partition(b":") for line in head)}
+        total, available = fields[b"MemTotal"], fields[b"MemAvailable"]
+    except (OSError, KeyError, ValueError, IndexError):
+        total = available = -1
+    if 0 < available <= total:
+        return total - available
     import psutil  # imported on use: psutil reads /proc when imported
 
     return psutil.virtual_memory().used
@@ -100,7 +115,7 @@ class RamEstimateSensor(Sensor):
         self._attribution = attribution
         self._tree = tree
         self._limit = limit_bytes
-        self._used_bytes = used_bytes or _machine_used_bytes
+        self._used_bytes = used_bytes or machine_used_bytes
         self._last_power_w = 0.0
         self._last_s = 0.0
         scope = "the tracked processes' resident memory" if attribution == "process" else "memory in use"
