@@ -177,6 +177,36 @@ def test_process_attribution_counts_live_children():
     assert 0.1 < share <= 1.0
 
 
+def test_descendants_are_listed_from_proc_as_psutil_lists_them(tmp_path):
+    """Children and grandchildren from /proc/<pid>/task/<tid>/children; psutil where a kernel lacks the file."""
+    import psutil
+
+    nested = "import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
+    nested += "time.sleep(30)"
+    children = [subprocess.Popen([sys.executable, "-c", nested]) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 10
+        expected: set[int] = set()
+        while len(expected) < 4 and time.monotonic() < deadline:  # both children and their children started
+            time.sleep(0.05)
+            expected = {p.pid for p in psutil.Process().children(recursive=True)}
+        assert len(expected) == 4
+        tree = ProcessTree()
+        assert {int(pid) for pid in tree._descendants(tree.root)} == expected
+        tree.cpu_seconds()
+        assert {child.pid for child in tree._children} == expected
+        lacking = tmp_path / "proc" / str(os.getpid()) / "task" / str(os.getpid())
+        lacking.mkdir(parents=True)  # a kernel without the children file: psutil lists them
+        old_kernel = ProcessTree(proc_root=str(tmp_path / "proc"))
+        assert set(old_kernel._descendants(old_kernel.root)) == expected
+    finally:
+        for child in children:
+            for process in psutil.Process(child.pid).children(recursive=True):
+                process.kill()
+            child.kill()
+            child.wait()
+
+
 def test_this_process_cpu_time_is_what_psutil_reads_from_proc():
     """The tree reads this process's CPU time with os.times(): the same kernel counters as /proc/self/stat."""
     import psutil

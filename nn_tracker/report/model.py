@@ -113,7 +113,15 @@ def _machine(cpu_model: str | None, identity: bool) -> Machine:
 
 
 def _memory_total_gib() -> float | None:
-    """The machine's total memory in GiB (as CodeCarbon's ``ram_total_size``), ``None`` if unknown."""
+    """The machine's total memory in GiB (as CodeCarbon's ``ram_total_size``), ``None`` if unknown.
+
+    ``sysconf`` gives the kernel's total RAM pages, psutil's ``MemTotal`` (the same figure) without a
+    ``/proc/meminfo`` parse; psutil elsewhere.
+    """
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    except (AttributeError, ValueError, OSError):  # not POSIX, or not this name
+        pass
     try:
         import psutil
 

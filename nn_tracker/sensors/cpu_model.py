@@ -8,6 +8,7 @@ assumed and the report says so, and how to give the real TDP.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -31,14 +32,23 @@ def _psutil_cpu_times() -> object:
     return psutil.cpu_times()
 
 
-def _cpuinfo(proc_root: str | Path) -> list[tuple[str, str]]:
-    """``/proc/cpuinfo`` as (lower-case key, value with single spaces) pairs; empty if unreadable."""
+def _cpuinfo(proc_root: str | Path) -> tuple[tuple[str, str], ...]:
+    """``/proc/cpuinfo`` as (lower-case key, value with single spaces) pairs; empty if unreadable.
+
+    Read once per process and root: what the CPUs are does not change while a process runs, and the
+    file of a 200-CPU server takes ~10 ms to parse (every tracker of the process would pay it).
+    """
+    return _cpuinfo_of(str(proc_root))
+
+
+@functools.lru_cache(maxsize=8)
+def _cpuinfo_of(proc_root: str) -> tuple[tuple[str, str], ...]:
     try:
         text = read_system_file(Path(proc_root) / "cpuinfo", limit=16 << 20)
     except OSError:
-        return []
+        return ()
     pairs = (line.partition(":") for line in text.splitlines())
-    return [(key.strip().lower(), " ".join(value.split())) for key, _, value in pairs]
+    return tuple((key.strip().lower(), " ".join(value.split())) for key, _, value in pairs)
 
 
 def read_cpu_model(proc_root: str | Path = "/proc") -> str | None:
@@ -69,7 +79,15 @@ def match_cpu_tdp(model: str | None, catalogue: Catalogue) -> tuple[str, float] 
 
 
 def count_sockets(sys_root: str | Path = "/sys", proc_root: str | Path = "/proc") -> int | None:
-    """CPU packages (sockets) of this machine, from sysfs topology or ``/proc/cpuinfo``; ``None`` if unknown."""
+    """CPU packages (sockets) of this machine, from sysfs topology or ``/proc/cpuinfo``; ``None`` if unknown.
+
+    Counted once per process and roots (as :func:`_cpuinfo`).
+    """
+    return _count_sockets(str(sys_root), str(proc_root))
+
+
+@functools.lru_cache(maxsize=8)
+def _count_sockets(sys_root: str, proc_root: str) -> int | None:
     packages = set()
     for path in Path(sys_root).glob("devices/system/cpu/cpu[0-9]*/topology/physical_package_id"):
         try:

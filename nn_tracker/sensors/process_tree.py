@@ -1,15 +1,17 @@
 """The tracked processes and their live descendants, refreshed every few seconds.
 
-``Process.children(recursive=True)`` costs about a millisecond, so the list is
-refreshed at most every ``refresh_s``; CPU time and memory of the cached
-processes are cheap to read at every tick. Several roots (every rank of a node in a
-distributed job) are one tree: each process is counted once, whoever started it.
+The descendants are listed from ``/proc/<pid>/task/<tid>/children`` (psutil's
+``Process.children(recursive=True)`` where the kernel lacks it), at most every
+``refresh_s``; CPU time and memory of the cached processes are cheap to read at every
+tick. Several roots (every rank of a node in a distributed job) are one tree: each process
+is counted once, whoever started it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 
 class ProcessTree:
@@ -20,6 +22,7 @@ class ProcessTree:
         refresh_s: Minimum seconds between two listings of the children.
         clock: Monotonic clock in seconds.
         pids: Several roots (e.g. the ranks of a distributed job on this node).
+        proc_root: Where ``/proc`` is (tests).
 
     """
 
@@ -29,6 +32,7 @@ class ProcessTree:
         refresh_s: float = 5.0,
         clock: Callable[[], float] | None = None,
         pids: Sequence[int] | None = None,
+        proc_root: str = "/proc",
     ) -> None:
         import time
 
@@ -38,6 +42,7 @@ class ProcessTree:
         self.roots = [psutil.Process(p) for p in (pids or [pid])]
         self.root = self.roots[0]
         self._refresh_s = refresh_s
+        self._proc_root = proc_root
         self._clock = clock or time.monotonic
         self._children: list = []
         self._listed_at_s: float | None = None
@@ -50,16 +55,57 @@ class ProcessTree:
         now = self._clock()
         if self._listed_at_s is None or now - self._listed_at_s >= self._refresh_s:
             root_pids = {root.pid for root in self.roots}
+            known = {child.pid: child for child in self._children}  # keep the objects: psutil checks pid reuse
             children: dict[int, object] = {}
             for root in self.roots:
-                try:
-                    for child in root.children(recursive=True):
-                        if child.pid not in root_pids:  # a rank started by another rank is a root itself
-                            children.setdefault(child.pid, child)
-                except self._psutil.Error:
-                    continue
+                for pid in self._descendants(root):
+                    if pid not in root_pids and pid not in children:  # a rank started by another is a root itself
+                        child = known.get(pid) or self._process(pid)
+                        if child is not None:
+                            children[pid] = child
             self._children = list(children.values())
             self._listed_at_s = now
+
+    def _descendants(self, root: Any) -> list[int]:
+        """The pids of a root's live descendants.
+
+        From ``/proc/<pid>/task/<tid>/children`` where the kernel has it (it reads only the tree: ~0.1 ms
+        where psutil's ``children(recursive=True)`` reads the stat file of every process of the machine,
+        ~2 ms on an idle machine, far more on a busy node); else from psutil.
+        """
+        found: list[int] = []
+        todo = [root.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                tasks = os.listdir(f"{self._proc_root}/{pid}/task")
+            except OSError:  # ended meanwhile
+                continue
+            for task in tasks:
+                try:
+                    with open(f"{self._proc_root}/{pid}/task/{task}/children", "rb") as file:
+                        pids = [int(p) for p in file.read().split()]
+                except FileNotFoundError:
+                    if not os.path.exists(f"{self._proc_root}/{pid}/task/{task}"):
+                        continue  # the thread ended meanwhile
+                    return self._descendants_from_psutil(root)  # a kernel without the file
+                except (OSError, ValueError):
+                    continue
+                found += pids
+                todo += pids
+        return found
+
+    def _descendants_from_psutil(self, root: Any) -> list[int]:
+        try:
+            return [child.pid for child in root.children(recursive=True)]
+        except self._psutil.Error:
+            return []
+
+    def _process(self, pid: int) -> Any:
+        try:
+            return self._psutil.Process(pid)
+        except self._psutil.Error:
+            return None
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of the roots, their waited-for children, and live descendants."""
