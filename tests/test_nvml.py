@@ -1,5 +1,8 @@
 """GPU sensors through the real pynvml bindings against a simulated NVML library."""
 
+import json
+import os
+
 import pytest
 
 from nn_tracker.clock import ManualClock
@@ -158,6 +161,21 @@ def test_no_library_is_a_note_not_an_error(no_nvml):
     found = discover_gpus()
     assert found.sensors == [] and not found.available
     assert any("libnvidia-ml.so.1 not found" in n for n in found.notes)
+
+
+def test_without_the_library_pynvml_is_not_imported_and_the_note_is_the_same(no_nvml):
+    """A process that has not loaded pynvml checks for the library first (pynvml's import is 3.4 MB)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\nfrom nn_tracker.sensors.nvml import discover_gpus\n"
+        "found = discover_gpus()\nprint(json.dumps([found.notes, 'pynvml' in sys.modules, found.available]))"
+    )
+    env = {**os.environ, "LD_LIBRARY_PATH": ""}  # no directory with a libnvidia-ml.so.1 of the tests
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    notes, pynvml_loaded, available = json.loads(result.stdout)
+    assert notes == discover_gpus().notes and not pynvml_loaded and not available  # in-process: through pynvml
 
 
 def test_driver_not_loaded_is_a_note(fake_nvml):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,10 +28,30 @@ PARTIAL_SAMPLING_NOTE = (
 )
 
 
+NO_LIBRARY = "libnvidia-ml.so.1 not found: no NVIDIA driver on this machine"
+
+
 def _pynvml() -> Any:
     import pynvml
 
     return pynvml
+
+
+def _no_library() -> bool:
+    """Linux without NVIDIA's library, seen before importing pynvml (3.4 MB, most of the import's memory).
+
+    Loads the library as pynvml does; where pynvml is loaded already (by torch, or tests that give it a
+    library) it decides as before.
+    """
+    if "pynvml" in sys.modules or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return True
+    return False
 
 
 def _text(value: Any) -> str:
@@ -301,6 +322,9 @@ def discover_gpus(visible: str | None = None, *, use_env: bool = True) -> NvmlDi
     result = NvmlDiscovery()
     if visible is None and use_env:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if _no_library():
+        result.notes.append(f"No NVIDIA GPU measured: NVML could not be initialised ({NO_LIBRARY}).")
+        return result
     try:
         nvml = _pynvml()
         nvml.nvmlInit()
@@ -443,7 +467,7 @@ def _resolve(nvml: Any, token: str, gpus: list[_Gpu]) -> tuple[_Gpu | None, bool
 def _describe_error(exc: BaseException) -> str:
     name = type(exc).__name__
     if name == "NVMLError_LibraryNotFound":
-        return "libnvidia-ml.so.1 not found: no NVIDIA driver on this machine"
+        return NO_LIBRARY
     if name == "NVMLError_DriverNotLoaded":
         return "the NVIDIA driver is not loaded"
     if name == "NVMLError_NoPermission":
