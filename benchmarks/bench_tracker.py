@@ -60,8 +60,10 @@ def import_time_ms(runs: int = 15, after_torch: bool = False, bytecode: bool = F
 
 
 def memory_mb() -> dict:
+    """Resident memory added by importing and by running 2 s, in a bare process and after ``import torch``."""
     code = """
 import json, os, time, psutil
+PRELUDE
 p = psutil.Process()
 before = p.memory_info().rss
 import nn_tracker
@@ -71,7 +73,9 @@ t.start(); time.sleep(2.0); t.stop()
 after_run = p.memory_info().rss
 print(json.dumps({"import_mb": (after_import-before)/1e6, "run_mb": (after_run-before)/1e6}))
 """
-    return in_subprocess(code)
+    bare = in_subprocess(code.replace("PRELUDE", ""))
+    after_torch = in_subprocess(code.replace("PRELUDE", "import torch"))
+    return {**bare, **{f"after_torch_{name}": value for name, value in after_torch.items()}}
 
 
 def cold_first_run_ms(runs: int = 5) -> float:

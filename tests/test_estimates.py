@@ -192,13 +192,13 @@ def test_descendants_are_listed_from_proc_as_psutil_lists_them(tmp_path):
             expected = {p.pid for p in psutil.Process().children(recursive=True)}
         assert len(expected) == 4
         tree = ProcessTree()
-        assert {int(pid) for pid in tree._descendants(tree.root)} == expected
+        assert {int(pid) for pid in tree._descendants(os.getpid())} == expected
         tree.cpu_seconds()
         assert {child.pid for child in tree._children} == expected
         lacking = tmp_path / "proc" / str(os.getpid()) / "task" / str(os.getpid())
         lacking.mkdir(parents=True)  # a kernel without the children file: psutil lists them
         old_kernel = ProcessTree(proc_root=str(tmp_path / "proc"))
-        assert set(old_kernel._descendants(old_kernel.root)) == expected
+        assert set(old_kernel._descendants(os.getpid())) == expected
     finally:
         for child in children:
             for process in psutil.Process(child.pid).children(recursive=True):
@@ -351,6 +351,28 @@ def test_a_read_shorter_than_a_kernel_tick_keeps_the_last_power_never_a_false_ze
     sampler.tick(force=True)
     assert sampler.power_w() == pytest.approx(80.0)
     assert sampler.totals["cpu:estimate"].energy_j == pytest.approx(80.0 + 0.0 + 80.0)  # nothing lost
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ticks=st.lists(st.integers(0, 2**50), min_size=10, max_size=10),  # every kernel since 2.6.33
+    more=st.sampled_from(["", "\ncpu0 1 2 3 4 5 6 7\nintr 5 6"]),
+)
+def test_machine_cpu_times_are_psutils(tmp_path_factory, ticks, more):
+    """The first line of /proc/stat read directly gives psutil.cpu_times() (psutil reading the same fake tree)."""
+    import psutil
+
+    from nn_tracker.sensors.cpu_model import machine_cpu_times
+
+    root = tmp_path_factory.mktemp("proc")
+    (root / "stat").write_text("cpu  " + " ".join(map(str, ticks)) + more + "\n")
+    before = psutil.PROCFS_PATH
+    psutil.PROCFS_PATH = str(root)
+    try:
+        ours, theirs = machine_cpu_times(str(root)), psutil.cpu_times()
+    finally:
+        psutil.PROCFS_PATH = before
+    assert ours._fields == theirs._fields and {name: getattr(ours, name) for name in theirs._fields} == theirs._asdict()
 
 
 @settings(max_examples=60, deadline=None)

@@ -67,7 +67,7 @@ def test_the_lazy_names_resolve():
 
 # What `import nn_tracker` and a first tracker (start, stop, JSON report) may load beyond the standard library and
 # nn_tracker itself: a new dependency on this path costs every user's cold start, so it must be added here knowingly.
-ALLOWED_THIRD_PARTY = {"psutil"}
+ALLOWED_THIRD_PARTY: set[str] = set()  # not even psutil: /proc is read directly until a child process appears
 ALLOWED_REPORT_MODULES = {  # a JSON report: the typed report and what builds it, no other format's writer
     "nn_tracker.equivalents",
     "nn_tracker.report.carbon",

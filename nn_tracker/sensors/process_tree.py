@@ -36,14 +36,11 @@ class ProcessTree:
     ) -> None:
         import time
 
-        import psutil  # imported on use: psutil reads /proc when imported
-
-        self._psutil = psutil
-        self.roots = [psutil.Process(p) for p in (pids or [pid])]
-        self.root = self.roots[0]
+        self.root_pids = list(pids or [pid if pid is not None else os.getpid()])
         self._refresh_s = refresh_s
         self._proc_root = proc_root
         self._clock = clock or time.monotonic
+        self._roots: dict[int, Any] = {}  # psutil's Process of each root, made when first needed
         self._children: list = []
         self._listed_at_s: float | None = None
         # CPU seconds of children that ended (so their time is never lost or counted twice).
@@ -51,14 +48,27 @@ class ProcessTree:
         self._last_child_cpu_s: dict[int, float] = {}
         self._last_root_cpu_s: dict[int, float] = {}
 
+    @property
+    def _psutil(self) -> Any:
+        """The psutil module, imported only when a process other than this one is read (its import costs ~6 ms)."""
+        import psutil  # imported on use: psutil reads /proc when imported
+
+        return psutil
+
+    def _root(self, pid: int) -> Any:
+        """The psutil Process of a root (raises psutil's error where it is gone)."""
+        if pid not in self._roots:
+            self._roots[pid] = self._psutil.Process(pid)
+        return self._roots[pid]
+
     def _maybe_refresh(self) -> None:
         now = self._clock()
         if self._listed_at_s is None or now - self._listed_at_s >= self._refresh_s:
-            root_pids = {root.pid for root in self.roots}
+            root_pids = set(self.root_pids)
             known = {child.pid: child for child in self._children}  # keep the objects: psutil checks pid reuse
             children: dict[int, object] = {}
-            for root in self.roots:
-                for pid in self._descendants(root):
+            for root_pid in self.root_pids:
+                for pid in self._descendants(root_pid):
                     if pid not in root_pids and pid not in children:  # a rank started by another is a root itself
                         child = known.get(pid) or self._process(pid)
                         if child is not None:
@@ -66,7 +76,7 @@ class ProcessTree:
             self._children = list(children.values())
             self._listed_at_s = now
 
-    def _descendants(self, root: Any) -> list[int]:
+    def _descendants(self, root_pid: int) -> list[int]:
         """The pids of a root's live descendants.
 
         From ``/proc/<pid>/task/<tid>/children`` where the kernel has it (it reads only the tree: ~0.1 ms
@@ -74,7 +84,7 @@ class ProcessTree:
         ~2 ms on an idle machine, far more on a busy node); else from psutil.
         """
         found: list[int] = []
-        todo = [root.pid]
+        todo = [root_pid]
         while todo:
             pid = todo.pop()
             try:
@@ -88,16 +98,16 @@ class ProcessTree:
                 except FileNotFoundError:
                     if not os.path.exists(f"{self._proc_root}/{pid}/task/{task}"):
                         continue  # the thread ended meanwhile
-                    return self._descendants_from_psutil(root)  # a kernel without the file
+                    return self._descendants_from_psutil(root_pid)  # a kernel without the file
                 except (OSError, ValueError):
                     continue
                 found += pids
                 todo += pids
         return found
 
-    def _descendants_from_psutil(self, root: Any) -> list[int]:
+    def _descendants_from_psutil(self, root_pid: int) -> list[int]:
         try:
-            return [child.pid for child in root.children(recursive=True)]
+            return [child.pid for child in self._root(root_pid).children(recursive=True)]
         except self._psutil.Error:
             return []
 
@@ -112,14 +122,16 @@ class ProcessTree:
         self._maybe_refresh()
         total = waited = 0.0
         own_pid = os.getpid()
-        for root in self.roots:
-            try:
-                # this process: the same kernel counters as /proc/self/stat, without reading and parsing it
-                times = os.times() if root.pid == own_pid else root.cpu_times()
-            except self._psutil.Error:  # a root that ended keeps what it had used
-                total += self._last_root_cpu_s.get(root.pid, 0.0)
-                continue
-            self._last_root_cpu_s[root.pid] = times.user + times.system
+        for pid in self.root_pids:
+            if pid == own_pid:  # this process: the kernel's counters of /proc/self/stat, without reading it
+                times: Any = os.times()
+            else:
+                try:
+                    times = self._root(pid).cpu_times()
+                except self._psutil.Error:  # a root that ended keeps what it had used
+                    total += self._last_root_cpu_s.get(pid, 0.0)
+                    continue
+            self._last_root_cpu_s[pid] = times.user + times.system
             total += times.user + times.system
             # Children that were waited for appear in children_user/system: count those once.
             waited += times.children_user + times.children_system
@@ -139,7 +151,12 @@ class ProcessTree:
         """Resident memory of the roots and their live descendants (shared pages counted in each)."""
         self._maybe_refresh()
         total = 0
-        for process in (*self.roots, *self._children):
+        for pid in self.root_pids:
+            try:
+                total += self._root(pid).memory_info().rss
+            except self._psutil.Error:
+                continue
+        for process in self._children:
             try:
                 total += process.memory_info().rss
             except self._psutil.Error:
