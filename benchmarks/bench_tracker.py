@@ -133,8 +133,8 @@ def add_units_us(calls: int = 200_000) -> dict:
 
 
 def tick_us(sensors, ticks: int = 2000) -> float:
-    from nn_tracker.clock import SystemClock
-    from nn_tracker.sampling import Sampler
+    from nn_tracker.core.clock import SystemClock
+    from nn_tracker.sensors.sampling import Sampler
 
     sampler = Sampler(sensors, SystemClock())
     sampler.start(background=False)
@@ -145,7 +145,7 @@ def tick_us(sensors, ticks: int = 2000) -> float:
 
 
 def cpu_sensor_tick_us() -> float:
-    from nn_tracker.catalogue import bundled
+    from nn_tracker.footprint.catalogue import bundled
     from nn_tracker.sensors import SensorOptions, discover_sensors
 
     found = discover_sensors(SensorOptions(gpus=False), bundled())
@@ -298,7 +298,7 @@ def slowdown(rounds: int) -> dict:
 def month_timeline(days: float) -> dict:
     code = f"""
 import json, psutil
-from nn_tracker.timeline import Timeline
+from nn_tracker.accounting.timeline import Timeline
 p = psutil.Process()
 before = p.memory_info().rss
 timeline = Timeline(2000)
@@ -345,9 +345,9 @@ def history_costs(phases: int = 100_000) -> dict:
 def series_costs(rows: int = 1_000_000) -> dict:
     """A 1M-row intensity series: read once, then report building and schedule stay fast."""
     import nn_tracker
-    from nn_tracker.clock import ManualClock
-    from nn_tracker.intensity_series import IntensitySeries
-    from nn_tracker.scheduling import JobProfile, schedule
+    from nn_tracker.core.clock import ManualClock
+    from nn_tracker.footprint.intensity_series import IntensitySeries
+    from nn_tracker.footprint.scheduling import JobProfile, schedule
 
     folder = Path(tempfile.mkdtemp())
     path = folder / "series.csv"

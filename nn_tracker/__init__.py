@@ -2,30 +2,30 @@
 
 Importing this package touches no hardware, network or files.
 
-The modules form layers; each imports only the layers below it (``tests/test_architecture.py``):
+Sub-packages by concern form layers; each imports only the layers below it
+(``tests/test_architecture.py``, which also keeps at most 8 modules loose at the top):
 
-1. **base**: ``errors``, ``validation``, ``clock``, ``energy`` (units), ``node``, ``inputs`` (reading
-   users' files), ``data``, ``timeline``, ``ledger`` (the run's records and every total computed from them).
-2. **footprint model**: ``catalogue`` (reference data), ``footprint`` (the NN-CI formulas and the SCI),
-   ``equivalents``, ``intensity_series``, ``scheduling``.
-3. **measuring**: ``sensors`` (one module per source: NVML, RAPL, CPU and RAM estimates), ``sampling``.
+1. **base**: ``core`` (``errors``, ``validation``, ``clock``, ``energy`` units, ``node``, ``inputs``:
+   reading users' files) and ``accounting`` (``ledger``: the run's records and every total computed
+   from them; ``timeline``).
+2. **footprint model**: ``footprint`` (``formulas``: the NN-CI formulas and the SCI; ``catalogue`` and
+   its ``data`` tables; ``equivalents``, ``intensity_series``, ``scheduling``).
+3. **measuring**: ``sensors`` (one module per source: NVML, RAPL, CPU and RAM estimates; ``sampling``).
 4. **configuration**: ``config`` (every option, declared once), ``estimate`` (what-ifs).
 5. **reports**: ``report`` (the typed report and its one JSON codec, building it from a run and its
-   footprint (``report.carbon``), reading saved ones, every writer, ``compare``, Prometheus exposition),
-   ``live`` (the running figures).
-6. **running**: ``phases``, ``endings`` (SIGTERM, uncaught
-   exceptions, exit), ``tracker``, ``distributed``, ``requests`` (energy per request), ``serving``,
-   ``runner`` (with ``reaper``, the process
-   between it and the command).
-7. **integrations**: Lightning, transformers, the Impact Framework.
+   footprint, reading saved ones, every writer, ``compare``, Prometheus exposition, ``live`` figures).
+6. **running**: ``run`` (``phases``, ``endings``: SIGTERM, uncaught exceptions, exit; ``requests``:
+   energy per request; ``runner`` with ``reaper``, the process between it and the command),
+   ``tracker``, ``distributed``, ``serving``.
+7. **integrations**: Lightning, transformers, ASGI, the Impact Framework.
 8. **command line**: ``cli``.
 """
 
 from typing import Any
 
-from nn_tracker.clock import ManualClock
 from nn_tracker.config import Datacentre, EmbodiedHardware, TrackerConfig
-from nn_tracker.errors import LookupFailed, NNTrackerError, ValidationError
+from nn_tracker.core.clock import ManualClock
+from nn_tracker.core.errors import LookupFailed, NNTrackerError, ValidationError
 from nn_tracker.estimate import Estimate, estimate
 from nn_tracker.tracker import Tracker, track
 

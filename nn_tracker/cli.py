@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from nn_tracker.errors import NNTrackerError, printable, say
+from nn_tracker.core.errors import NNTrackerError, printable, say
 
 EXIT_USAGE = 2
 MIN_STATUS_EVERY_S = 0.1  # ten status lines a second at most: a typo cannot flood the terminal
@@ -25,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line, without the usage block."""
 
     def error(self, message: str) -> NoReturn:
-        from nn_tracker.errors import printable
+        from nn_tracker.core.errors import printable
 
         self.exit(EXIT_USAGE, f"{self.prog}: error: {printable(message)}\n")  # an argument's control characters too
 
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _catalogue(path: str | None) -> Any:
-    from nn_tracker.catalogue import bundled
+    from nn_tracker.footprint.catalogue import bundled
 
     return bundled().with_overrides(path) if path else bundled()
 
@@ -254,7 +254,7 @@ def _run_estimate(args: argparse.Namespace) -> int:
 
 
 def _days_to_hours(days: float) -> float:
-    from nn_tracker import validation
+    from nn_tracker.core import validation
 
     return validation.non_negative("days", days) * 24
 
@@ -311,8 +311,8 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 def _run_sensors(args: argparse.Namespace) -> int:
-    from nn_tracker import validation
-    from nn_tracker.catalogue import bundled
+    from nn_tracker.core import validation
+    from nn_tracker.footprint.catalogue import bundled
     from nn_tracker.sensors import SensorOptions, describe
 
     tdp = None if args.cpu_tdp_w is None else validation.positive("cpu_tdp_w", args.cpu_tdp_w)
@@ -343,7 +343,7 @@ def _run_sensors(args: argparse.Namespace) -> int:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from nn_tracker import inputs
+    from nn_tracker.core import inputs
     from nn_tracker.report import writers
     from nn_tracker.report.schema import load_report
 
@@ -367,8 +367,8 @@ def _write_output(given: str, write: Any) -> int:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from nn_tracker import inputs
-    from nn_tracker.errors import ValidationError
+    from nn_tracker.core import inputs
+    from nn_tracker.core.errors import ValidationError
     from nn_tracker.report import compare
     from nn_tracker.report.files import write_atomic
     from nn_tracker.report.schema import load_report
@@ -384,11 +384,11 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 
 def _run_schedule(args: argparse.Namespace) -> int:
-    from nn_tracker.errors import ValidationError
-    from nn_tracker.intensity_series import IntensitySeries, parse_time
+    from nn_tracker.core.errors import ValidationError
+    from nn_tracker.footprint.intensity_series import IntensitySeries, parse_time
+    from nn_tracker.footprint.scheduling import JobProfile, schedule
     from nn_tracker.report import units
     from nn_tracker.report.schema import load_report
-    from nn_tracker.scheduling import JobProfile, schedule
 
     series = IntensitySeries.from_csv(args.series)
     if args.report:
@@ -397,7 +397,7 @@ def _run_schedule(args: argparse.Namespace) -> int:
     elif args.power_w is None:
         raise ValidationError("power_w", None, "must be given with --duration-h")
     else:
-        from nn_tracker import validation
+        from nn_tracker.core import validation
 
         job = JobProfile.constant(validation.positive("duration_h", args.duration_h) * 3600, args.power_w)
     plan = schedule(series, job, args.window_h, parse_time(args.start, "start") if args.start else None)
@@ -425,7 +425,7 @@ def _run_schedule(args: argparse.Namespace) -> int:
 
 def _run_if_run(args: argparse.Namespace) -> int:
 
-    from nn_tracker import inputs
+    from nn_tracker.core import inputs
     from nn_tracker.integrations.impact_framework import run_manifest
     from nn_tracker.report.files import write_atomic
 
@@ -442,10 +442,10 @@ def _run_if_run(args: argparse.Namespace) -> int:
 def _run_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from nn_tracker import validation
     from nn_tracker.config import CONFIG_FILE, load_config_file
     from nn_tracker.config import options as tracker_options
-    from nn_tracker.runner import run_command
+    from nn_tracker.core import validation
+    from nn_tracker.run.runner import run_command
 
     config_path = args.config or (CONFIG_FILE if Path(CONFIG_FILE).exists() else None)
     options = load_config_file(config_path) if config_path else {}
@@ -456,7 +456,7 @@ def _run_run(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     every = None if args.status_every is None else validation.positive("status_every", args.status_every)
     if every is not None and every < MIN_STATUS_EVERY_S:
-        from nn_tracker.errors import ValidationError
+        from nn_tracker.core.errors import ValidationError
 
         raise ValidationError("status_every", every, f"must be at least {MIN_STATUS_EVERY_S:g} s (a line each time)")
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nn_tracker import footprint
-from nn_tracker import validation as check
-from nn_tracker.catalogue import Catalogue, bundled
-from nn_tracker.errors import ValidationError
+from nn_tracker.core import validation as check
+from nn_tracker.core.errors import ValidationError
+from nn_tracker.footprint import formulas as footprint
+from nn_tracker.footprint.catalogue import Catalogue, bundled
 from nn_tracker.sensors.rapl import DEFAULT_ROOT
 
 log = logging.getLogger("nn_tracker")
@@ -305,7 +305,7 @@ class TrackerConfig:
             self.catalogue.location(place)  # unknown names fail now, with close matches
         object.__setattr__(self, "what_if_locations", tuple(places))
         if self.intensity_series is not None:
-            from nn_tracker.intensity_series import IntensitySeries
+            from nn_tracker.footprint.intensity_series import IntensitySeries
 
             object.__setattr__(self, "series", IntensitySeries.from_csv(self.intensity_series))
         if self.training_type not in ("pre-training", "fine-tuning"):
@@ -461,7 +461,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """
     import dataclasses
 
-    from nn_tracker import inputs
+    from nn_tracker.core import inputs
 
     path = Path(path)
     document = inputs.load_yaml(inputs.read_text(path, "config file", allow_empty=True), str(path)) or {}

@@ -1,11 +1,11 @@
 """Multi-process and multi-node tracking through ``torch.distributed``, counting nothing twice.
 
 Every process of the job runs a tracker. Each node's CPU and RAM are measured by one process
-only (the lowest rank on that node; a node is one running kernel, see :mod:`nn_tracker.node`),
+only (the lowest rank on that node; a node is one running kernel, see :mod:`nn_tracker.core.node`),
 and each GPU by exactly one process in the whole job (the lowest rank that sees it, matched by
 UUID whatever ``CUDA_VISIBLE_DEVICES`` says). With ``attribution="process"`` the node's measuring
 process charges the process trees of every rank on its node. Every rank's tracker files its
-record under one session (rank 0's) in the run's ledger (:mod:`nn_tracker.ledger`).
+record under one session (rank 0's) in the run's ledger (:mod:`nn_tracker.accounting.ledger`).
 
 The ending sequence: every rank waits until all have reached ``stop()`` (sampling on, so a rank's
 energy while it waits for others is counted), then takes its last reading and stops sampling, then
@@ -27,12 +27,12 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nn_tracker.endings import stop_as_block_ends
-from nn_tracker.node import hostname, node_id
+from nn_tracker.core.node import hostname, node_id
+from nn_tracker.run.endings import stop_as_block_ends
 from nn_tracker.tracker import Tracker
 
 if TYPE_CHECKING:
-    from nn_tracker.ledger import Ledger
+    from nn_tracker.accounting.ledger import Ledger
     from nn_tracker.report.document import IncompleteReport, Report
 
 log = logging.getLogger("nn_tracker")
@@ -202,7 +202,7 @@ class DistributedTracker:
 
     def merged_ledger(self) -> Ledger:
         """The run's ledger with every process's records as of now, on every process — a collective call."""
-        from nn_tracker.ledger import Ledger
+        from nn_tracker.accounting.ledger import Ledger
 
         state = self.tracker.export_state()
         states = self._collectives.gather(state) if self._collectives else [state]
@@ -281,9 +281,9 @@ def merge_states(states: list[dict[str, Any]], public: bool = False) -> dict[str
     """One exported ledger from those of processes that ran at the same time (a union of their records).
 
     A device claimed by two processes of one session is settled when figures are computed (see
-    :mod:`nn_tracker.ledger`): never summed, never an exception.
+    :mod:`nn_tracker.accounting.ledger`): never summed, never an exception.
     """
-    from nn_tracker.ledger import Ledger
+    from nn_tracker.accounting.ledger import Ledger
 
     merged = Ledger()
     for state in states:

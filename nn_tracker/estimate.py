@@ -1,6 +1,6 @@
 """What-if estimates without measuring: hardware x count x hours x location.
 
-An ML-CO2-calculator-style front end to :mod:`nn_tracker.footprint`. Every input
+An ML-CO2-calculator-style front end to :mod:`nn_tracker.footprint.formulas`. Every input
 is echoed with where it came from (the user, the catalogue, or a documented
 default), so the result can be checked and cited.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from nn_tracker import footprint
-from nn_tracker import validation as check
-from nn_tracker.catalogue import Catalogue, bundled
 from nn_tracker.config import QUERYING_PHASE, TRAINING_PHASE, Datacentre, resolve_datacentre
-from nn_tracker.errors import ValidationError
+from nn_tracker.core import validation as check
+from nn_tracker.core.errors import ValidationError
+from nn_tracker.footprint import formulas as footprint
+from nn_tracker.footprint.catalogue import Catalogue, bundled
 
 PHASES = (TRAINING_PHASE, QUERYING_PHASE)
 

@@ -23,13 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nn_tracker import validation as check
 from nn_tracker.config import QUERYING_PHASE, check_phase_name, datacentre_index
-from nn_tracker.endings import stop_as_block_ends
-from nn_tracker.energy import JOULES_PER_KWH
-from nn_tracker.errors import ValidationError
+from nn_tracker.core import validation as check
+from nn_tracker.core.energy import JOULES_PER_KWH
+from nn_tracker.core.errors import ValidationError
 from nn_tracker.report.files import append_whole
-from nn_tracker.requests import METHOD, RequestEnergy, RequestLedger, RequestStats, check_units, check_weight
+from nn_tracker.run.endings import stop_as_block_ends
+from nn_tracker.run.requests import METHOD, RequestEnergy, RequestLedger, RequestStats, check_units, check_weight
 from nn_tracker.tracker import Tracker
 
 if TYPE_CHECKING:
@@ -345,7 +345,7 @@ def _prometheus_export(serving: ServingTracker, registry: Any, port: Any, addr: 
 class RequestScope:
     """``ServingTracker.request(...)``: a request of the tracker as a ``with``/``async with`` block or a decorator.
 
-    Entering yields the request's :class:`~nn_tracker.requests.RequestEnergy`; leaving gives it its
+    Entering yields the request's :class:`~nn_tracker.run.requests.RequestEnergy`; leaving gives it its
     provisional figures. Never raises into the server once entered (a failure is logged); entering one
     scope twice at once is an error: make one per request (a decorator makes one per call).
     """

@@ -1,7 +1,7 @@
 """``Tracker``: start/stop, context manager, decorator, phases, functional units, crash-safe output.
 
 A thin coordinator: sensors are discovered at :meth:`Tracker.start`, a
-:class:`~nn_tracker.sampling.Sampler` reads them, and a report is built from its
+:class:`~nn_tracker.sensors.sampling.Sampler` reads them, and a report is built from its
 totals and written atomically — periodically while running, and once at the end.
 """
 
@@ -18,17 +18,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from nn_tracker.clock import Clock, SystemClock
+from nn_tracker.accounting.ledger import Ledger, Record, node_pseudonym
 from nn_tracker.config import TrackerConfig, make_config
-from nn_tracker.endings import ExitGuard, SigtermGuard, stop_as_block_ends
-from nn_tracker.errors import NNTrackerError, describe, without_folders
-from nn_tracker.ledger import Ledger, Record, node_pseudonym
-from nn_tracker.live import live_figures
-from nn_tracker.node import hostname, node_id
-from nn_tracker.phases import PhaseBook
+from nn_tracker.core.clock import Clock, SystemClock
+from nn_tracker.core.errors import NNTrackerError, describe, without_folders
+from nn_tracker.core.node import hostname, node_id
+from nn_tracker.report.live import live_figures
 from nn_tracker.report.output import ReportFiles
-from nn_tracker.sampling import Sampler
+from nn_tracker.run.endings import ExitGuard, SigtermGuard, stop_as_block_ends
+from nn_tracker.run.phases import PhaseBook
 from nn_tracker.sensors import SensorOptions, SensorSet, discover_sensors
+from nn_tracker.sensors.sampling import Sampler
 
 if TYPE_CHECKING:  # the report's types are imported when the first report is built, not with nn_tracker
     from nn_tracker.report.document import IncompleteReport, RelatedRun, Report
@@ -48,7 +48,7 @@ class Tracker:
 
     Args:
         config: A ready configuration; keyword options override its fields.
-        clock: Clock for durations (tests use :class:`~nn_tracker.clock.ManualClock`).
+        clock: Clock for durations (tests use :class:`~nn_tracker.core.clock.ManualClock`).
         background: Sample in a background thread; ``False`` samples only on :meth:`sample` calls.
         sensors: Use these sensors instead of discovering the machine's (simulations, tests).
         session: The session this tracker measures in (:class:`~nn_tracker.distributed.DistributedTracker`
@@ -327,7 +327,7 @@ class Tracker:
             return self._build("running", None, final=False, timeline=False)
 
     def live(self) -> dict[str, float | None]:
-        """Cheap running totals for loggers (see :data:`~nn_tracker.live.LIVE_METRICS`).
+        """Cheap running totals for loggers (see :data:`~nn_tracker.report.live.LIVE_METRICS`).
 
         With a background sampler nothing is read here: the figures are those of its last tick
         (counters are read once a second), so a logging step never waits for a sensor.

@@ -1,11 +1,11 @@
-"""Build the bundled reference tables in ``nn_tracker/data/`` from the raw public data in ``scripts/raw_data``.
+"""Build the bundled reference tables in ``nn_tracker/footprint/data/`` from ``scripts/raw_data``.
 
 Run from the repository root (needs ``pycountry`` for ISO alpha-2 codes)::
 
     python scripts/build_reference_data.py [RAW_DATA_DIR]
 
 The raw data (with its licences and ``SOURCES.md``) and the output are committed; the package reads
-neither the raw data nor anything outside ``nn_tracker/data`` at run time.
+neither the raw data nor anything outside ``nn_tracker/footprint/data`` at run time.
 Every row written carries a ``source_id`` that points into ``sources.csv``
 (title, URL, licence, retrieval date) and a data ``year`` where the origin
 states one (empty means "not stated by the source").
@@ -21,7 +21,7 @@ from pathlib import Path
 import pycountry
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "nn_tracker" / "data"
+OUT = ROOT / "nn_tracker" / "footprint" / "data"
 LB_PER_MWH_TO_G_PER_KWH = 0.453592
 
 SOURCES = [

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from nn_tracker.catalogue import bundled
-from nn_tracker.data import read_table
-from nn_tracker.errors import LookupFailed, ValidationError
+from nn_tracker.core.errors import LookupFailed, ValidationError
+from nn_tracker.footprint.catalogue import bundled
+from nn_tracker.footprint.data import read_table
 
 
 def test_every_row_is_sourced_and_every_source_has_a_licence():
@@ -208,7 +208,7 @@ def test_bundled_tables_are_the_build_scripts_output(tmp_path):
         "power_models.csv",
         "equivalents.csv",
     ):
-        with open(out / table) as built, open(root / "nn_tracker" / "data" / table) as shipped:
+        with open(out / table) as built, open(root / "nn_tracker" / "footprint" / "data" / table) as shipped:
             assert list(csv.reader(built)) == list(csv.reader(shipped)), table
 
 

@@ -51,7 +51,7 @@ def test_same_host_name_on_two_nodes_measures_both():
 
 
 def test_node_identity_is_the_boot_id_then_the_machine_id_then_the_host_name(tmp_path, monkeypatch):
-    from nn_tracker.node import NodeLabels, hostname, node_id
+    from nn_tracker.core.node import NodeLabels, hostname, node_id
 
     monkeypatch.delenv("NN_TRACKER_NODE_ID", raising=False)
     proc, etc = tmp_path / "proc", tmp_path / "etc"

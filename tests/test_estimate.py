@@ -3,7 +3,7 @@
 import pytest
 
 from nn_tracker import estimate
-from nn_tracker.errors import LookupFailed, ValidationError
+from nn_tracker.core.errors import LookupFailed, ValidationError
 
 
 def test_reproduces_patterson_2021_gpt3_within_one_percent():

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import nn_tracker.data
-from nn_tracker.catalogue import bundled
+import nn_tracker.footprint.data
+from nn_tracker.footprint.catalogue import bundled
 from nn_tracker.sensors.cpu_model import (
     CpuEstimateSensor,
     CpuPowerModel,
@@ -48,7 +48,8 @@ def test_brand_only_models_match_nothing(model):
     assert match_cpu_tdp(model, bundled()) is None
 
 
-CPU_ROWS = list(csv.DictReader((Path(nn_tracker.data.__file__).parent / "cpu_tdp.csv").open(encoding="utf-8")))
+CPU_TABLE = Path(nn_tracker.footprint.data.__file__).parent / "cpu_tdp.csv"
+CPU_ROWS = list(csv.DictReader(CPU_TABLE.open(encoding="utf-8")))
 CPU_TDP_W = {" ".join(row["name"].casefold().split()): float(row["tdp_w"]) for row in CPU_ROWS}
 
 
@@ -332,8 +333,8 @@ def test_a_machine_attributed_run_says_when_other_processes_were_busy(tmp_path):
 
 def test_a_read_shorter_than_a_kernel_tick_keeps_the_last_power_never_a_false_zero():
     """A read right after a phase switch may cover no /proc/stat tick: no information, not 0 W."""
-    from nn_tracker.clock import ManualClock
-    from nn_tracker.sampling import Sampler
+    from nn_tracker.core.clock import ManualClock
+    from nn_tracker.sensors.sampling import Sampler
 
     Times = namedtuple("Times", "user idle")
     samples = iter([Times(0, 0), Times(8, 2), Times(8, 2), Times(16, 4)])  # the third read: no tick since

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nn_tracker import footprint
-from nn_tracker.errors import ValidationError
+from nn_tracker.core.errors import ValidationError
+from nn_tracker.footprint import formulas as footprint
 
 finite_pos = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
 pues = st.floats(min_value=1, max_value=3, allow_nan=False)

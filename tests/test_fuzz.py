@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nn_tracker import NNTrackerError, TrackerConfig
-from nn_tracker.catalogue import bundled
 from nn_tracker.cli import main
 from nn_tracker.config import options
+from nn_tracker.footprint.catalogue import bundled
+from nn_tracker.footprint.intensity_series import IntensitySeries
 from nn_tracker.integrations.impact_framework import run_manifest
-from nn_tracker.intensity_series import IntensitySeries
 from nn_tracker.report import writers
 from nn_tracker.report.schema import upgrade
 

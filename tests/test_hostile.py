@@ -513,7 +513,8 @@ def test_a_signal_in_the_window_before_the_command_exists_is_delivered_once_it_d
     wrapper = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from nn_tracker import cli, runner
+        from nn_tracker import cli
+        from nn_tracker.run import runner
         def slow_window():
             print("window", flush=True)
             time.sleep(0.5)
@@ -545,7 +546,7 @@ def test_a_rapl_zone_name_or_cgroup_file_that_is_not_utf8_never_reaches_the_prog
 
 
 def test_a_node_identity_file_that_never_ends_is_not_read_to_its_end(tmp_path, monkeypatch):
-    from nn_tracker.node import hostname, node_id
+    from nn_tracker.core.node import hostname, node_id
 
     monkeypatch.delenv("NN_TRACKER_NODE_ID", raising=False)
     boot = tmp_path / "proc" / "sys" / "kernel" / "random"
@@ -555,7 +556,7 @@ def test_a_node_identity_file_that_never_ends_is_not_read_to_its_end(tmp_path, m
 
 
 def test_a_yaml_alias_shared_by_two_if_nodes_gives_each_its_own_outputs():
-    from nn_tracker import inputs
+    from nn_tracker.core import inputs
     from nn_tracker.integrations.impact_framework import run_manifest
 
     text = textwrap.dedent("""
@@ -735,7 +736,7 @@ def test_names_from_a_user_catalogue_reach_the_terminal_without_escapes(tmp_path
 
 
 def test_file_urls_and_folders_are_cut_from_messages():
-    from nn_tracker.errors import without_folders
+    from nn_tracker.core.errors import without_folders
 
     assert without_folders("read file:///home/ada/x.csv and /srv/ada/y.csv") == "read x.csv and y.csv"
     assert without_folders("</b> and https://example.org/a/b") == "</b> and https://example.org/a/b"
@@ -746,7 +747,7 @@ def test_file_urls_and_folders_are_cut_from_messages():
 
 
 def test_a_helper_process_that_cannot_start_is_a_one_line_error(tmp_path, monkeypatch, capsys):
-    from nn_tracker import runner
+    from nn_tracker.run import runner
 
     monkeypatch.setattr(runner.sys, "executable", str(tmp_path / "no-python"))
     code = runner.run_command(["true"], {"output_dir": str(tmp_path)}, status_line=False)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from report_fixture import deterministic_report
 
-from nn_tracker.errors import ValidationError
+from nn_tracker.core.errors import ValidationError
 from nn_tracker.integrations.impact_framework import run_manifest
 
 SEED = Path(__file__).resolve().parent / "data" / "nn-ci-manifest.yml"  # the original NN-CI demo manifest

@@ -69,7 +69,7 @@ def test_the_lazy_names_resolve():
 # nn_tracker itself: a new dependency on this path costs every user's cold start, so it must be added here knowingly.
 ALLOWED_THIRD_PARTY: set[str] = set()  # not even psutil: /proc is read directly until a child process appears
 ALLOWED_REPORT_MODULES = {  # a JSON report: the typed report and what builds it, no other format's writer
-    "nn_tracker.equivalents",
+    "nn_tracker.footprint.equivalents",
     "nn_tracker.report.carbon",
     "nn_tracker.report.codec",
     "nn_tracker.report.document",
@@ -103,6 +103,6 @@ def test_import_and_a_first_tracker_load_only_the_allowed_modules(tmp_path):
 
     assert beyond(at_import, set()) == []
     assert beyond(at_first_run, ALLOWED_THIRD_PARTY) == []
-    new_reports = {m for m in at_first_run if m.startswith(("nn_tracker.report.", "nn_tracker.equivalents"))}
-    assert new_reports <= ALLOWED_REPORT_MODULES | {"nn_tracker.report.writers", "nn_tracker.intensity_series"}
+    new_reports = {m for m in at_first_run if m.startswith(("nn_tracker.report.", "nn_tracker.footprint.equivalents"))}
+    assert new_reports <= ALLOWED_REPORT_MODULES | {"nn_tracker.report.writers"}
     assert not {"decimal", "email", "zipfile", "yaml"} & {m.split(".")[0] for m in at_first_run}

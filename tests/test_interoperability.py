@@ -14,7 +14,7 @@ import pytest
 from fakes import ConstantPower, sensor_set
 
 from nn_tracker import EmbodiedHardware, ManualClock, Tracker
-from nn_tracker.catalogue import bundled
+from nn_tracker.footprint.catalogue import bundled
 
 # ----- CodeCarbon's emissions.csv ----------------------------------------------------------------------------
 WHERE = {  # our location: what CodeCarbon is told for the same place

@@ -28,11 +28,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nn_tracker import Datacentre, ManualClock, Tracker, ValidationError
-from nn_tracker.energy import JOULES_PER_KWH
+from nn_tracker.accounting.ledger import DeviceRecord, Ledger, Record
+from nn_tracker.core.energy import JOULES_PER_KWH
 from nn_tracker.integrations.stages import LoggedSeries
-from nn_tracker.ledger import DeviceRecord, Ledger, Record
-from nn_tracker.live import CUMULATIVE_METRICS
 from nn_tracker.report import codecarbon_csv
+from nn_tracker.report.live import CUMULATIVE_METRICS
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -848,7 +848,7 @@ def test_a_resumed_state_carried_as_parallel_keeps_its_earlier_session(tmp_path)
 
 
 def test_a_failed_power_read_keeps_the_last_power(tmp_path):
-    from nn_tracker.sampling import Sampler
+    from nn_tracker.sensors.sampling import Sampler
 
     class Flaky(ConstantPower):
         has_power = True

@@ -5,10 +5,10 @@ import os
 
 import pytest
 
-from nn_tracker.clock import ManualClock
-from nn_tracker.sampling import Sampler
+from nn_tracker.core.clock import ManualClock
 from nn_tracker.sensors.base import METHOD_COUNTER, METHOD_POWER
 from nn_tracker.sensors.nvml import PARTIAL_SAMPLING_NOTE, discover_gpus
+from nn_tracker.sensors.sampling import Sampler
 
 
 def run(sampler: Sampler, clock: ManualClock, fake, seconds: float, step: float = 0.1) -> None:

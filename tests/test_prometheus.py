@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from nn_tracker import ValidationError
-from nn_tracker.clock import ManualClock
 from nn_tracker.config import EmbodiedHardware
+from nn_tracker.core.clock import ManualClock
 from nn_tracker.serving import ServingTracker
 
 

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 from conftest import set_energy
 
-from nn_tracker.catalogue import bundled
-from nn_tracker.clock import ManualClock
-from nn_tracker.sampling import Sampler
+from nn_tracker.core.clock import ManualClock
+from nn_tracker.footprint.catalogue import bundled
 from nn_tracker.sensors import SensorOptions, discover_sensors
 from nn_tracker.sensors.rapl import discover_rapl
+from nn_tracker.sensors.sampling import Sampler
 
 
 def test_packages_and_dram_only_never_core_uncore_psys_or_mmio(intel_tree):

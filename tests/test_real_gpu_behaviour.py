@@ -17,9 +17,9 @@ import time
 import pytest
 from conftest import TRACE
 
-from nn_tracker.clock import ManualClock
-from nn_tracker.sampling import Sampler
+from nn_tracker.core.clock import ManualClock
 from nn_tracker.sensors.nvml import discover_gpus
+from nn_tracker.sensors.sampling import Sampler
 
 LIMIT_W = 700.0
 

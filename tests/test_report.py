@@ -15,7 +15,7 @@ import pytest
 import yaml
 from report_fixture import deterministic_report, stable
 
-from nn_tracker.errors import ValidationError
+from nn_tracker.core.errors import ValidationError
 from nn_tracker.report import SCHEMA_VERSION, codecarbon_csv, html, model_card, writers
 from nn_tracker.report.schema import load_report, upgrade
 
@@ -392,7 +392,7 @@ def test_cli_report_of_a_checkpoint_and_of_bad_files(tmp_path):
 
 
 def test_a_month_long_timeline_still_gives_a_small_page(report_data):
-    from nn_tracker.timeline import Timeline
+    from nn_tracker.accounting.timeline import Timeline
 
     timeline = Timeline(2000)
     for i in range(30 * 24 * 60):  # one interval a minute for 30 days

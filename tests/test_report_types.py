@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from report_fixture import deterministic_report, stable
 
-from nn_tracker.errors import ValidationError
+from nn_tracker.core.errors import ValidationError
 from nn_tracker.report import document
 from nn_tracker.report.codec import from_json, is_record
 from nn_tracker.report.document import Report

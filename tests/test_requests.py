@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nn_tracker import ValidationError
-from nn_tracker.requests import Distribution, RequestLedger
+from nn_tracker.run.requests import Distribution, RequestLedger
 
 
 class Now:
@@ -415,8 +415,8 @@ def test_on_the_replayed_h200_requests_and_idle_add_up_and_provisional_figures_s
     import random
 
     from nn_tracker import ManualClock
-    from nn_tracker.sampling import Sampler
     from nn_tracker.sensors.nvml import discover_gpus
+    from nn_tracker.sensors.sampling import Sampler
 
     fake_nvml.add("NVIDIA H200", "GPU-h200", 0, limit_w=700)
     duration_s = fake_nvml.load_trace(0)

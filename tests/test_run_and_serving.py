@@ -207,7 +207,7 @@ def test_status_line_shows_elapsed_power_energy_and_carbon(tmp_path):
     import threading
 
     from nn_tracker import Tracker
-    from nn_tracker.runner import _status_line
+    from nn_tracker.run.runner import _status_line
 
     tracker = Tracker(
         output_dir=tmp_path,

@@ -6,9 +6,9 @@ import time
 import pytest
 from fakes import ConstantPower
 
-from nn_tracker.clock import ManualClock, SystemClock
-from nn_tracker.sampling import Sampler
-from nn_tracker.timeline import Timeline
+from nn_tracker.accounting.timeline import Timeline
+from nn_tracker.core.clock import ManualClock, SystemClock
+from nn_tracker.sensors.sampling import Sampler
 
 
 def test_totals_phases_and_peak():
@@ -146,7 +146,7 @@ def test_timeline_points_cover_the_run_without_holes_when_sensors_skip_ticks():
 
 
 def test_a_sensor_that_keeps_failing_stays_bounded_in_memory_and_loses_nothing_when_it_recovers():
-    from nn_tracker.sampling import MAX_PENDING
+    from nn_tracker.sensors.sampling import MAX_PENDING
 
     clock = ManualClock()
     gpu = ConstantPower(power_w=10)

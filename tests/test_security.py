@@ -11,8 +11,8 @@ import pytest
 from fakes import ConstantPower, sensor_set
 
 from nn_tracker import ManualClock, Tracker, ValidationError
-from nn_tracker.catalogue import bundled
 from nn_tracker.config import load_config_file
+from nn_tracker.footprint.catalogue import bundled
 from nn_tracker.report.writers import FORMATS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nn_tracker"

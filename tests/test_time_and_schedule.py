@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nn_tracker import ManualClock, Tracker
-from nn_tracker.errors import ValidationError
-from nn_tracker.intensity_series import IntensitySeries
-from nn_tracker.scheduling import JobProfile, schedule
+from nn_tracker.core.errors import ValidationError
+from nn_tracker.footprint.intensity_series import IntensitySeries
+from nn_tracker.footprint.scheduling import JobProfile, schedule
 
 JAN_1 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -246,7 +246,7 @@ def test_schedule_from_a_saved_report(tmp_path):
 )
 def test_flexible_start_emissions_equal_a_direct_sum_over_the_series(tmp_path_factory, values, holes, segments, start):
     """The prefix sums give what walking every step and every job segment gives."""
-    from nn_tracker.scheduling import JobProfile, _emissions_contiguous, _Integral
+    from nn_tracker.footprint.scheduling import JobProfile, _emissions_contiguous, _Integral
 
     lines = ["timestamp,carbon_intensity"]
     t = 0

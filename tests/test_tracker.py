@@ -290,7 +290,7 @@ def test_sigterm_handler_is_restored_on_stop(tmp_path):
     before = signal.getsignal(signal.SIGTERM)
     tracker, _, _ = fake_tracker(tmp_path)
     with tracker:
-        from nn_tracker import endings
+        from nn_tracker.run import endings
 
         assert signal.getsignal(signal.SIGTERM) is endings._handle
     assert signal.getsignal(signal.SIGTERM) == before
@@ -583,7 +583,7 @@ def test_a_slow_checkpoint_never_blocks_phase_switches_or_unit_counts(tmp_path, 
 
 
 def test_distinct_phases_and_unit_kinds_are_bounded(tmp_path):
-    from nn_tracker.phases import MAX_PHASES, MAX_UNIT_KINDS
+    from nn_tracker.run.phases import MAX_PHASES, MAX_UNIT_KINDS
 
     tracker, clock, _ = fake_tracker(tmp_path, write_report=False)
     with tracker:

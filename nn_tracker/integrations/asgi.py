@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from nn_tracker.requests import RequestEnergy
+from nn_tracker.run.requests import RequestEnergy
 
 log = logging.getLogger("nn_tracker")
 Scope = MutableMapping[str, Any]

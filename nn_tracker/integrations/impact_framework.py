@@ -2,7 +2,7 @@
 
 The four NN-CI plugins (``NNET``, ``NNEQ``, ``NNEmb``, ``NNC``) and IF's ``Sum``,
 ``Multiply`` and ``Coefficient`` are functions over IF input rows; the NN-CI ones
-call :mod:`nn_tracker.footprint`, so results equal the original to the last bit.
+call :mod:`nn_tracker.footprint.formulas`, so results equal the original to the last bit.
 :func:`run_manifest` computes a manifest in the IF 0.3 form the original used
 (``global-config``, a plain ``pipeline`` list) or the IF 1.x form (``config``,
 ``pipeline: {compute: [...]}``), with ``defaults`` and ``pipeline`` inherited down
@@ -17,9 +17,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from nn_tracker import footprint
-from nn_tracker.errors import ValidationError
-from nn_tracker.inputs import deep_recursion
+from nn_tracker.core.errors import ValidationError
+from nn_tracker.core.inputs import deep_recursion
+from nn_tracker.footprint import formulas as footprint
 
 Row = dict[str, Any]
 NNET_KEYS = (

@@ -15,7 +15,7 @@ import contextlib
 from typing import Any
 
 from nn_tracker.config import TRAINING_PHASE
-from nn_tracker.errors import ValidationError
+from nn_tracker.core.errors import ValidationError
 from nn_tracker.integrations.batches import batch_size
 from nn_tracker.integrations.stages import (
     LoggedSeries,

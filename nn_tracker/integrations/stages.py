@@ -44,8 +44,8 @@ def read_checkpoint_state(state: Any) -> tuple[dict[str, Any] | None, str | None
 
     A damaged or foreign state must never stop the training: it is left out, with a one-line note.
     """
-    from nn_tracker.errors import ValidationError
-    from nn_tracker.ledger import Ledger
+    from nn_tracker.accounting.ledger import Ledger
+    from nn_tracker.core.errors import ValidationError
 
     if state is None:
         return None, None
@@ -70,14 +70,14 @@ class LoggedSeries:
     """
 
     def __init__(self) -> None:
-        from nn_tracker.ledger import Ledger
+        from nn_tracker.accounting.ledger import Ledger
 
         self._finished = Ledger()
         self._last_view = Ledger()
 
     def values(self, run: Any) -> dict[str, float]:
         """What to log now for the stage ``run`` (a collective call)."""
-        from nn_tracker.ledger import Ledger
+        from nn_tracker.accounting.ledger import Ledger
 
         view = Ledger()
         view.merge(self._finished)
@@ -97,7 +97,7 @@ class LoggedSeries:
 def check_tracker_options(options: dict[str, Any]) -> None:
     """Raise a one-line error unless ``options`` are fields of :class:`~nn_tracker.config.TrackerConfig`."""
     from nn_tracker.config import TrackerConfig
-    from nn_tracker.errors import ValidationError
+    from nn_tracker.core.errors import ValidationError
 
     try:
         TrackerConfig(**options)
@@ -173,7 +173,7 @@ class StageRun:
         ``last_log(run)`` runs after the last reading of every sensor, before nn_tracker's process group
         is released (so it may sum over the processes), when the stage ended without an exception.
         """
-        from nn_tracker.endings import status_for_exception
+        from nn_tracker.run.endings import status_for_exception
 
         self.leave_nested()
         while self._phases:

@@ -37,8 +37,8 @@ from typing import Any
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import DefaultFlowCallback, PrinterCallback, ProgressCallback
 
+from nn_tracker.core.errors import ValidationError
 from nn_tracker.distributed import DistributedTracker
-from nn_tracker.errors import ValidationError
 from nn_tracker.integrations.batches import batch_size, batch_tokens
 from nn_tracker.integrations.stages import (
     LoggedSeries,

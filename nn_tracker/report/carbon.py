@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nn_tracker import footprint
 from nn_tracker.config import ALL_OTHER_PHASES, QUERYING_PHASE, TrackerConfig, datacentre_index
-from nn_tracker.energy import JOULES_PER_KWH
+from nn_tracker.core.energy import JOULES_PER_KWH
+from nn_tracker.footprint import formulas as footprint
 from nn_tracker.report.document import Datacentre, Device, EmbodiedItem, Phase, TimeResolved, UnitKind, UnitPhase, whole
 
 if TYPE_CHECKING:
-    from nn_tracker.intensity_series import IntensitySeries
+    from nn_tracker.footprint.intensity_series import IntensitySeries
 
 
 def operational(config: TrackerConfig, phases: dict[str, Phase]) -> tuple[list[Datacentre], dict[str, float], float]:

@@ -5,7 +5,7 @@ fields are the schema: a field's type says what its value may be (``float | None
 number or ``null``; ``Literal``: one of some strings; :data:`IsoTime`: an ISO 8601 time), a field
 with a default may be absent from a saved report, and the field's :func:`spec` holds its
 documentation and any extra rule. :func:`to_json` writes a report, :func:`from_json`
-reads and checks one (one :class:`~nn_tracker.errors.ValidationError` naming the first field
+reads and checks one (one :class:`~nn_tracker.core.errors.ValidationError` naming the first field
 that breaks a rule), and :func:`schema_rows` describes the fields for ``docs/report-schema.md``.
 """
 
@@ -17,7 +17,7 @@ import types
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, NewType, Union, get_args, get_origin, get_type_hints
 
-from nn_tracker.errors import ValidationError
+from nn_tracker.core.errors import ValidationError
 
 IsoTime = NewType("IsoTime", str)
 """A UTC time as ISO 8601 text (``2026-01-01T00:00:00.000+00:00``)."""

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from nn_tracker.errors import printable
+from nn_tracker.core.errors import printable
 from nn_tracker.report.document import Report, Session
 from nn_tracker.report.files import append_whole
 
@@ -138,7 +138,7 @@ def row(report: Report) -> dict[str, Any]:
 
 def _where(kind: str | None, code: str) -> dict[str, str]:
     """Country, ISO code and region from the bundled data; cloud provider and region."""
-    from nn_tracker.catalogue import bundled
+    from nn_tracker.footprint.catalogue import bundled
 
     place = bundled().place(code) if code else None
     return {

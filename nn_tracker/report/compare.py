@@ -13,7 +13,7 @@ from collections import Counter
 from html import escape
 from typing import Any
 
-from nn_tracker.errors import ValidationError, printable
+from nn_tracker.core.errors import ValidationError, printable
 from nn_tracker.report import html, units
 from nn_tracker.report.document import Report, Timeline, TimelinePoint
 

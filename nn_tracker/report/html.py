@@ -12,7 +12,7 @@ import re
 from html import escape
 from typing import Any
 
-from nn_tracker.energy import JOULES_PER_KWH
+from nn_tracker.core.energy import JOULES_PER_KWH
 from nn_tracker.report import tables, units
 from nn_tracker.report.document import Footprint, Report, Timeline, TimelinePoint
 

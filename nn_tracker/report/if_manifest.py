@@ -16,8 +16,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from nn_tracker.energy import JOULES_PER_KWH
-from nn_tracker.errors import ValidationError
+from nn_tracker.core.energy import JOULES_PER_KWH
+from nn_tracker.core.errors import ValidationError
 from nn_tracker.report.carbon import centre_row_for
 from nn_tracker.report.document import Report
 
@@ -157,6 +157,6 @@ def _grid(report: Report) -> list[tuple[str, float, dict[str, float]]]:
 
 def render(report: Report) -> str:
     """The manifest as YAML (timestamps quoted, as IF expects strings)."""
-    from nn_tracker.inputs import dump_yaml  # PyYAML only when a manifest is written: importing it costs ~80 ms
+    from nn_tracker.core.inputs import dump_yaml  # PyYAML only when a manifest is written: importing it costs ~80 ms
 
     return dump_yaml(build(report), sort_keys=False, default_flow_style=False, width=1000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from nn_tracker.errors import printable
+from nn_tracker.core.errors import printable
 from nn_tracker.report import tables, units
 from nn_tracker.report.document import Report
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from nn_tracker import footprint
+from nn_tracker.accounting.ledger import DeviceFigures, Ledger, SessionFigures, unit_totals
 from nn_tracker.config import TrackerConfig
-from nn_tracker.energy import j_to_kwh
-from nn_tracker.equivalents import equivalents, what_if
-from nn_tracker.ledger import DeviceFigures, Ledger, SessionFigures, unit_totals
-from nn_tracker.node import NodeLabels, hostname
+from nn_tracker.core.energy import j_to_kwh
+from nn_tracker.core.node import NodeLabels, hostname
+from nn_tracker.footprint import formulas as footprint
+from nn_tracker.footprint.equivalents import equivalents, what_if
 from nn_tracker.report import carbon
 from nn_tracker.report.document import (
     SCHEMA_VERSION,
@@ -45,7 +45,7 @@ from nn_tracker.report.document import (
     WhatIf,
     whole,
 )
-from nn_tracker.sampling import Sampler
+from nn_tracker.sensors.sampling import Sampler
 
 
 def _iso(wall_s: float | None) -> str | None:
@@ -180,7 +180,7 @@ def _safe_duration(ledger: Ledger) -> float:
 def build_report(state: RunState, sampler: Sampler, timeline: bool = True) -> Report:
     """Assemble the report from the run's ledger and this process's sampler (``timeline=False``: a cheap summary).
 
-    Every figure is a projection of the ledger (:mod:`nn_tracker.ledger`); the sampler gives only
+    Every figure is a projection of the ledger (:mod:`nn_tracker.accounting.ledger`); the sampler gives only
     this process's timeline and sampling health.
     """
     ledger = state.ledger

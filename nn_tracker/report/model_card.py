@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from nn_tracker import footprint
 from nn_tracker.config import QUERYING_PHASE
-from nn_tracker.errors import printable
+from nn_tracker.core.errors import printable
+from nn_tracker.footprint import formulas as footprint
 from nn_tracker.report.carbon import centre_row_for
 from nn_tracker.report.document import Report
 

@@ -44,7 +44,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from nn_tracker.energy import JOULES_PER_KWH
+from nn_tracker.core.energy import JOULES_PER_KWH
 from nn_tracker.report.document import IncompleteReport, Report
 
 log = logging.getLogger("nn_tracker")

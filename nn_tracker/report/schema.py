@@ -3,7 +3,7 @@
 The schema is the report's types (:mod:`nn_tracker.report.document`; ``docs/report-schema.md``
 is generated from them). A report of an older version is upgraded in memory, then read into
 those types, every field checked; one of a newer version, or anything that is not an
-nn_tracker report, is a :class:`~nn_tracker.errors.ValidationError`.
+nn_tracker report, is a :class:`~nn_tracker.core.errors.ValidationError`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nn_tracker.errors import ValidationError, shorten
-from nn_tracker.node import hostname
+from nn_tracker.core.errors import ValidationError, shorten
+from nn_tracker.core.node import hostname
 from nn_tracker.report.codec import from_json
 from nn_tracker.report.document import SCHEMA_VERSION, Datacentre, Phase, Report
 
@@ -35,8 +35,8 @@ BASE_REQUIRED = (  # present since version 1: checked before upgrading
 
 def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     """Version 2 added software versions, gap totals, nodes, equivalents and the what-if."""
-    from nn_tracker.catalogue import bundled
-    from nn_tracker.equivalents import equivalents, what_if
+    from nn_tracker.footprint.catalogue import bundled
+    from nn_tracker.footprint.equivalents import equivalents, what_if
 
     host = data.get("machine", {}).get("hostname") or hostname()
     for device in data["devices"]:
@@ -152,7 +152,7 @@ def upgrade(data: Any, where: str = "report") -> Report:
 
 def load_report(path: str | Path) -> Report:
     """Read a saved report (final or checkpoint) and upgrade it to the current schema."""
-    from nn_tracker import inputs
+    from nn_tracker.core import inputs
 
     path = Path(path)
     data = inputs.load_json(inputs.read_text(path, "report"), str(path))

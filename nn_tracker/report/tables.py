@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nn_tracker.energy import JOULES_PER_KWH
+from nn_tracker.core.energy import JOULES_PER_KWH
 from nn_tracker.report import units
 from nn_tracker.report.document import Report
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from nn_tracker.energy import JOULES_PER_KWH
+from nn_tracker.core.energy import JOULES_PER_KWH
 
 
 def _scaled(value: float | None, steps: list[tuple[float, str]], digits: int = 3) -> str:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from nn_tracker.config import FORMATS as FORMATS  # the formats a report can be written in, declared once
-from nn_tracker.errors import ValidationError
+from nn_tracker.core.errors import ValidationError
 from nn_tracker.report.document import IncompleteReport, Report
 from nn_tracker.report.files import write_atomic
 

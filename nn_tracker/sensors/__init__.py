@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nn_tracker.catalogue import Catalogue
+from nn_tracker.footprint.catalogue import Catalogue
 from nn_tracker.sensors.base import Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.cpu_model import CpuEstimateSensor, CpuPowerModel, cpu_power_model
 from nn_tracker.sensors.nvml import NvmlDiscovery, discover_gpus

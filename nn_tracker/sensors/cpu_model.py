@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from nn_tracker.catalogue import Catalogue
-from nn_tracker.inputs import read_system_file
+from nn_tracker.core.inputs import read_system_file
+from nn_tracker.footprint.catalogue import Catalogue
 from nn_tracker.sensors.base import METHOD_ESTIMATE, Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.process_tree import ProcessTree
 

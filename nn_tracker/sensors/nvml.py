@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from nn_tracker.energy import trapezoid_j
+from nn_tracker.core.energy import trapezoid_j
 from nn_tracker.sensors.base import METHOD_COUNTER, METHOD_POWER, Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.deadline import Deadline, ReadTimedOut
 

@@ -12,9 +12,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from nn_tracker.catalogue import PowerModel
-from nn_tracker.energy import trapezoid_j
-from nn_tracker.inputs import read_system_file
+from nn_tracker.core.energy import trapezoid_j
+from nn_tracker.core.inputs import read_system_file
+from nn_tracker.footprint.catalogue import PowerModel
 from nn_tracker.sensors.base import METHOD_ESTIMATE, Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.process_tree import ProcessTree
 

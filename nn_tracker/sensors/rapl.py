@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nn_tracker.energy import counter_delta
-from nn_tracker.inputs import read_system_file
+from nn_tracker.core.energy import counter_delta
+from nn_tracker.core.inputs import read_system_file
 from nn_tracker.sensors.base import METHOD_COUNTER, Measurement, Sensor, SensorInfo
 
 DEFAULT_ROOT = "/sys/class/powercap"

@@ -31,8 +31,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from nn_tracker import validation as check
-from nn_tracker.errors import ValidationError
+from nn_tracker.core import validation as check
+from nn_tracker.core.errors import ValidationError
 
 LEDGER_VERSION = 2  # the ``nn_tracker_state`` of exported ledgers; 1: a run's merged totals (upgraded)
 Units = dict[str, dict[str, float]]  # phase -> kind -> count
@@ -40,7 +40,7 @@ Key = tuple[str, str]  # (session, process)
 
 
 def node_pseudonym(node_id: str) -> str:
-    """A node's name in records, stable for one boot: a hash of its identity (:func:`nn_tracker.node.node_id`).
+    """A node's name in records, stable for one boot: a hash of its identity (:func:`nn_tracker.core.node.node_id`).
 
     A boot id or machine id (random 128 bits) cannot be recovered from it; where neither exists and
     the identity is the host name, the hash only hides it from a casual reader.

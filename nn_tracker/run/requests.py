@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nn_tracker.errors import ValidationError
+from nn_tracker.core.errors import ValidationError
 
 log = logging.getLogger("nn_tracker")
 

@@ -21,10 +21,10 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 
-from nn_tracker import validation as check
+from nn_tracker.accounting.ledger import Units, unit_totals
 from nn_tracker.config import check_phase_name
-from nn_tracker.errors import ValidationError
-from nn_tracker.ledger import Units, unit_totals
+from nn_tracker.core import validation as check
+from nn_tracker.core.errors import ValidationError
 
 log = logging.getLogger("nn_tracker")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nn_tracker.inputs import read_system_file
+from nn_tracker.core.inputs import read_system_file
 
 NODE_ID_VARIABLE = "NN_TRACKER_NODE_ID"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from nn_tracker.errors import ValidationError
+from nn_tracker.core.errors import ValidationError
 
 MAX_MAGNITUDE = 1e15  # no input quantity is larger (1e15 kWh is 30 years of the world's electricity)
 MIN_POSITIVE = 1e-9  # the smallest divisor: with both bounds, every result stays finite

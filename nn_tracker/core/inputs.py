@@ -1,6 +1,6 @@
 """One hardened way to read every file a user gives: manifests, configs, catalogues, reports, series.
 
-Whatever the bytes, the result is the document or one :class:`~nn_tracker.errors.ValidationError`
+Whatever the bytes, the result is the document or one :class:`~nn_tracker.core.errors.ValidationError`
 naming the file and the rule, never a traceback, and in bounded time and memory:
 
 - the file must be a readable regular file (a FIFO or device is refused at once, never waited on), at
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nn_tracker.errors import ValidationError
+from nn_tracker.core.errors import ValidationError
 
 MAX_BYTES = 512 * 1024 * 1024
 MAX_DEPTH = 1000

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from nn_tracker import validation as check
-from nn_tracker.energy import JOULES_PER_KWH
-from nn_tracker.errors import ValidationError
-from nn_tracker.intensity_series import IntensitySeries
+from nn_tracker.core import validation as check
+from nn_tracker.core.energy import JOULES_PER_KWH
+from nn_tracker.core.errors import ValidationError
+from nn_tracker.footprint.intensity_series import IntensitySeries
 
 
 @dataclass(frozen=True)

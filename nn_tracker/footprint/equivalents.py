@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from nn_tracker.catalogue import Catalogue, GridIntensity
-from nn_tracker.data import read_table
+from nn_tracker.footprint.catalogue import Catalogue, GridIntensity
+from nn_tracker.footprint.data import read_table
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,7 +1,7 @@
 """Reference catalogue: grid intensities, cloud regions and hardware, with sources.
 
 Nothing is read at import. :func:`bundled` loads the tables shipped in
-``nn_tracker/data`` once; :meth:`Catalogue.with_overrides` adds or replaces
+``nn_tracker/footprint/data`` once; :meth:`Catalogue.with_overrides` adds or replaces
 entries from a user's YAML file. Lookups are case-insensitive and an unknown
 name raises :class:`LookupFailed` listing the closest matches.
 """
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from nn_tracker import validation as check
-from nn_tracker.data import read_table, read_text
-from nn_tracker.errors import LookupFailed, ValidationError
+from nn_tracker.core import validation as check
+from nn_tracker.core.errors import LookupFailed, ValidationError
+from nn_tracker.footprint.data import read_table, read_text
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,7 @@ class Catalogue:
             ValidationError: the file is unreadable or an entry is malformed.
 
         """
-        from nn_tracker import inputs
+        from nn_tracker.core import inputs
 
         path = Path(path)
         document = inputs.load_yaml(inputs.read_text(path, "catalogue file", allow_empty=True), str(path)) or {}

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from nn_tracker.config import RUN_DEFAULTS, TrackerConfig
-from nn_tracker.errors import ValidationError, say
+from nn_tracker.core.errors import ValidationError, say
 from nn_tracker.report import units
 from nn_tracker.tracker import Tracker
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nn_tracker import validation as check
-from nn_tracker.errors import ValidationError
+from nn_tracker.core import validation as check
+from nn_tracker.core.errors import ValidationError
 
 HOURS_PER_YEAR = 365.25 * 24
 DEFAULT_LIFETIME_YEARS = 6.0

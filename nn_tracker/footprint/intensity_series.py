@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nn_tracker.errors import ValidationError
+from nn_tracker.core.errors import ValidationError
 
 TIME_NAMES = ("timestamp", "datetime", "time", "date", "point_time")
 VALUE_HINTS = ("intensity", "gco2", "value")
@@ -59,7 +59,7 @@ class IntensitySeries:
     @classmethod
     def from_csv(cls, path: str | Path) -> IntensitySeries:
         """Read and validate a CSV; every bad row is an error naming its line, field and value."""
-        from nn_tracker import inputs
+        from nn_tracker.core import inputs
 
         path = Path(path)
         text = inputs.read_text(path, "intensity series")

@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nn_tracker.clock import Clock
-from nn_tracker.energy import is_plausible, trapezoid_j
-from nn_tracker.ledger import DeviceRecord
+from nn_tracker.accounting.ledger import DeviceRecord
+from nn_tracker.accounting.timeline import Timeline
+from nn_tracker.core.clock import Clock
+from nn_tracker.core.energy import is_plausible, trapezoid_j
 from nn_tracker.sensors.base import Measurement, Sensor, SensorInfo
-from nn_tracker.timeline import Timeline
 
 log = logging.getLogger("nn_tracker")
 
@@ -104,7 +104,7 @@ class Sampler:
         max_wake_s: Wake at least this often (checkpoints), even when every sensor is slower.
         energy_listener: Called (outside the lock) after each tick with the energy read in it
             (``start, end, joules`` pieces of every device), the time up to which every device has
-            read, and the power at the last samples (energy per request, :mod:`nn_tracker.requests`).
+            read, and the power at the last samples (energy per request, :mod:`nn_tracker.run.requests`).
 
     """
 
