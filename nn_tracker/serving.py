@@ -83,10 +83,11 @@ class ServingTracker:
         self._stats = RequestStats()
         self._open_at_stop = 0
         self._idle_at_period_start_j = 0.0
-        self.tracker._energy_listener = self._heard
-        self.tracker._requests_section = self._requests_section
-        self.tracker._sampling_ended = self._close_requests  # also when SIGTERM or the exit stops the tracker
-        self.tracker._final_report = self._last_period
+        hooks = self.tracker.hooks
+        hooks.energy_listener = self._heard
+        hooks.requests_section = self._requests_section
+        hooks.sampling_ended = self._close_requests  # also when SIGTERM or the exit stops the tracker
+        hooks.final_report = self._last_period
 
     @property
     def periods_path(self) -> Path:

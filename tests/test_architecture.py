@@ -74,6 +74,13 @@ def test_few_modules_are_loose_at_the_top_and_every_package_is_in_a_layer():
     assert all(layer_of(name) >= 0 for name in [*loose, *packages])
 
 
+def test_the_tracker_class_stays_short():
+    """``Tracker`` is the run's life cycle; phases, records, reports and endings are its base classes in ``run/``."""
+    tree = dict(modules())["tracker"]
+    (tracker,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Tracker"]
+    assert tracker.end_lineno - tracker.lineno + 1 <= 200
+
+
 def test_no_function_body_is_over_60_lines():
     long = []
     for name, tree in modules():

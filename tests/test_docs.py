@@ -24,6 +24,10 @@ def test_the_documentation_site_builds_strictly(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (tmp_path / "site" / "guides" / "serving" / "index.html").exists()
+    api = (tmp_path / "site" / "reference" / "api" / "index.html").read_text()
+    # Tracker's methods from its base classes in run/ (phases, records, reports, endings) are documented
+    for method in ("add_units", "phase", "live_report", "checkpoint", "carry_over", "export_state", "end_at_exit_as"):
+        assert f'id="nn_tracker.Tracker.{method}"' in api, method
 
 
 def test_the_readme_is_short_and_its_links_lead_somewhere():

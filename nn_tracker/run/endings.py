@@ -1,5 +1,7 @@
 """How a run ends when the program does: SIGTERM, an uncaught exception, the interpreter's exit.
 
+:class:`RunEnding` (a base class of :class:`~nn_tracker.tracker.Tracker`) gives a run its status then.
+
 SIGTERM: the handler itself only records the signal: it runs in the main thread between two steps of whatever
 was running, possibly with one of the tracker's locks held, so stopping there could wait forever.
 A program's own SIGTERM handler is called and decides (the runs go on, their reports say when SIGTERM
@@ -18,7 +20,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nn_tracker.report.document import IncompleteReport, Report
+    from nn_tracker.sensors.sampling import Sampler
 
 log = logging.getLogger("nn_tracker")
 
@@ -196,3 +202,44 @@ class ExitGuard:
             self._stop_run(status_for_exception(uncaught), uncaught)
         else:
             self._stop_run("completed", None)
+
+
+class Terminated(Exception):
+    """Stands for the signal in the report's ``error`` field."""
+
+
+class RunEnding:
+    """A tracker's status when SIGTERM or the program's exit ends its run."""
+
+    _sigterm: SigtermGuard
+    _at_exit: bool
+    _exit_status: tuple[str, BaseException] | None
+    _sampler: Sampler | None
+    _report: Report | IncompleteReport | None
+    _owner_pid: int | None
+
+    def _sigterm_status(self, status: str, error: BaseException | None) -> tuple[str, BaseException | None]:
+        """The status once SIGTERM came: ``terminated`` unless the program handled it and the run ended in code."""
+        if not self._sigterm.received:
+            return status, error
+        if self._sigterm.handled_by_program and not self._at_exit and not isinstance(error, SystemExit):
+            self.add_note("SIGTERM came during the run; the program's own handler took it and the run went on.")
+            return status, error
+        if status in ("completed", "failed"):
+            return "terminated", Terminated("SIGTERM received")
+        return status, error
+
+    def end_at_exit_as(self, status: str, error: BaseException) -> None:
+        """If the program ends with this run still going and no exception says why, end it so (e.g. ``failed``).
+
+        For integrations whose framework has no exception event: a stage still open when the program
+        exits never got its end event.
+        """
+        self._exit_status = (status, error)
+
+    def _stop_at_exit(self, status: str, error: BaseException | None) -> None:
+        self._at_exit = True
+        if status == "completed" and self._exit_status is not None:
+            status, error = self._exit_status
+        if self._sampler is not None and self._report is None and self._owner_pid == os.getpid():
+            self.stop(status, error)
