@@ -285,7 +285,7 @@ def _run_list(args: argparse.Namespace) -> int:
             }
             for e in catalogue.locations.values()
         ]
-        columns = ("code", "kind", "intensity_g_per_kwh", "year", "pue", "name", "source")
+        columns: tuple[str, ...] = ("code", "kind", "intensity_g_per_kwh", "year", "pue", "name", "source")
     else:
         rows = [
             {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,11 @@ MIN_INTERVAL_S = 0.01  # sampling faster than 100 Hz measures nothing more and c
 MIN_CHECKPOINT_INTERVAL_S = 1.0  # a checkpoint rewrites and fsyncs the report
 
 
-def closest(name: object, choices: object) -> str:
+def closest(name: object, choices: Iterable[str]) -> str:
     """`` (did you mean 'location'?)`` for a misspelt name, else ``""``."""
     import difflib
 
-    match = difflib.get_close_matches(str(name), sorted(choices), n=1, cutoff=0.6)  # type: ignore[arg-type]
+    match = difflib.get_close_matches(str(name), sorted(choices), n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 

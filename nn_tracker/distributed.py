@@ -27,6 +27,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nn_tracker.core.errors import NNTrackerError
 from nn_tracker.core.node import hostname, node_id
 from nn_tracker.run.endings import stop_as_block_ends
 from nn_tracker.tracker import Tracker
@@ -187,16 +188,26 @@ class DistributedTracker:
         tracker_options = dict(self._options)
         if not self.is_writer:
             tracker_options["write_report"] = False
-        self.tracker = Tracker(sensors=self._sensors, session=session, rank=self.role.rank, **tracker_options)
+        self.tracker = Tracker(sensors=self._sensors, session=str(session), rank=self.role.rank, **tracker_options)
         self.tracker.start()
         return self
+
+    def _started(self) -> Tracker:
+        """The tracker of this process.
+
+        Raises:
+            NNTrackerError: :meth:`start` was not called.
+        """
+        if self.tracker is None:
+            raise NNTrackerError("this DistributedTracker was never started")
+        return self.tracker
 
     def merged_state(self, public: bool = False) -> dict[str, Any] | None:
         """The run's ledger with every process's records (on rank 0; ``None`` elsewhere) — a collective call.
 
         ``public``: without host names (for checkpoints).
         """
-        state = self.tracker.export_state()
+        state = self._started().export_state()
         states = self._collectives.gather(state) if self._collectives else [state]
         return merge_states(states, public) if self.is_writer else None
 
@@ -204,7 +215,7 @@ class DistributedTracker:
         """The run's ledger with every process's records as of now, on every process — a collective call."""
         from nn_tracker.accounting.ledger import Ledger
 
-        state = self.tracker.export_state()
+        state = self._started().export_state()
         states = self._collectives.gather(state) if self._collectives else [state]
         return Ledger.from_state(merge_states(states))
 
@@ -221,23 +232,23 @@ class DistributedTracker:
         """
         try:
             if self._collectives is None:
-                return self.tracker.stop(status, error)
+                return self._started().stop(status, error)
             if status != "completed":
-                self.tracker.add_note(f"The run did not complete: {self._missing_ranks()} not in this report.")
-                return self.tracker.stop(status, error)
+                self._started().add_note(f"The run did not complete: {self._missing_ranks()} not in this report.")
+                return self._started().stop(status, error)
             try:
                 self._collectives.gather(None)  # everyone has arrived; until now every rank sampled
-                self.tracker.end_sampling()
-                states = self._collectives.gather(self.tracker.export_state())
+                self._started().end_sampling()
+                states = self._collectives.gather(self._started().export_state())
             except Exception as exc:  # noqa: BLE001 - a broken process group must not lose our own data
-                self.tracker.add_note(
+                self._started().add_note(
                     f"Records of the other processes could not be gathered ({exc}): {self._missing_ranks()} "
                     "not in this report."
                 )
             else:
                 if self.is_writer:
                     self._merge(states)
-            return self.tracker.stop(status, error)
+            return self._started().stop(status, error)
         finally:
             if self._sensors is not None:
                 self._sensors.close()
@@ -254,11 +265,11 @@ class DistributedTracker:
     def _merge(self, states: list[dict[str, Any]]) -> None:
         """Add the other processes' records to rank 0's ledger (claims of one device are settled there)."""
         for state in states[1:]:
-            self.tracker.carry_over(state)
-        ledger = self.tracker.ledger()
+            self._started().carry_over(state)
+        ledger = self._started().ledger()
         if not ledger.claim_notes():
-            nodes = len({r.node for r in ledger.records if r.session == self.tracker.session})
-            self.tracker.add_note(f"Merged from {len(states)} processes on {nodes} node(s).")
+            nodes = len({r.node for r in ledger.records if r.session == self._started().session})
+            self._started().add_note(f"Merged from {len(states)} processes on {nodes} node(s).")
 
     def close(self) -> None:
         """Release nn_tracker's process group (after :meth:`stop`); safe to call twice."""
@@ -268,7 +279,7 @@ class DistributedTracker:
 
     def report(self) -> Report | IncompleteReport:
         """The report of this process: the final one after :meth:`stop` (merged on rank 0), else a snapshot."""
-        return self.tracker.report()
+        return self._started().report()
 
     def __enter__(self) -> DistributedTracker:
         return self.start()

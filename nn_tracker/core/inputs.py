@@ -149,7 +149,8 @@ def dump_yaml(data: Any, **options: Any) -> str:
     """``yaml.safe_dump`` with PyYAML's C emitter where available (a large manifest in a second, not a minute)."""
     import yaml
 
-    return yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), **options)
+    result: str = yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), **options)
+    return result
 
 
 def _check_yaml_shape(text: str, what: str) -> None:

@@ -355,7 +355,8 @@ def _user_hardware(where: str, item: dict[str, Any], source: Source) -> Hardware
 def _scope(where: str, scope: Any) -> str:
     if scope not in ("unit", "die"):
         raise ValidationError(f"{where}.embodied_scope", scope, "must be 'unit' or 'die'")
-    return scope
+    result: str = scope
+    return result
 
 
 @functools.lru_cache(maxsize=1)

@@ -74,7 +74,8 @@ class IntensitySeries:
         candidates = [i for i, h in enumerate(header) if i != time_col and any(k in h for k in VALUE_HINTS)]
         # Electricity Maps exports direct and life-cycle intensity: life-cycle, by name, as the yearly averages are
         life_cycle = [i for i in candidates if "life" in header[i] or "lca" in header[i]]
-        value_col = (life_cycle or candidates or [None])[0]
+        value_cols = life_cycle or candidates
+        value_col = value_cols[0] if value_cols else None
         if time_col is None or value_col is None:
             raise ValidationError(
                 f"{path.name} header",

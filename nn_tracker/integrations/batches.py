@@ -45,7 +45,8 @@ def batch_tokens(batch: Any) -> Any | None:
     """
     if not isinstance(batch, Mapping):
         return None
-    mask, ids = batch.get("attention_mask"), batch.get("input_ids")
+    mask: Any = batch.get("attention_mask")
+    ids: Any = batch.get("input_ids")
     if getattr(mask, "shape", None) is not None and hasattr(mask, "sum"):
         return mask.sum()
     if getattr(ids, "shape", None) is not None:

@@ -312,7 +312,7 @@ def _run_manifest(manifest: Any) -> dict[str, Any]:
     if not isinstance(tree, dict):
         raise ValidationError("manifest.tree", tree, "must be a mapping")
     with deep_recursion():
-        result = _unshared(manifest)  # a YAML alias used by two nodes must give each its own outputs
+        result: dict[str, Any] = _unshared(manifest)  # a YAML alias used by two nodes must give each its own outputs
     computed = _compute(result["tree"], _Node("tree"), plugins, None, {})
     if computed == 0:
         raise ValidationError("manifest.tree", "no inputs", "must have at least one node with inputs to compute")

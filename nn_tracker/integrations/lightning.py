@@ -24,6 +24,7 @@ from nn_tracker.integrations.stages import (
     read_checkpoint_state,
     stage_summary,
 )
+from nn_tracker.report.document import RelatedRun
 
 
 def _callback_bases() -> tuple[type, ...]:
@@ -77,7 +78,7 @@ class NNTrackerCallback(*_callback_bases()):  # type: ignore[misc]
         self._last_logged_step = -1
         self._series = LoggedSeries()
         self.reports: list[Any] = []
-        self.stages: list[dict[str, Any]] = []  # the stages finished by this callback, with their totals
+        self.stages: list[RelatedRun] = []  # the stages finished by this callback, with their totals
 
     @property
     def tracker(self) -> Any:

@@ -7,6 +7,7 @@ from typing import Any
 
 from nn_tracker.config import QUERYING_PHASE, TRAINING_PHASE
 from nn_tracker.report.document import IncompleteReport, RelatedRun, Report
+from nn_tracker.tracker import Tracker
 
 log = logging.getLogger("nn_tracker")
 
@@ -116,7 +117,7 @@ class StageRun:
         earlier: Summaries of the earlier stages (:func:`stage_summary`), listed in the report.
     """
 
-    def __init__(self, stage: str, options: dict[str, Any], earlier: list[dict[str, Any]]) -> None:
+    def __init__(self, stage: str, options: dict[str, Any], earlier: list[RelatedRun]) -> None:
         from nn_tracker.distributed import DistributedTracker
 
         phases = stage_phases(stage)
@@ -124,16 +125,16 @@ class StageRun:
         # the moments before the stage's phase is entered belong to the stage, not to "training"
         self.run = DistributedTracker(**{"default_phase": phases[0], **options}).start()
         for summary in earlier:
-            self.run.tracker.add_related_run(summary)
+            self.tracker.add_related_run(summary)
         self._phases: list[Any] = []
         for name in phases:
             self._enter(name)
         self._nested: Any = None
 
     @property
-    def tracker(self) -> Any:
+    def tracker(self) -> Tracker:
         """The tracker of this process."""
-        return self.run.tracker
+        return self.run._started()
 
     @property
     def nested(self) -> bool:
@@ -141,14 +142,14 @@ class StageRun:
         return self._nested is not None
 
     def _enter(self, name: str) -> None:
-        phase = self.run.tracker.phase(name)
+        phase = self.tracker.phase(name)
         phase.__enter__()
         self._phases.append(phase)
 
     def enter_nested(self, name: str) -> None:
         """Enter ``name`` inside the stage's phase (e.g. ``training/validation``); once at a time."""
         if self._nested is None:
-            self._nested = self.run.tracker.phase(name)
+            self._nested = self.tracker.phase(name)
             self._nested.__enter__()
 
     def leave_nested(self) -> None:
@@ -163,9 +164,9 @@ class StageRun:
         Only the writer carries them (the others' ledgers would add nothing: a union keeps a record once).
         """
         if note:
-            self.run.tracker.add_note(note)
+            self.tracker.add_note(note)
         if state is not None and self.run.is_writer:
-            self.run.tracker.carry_over(state)
+            self.tracker.carry_over(state)
 
     def finish(self, exception: BaseException | None, last_log: Any = None) -> Any:
         """Leave the phases, stop (collective; global rank 0 writes the report) and return the report.

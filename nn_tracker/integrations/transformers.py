@@ -32,6 +32,7 @@ import sys
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from transformers import Trainer, TrainerCallback
@@ -47,6 +48,7 @@ from nn_tracker.integrations.stages import (
     read_checkpoint_state,
     stage_summary,
 )
+from nn_tracker.report.document import RelatedRun
 
 try:  # transformers >= 4.41: callback state saved in the checkpoint's trainer_state.json
     from transformers.trainer_callback import ExportableState
@@ -86,7 +88,7 @@ class _ForwardHook:
 _HOOKS: weakref.WeakKeyDictionary[Any, tuple[_ForwardHook, Any]] = weakref.WeakKeyDictionary()  # model: its hook
 
 
-class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
+class NNTrackerCallback(TrainerCallback, ExportableState):
     """Track a ``transformers.Trainer``'s energy and carbon; one report per ``train``/``evaluate``/``predict``.
 
     ``Trainer(..., callbacks=[NNTrackerCallback(location="FR")])``. Each report covers its own stage;
@@ -122,7 +124,7 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         self._trainer: Any = None  # weakref.ref to the Trainer, found on the call stack
         self._series = LoggedSeries()
         self.reports: list[Any] = []
-        self.stages: list[dict[str, Any]] = []
+        self.stages: list[RelatedRun] = []
 
     @property
     def tracker(self) -> Any:
@@ -161,7 +163,7 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         if self._stage == "train":
             if module.training:
                 self._leave_validation()
-            elif not self._stage_run.nested:
+            elif self._stage_run is not None and not self._stage_run.nested:
                 if self.trainer is None or "train" in _calls_of(self.trainer):
                     self._enter_validation()  # an evaluation started by another callback
                 else:  # the training raised earlier and this is an evaluate() or predict() of its own
@@ -181,6 +183,8 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         return calls[0] if calls and calls[0] in ("evaluate", "predict") else None
 
     def _count(self, batch: Any) -> None:
+        if self._stage_run is None:  # no stage: nothing to count in
+            return
         tracker = self._stage_run.tracker
         tracker.add_units(batch_size(batch), kind="sample")
         tracker.add_units(1, kind="batch")
@@ -243,7 +247,7 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
         """Start the ``train`` stage, continuing a resumed checkpoint's totals."""
         self._attach(model)
         self._begin("train")
-        if state.global_step > 0:  # a damaged trainer_state.json must not stop the training: a note
+        if state.global_step > 0 and self._stage_run is not None:  # a damaged trainer_state.json: a note
             self._stage_run.continue_from(*read_checkpoint_state(_saved_totals(state, type(self).__name__)))
         if args.eval_on_start:
             self._enter_validation()
@@ -268,7 +272,7 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
     def _before_log_save_evaluate(self, control: Any) -> None:
         if self._stage != "train":
             return
-        if control.should_log:
+        if control.should_log and self._stage_run is not None:
             self._log(self._stage_run.run)  # collective: every process decides to log at the same step
         if control.should_save:
             self._remember_totals()
@@ -294,9 +298,10 @@ class NNTrackerCallback(TrainerCallback, ExportableState):  # type: ignore[misc]
 
     # ----- validation inside training ------------------------------------------------------------------
     def _enter_validation(self) -> None:
-        if self._stage == "train" and not self._stage_run.nested:
+        run = self._stage_run
+        if run is not None and run.stage == "train" and not run.nested:
             self._flush_tokens()  # the tokens so far belong to training
-            self._stage_run.enter_nested("validation")
+            run.enter_nested("validation")
 
     def _leave_validation(self) -> None:
         if self._stage_run is not None and self._stage_run.nested:
@@ -395,7 +400,7 @@ _TRAINER_METHODS = ("evaluate", "predict", "train", "__init__")
 
 def _calling_trainer() -> Any:
     """The ``Trainer`` whose method is on the call stack (the one creating or running this callback)."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name in _TRAINER_METHODS:
             candidate = frame.f_locals.get("self")
@@ -437,7 +442,7 @@ def _calls_of(trainer: Any) -> list[str]:
     if trainer is None:
         return []
     calls = []
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         name = frame.f_code.co_name
         if name in ("evaluate", "predict", "train") and frame.f_locals.get("self") is trainer:

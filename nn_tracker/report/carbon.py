@@ -101,9 +101,8 @@ def embodied(
                 hours[device.name] = hours.get(device.name, 0.0) + seconds / 3600.0
         wanted: list[Wanted] = [(name, count, None, None, None, "unit") for name, count in counts.items()]
     else:
-        wanted = [
-            (h.name, h.count, h.embodied_kg_per_unit, h.lifetime_years, h.utilisation, h.scope) for h in config.embodied
-        ]
+        listed = config.embodied if isinstance(config.embodied, tuple) else ()  # a string other than "auto" is refused
+        wanted = [(h.name, h.count, h.embodied_kg_per_unit, h.lifetime_years, h.utilisation, h.scope) for h in listed]
     items = [
         item
         for entry in wanted  # amortised linearly: count x the mean hours of the devices = their hours added up

@@ -15,10 +15,22 @@ import functools
 import math
 import types
 from datetime import datetime
-from typing import Any, Literal, NamedTuple, NewType, Union, get_args, get_origin, get_type_hints
+from typing import (
+    Any,
+    Literal,
+    NamedTuple,
+    NewType,
+    TypeVar,
+    Union,
+    dataclass_transform,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from nn_tracker.core.errors import ValidationError
 
+T = TypeVar("T")
 IsoTime = NewType("IsoTime", str)
 """A UTC time as ISO 8601 text (``2026-01-01T00:00:00.000+00:00``)."""
 
@@ -67,7 +79,8 @@ def spec(
     return Spec(doc, default, factory, minimum, min_items, omit_none, key)
 
 
-def record(cls: type) -> Any:
+@dataclass_transform(kw_only_default=True, field_specifiers=(spec,))
+def record(cls: type[T]) -> type[T]:
     """Declare a report type: its :func:`spec` fields, in order, are the document's.
 
     The class gets a keyword-only ``__init__``, ``__eq__`` and ``__repr__`` over those fields,
@@ -79,16 +92,20 @@ def record(cls: type) -> Any:
     specs = {name: value for name, value in vars(cls).items() if isinstance(value, Spec)}
     for name in specs:
         delattr(cls, name)
-    cls.__record_fields__ = specs
-    cls.__init__ = _init
-    cls.__eq__ = _eq
-    cls.__hash__ = None
-    cls.__repr__ = _repr
+    for name, value in (("__record_fields__", specs), ("__init__", _init), ("__eq__", _eq), ("__repr__", _repr)):
+        setattr(cls, name, value)
+    setattr(cls, "__hash__", None)  # noqa: B010 - mutable, so unhashable (as a dataclass with eq)
     return cls
 
 
+def record_fields(kind: type) -> dict[str, Spec]:
+    """A report type's fields, in order, with their specs."""
+    fields: dict[str, Spec] = vars(kind)["__record_fields__"]
+    return fields
+
+
 def _init(self: Any, **values: Any) -> None:
-    for name, item in type(self).__record_fields__.items():
+    for name, item in record_fields(type(self)).items():
         if name in values:
             value = values.pop(name)
         elif item.factory is not None:
@@ -105,11 +122,11 @@ def _init(self: Any, **values: Any) -> None:
 def _eq(self: Any, other: Any) -> Any:
     if type(other) is not type(self):
         return NotImplemented
-    return all(getattr(self, name) == getattr(other, name) for name in type(self).__record_fields__)
+    return all(getattr(self, name) == getattr(other, name) for name in record_fields(type(self)))
 
 
 def _repr(self: Any) -> str:
-    shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in type(self).__record_fields__)
+    shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in record_fields(type(self)))
     return f"{type(self).__name__}({shown})"
 
 
@@ -122,7 +139,7 @@ def to_json(value: Any) -> Any:
     """A JSON-ready copy of a typed report (or any part of one), keys in field order."""
     if is_record(type(value)):
         result = {}
-        for name, item in type(value).__record_fields__.items():
+        for name, item in record_fields(type(value)).items():
             content = getattr(value, name)
             if content is None and item.omit_none:
                 continue
@@ -184,7 +201,7 @@ def _read(hint: Any, value: Any, where: str, rules: Spec | None = None, or_null:
 def _read_object(kind: type, value: dict[str, Any], where: str) -> Any:
     hints = _hints(kind)
     arguments = {}
-    for name, item in kind.__record_fields__.items():
+    for name, item in record_fields(kind).items():
         if name not in value:
             if item.required:
                 raise ValidationError(f"{where}.{name}", None, "is missing")
@@ -233,7 +250,7 @@ def schema_rows(kind: type, prefix: str = "") -> list[tuple[str, str, str]]:
     """``(path, type, meaning)`` for every field of ``kind`` and of the types it holds, in document order."""
     rows = []
     hints = _hints(kind)
-    for name, item in kind.__record_fields__.items():
+    for name, item in record_fields(kind).items():
         path = f"{prefix}{name}"
         hint = hints[name]
         meaning = item.doc if item.required else f"{item.doc} (may be absent)"

@@ -34,25 +34,25 @@ class RunError:
 class Machine:
     """What the machine is; who and where only with ``identity=True``."""
 
-    hostname: str | None = spec("the host name (only with identity=True)", None, omit_none=True)
-    os: str | None = spec("kernel name, release and architecture", None)
-    python: str | None = spec("Python version", None)
-    nn_tracker: str | None = spec("nn_tracker version", None)
-    cpu_model: str | None = spec("the CPU's model name", None)
-    logical_cpus: int | None = spec("logical CPUs", None)
-    memory_total_gib: float | None = spec("the machine's total memory, GiB", None)
-    pid: int | None = spec("the process id (only with identity=True)", None, omit_none=True)
-    user: str | None = spec("the user, from $USER or $LOGNAME (only with identity=True)", None, omit_none=True)
+    hostname: str | None = spec("the host name (only with identity=True)", default=None, omit_none=True)
+    os: str | None = spec("kernel name, release and architecture", default=None)
+    python: str | None = spec("Python version", default=None)
+    nn_tracker: str | None = spec("nn_tracker version", default=None)
+    cpu_model: str | None = spec("the CPU's model name", default=None)
+    logical_cpus: int | None = spec("logical CPUs", default=None)
+    memory_total_gib: float | None = spec("the machine's total memory, GiB", default=None)
+    pid: int | None = spec("the process id (only with identity=True)", default=None, omit_none=True)
+    user: str | None = spec("the user, from $USER or $LOGNAME (only with identity=True)", default=None, omit_none=True)
 
 
 @record
 class Settings:
     """The tracker's settings that shape the figures."""
 
-    attribution: str | None = spec("`machine` or `process`", None)
-    interval_s: float | None = spec("sampling interval", None)
-    checkpoint_interval_s: float | None = spec("seconds between checkpoint reports (null: none)", None)
-    training_type: TrainingType = spec("for the model card", "pre-training")
+    attribution: str | None = spec("`machine` or `process`", default=None)
+    interval_s: float | None = spec("sampling interval", default=None)
+    checkpoint_interval_s: float | None = spec("seconds between checkpoint reports (null: none)", default=None)
+    training_type: TrainingType = spec("for the model card", default="pre-training")
 
 
 @record
@@ -81,22 +81,24 @@ class Device:
     energy_kwh_by_phase: dict[str, float] = spec("own energy per phase", key="phase")
     mean_power_w: float | None = spec("mean power over the measured time")
     peak_power_w: float | None = spec("highest power reading")
-    last_power_w: float | None = spec("the last reading", None)
+    last_power_w: float | None = spec("the last reading", default=None)
     measured_s: float = spec("time covered by readings")
     gap_s: float = spec("time not covered by readings")
-    readings: int | None = spec("readings taken", None)
-    errors: int | None = spec("read errors", None)
-    first_error: str | None = spec("the first read error", None)
-    dropped_intervals: int | None = spec("implausible readings, counted as a gap", None)
-    bridged_intervals: int | None = spec("intervals where the counter went back, integrated from power instead", None)
-    lost_at_s: float | None = spec("when the device stopped answering (seconds from the start)", None)
+    readings: int | None = spec("readings taken", default=None)
+    errors: int | None = spec("read errors", default=None)
+    first_error: str | None = spec("the first read error", default=None)
+    dropped_intervals: int | None = spec("implausible readings, counted as a gap", default=None)
+    bridged_intervals: int | None = spec(
+        "intervals where the counter went back, integrated from power instead", default=None
+    )
+    lost_at_s: float | None = spec("when the device stopped answering (seconds from the start)", default=None)
     node: str = spec("`local` in a single-node report; the host name, made unique, in a multi-node one")
     notes: list[str] = spec("caveats about this device")
     operational_carbon_g: float | None = spec(
         "operational carbon of its energy: each phase's share at the PUE and intensity of the datacentre that runs "
         "it (the devices' figures add up to the footprint's; null: not measured, or read from a report older "
         "than schema 4)",
-        None,
+        default=None,
     )
 
 
@@ -127,16 +129,16 @@ class Datacentre:
     phases: list[str] = spec("the root phases it runs (`(all others)`: every phase no other one names)")
     intensity_g_per_kwh: float = spec("grid carbon intensity, gCO2e/kWh")
     intensity_source: str = spec("where the intensity comes from, with its year")
-    intensity_year: int | None = spec("the intensity's year", None)
+    intensity_year: int | None = spec("the intensity's year", default=None)
     pue: float = spec("power usage effectiveness")
     pue_source: str = spec("where the PUE comes from")
     transport_factor: float = spec("nn-c's transport factor (carbon = energy x intensity / factor)")
     it_energy_kwh: float = spec("IT energy of its phases")
     facility_energy_kwh: float = spec("IT energy x PUE")
     operational_carbon_g: float = spec("its operational carbon")
-    default_location: bool = spec("true when no location was given (world average)", False)
-    location_code: str | None = spec("catalogue code of the location", None)
-    location_kind: str | None = spec("`country`, `us_state`, `grid_zone`, `cloud_region`", None)
+    default_location: bool = spec("true when no location was given (world average)", default=False)
+    location_code: str | None = spec("catalogue code of the location", default=None)
+    location_kind: str | None = spec("`country`, `us_state`, `grid_zone`, `cloud_region`", default=None)
 
 
 @record
@@ -146,13 +148,13 @@ class EmbodiedItem:
     name: str = spec("the hardware")
     count: float = spec("how many")
     embodied_kg_per_unit: float = spec("kgCO2e per unit")
-    scope: str | None = spec("`unit`: the whole card or server; `die`: the chip's die alone (on request)", None)
+    scope: str | None = spec("`unit`: the whole card or server; `die`: the chip's die alone (on request)", default=None)
     method: str = spec("how the figure was obtained")
     source: str = spec("where it comes from")
     lifetime_years: float = spec("service life")
     utilisation: float = spec("share of the life in use")
-    lifetime_source: str | None = spec("where life and utilisation come from", None)
-    unamortised_g: float | None = spec("the whole embodied carbon, gCO2e", None)
+    lifetime_source: str | None = spec("where life and utilisation come from", default=None)
+    unamortised_g: float | None = spec("the whole embodied carbon, gCO2e", default=None)
     amortised_g: float = spec("the run's share, gCO2e")
 
 
@@ -160,15 +162,17 @@ class EmbodiedItem:
 class TimeResolved:
     """Operational carbon as the sum of E(t) x I(t) over the timeline, with an intensity series."""
 
-    series: str | None = spec("the series' file", None)
-    series_column: str | None = spec("its intensity column", None)
+    series: str | None = spec("the series' file", default=None)
+    series_column: str | None = spec("its intensity column", default=None)
     operational_carbon_g: float = spec("time-resolved operational carbon")
-    energy_kwh: float | None = spec("all the report's facility energy", None)
+    energy_kwh: float | None = spec("all the report's facility energy", default=None)
     uncovered_energy_kwh: float = spec("energy outside the series, at the yearly average")
-    not_in_timeline_energy_kwh: float | None = spec("energy this process did not time (other ranks, resumed)", None)
-    series_scope: str | None = spec("what the series' figures cover", None)
-    yearly_average_operational_carbon_g: float | None = spec("the same energy at the yearly averages", None)
-    rule: str | None = spec("how rows hold over time", None)
+    not_in_timeline_energy_kwh: float | None = spec(
+        "energy this process did not time (other ranks, resumed)", default=None
+    )
+    series_scope: str | None = spec("what the series' figures cover", default=None)
+    yearly_average_operational_carbon_g: float | None = spec("the same energy at the yearly averages", default=None)
+    rule: str | None = spec("how rows hold over time", default=None)
 
 
 @record
@@ -178,12 +182,14 @@ class Footprint:
     training_energy_kwh: float = spec("nn-et slot: facility energy of the non-querying root phases")
     querying_energy_kwh: float = spec("nn-eq slot: facility energy of `querying`")
     operational_carbon_g: float = spec("nn-c over every datacentre")
-    embodied_carbon_unamortised_g: float | None = spec("the hardware's whole embodied carbon (null: none)", None)
+    embodied_carbon_unamortised_g: float | None = spec(
+        "the hardware's whole embodied carbon (null: none)", default=None
+    )
     embodied_carbon_amortised_g: float | None = spec("the run's share of it (null: not included)")
     embodied: list[EmbodiedItem] = spec("per hardware")
     total_carbon_g: float = spec("operational + amortised embodied")
-    time_resolved: TimeResolved | None = spec("null without an intensity series", None)
-    method: str | None = spec("how the slots were filled", None)
+    time_resolved: TimeResolved | None = spec("null without an intensity series", default=None)
+    method: str | None = spec("how the slots were filled", default=None)
 
     @property
     def facility_energy_kwh(self) -> float:
@@ -214,16 +220,16 @@ class UnitKind:
 class Equivalent:
     """An everyday equivalent of the footprint, with its factor and source."""
 
-    key: str | None = spec("its id", None)
+    key: str | None = spec("its id", default=None)
     label: str = spec("what it is")
     value: float = spec("how many")
-    basis: str | None = spec("`carbon_g` or `energy_kwh`", None)
+    basis: str | None = spec("`carbon_g` or `energy_kwh`", default=None)
     factor: float = spec("the basis per one of it")
     unit: str = spec("the factor's unit")
     source: str = spec("where the factor comes from")
-    url: str | None = spec("the source's address", None)
-    year: int | None = spec("the factor's year", None)
-    note: str | None = spec("a caveat", None)
+    url: str | None = spec("the source's address", default=None)
+    year: int | None = spec("the factor's year", default=None)
+    note: str | None = spec("a caveat", default=None)
 
 
 @record
@@ -235,8 +241,8 @@ class Place:
     name: str = spec("the place")
     intensity_g_per_kwh: float = spec("its grid intensity")
     year: int | None = spec("the intensity's year")
-    source: str | None = spec("where the intensity comes from", None)
-    operational_carbon_g: float | None = spec("operational carbon there", None)
+    source: str | None = spec("where the intensity comes from", default=None)
+    operational_carbon_g: float | None = spec("operational carbon there", default=None)
     total_carbon_g: float = spec("with the (unchanged) embodied carbon")
 
 
@@ -244,35 +250,35 @@ class Place:
 class WhatIf:
     """The same energy elsewhere: only the grid changes."""
 
-    facility_energy_kwh: float | None = spec("the run's facility energy", None)
-    embodied_carbon_g: float | None = spec("amortised embodied carbon (null: not included)", None)
+    facility_energy_kwh: float | None = spec("the run's facility energy", default=None)
+    embodied_carbon_g: float | None = spec("amortised embodied carbon (null: not included)", default=None)
     places: list[Place] = spec("the places compared")
-    method: str | None = spec("how", None)
+    method: str | None = spec("how", default=None)
 
 
 @record
 class SamplerHealth:
     """How the sampling went."""
 
-    interval_s: float | None = spec("sampling interval", None)
-    ticks: int | None = spec("samples taken", None)
-    tick_errors: int | None = spec("samples that failed", None)
-    sensor_errors: int | None = spec("sensor read errors", None)
-    gap_s: float | None = spec("device time not covered by readings", None)
+    interval_s: float | None = spec("sampling interval", default=None)
+    ticks: int | None = spec("samples taken", default=None)
+    tick_errors: int | None = spec("samples that failed", default=None)
+    sensor_errors: int | None = spec("sensor read errors", default=None)
+    gap_s: float | None = spec("device time not covered by readings", default=None)
 
 
 @record
 class RelatedRun:
     """Another run this report relates to (an earlier stage of the same trainer)."""
 
-    stage: str | None = spec("the trainer's stage", None)
+    stage: str | None = spec("the trainer's stage", default=None)
     run_id: str = spec("its run id")
     status: str = spec("its status")
-    started_at: IsoTime | None = spec("when it started", None)
+    started_at: IsoTime | None = spec("when it started", default=None)
     duration_s: float = spec("its duration")
-    it_energy_kwh: float | None = spec("its IT energy", None)
-    total_carbon_g: float | None = spec("its total carbon", None)
-    report: str | None = spec("where its report is", None)
+    it_energy_kwh: float | None = spec("its IT energy", default=None)
+    total_carbon_g: float | None = spec("its total carbon", default=None)
+    report: str | None = spec("where its report is", default=None)
 
 
 @record
@@ -281,8 +287,10 @@ class Session:
 
     run_id: str = spec("the run id its report was written under")
     current: bool = spec("true for the session this report was written by")
-    started_at: IsoTime | None = spec("UTC wall clock", None)
-    ended_at: IsoTime | None = spec("UTC wall clock (for the current session of a running report: so far)", None)
+    started_at: IsoTime | None = spec("UTC wall clock", default=None)
+    ended_at: IsoTime | None = spec(
+        "UTC wall clock (for the current session of a running report: so far)", default=None
+    )
     duration_s: float = spec("its duration (its writer's: global rank 0's)", minimum=0)
     processes: int | None = spec("processes (ranks) that measured in it (null: unknown, an upgraded report)")
     it_energy_kwh: float = spec("IT energy of every device measured in it", minimum=0)
@@ -300,10 +308,10 @@ class Session:
 class Spread:
     """A distribution: the exact mean; percentiles within 12 % (logarithmic buckets)."""
 
-    mean: float | None = spec("exact mean (null: no value)", None)
-    p50: float | None = spec("median", None)
-    p90: float | None = spec("90th percentile", None)
-    p99: float | None = spec("99th percentile", None)
+    mean: float | None = spec("exact mean (null: no value)", default=None)
+    p50: float | None = spec("median", default=None)
+    p90: float | None = spec("90th percentile", default=None)
+    p99: float | None = spec("99th percentile", default=None)
 
 
 @record
@@ -337,12 +345,12 @@ class Requests:
     carbon_g: float = spec("the requests' operational carbon + their share of the embodied carbon", minimum=0)
     idle_carbon_g: float = spec("the same for the idle time", minimum=0)
     idle_share_facility_energy_j: float | None = spec(
-        "idle facility energy per request, J: add it to a request's for the SCI figure 'with idle'", None
+        "idle facility energy per request, J: add it to a request's for the SCI figure 'with idle'", default=None
     )
-    idle_share_carbon_g: float | None = spec("idle carbon per request, gCO2e (the same, for carbon)", None)
+    idle_share_carbon_g: float | None = spec("idle carbon per request, gCO2e (the same, for carbon)", default=None)
     per_unit: dict[str, RequestUnits] = spec("per unit kind", factory=dict, key="kind")
     histogram: list[RequestBin] = spec("requests by facility energy (non-empty bins)", factory=list)
-    method: str = spec("the attribution rule", "")
+    method: str = spec("the attribution rule", default="")
 
 
 @record
@@ -380,7 +388,7 @@ class Report:
     started_at: IsoTime | None = spec("UTC wall clock")
     ended_at: IsoTime | None = spec("UTC wall clock (null while running)")
     checkpointed_at: IsoTime | None = spec(
-        "when a `running` report was written: a run no longer running was interrupted after it", None
+        "when a `running` report was written: a run no longer running was interrupted after it", default=None
     )
     duration_s: float = spec(
         "monotonic duration of the run: every session's added up (`started_at` is the first session's)", minimum=0
@@ -404,8 +412,8 @@ class Report:
     notes: list[str] = spec("every caveat, fallback and assumption")
     related_runs: list[RelatedRun] = spec("earlier stages of the same trainer", factory=list)
     sessions: list[Session] = spec("the run's sessions, in order; they add up to the run's figures", factory=list)
-    timeline: Timeline | None = spec("power over time (null in a summary)", None)
-    requests: Requests | None = spec("energy per request (serving with request())", None, omit_none=True)
+    timeline: Timeline | None = spec("power over time (null in a summary)", default=None)
+    requests: Requests | None = spec("energy per request (serving with request())", default=None, omit_none=True)
     paths: tuple[str, ...] | list[str] = ()  # where it was written, once written (not in the JSON)
 
     @property
@@ -440,7 +448,8 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document."""
-        return to_json(self)
+        result: dict[str, Any] = to_json(self)
+        return result
 
 
 @record
@@ -453,7 +462,7 @@ class IncompleteReport:
     status: Status = spec("the run's status")
     incomplete: bool = spec("always true")
     duration_s: float = spec("monotonic duration", minimum=0)
-    error: RunError | None = spec("the exception that ended a failed run", None)
+    error: RunError | None = spec("the exception that ended a failed run", default=None)
     notes: list[str] = spec("why the report could not be built")
     paths: tuple[str, ...] | list[str] = ()  # where it was written, once written (not in the JSON)
 
@@ -462,7 +471,8 @@ class IncompleteReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document."""
-        return to_json(self)
+        result: dict[str, Any] = to_json(self)
+        return result
 
 
 def schema_table() -> str:

@@ -37,7 +37,7 @@ def make_folder(folder: Path) -> None:
 def remove_stale_temporaries(folder: str | Path, now_s: float | None = None) -> list[Path]:
     """Remove nn_tracker's own temporary files older than :data:`STALE_AFTER_S` in ``folder``."""
     now_s = time.time() if now_s is None else now_s
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

@@ -17,7 +17,7 @@ interval that ended at each device's last reading.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from nn_tracker.report.document import IncompleteReport, Report
@@ -41,6 +41,7 @@ def live_figures(report: Report | IncompleteReport, power_w: float) -> dict[str,
     """The running figures from a report so far and the current power (``None``: not known)."""
     if report.incomplete:
         return {**dict.fromkeys(LIVE_METRICS), "power/total_w": power_w}
+    report = cast("Report", report)
     by_component = report.energy.by_component_kwh
     footprint = report.footprint
     return {

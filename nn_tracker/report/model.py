@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from nn_tracker.accounting.ledger import DeviceFigures, Ledger, SessionFigures, unit_totals
 from nn_tracker.config import TrackerConfig
@@ -22,6 +22,7 @@ from nn_tracker.core.node import NodeLabels, hostname
 from nn_tracker.footprint import formulas as footprint
 from nn_tracker.footprint.equivalents import equivalents, what_if
 from nn_tracker.report import carbon
+from nn_tracker.report.codec import IsoTime
 from nn_tracker.report.document import (
     SCHEMA_VERSION,
     Device,
@@ -40,18 +41,20 @@ from nn_tracker.report.document import (
     SamplerHealth,
     Session,
     Settings,
+    Status,
     Timeline,
     TimelinePoint,
+    TrainingType,
     WhatIf,
     whole,
 )
 from nn_tracker.sensors.sampling import Sampler
 
 
-def _iso(wall_s: float | None) -> str | None:
+def _iso(wall_s: float | None) -> IsoTime | None:
     if wall_s is None:
         return None
-    return datetime.fromtimestamp(wall_s, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return IsoTime(datetime.fromtimestamp(wall_s, tz=timezone.utc).isoformat(timespec="milliseconds"))
 
 
 def _software() -> dict[str, str | None]:
@@ -125,7 +128,8 @@ def _memory_total_gib() -> float | None:
     try:
         import psutil
 
-        return psutil.virtual_memory().total / 2**30
+        result: float = psutil.virtual_memory().total / 2**30
+        return result
     except Exception:  # noqa: BLE001 - a missing figure, never a failed report
         return None
 
@@ -156,7 +160,7 @@ def incomplete_report(state: RunState, failure: BaseException) -> IncompleteRepo
         schema_version=SCHEMA_VERSION,
         run_id=state.run_id,
         project_name=state.config.project_name,
-        status=state.status,
+        status=cast("Status", state.status),  # one of STATUSES: the tracker's own
         incomplete=True,
         duration_s=_safe_duration(state.ledger),
         error=state.error,
@@ -322,7 +326,7 @@ def _header(state: RunState, sessions: list[SessionFigures], duration_s: float) 
             attribution=config.attribution,
             interval_s=config.interval_s,
             checkpoint_interval_s=config.checkpoint_interval_s,
-            training_type=config.training_type,
+            training_type=cast("TrainingType", config.training_type),  # checked by the configuration
         ),
     }
 

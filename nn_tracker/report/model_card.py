@@ -99,10 +99,11 @@ def render(report: Report) -> str:
         )
     import yaml  # PyYAML only when a model card is written: importing it costs ~80 ms
 
-    class Dumper(yaml.SafeDumper):
+    class Dumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no type hints
         """Safe YAML, with grams as plain decimals."""
 
     Dumper.add_representer(
         _Grams, lambda dumper, grams: dumper.represent_scalar("tag:yaml.org,2002:float", grams.plain())
     )
-    return "---\n" + yaml.dump(metadata, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=1000) + "---\n"
+    text: str = yaml.dump(metadata, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=1000)
+    return "---\n" + text + "---\n"

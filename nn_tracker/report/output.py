@@ -38,7 +38,7 @@ class ReportFiles:
         """Where the JSON report is written."""
         return self.output_dir / f"{self.stem}.json"
 
-    def claim(self, first: Report) -> None:
+    def claim(self, first: Report | IncompleteReport) -> None:
         """Write the first report under a name no other run has (``-2``... if the run id was reused)."""
         from nn_tracker.report import writers
 

@@ -49,6 +49,7 @@ from nn_tracker.report.document import IncompleteReport, Report
 
 log = logging.getLogger("nn_tracker")
 
+Families = Any  # Counter, Gauge or Info metric families: their add_metric differ (a value or labels)
 DEVICE_LABELS = ("device", "component", "method")
 
 
@@ -78,7 +79,7 @@ class ServingCollector:
         yield from self._families(report, served.count if served else 0.0)
 
     def _families(self, report: Report | IncompleteReport | None = None, units: float = 0.0) -> Iterator[Metric]:
-        families = {
+        families: dict[str, Families] = {
             "info": InfoMetricFamily(
                 "nn_tracker_run", "The tracked service run.", labels=("run_id", "project", "unit")
             ),
@@ -137,7 +138,7 @@ class ServingCollector:
             idle.add_metric([], ledger.idle_j)
         yield from (energy, carbon, idle)
 
-    def _fill(self, report: Report, units: float, families: dict[str, Metric]) -> None:
+    def _fill(self, report: Report, units: float, families: dict[str, Families]) -> None:
         unit = self._serving.unit
         footprint = report.footprint
         families["info"].add_metric([report.run_id, report.project_name, unit], {})

@@ -147,7 +147,8 @@ def upgrade(data: Any, where: str = "report") -> Report:
         raise ValidationError(
             where, f"schema {version}", f"must be a complete report (cannot upgrade: {exc!r})"
         ) from None
-    return from_json(Report, data, where)
+    result: Report = from_json(Report, data, where)
+    return result
 
 
 def load_report(path: str | Path) -> Report:

@@ -61,7 +61,8 @@ def nice_step(span: float, ticks: int = 5) -> float:
         return 1.0
     raw = span / ticks
     magnitude = 10 ** math.floor(math.log10(raw))
-    return next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    result: float = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    return result
 
 
 TIME_STEPS_S = (

@@ -38,7 +38,8 @@ def render(report: Report | IncompleteReport, fmt: str) -> str:
         "if-manifest": "if_manifest",
     }.get(fmt)
     if module is not None:
-        return importlib.import_module(f"nn_tracker.report.{module}").render(report)
+        result: str = importlib.import_module(f"nn_tracker.report.{module}").render(report)
+        return result
     raise ValidationError("format", fmt, f"must be one of {', '.join(FORMATS)}")
 
 

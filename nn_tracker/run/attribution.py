@@ -9,20 +9,14 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from nn_tracker.core.clock import Clock
-from nn_tracker.run.phases import PhaseBook
+from nn_tracker.run.state import TrackerState
 
 if TYPE_CHECKING:
-    from nn_tracker.sensors.sampling import Sampler
+    pass
 
 
-class RunPhases:
+class RunPhases(TrackerState):
     """A tracker's phases and units: ``phase()``, ``add_units()``, readings on demand."""
-
-    _phases: PhaseBook
-    _sampler: Sampler | None
-    _clock: Clock
-    _started_s: float
 
     @property
     def current_phase(self) -> str:
@@ -50,7 +44,7 @@ class RunPhases:
     def sample(self) -> None:
         """Take one reading now (with ``background=False``, the only readings besides start and stop)."""
         if self.running:
-            self._sampler.tick(force=True)
+            self._started_sampler().tick(force=True)
             self._on_tick(self._clock.monotonic())
 
     def units(self) -> dict[str, float]:

@@ -218,6 +218,14 @@ class RunEnding:
     _report: Report | IncompleteReport | None
     _owner_pid: int | None
 
+    if TYPE_CHECKING:  # Tracker's and RunReports'
+
+        def add_note(self, text: str) -> None:
+            """Defined by the tracker (see :class:`~nn_tracker.tracker.Tracker`)."""
+
+        def stop(self, status: str = "completed", error: BaseException | None = None) -> Any:
+            """Defined by the tracker (see :class:`~nn_tracker.tracker.Tracker`)."""
+
     def _sigterm_status(self, status: str, error: BaseException | None) -> tuple[str, BaseException | None]:
         """The status once SIGTERM came: ``terminated`` unless the program handled it and the run ended in code."""
         if not self._sigterm.received:

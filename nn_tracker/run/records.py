@@ -7,39 +7,20 @@ sessions (a resume) and other processes (distributed ranks). Every figure is com
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 
 from nn_tracker.accounting.ledger import Ledger, Record
-from nn_tracker.core.clock import Clock
 from nn_tracker.core.errors import NNTrackerError
 from nn_tracker.core.node import hostname
 from nn_tracker.report.live import live_figures
-from nn_tracker.run.phases import PhaseBook
+from nn_tracker.run.state import TrackerState
 
 if TYPE_CHECKING:
-    from nn_tracker.report.document import IncompleteReport, Report
-    from nn_tracker.sensors.sampling import Sampler
+    pass
 
 
-class RunRecords:
+class RunRecords(TrackerState):
     """A tracker's ledger: resuming, merging ranks, exporting state."""
-
-    run_id: str
-    _state_lock: threading.RLock
-    _sampler: Sampler | None
-    _clock: Clock
-    _phases: PhaseBook
-    _carried: Ledger
-    _session: str
-    _process: str
-    _rank: int
-    _node: str
-    _started_wall_s: float
-    _started_s: float
-    _ended_s: float | None
-    _report: Report | IncompleteReport | None
-
 
     @property
     def session(self) -> str:
@@ -60,7 +41,7 @@ class RunRecords:
 
     def _own_record(self) -> Record:
         """What this process measured in this session so far (one consistent snapshot of the sampler)."""
-        sampler = self._sampler
+        sampler = self._started_sampler()
         with sampler.lock:
             started_s = sampler.started_s or self._started_s
             devices = tuple(t.record(started_s) for t in sampler.totals.values())

@@ -9,52 +9,23 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from typing import TYPE_CHECKING
 
 from nn_tracker.accounting.ledger import Ledger
-from nn_tracker.config import TrackerConfig
-from nn_tracker.core.clock import Clock
 from nn_tracker.core.errors import NNTrackerError, describe, without_folders
 from nn_tracker.report.live import live_figures
-from nn_tracker.report.output import ReportFiles
-from nn_tracker.run.phases import PhaseBook
+from nn_tracker.run.state import TrackerState
 
 if TYPE_CHECKING:
     from nn_tracker.report.document import IncompleteReport, RelatedRun, Report
     from nn_tracker.report.model import RunState
-    from nn_tracker.run.hooks import RunHooks
-    from nn_tracker.sensors import SensorSet
-    from nn_tracker.sensors.sampling import Sampler
 
 log = logging.getLogger("nn_tracker")
 STOP_WAIT_S = 15.0  # the longest report() waits for a stop in progress on another thread (reads have deadlines)
 
 
-class RunReports:
+class RunReports(TrackerState):
     """A tracker's reports: what :meth:`report`, :meth:`live` and checkpoints give and write."""
-
-    config: TrackerConfig
-    run_id: str
-    _state_lock: threading.RLock
-    _stop_lock: threading.RLock
-    _stopping: bool
-    _background: bool
-    _sampler: Sampler | None
-    _sensors: SensorSet | None
-    _clock: Clock
-    _phases: PhaseBook
-    _files: ReportFiles
-    _notes: list[str]
-    _related_runs: list[RelatedRun]
-    _report: Report | IncompleteReport | None
-    _session: str
-    _node: str
-    _started_wall_s: float
-    _last_checkpoint_s: float
-    _owner_pid: int | None
-    hooks: RunHooks
-
 
     def _await_stop(self) -> None:
         """While another thread stops the run, wait (bounded) for its final report."""
@@ -109,7 +80,7 @@ class RunReports:
         With a background sampler nothing is read here: the figures are those of its last tick
         (counters are read once a second), so a logging step never waits for a sensor.
         """
-        return live_figures(self.live_report(), self._sampler.power_w())
+        return live_figures(self.live_report(), self._started_sampler().power_w())
 
     def _build(
         self,
@@ -124,7 +95,7 @@ class RunReports:
 
         state = self._run_state(status, error, final, ledger)
         try:
-            return build_report(state, self._sampler, timeline=timeline)
+            return build_report(state, self._started_sampler(), timeline=timeline)
         except Exception as exc:
             log.exception("nn_tracker: building the report failed; writing what is known")
             return incomplete_report(state, exc)
@@ -173,7 +144,7 @@ class RunReports:
         if (self.config.checkpoint_interval_s is None and not force) or not self.config.write_report:
             return
         try:
-            self._sampler.tick(force=True)  # a checkpoint is as current as the sensors allow
+            self._started_sampler().tick(force=True)  # a checkpoint is as current as the sensors allow
             self._write(self._build("running", None, final=False))
         except Exception:
             log.exception("nn_tracker: checkpoint failed (tracking continues)")

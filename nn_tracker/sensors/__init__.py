@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nn_tracker.footprint.catalogue import Catalogue
 from nn_tracker.sensors.base import Measurement, Sensor, SensorInfo
@@ -53,7 +54,7 @@ class SensorOptions:
 
         # every sensor option the configuration declares too (not a second list of names)
         names = [f.name for f in dataclasses.fields(cls) if hasattr(config, f.name)]
-        return cls(**{**{name: getattr(config, name) for name in names}, **overrides})  # type: ignore[arg-type]
+        return cls(**{**{name: getattr(config, name) for name in names}, **overrides})
 
 
 @dataclass
@@ -120,7 +121,7 @@ def discover_sensors(options: SensorOptions, catalogue: Catalogue) -> SensorSet:
     return found
 
 
-def describe(options: SensorOptions, catalogue: Catalogue) -> dict[str, object]:
+def describe(options: SensorOptions, catalogue: Catalogue) -> dict[str, Any]:
     """What ``nn-tracker sensors`` prints: what the machine offers and what would be used."""
     found = discover_sensors(options, catalogue)
     for sensor in found.sensors:

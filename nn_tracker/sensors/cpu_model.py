@@ -270,9 +270,9 @@ class CpuEstimateSensor(Sensor):
     def utilisation(self, now_s: float) -> float | None:
         """Share of the CPUs busy since the last call, in [0, 1]; ``None`` when no CPU time was counted since."""
         busy, total = self._busy_and_total_s(now_s)
-        last_busy, last_total = self._last
+        last_busy, last_total = self._last if self._last is not None else (busy, total)  # start() set it
         self._last = (busy, total)
-        if self._own_last is not None:
+        if self._own_last is not None and self._own_cpu_s is not None:
             own = self._own_cpu_s()
             self._own_busy_s += max(own - self._own_last, 0.0)
             self._machine_busy_s += max(busy - last_busy, 0.0)
@@ -291,7 +291,7 @@ class CpuEstimateSensor(Sensor):
         the last power stays that of the last interval that had a tick (never a false 0 W).
         """
         share = self.utilisation(now_s)
-        duration_s = now_s - self._last_s
+        duration_s = now_s - (self._last_s if self._last_s is not None else now_s)
         self._last_s = now_s
         if share is None:
             return Measurement(0.0, None)

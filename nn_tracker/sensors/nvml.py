@@ -175,7 +175,8 @@ class GpuSensor(Sensor):
 
     def _power_limit_w(self) -> float | None:
         try:
-            return self._deadline.call(lambda: self._nvml.nvmlDeviceGetPowerManagementLimit(self._handle)) / 1000.0
+            limit_mw: float = self._deadline.call(lambda: self._nvml.nvmlDeviceGetPowerManagementLimit(self._handle))
+            return limit_mw / 1000.0
         except (self._nvml.NVMLError, ReadTimedOut):
             return None
 
@@ -183,9 +184,11 @@ class GpuSensor(Sensor):
         if self.use_instant_field:
             value = self._nvml.nvmlDeviceGetFieldValues(self._handle, [FIELD_POWER_INSTANT])[0]
             if value.nvmlReturn == 0:
-                return value.value.uiVal / 1000.0
+                result: float = value.value.uiVal / 1000.0
+                return result
             self.use_instant_field = False
-        return self._nvml.nvmlDeviceGetPowerUsage(self._handle) / 1000.0
+        usage_mw: float = self._nvml.nvmlDeviceGetPowerUsage(self._handle)
+        return usage_mw / 1000.0
 
     def start(self, now_s: float) -> None:
         """Find which of counter and power work, and take the baselines.
@@ -196,7 +199,8 @@ class GpuSensor(Sensor):
         """
         nvml = self._nvml
         self._last_sample, self._samples_j = None, 0.0
-        counter_problem = power_problem = None
+        counter_problem: Exception | None = None
+        power_problem: Exception | None = None
         try:
             self._last_energy_mj = self._deadline.call(lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
         except nvml.NVMLError as exc:
@@ -212,7 +216,7 @@ class GpuSensor(Sensor):
         else:
             self.has_power = True
             self._last_sample = (now_s, power)
-        if not self.use_counter and not self.has_power:
+        if not self.use_counter and not self.has_power and power_problem is not None:
             raise power_problem  # neither works: the sampler reports the GPU as not measured
         source = "instant-power field 186" if self.use_instant_field else "nvmlDeviceGetPowerUsage"
         averaged = self.has_power and not self.use_instant_field and self.kind.averaged_power_usage is not False

@@ -41,7 +41,7 @@ class ProcessTree:
         self._proc_root = proc_root
         self._clock = clock or time.monotonic
         self._roots: dict[int, Any] = {}  # psutil's Process of each root, made when first needed
-        self._children: list = []
+        self._children: list[Any] = []
         self._listed_at_s: float | None = None
         # CPU seconds of children that ended (so their time is never lost or counted twice).
         self._ended_cpu_s: dict[int, float] = {}

@@ -38,7 +38,8 @@ def machine_used_bytes(proc_root: str | Path = "/proc") -> int:
         return total - available
     import psutil  # imported on use: psutil reads /proc when imported
 
-    return psutil.virtual_memory().used
+    result: int = psutil.virtual_memory().used
+    return result
 
 
 def _own_cgroups(proc_root: str | Path) -> dict[str, str]:

@@ -67,7 +67,8 @@ class RaplZoneSensor(Sensor):
     def read_energy(self, now_s: float) -> Measurement:
         """Energy since the last read, across one wrap at ``max_energy_range_uj``."""
         current = self.energy_uj()
-        delta_uj = counter_delta(self._last_uj, current, self._max_range_uj)
+        last = self._last_uj if self._last_uj is not None else current  # start() read the baseline
+        delta_uj = counter_delta(last, current, self._max_range_uj)
         self._last_uj = current
         return Measurement(delta_uj / 1e6, None)
 

@@ -185,7 +185,8 @@ class Sampler:
         while not self._stop.is_set():
             self._clock.wait(self._wake, wake_s)
             self._wake.clear()
-            early_s = self.last_tick_s + max(phase_gap_s, 0.01) - self._clock.monotonic()
+            last_tick_s = self.last_tick_s if self.last_tick_s is not None else self._clock.monotonic()
+            early_s = last_tick_s + max(phase_gap_s, 0.01) - self._clock.monotonic()
             if early_s > 0 and not self._stop.is_set():
                 self._clock.wait(self._stop, early_s)
             if self._stop.is_set():
@@ -230,24 +231,25 @@ class Sampler:
             events = self._take_events()
             now = self._clock.monotonic()
             readings = self._read(now, force, bool(events))
+            listener = self._energy_listener
             with self._lock:
                 pieces = self._apply(now, events, readings)
-                heard = self._heard(pieces, now) if self._energy_listener is not None else None
-            if heard is not None:
-                self._energy_listener(*heard)
+                heard = self._heard(pieces, now) if listener is not None else None
+            if listener is not None and heard is not None:
+                listener(*heard)
         except Exception:
             self.tick_errors += 1
             log.exception("nn_tracker: sampling tick failed (tracking continues)")
         finally:
             self._read_lock.release()
 
-    def _read(self, now: float, force: bool, phase_switched: bool) -> list[tuple[Sensor, float | None, Any]]:
+    def _read(self, now: float, force: bool, phase_switched: bool) -> list[tuple[Sensor, Any, Any]]:
         """Read the sensors (outside the totals lock): (sensor, power sample, energy measurement or error)."""
         readings = []
         for sensor in self._sensors:
             if not sensor.active:
                 continue
-            power = None
+            power: float | Exception | None = None
             if sensor.has_power:
                 try:
                     power = _plausible_power(sensor.read_power(now), sensor)
@@ -271,7 +273,9 @@ class Sampler:
             readings.append((sensor, power, measurement))
         return readings
 
-    def _heard(self, pieces: list[tuple[float, float, float]], now: float) -> tuple[list, float, float]:
+    def _heard(
+        self, pieces: list[tuple[float, float, float]], now: float
+    ) -> tuple[list[tuple[float, float, float]], float, float]:
         """What the energy listener gets: the pieces, the horizon and the power of the sensors still measuring."""
         measuring = [self.totals[s.info.device_id] for s in self._sensors if s.active]
         return pieces, self._horizon(now), sum(t.last_power_w or 0.0 for t in measuring)
@@ -285,9 +289,11 @@ class Sampler:
         read = [self.totals[s.info.device_id].last_energy_s for s in self._sensors if s.active]
         return min([t for t in read if now - t <= MAX_READ_LAG_S], default=now)
 
-    def _apply(self, now: float, events: list[tuple[float, str]], readings: list) -> list[tuple[float, float, float]]:
+    def _apply(
+        self, now: float, events: list[tuple[float, str]], readings: list[tuple[Sensor, Any, Any]]
+    ) -> list[tuple[float, float, float]]:
         """Account a tick; return the energy read in it as ``(start, end, joules)`` pieces."""
-        start = self.last_tick_s
+        start = self.last_tick_s if self.last_tick_s is not None else now  # start() set it
         self.last_tick_s = now
         self.ticks += 1
         segments = self._segments(start, now, events)
@@ -382,8 +388,9 @@ class Sampler:
         totals.readings += 1
         totals.measured_s += covered_s
         totals.energy_j += energy
-        weights = [w for *_, w in pending]
-        if None in weights or sum(weights) <= 0:
+        sampled = [w for *_, w in pending]
+        weights = [w for w in sampled if w is not None]
+        if len(weights) < len(sampled) or sum(weights) <= 0:
             weights = [end - begin for begin, end, _, _ in pending]
         total_weight = sum(weights)
         by_phase = totals.energy_by_phase_j
@@ -425,9 +432,11 @@ MAX_PENDING = 4096  # intervals kept per device between two energy reads (about 
 
 def _coarser(pending: list[tuple[float, float, str, float | None]]) -> list[tuple[float, float, str, float | None]]:
     """Merge neighbouring intervals pairwise (same phase first; if that is not enough, the longer one's phase)."""
+    Pending = list[tuple[float, float, str, float | None]]
 
-    def pairs(items: list, same_phase_only: bool) -> list:
-        merged, i = [], 0
+    def pairs(items: Pending, same_phase_only: bool) -> Pending:
+        merged: Pending = []
+        i = 0
         while i < len(items):
             a = items[i]
             if i + 1 < len(items) and (not same_phase_only or items[i + 1][2] == a[2]):
