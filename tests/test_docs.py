@@ -81,10 +81,10 @@ def python_blocks() -> list[tuple[str, int, str]]:
 
 
 def test_every_python_example_in_the_docs_uses_the_api_as_it_is():
-    """The examples cannot rot: each parses; what it imports from nn_tracker exists; the options it passes are real.
+    """Each example parses; what it imports from nn_tracker exists; the options it passes are real.
 
-    (They call frameworks and functions of the reader's own, so they are checked, not run; the runnable
-    examples are `examples/`, run by `tests/test_examples.py`.)
+    (A quick check with a clear message; `tests/test_docs_examples.py` runs every example, and
+    `tests/test_examples.py` the programs in `examples/`.)
     """
     from nn_tracker.config import TrackerConfig
 
