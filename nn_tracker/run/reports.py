@@ -12,7 +12,7 @@ import os
 from typing import TYPE_CHECKING
 
 from nn_tracker.accounting.ledger import Ledger
-from nn_tracker.core.errors import NNTrackerError, describe, without_folders
+from nn_tracker.core.errors import describe, without_folders
 from nn_tracker.report.live import live_figures
 from nn_tracker.run.state import TrackerState
 
@@ -34,15 +34,24 @@ class RunReports(TrackerState):
 
     def report(self) -> Report | IncompleteReport:
         """A snapshot of the run so far (status ``running``), or the final report after stop."""
+        return self._snapshot(timeline=True, force=True)
+
+    def _snapshot(self, timeline: bool, force: bool | None) -> Report | IncompleteReport:
+        """The final report after stop, else the run so far, its sensors read first.
+
+        ``force``: every sensor (``True``), those due (``False``), none: the last tick's figures (``None``).
+
+        Raises:
+            NNTrackerError: the tracker was never started.
+        """
         self._await_stop()
         with self._state_lock:
             if self._report is not None:
                 return self._report
-            if self._sampler is None:
-                raise NNTrackerError("this Tracker was never started")
-            if self.running:
-                self._sampler.tick(force=True)
-            return self._build("running", None, final=False)
+            sampler = self._started_sampler()
+            if self.running and force is not None:
+                sampler.tick(force=force)
+            return self._build("running", None, final=False, timeline=timeline)
 
     def checkpoint(self) -> None:
         """Rewrite the JSON report now (status ``running``)."""
@@ -64,15 +73,7 @@ class RunReports(TrackerState):
         With a background sampler nothing is read here: the figures are those of its last tick. After
         :meth:`stop`, the final report.
         """
-        self._await_stop()
-        with self._state_lock:
-            if self._report is not None:
-                return self._report
-            if self._sampler is None:
-                raise NNTrackerError("this Tracker was never started")
-            if self.running and not self._background:
-                self._sampler.tick()
-            return self._build("running", None, final=False, timeline=False)
+        return self._snapshot(timeline=False, force=None if self._background else False)
 
     def live(self) -> dict[str, float | None]:
         """Cheap running totals for loggers (see :data:`~nn_tracker.report.live.LIVE_METRICS`).
