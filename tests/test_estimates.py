@@ -83,6 +83,18 @@ def test_the_lazy_cpu_lookup_finds_what_the_whole_table_finds(row, before, after
     assert match_cpu_tdp(model, bundled()) == reference_match(model)
 
 
+def test_a_long_model_name_costs_lookups_in_proportion_to_its_length(monkeypatch):
+    """A long model name (a hostile /proc/cpuinfo) looks up at most (words x longest name) word sequences."""
+    from nn_tracker.footprint import catalogue
+
+    rows = catalogue._cpu_tdp_rows()
+    looked_up = []
+    monkeypatch.setattr(type(rows), "get", lambda self, key: looked_up.append(key))
+    model = " ".join(f"w{i}" for i in range(300))  # 45,150 word sequences in all
+    assert match_cpu_tdp(model, bundled()) is None  # every lookup answered "no" here
+    assert 0 < len(looked_up) <= 300 * rows.most_words and rows.most_words < 30
+
+
 def test_every_cpu_name_is_one_key():
     """The lookup reads the table as text: every name is stored with single spaces, once."""
     assert all(row["name"] == " ".join(row["name"].split()) for row in CPU_ROWS)
@@ -204,6 +216,22 @@ def test_descendants_are_listed_from_proc_as_psutil_lists_them(tmp_path):
         for child in children:
             for process in psutil.Process(child.pid).children(recursive=True):
                 process.kill()
+            child.kill()
+            child.wait()
+
+
+def test_without_proc_the_descendants_come_from_psutil(tmp_path):
+    """Not Linux (no /proc): psutil lists the children, as it did before /proc was read directly."""
+    import psutil
+
+    children = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) for _ in range(2)]
+    try:
+        tree = ProcessTree(refresh_s=0.0, proc_root=str(tmp_path / "no-proc"))
+        tree.cpu_seconds()
+        expected = {p.pid for p in psutil.Process().children(recursive=True)}
+        assert {child.pid for child in tree._children} == expected >= {c.pid for c in children}
+    finally:
+        for child in children:
             child.kill()
             child.wait()
 

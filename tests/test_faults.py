@@ -216,6 +216,8 @@ def test_unit_counts_stay_finite():
         ("3", "sample", "count must be a number, got '3'"),
         (1, "bad kind", "kind must be 1-64 letters"),
         (1, "", "kind must be 1-64 letters"),
+        (1, ["x"], "kind must be 1-64 letters"),
+        (1, None, "kind must be 1-64 letters"),
     ],
 )
 def test_bad_unit_counts_and_kinds_are_refused_before_and_after_good_ones(count, kind, message):

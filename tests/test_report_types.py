@@ -9,7 +9,7 @@ from report_fixture import deterministic_report, stable
 
 from nn_tracker.core.errors import ValidationError
 from nn_tracker.report import document
-from nn_tracker.report.codec import from_json, is_record
+from nn_tracker.report.codec import from_json, is_record, to_json
 from nn_tracker.report.document import Report
 from nn_tracker.report.schema import upgrade
 
@@ -79,6 +79,7 @@ def test_every_field_is_documented():
         (("settings", "training_type"), "self-taught", "must be one of pre-training, fine-tuning"),
         (("phases", "training"), [], "report.phases.training must be an object, got []"),
         (("footprint", "embodied", 0, "amortised_g"), float("nan"), "must be a finite number"),
+        (("duration_s",), 10**400, "report.duration_s must be a finite number"),
         (("datacentres", 0, "default_location"), "no", "must be true or false"),
         (("notes",), [3], "report.notes[0] must be a string, got 3"),
     ],
@@ -128,6 +129,10 @@ def test_report_types_compare_build_and_show_their_fields(report):
         document.RunError(type="E")
     with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
         document.RunError(type="E", message="m", colour="red")
+    class MyMachine(document.Machine):  # a reader's subclass keeps the fields
+        pass
+
+    assert MyMachine(os="x").os == "x" and to_json(MyMachine(os="x"))["os"] == "x"
     first, second = document.Report.__record_fields__["related_runs"].factory(), document.Machine()
     assert first == [] and document.Report.__record_fields__["machine"].factory is document.Machine
     assert second is not document.Machine()  # a fresh default per instance

@@ -256,7 +256,9 @@ class Catalogue:
         """
         words = _key(model).split()
         rows = _cpu_tdp_rows()
-        names = {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1)}
+        longest = rows.most_words  # no catalogue name is longer: linear in the model's length
+        ends = [range(i + 1, min(i + longest, len(words)) + 1) for i in range(len(words))]
+        names = {" ".join(words[i:j]) for i in range(len(words)) for j in ends[i]}
         found = [(name, rows.get(name)) for name in names if any(c.isdigit() for c in name)]
         matches = [(-len(name), row[0], name, row[1]) for name, row in found if row is not None]
         return min(matches)[2:] if matches else None  # the longest name; of equals, the first row
@@ -417,6 +419,7 @@ class _CpuTdpRows:
 
     def __init__(self, text: str) -> None:
         self._text = "\n" + text.casefold()  # every name's key starts after a newline (no name has two spaces)
+        self.most_words = max(line.count(" ") for line in text.splitlines()) + 1  # at least any name's words
 
     def get(self, key: str) -> tuple[int, float] | None:
         """The row's position and TDP of the CPU named ``key`` exactly (a key: see :func:`_key`)."""

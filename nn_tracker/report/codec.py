@@ -100,7 +100,7 @@ def record(cls: type[T]) -> type[T]:
 
 def record_fields(kind: type) -> dict[str, Spec]:
     """A report type's fields, in order, with their specs."""
-    fields: dict[str, Spec] = vars(kind)["__record_fields__"]
+    fields: dict[str, Spec] = getattr(kind, "__record_fields__")  # noqa: B009 - set by record(), inherited
     return fields
 
 
@@ -132,7 +132,7 @@ def _repr(self: Any) -> str:
 
 def is_record(value: Any) -> bool:
     """Whether ``value`` is a report type (not an instance)."""
-    return isinstance(value, type) and "__record_fields__" in vars(value)
+    return isinstance(value, type) and hasattr(value, "__record_fields__")
 
 
 def to_json(value: Any) -> Any:
@@ -213,7 +213,7 @@ def _read_object(kind: type, value: dict[str, Any], where: str) -> Any:
 def _read_scalar(hint: Any, value: Any, where: str, minimum: float | None, or_null: str) -> Any:
     if hint in (float, int):
         whole = hint is int
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
             raise ValidationError(where, _short(value), f"must be a finite number{or_null}")
         if whole and not float(value).is_integer():
             raise ValidationError(where, _short(value), f"must be a whole number{or_null}")
@@ -232,6 +232,13 @@ def _read_scalar(hint: Any, value: Any, where: str, minimum: float | None, or_nu
         except ValueError:
             raise ValidationError(where, _short(value), "must be an ISO 8601 time") from None
     return value
+
+
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer beyond float range
+        return False
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:

@@ -122,7 +122,7 @@ class PhaseBook:
             if isinstance(count, bool) or not isinstance(count, (int, float)):
                 raise ValidationError("count", count, "must be a number")
             check.non_negative("count", count)
-        if kind not in self._kinds:  # a kind counted before was checked then
+        if type(kind) is not str or kind not in self._kinds:  # a kind counted before was checked then
             check_phase_name(kind, "kind")
         phase = self.here
         with self._units_lock:

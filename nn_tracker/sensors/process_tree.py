@@ -89,8 +89,10 @@ class ProcessTree:
             pid = todo.pop()
             try:
                 tasks = os.listdir(f"{self._proc_root}/{pid}/task")
-            except OSError:  # ended meanwhile
-                continue
+            except OSError:
+                if pid == root_pid:  # no /proc (not Linux), or the root ended: psutil knows which
+                    return self._descendants_from_psutil(root_pid)
+                continue  # a descendant that ended meanwhile
             for task in tasks:
                 try:
                     with open(f"{self._proc_root}/{pid}/task/{task}/children", "rb") as file:
