@@ -7,7 +7,7 @@ default), so the result can be checked and cited.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nn_tracker.config import QUERYING_PHASE, TRAINING_PHASE, Datacentre, resolve_datacentre
@@ -240,7 +240,7 @@ def _embodied_spec(spec: Any, scope: str, embodied_kg_per_unit: float | None, no
             f"The catalogue's embodied figure for {spec.name} ({spec.embodied_kg_co2e:g} kg) covers the chip's die "
             "alone, not the whole card: not used (give embodied_kg_per_unit, or embodied_scope='die')."
         )
-        return replace(spec, embodied_kg_co2e=None)
+        return spec._replace(embodied_kg_co2e=None)
     return spec
 
 

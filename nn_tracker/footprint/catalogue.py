@@ -11,15 +11,14 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from nn_tracker.core import validation as check
 from nn_tracker.core.errors import LookupFailed, ValidationError
 from nn_tracker.footprint.data import read_table, read_text
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     """Where a figure comes from."""
 
     id: str
@@ -29,8 +28,7 @@ class Source:
     retrieved: str = ""
 
 
-@dataclass(frozen=True)
-class GridIntensity:
+class GridIntensity(NamedTuple):
     """Carbon intensity of the electricity at one place.
 
     Attributes:
@@ -68,8 +66,7 @@ class GridIntensity:
         return f"{self.intensity_g_per_kwh:g} gCO2e/kWh for {self.name} ({self.code}), {year}, {self.source.title}"
 
 
-@dataclass(frozen=True)
-class Place:
+class Place(NamedTuple):
     """Where a location is: its country's name and ISO alpha-3 code, and a region within it (or "")."""
 
     country_name: str
@@ -77,8 +74,7 @@ class Place:
     region: str
 
 
-@dataclass(frozen=True)
-class HardwareSpec:
+class HardwareSpec(NamedTuple):
     """One catalogue entry of hardware.
 
     Attributes:
@@ -109,8 +105,7 @@ class HardwareSpec:
     aliases: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class PowerModel:
+class PowerModel(NamedTuple):
     """A documented coefficient used when nothing is measured (e.g. W per GB of RAM)."""
 
     key: str
@@ -284,7 +279,7 @@ class Catalogue:
             entry = _user_location(f"locations[{i}]", item, source)
             replaced = locations.get(entry.code)
             if replaced is not None:  # keep the spellings that selected the bundled entry
-                entry = replace(entry, aliases=replaced.aliases, name=item.get("name") or replaced.name)
+                entry = entry._replace(aliases=replaced.aliases, name=item.get("name") or replaced.name)
             locations[entry.code] = entry
         hardware = dict(self.hardware)
         for i, item in enumerate(_entries(document, "hardware")):
@@ -322,7 +317,7 @@ def _user_location(where: str, item: dict[str, Any], source: Source) -> GridInte
         kind="user",
         intensity_g_per_kwh=check.non_negative(f"{where}.intensity_g_per_kwh", item.get("intensity_g_per_kwh")),
         year=year,
-        source=replace(source, title=f"{_required_text(where, item, 'source')} ({source.title})"),
+        source=source._replace(title=f"{_required_text(where, item, 'source')} ({source.title})"),
         pue=None if pue is None else check.pue(f"{where}.pue", pue),
     )
 
@@ -340,7 +335,7 @@ def _user_hardware(where: str, item: dict[str, Any], source: Source) -> Hardware
     aliases = item.get("aliases") or []
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise ValidationError(f"{where}.aliases", aliases, "must be a list of strings")
-    user_source = replace(source, title=f"{_required_text(where, item, 'source')} ({source.title})")
+    user_source = source._replace(title=f"{_required_text(where, item, 'source')} ({source.title})")
     return HardwareSpec(
         name=_required_text(where, item, "name"),
         kind=kind,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 # How a figure was obtained; reports show one of these next to every number.
 METHOD_COUNTER = "counter"  # difference of a hardware energy counter (NVML total energy, RAPL energy_uj)
@@ -12,8 +12,7 @@ METHOD_POWER = "integrated_power"  # trapezoid over sampled power readings
 METHOD_ESTIMATE = "estimate"  # a model (TDP x utilisation, W per GB) - labelled with the model
 
 
-@dataclass(frozen=True)
-class Measurement:
+class Measurement(NamedTuple):
     """What one energy read of a sensor gives.
 
     Attributes:

@@ -12,7 +12,6 @@ import functools
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -128,8 +127,7 @@ def _count_sockets(sys_root: str, proc_root: str) -> int | None:
     return len(packages) or None
 
 
-@dataclass(frozen=True)
-class CpuPowerModel:
+class CpuPowerModel(NamedTuple):
     """How the CPU power is estimated: a TDP for the whole machine and where it came from.
 
     Attributes:

@@ -16,7 +16,6 @@ interval, so errors never reach the host program.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -269,7 +268,7 @@ class Sampler:
                     try:
                         _plausible_power(measurement.power_w, sensor)
                     except ValueError as exc:  # the energy stands; the power is dropped and counted
-                        measurement, power = dataclasses.replace(measurement, power_w=None), exc
+                        measurement, power = measurement._replace(power_w=None), exc
             readings.append((sensor, power, measurement))
         return readings
 
