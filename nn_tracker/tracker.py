@@ -177,8 +177,7 @@ class Tracker(RunPhases, RunRecords, RunReports, RunEnding):
         with self._state_lock:
             if self._report is not None:
                 return self._report
-            if self._sampler is None:
-                raise NNTrackerError("this Tracker was never started")
+            self._started_sampler()  # never started: an error
             if self._owner_pid != os.getpid():  # a forked child: the run belongs to the parent
                 return self._build("running", None, final=False)
         self.end_sampling()  # joins the sampler's thread: never under the state lock its checkpoints take

@@ -17,6 +17,7 @@ from fakes import ConstantPower, sensor_set
 
 import nn_tracker
 from nn_tracker import Datacentre, EmbodiedHardware, ManualClock, Tracker, TrackerConfig, ValidationError
+from nn_tracker.accounting.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -494,6 +495,9 @@ def test_start_twice_and_stop_without_start_are_clear_errors(tmp_path):
     tracker, _, _ = fake_tracker(tmp_path)
     with pytest.raises(nn_tracker.NNTrackerError, match="never started"):
         tracker.stop()
+    for before_start in (tracker.report, tracker.live_report, tracker.ledger, lambda: tracker.figures(Ledger())):
+        with pytest.raises(nn_tracker.NNTrackerError, match="never started"):
+            before_start()
     with tracker, pytest.raises(nn_tracker.NNTrackerError, match="already started"):
         tracker.start()
 

@@ -7,12 +7,8 @@ Part of :class:`~nn_tracker.tracker.Tracker` (a base class of it); the bookkeepi
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
 
 from nn_tracker.run.state import TrackerState
-
-if TYPE_CHECKING:
-    pass
 
 
 class RunPhases(TrackerState):

@@ -7,16 +7,13 @@ sessions (a resume) and other processes (distributed ranks). Every figure is com
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nn_tracker.accounting.ledger import Ledger, Record
 from nn_tracker.core.errors import NNTrackerError
 from nn_tracker.core.node import hostname
 from nn_tracker.report.live import live_figures
 from nn_tracker.run.state import TrackerState
-
-if TYPE_CHECKING:
-    pass
 
 
 class RunRecords(TrackerState):
@@ -30,10 +27,9 @@ class RunRecords(TrackerState):
     def ledger(self) -> Ledger:
         """The run's ledger: carried records and this process's own record as of now."""
         with self._state_lock:
-            if self._sampler is None:
-                raise NNTrackerError("this Tracker was never started")
+            sampler = self._started_sampler()
             if self.running:
-                self._sampler.tick(force=True)
+                sampler.tick(force=True)
             return self._ledger()
 
     def _ledger(self) -> Ledger:
@@ -105,8 +101,7 @@ class RunRecords(TrackerState):
         ``power/total_w`` is the power at the last reading of every device measured in this session.
         """
         with self._state_lock:
-            if self._sampler is None:
-                raise NNTrackerError("this Tracker was never started")
+            self._started_sampler()  # never started: an error, not an empty report
             report = self._build("running", None, final=False, timeline=False, ledger=ledger)
         power_w = sum(
             device.last_power_w or 0.0
