@@ -11,12 +11,12 @@ import functools
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nn_tracker.core import validation as check
 from nn_tracker.core.errors import ValidationError
+from nn_tracker.core.structs import field, struct
 from nn_tracker.footprint import formulas as footprint
 from nn_tracker.footprint.catalogue import Catalogue, bundled
 from nn_tracker.sensors.rapl import DEFAULT_ROOT
@@ -67,7 +67,7 @@ def datacentre_index(root_phase: str, phases_per_centre: list[tuple[str, ...]] |
     return next((index for index, phases in enumerate(phases_per_centre) if not phases), 0)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Datacentre:
     """Where (part of) the job runs: grid intensity, PUE, transport factor.
 
@@ -89,7 +89,7 @@ class Datacentre:
     name: str = ""
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class ResolvedDatacentre:
     """A :class:`Datacentre` after catalogue look-up, with the source of every figure."""
 
@@ -106,7 +106,7 @@ class ResolvedDatacentre:
     location_kind: str = "user"
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class EmbodiedHardware:
     """Hardware whose embodied carbon is amortised over the run.
 
@@ -152,7 +152,7 @@ def option(
     return field(default=default, metadata=metadata)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class TrackerConfig:
     """Everything a :class:`~nn_tracker.tracker.Tracker` needs to know; validated at construction.
 
@@ -460,15 +460,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     ``datacentres`` and ``embodied`` entries are mappings of :class:`Datacentre` and
     :class:`EmbodiedHardware` fields.
     """
-    import dataclasses
-
-    from nn_tracker.core import inputs
+    from nn_tracker.core import inputs, structs
 
     path = Path(path)
     document = inputs.load_yaml(inputs.read_text(path, "config file", allow_empty=True), str(path)) or {}
     if not isinstance(document, dict):
         raise ValidationError("config file", str(path), "must be a mapping of option: value")
-    fields = {f.name for f in dataclasses.fields(TrackerConfig) if f.init}
+    fields = {f.name for f in structs.fields(TrackerConfig) if f.init}
     options: dict[str, Any] = {}
     for key, value in document.items():
         if key not in fields:
@@ -499,12 +497,12 @@ def make_config(config: TrackerConfig | None, options: dict[str, Any]) -> Tracke
     Raises:
         ValidationError: a bad value, or an unknown option (with the closest known one).
     """
-    import dataclasses
+    from nn_tracker.core import structs
 
     try:
-        return dataclasses.replace(config, **options) if config else TrackerConfig(**options)
+        return structs.replace(config, **options) if config else TrackerConfig(**options)
     except TypeError as exc:
-        known = {f.name for f in dataclasses.fields(TrackerConfig) if f.init}
+        known = {f.name for f in structs.fields(TrackerConfig) if f.init}
         unknown = sorted(set(options) - known)
         if unknown:
             rule = "is not a TrackerConfig field" + closest(unknown[0], known)
@@ -513,10 +511,10 @@ def make_config(config: TrackerConfig | None, options: dict[str, Any]) -> Tracke
 
 
 def options() -> list[Any]:
-    """The :class:`TrackerConfig` options (dataclass fields with their help and flag), in declaration order."""
-    import dataclasses
+    """The :class:`TrackerConfig` options (struct fields with their help and flag), in declaration order."""
+    from nn_tracker.core import structs
 
-    return [f for f in dataclasses.fields(TrackerConfig) if f.init]
+    return [f for f in structs.fields(TrackerConfig) if f.init]
 
 
 def options_table() -> str:

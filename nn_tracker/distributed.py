@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nn_tracker.core.errors import NNTrackerError
 from nn_tracker.core.node import hostname, node_id
+from nn_tracker.core.structs import struct
 from nn_tracker.run.endings import stop_as_block_ends
 from nn_tracker.tracker import Tracker
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("nn_tracker")
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Role:
     """What one process measures."""
 

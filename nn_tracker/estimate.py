@@ -7,19 +7,19 @@ default), so the result can be checked and cited.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nn_tracker.config import QUERYING_PHASE, TRAINING_PHASE, Datacentre, resolve_datacentre
 from nn_tracker.core import validation as check
 from nn_tracker.core.errors import ValidationError
+from nn_tracker.core.structs import asdict, field, struct
 from nn_tracker.footprint import formulas as footprint
 from nn_tracker.footprint.catalogue import Catalogue, bundled
 
 PHASES = (TRAINING_PHASE, QUERYING_PHASE)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Input:
     """One input of an estimate, with its unit and where it came from."""
 
@@ -28,7 +28,7 @@ class Input:
     source: str
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Estimate:
     """The result of :func:`estimate`; carbon in gCO2e, energy in kWh."""
 

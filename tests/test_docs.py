@@ -1,13 +1,14 @@
 """The documentation site builds without a warning, and the README stays short and points into it."""
 
 import ast
-import dataclasses
 import importlib
 import inspect
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from nn_tracker.core import structs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +89,7 @@ def test_every_python_example_in_the_docs_uses_the_api_as_it_is():
     """
     from nn_tracker.config import TrackerConfig
 
-    options = {f.name for f in dataclasses.fields(TrackerConfig)}
+    options = {f.name for f in structs.fields(TrackerConfig)}
     blocks = python_blocks()
     assert len(blocks) >= 10
     for where, line, code in blocks:

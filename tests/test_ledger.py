@@ -19,7 +19,6 @@ import json
 import re
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from hypothesis import strategies as st
 from nn_tracker import Datacentre, ManualClock, Tracker, ValidationError
 from nn_tracker.accounting.ledger import DeviceRecord, Ledger, Record
 from nn_tracker.core.energy import JOULES_PER_KWH
+from nn_tracker.core.structs import replace
 from nn_tracker.integrations.stages import LoggedSeries
 from nn_tracker.report import codecarbon_csv
 from nn_tracker.report.live import CUMULATIVE_METRICS

@@ -28,11 +28,11 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from nn_tracker.core import validation as check
 from nn_tracker.core.errors import ValidationError
+from nn_tracker.core.structs import asdict, field, fields, replace, struct
 
 LEDGER_VERSION = 2  # the ``nn_tracker_state`` of exported ledgers; 1: a run's merged totals (upgraded)
 Units = dict[str, dict[str, float]]  # phase -> kind -> count
@@ -51,7 +51,7 @@ def node_pseudonym(node_id: str) -> str:
 MAX_WALL_S = 253402300799.0  # 9999-12-31T23:59:59Z: the latest time a report can write
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class DeviceRecord:
     """What one process measured of one device in one session, and how."""
 
@@ -86,7 +86,7 @@ class DeviceRecord:
         """Read and check one device of an exported ledger (one-line errors name ``where``)."""
         if not isinstance(state, dict):
             raise ValidationError(where, type(state).__name__, "must be a device record (a mapping)")
-        known = {f for f in cls.__dataclass_fields__}
+        known = {f.name for f in fields(cls)}
         unknown = sorted(set(state) - known)
         if unknown:
             raise ValidationError(f"{where}.{unknown[0]}", state[unknown[0]], "is not a device record field")
@@ -116,7 +116,7 @@ class DeviceRecord:
         return cls(**{**state, "details": dict(details), "notes": tuple(notes), "energy_by_phase_j": dict(by_phase)})
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Record:
     """What one process measured in one session of a run."""
 
@@ -140,7 +140,7 @@ class Record:
 
     def to_state(self, public: bool = False) -> dict[str, Any]:
         """JSON-ready; ``public`` (for checkpoints, which get published) leaves the host name out."""
-        state = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "devices"}
+        state = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "devices"}
         state["phase_time_s"] = dict(self.phase_time_s)
         state["units"] = {phase: dict(kinds) for phase, kinds in self.units.items()}
         state["devices"] = [d.to_state() for d in self.devices]
@@ -227,7 +227,7 @@ def unit_totals(units: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     return totals
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class DeviceFigures:
     """A device's figures over the sessions of a run (a projection of its records)."""
 
@@ -238,7 +238,7 @@ class DeviceFigures:
     duration_s: float  # the durations of the sessions it was measured in, added up
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class SessionFigures:
     """One session of a run: its writer's times, every process's energy and units."""
 

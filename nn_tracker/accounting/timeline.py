@@ -10,10 +10,11 @@ energy is conserved exactly; peak power is kept per bucket.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+
+from nn_tracker.core.structs import field, struct
 
 
-@dataclass
+@struct
 class TimelinePoint:
     """One bucket ``[start_s, end_s)`` in tracker seconds.
 

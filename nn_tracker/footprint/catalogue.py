@@ -9,12 +9,12 @@ name raises :class:`LookupFailed` listing the closest matches.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from nn_tracker.core import validation as check
 from nn_tracker.core.errors import LookupFailed, ValidationError
+from nn_tracker.core.structs import field, replace, struct
 from nn_tracker.footprint.data import read_table, read_text
 
 
@@ -139,7 +139,7 @@ def _closest(name: str, candidates: dict[str, str], what: str, hint: str) -> Loo
     return LookupFailed(f"unknown {what} {name!r}{near} ({hint})")
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Catalogue:
     """Immutable set of locations, cloud regions, hardware and CPU TDPs."""
 

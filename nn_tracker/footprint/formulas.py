@@ -11,10 +11,10 @@ per functional unit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from nn_tracker.core import validation as check
 from nn_tracker.core.errors import ValidationError
+from nn_tracker.core.structs import struct
 
 HOURS_PER_YEAR = 365.25 * 24
 DEFAULT_LIFETIME_YEARS = 6.0
@@ -22,7 +22,7 @@ DEFAULT_UTILISATION = 0.85
 DEFAULT_LIFETIME_SOURCE = "default: 6-year life at 85 % utilisation, as in BLOOM (Luccioni et al. 2023)"
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Lifetime:
     """Hardware life and utilisation for amortisation, and where they came from."""
 

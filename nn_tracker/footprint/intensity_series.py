@@ -21,11 +21,11 @@ import io
 import itertools
 import math
 import statistics
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from nn_tracker.core.errors import ValidationError
+from nn_tracker.core.structs import struct
 
 TIME_NAMES = ("timestamp", "datetime", "time", "date", "point_time")
 VALUE_HINTS = ("intensity", "gco2", "value")
@@ -46,7 +46,7 @@ def parse_time(text: str, field: str) -> float:
         raise ValidationError(field, text, "must fall within the years 1-9999 in UTC") from None
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class IntensitySeries:
     """A step function of grid intensity over time."""
 

@@ -15,17 +15,17 @@ time is known, so emissions are exact sums of energy x intensity per series step
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from nn_tracker.core import validation as check
 from nn_tracker.core.energy import JOULES_PER_KWH
 from nn_tracker.core.errors import ValidationError
+from nn_tracker.core.structs import struct
 from nn_tracker.footprint.intensity_series import IntensitySeries
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class JobProfile:
     """Facility power over the job's own time, as consecutive ``(duration_s, power_w)`` segments."""
 

@@ -192,9 +192,7 @@ def _read(hint: Any, value: Any, where: str, rules: Spec | None = None, or_null:
             raise ValidationError(where, _short(value), f"must be a list{more}")
         return [_read(get_args(hint)[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
     if origin is dict:
-        return {
-            name: _read(get_args(hint)[1], item, f"{where}.{name}") for name, item in _object(value, where).items()
-        }
+        return {name: _read(get_args(hint)[1], item, f"{where}.{name}") for name, item in _object(value, where).items()}
     return _read_scalar(hint, value, where, rules.minimum if rules else None, " or null" if or_null else "")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, cast
 
@@ -19,6 +18,7 @@ from nn_tracker.accounting.ledger import DeviceFigures, Ledger, SessionFigures, 
 from nn_tracker.config import TrackerConfig
 from nn_tracker.core.energy import j_to_kwh
 from nn_tracker.core.node import NodeLabels, hostname
+from nn_tracker.core.structs import field, struct
 from nn_tracker.footprint import formulas as footprint
 from nn_tracker.footprint.equivalents import equivalents, what_if
 from nn_tracker.report import carbon
@@ -134,7 +134,7 @@ def _memory_total_gib() -> float | None:
         return None
 
 
-@dataclass
+@struct
 class RunState:
     """What the report is built from besides the sampler's health and timeline: the run's ledger and labels."""
 

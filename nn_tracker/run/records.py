@@ -80,7 +80,7 @@ class RunRecords(TrackerState):
         Raises:
             ValidationError: ``state`` is not an nn_tracker state (one line naming the field).
         """
-        from dataclasses import replace
+        from nn_tracker.core.structs import replace
 
         ledger = Ledger.from_state(state)
         with self._state_lock:

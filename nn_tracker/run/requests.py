@@ -28,10 +28,10 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from nn_tracker.core.errors import ValidationError
+from nn_tracker.core.structs import field, struct
 
 log = logging.getLogger("nn_tracker")
 
@@ -99,7 +99,7 @@ class Distribution:
         }
 
 
-@dataclass(eq=False)
+@struct(eq=False)
 class RequestEnergy:
     """One request: its figures are provisional when it ends and ``settled`` once the counters cover it.
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nn_tracker.core.structs import field, struct
 from nn_tracker.footprint.catalogue import Catalogue
 from nn_tracker.sensors.base import Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.cpu_model import CpuEstimateSensor, CpuPowerModel, cpu_power_model
@@ -17,7 +17,7 @@ from nn_tracker.sensors.rapl import DEFAULT_ROOT, RaplDiscovery, discover_rapl
 __all__ = ["Measurement", "Sensor", "SensorInfo", "SensorOptions", "SensorSet", "discover_sensors"]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class SensorOptions:
     """Where to look and how to attribute; every path is injectable for tests.
 
@@ -50,14 +50,14 @@ class SensorOptions:
     @classmethod
     def from_config(cls, config: object, **overrides: object) -> SensorOptions:
         """The sensor options of a :class:`~nn_tracker.config.TrackerConfig`, with ``overrides``."""
-        import dataclasses
+        from nn_tracker.core import structs
 
         # every sensor option the configuration declares too (not a second list of names)
-        names = [f.name for f in dataclasses.fields(cls) if hasattr(config, f.name)]
+        names = [f.name for f in structs.fields(cls) if hasattr(config, f.name)]
         return cls(**{**{name: getattr(config, name) for name in names}, **overrides})
 
 
-@dataclass
+@struct
 class SensorSet:
     """The sensors chosen for a run, with what was found and why."""
 

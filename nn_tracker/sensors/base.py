@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+from nn_tracker.core.structs import field, struct
 
 # How a figure was obtained; reports show one of these next to every number.
 METHOD_COUNTER = "counter"  # difference of a hardware energy counter (NVML total energy, RAPL energy_uj)
@@ -28,7 +29,7 @@ class Measurement(NamedTuple):
     bridged: bool = False
 
 
-@dataclass
+@struct
 class SensorInfo:
     """Static description of a sensor for reports and ``nn-tracker sensors``.
 

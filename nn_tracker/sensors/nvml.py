@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
 from nn_tracker.core.energy import trapezoid_j
+from nn_tracker.core.structs import field, struct
 from nn_tracker.sensors.base import METHOD_COUNTER, METHOD_POWER, Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.deadline import Deadline, ReadTimedOut
 
@@ -58,7 +58,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-@dataclass
+@struct
 class NvmlDiscovery:
     """What NVML offers: sensors for the visible GPUs, and why there are none if so."""
 
@@ -83,7 +83,7 @@ class NvmlDiscovery:
             deadline.close()
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class GpuKind:
     """What a GPU is, as NVML says: its architecture and CUDA compute capability (``None`` if unknown)."""
 
@@ -367,7 +367,7 @@ def discover_gpus(visible: str | None = None, *, use_env: bool = True) -> NvmlDi
     return result
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class _Gpu:
     index: int  # NVML's index (PCI bus order)
     handle: Any

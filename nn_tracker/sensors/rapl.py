@@ -11,11 +11,11 @@ falls back to an estimate.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from nn_tracker.core.energy import counter_delta
 from nn_tracker.core.inputs import read_system_file
+from nn_tracker.core.structs import field, struct
 from nn_tracker.sensors.base import METHOD_COUNTER, Measurement, Sensor, SensorInfo
 
 DEFAULT_ROOT = "/sys/class/powercap"
@@ -73,7 +73,7 @@ class RaplZoneSensor(Sensor):
         return Measurement(delta_uj / 1e6, None)
 
 
-@dataclass
+@struct
 class RaplDiscovery:
     """Readable zones, plus the problems found (each with its fix)."""
 

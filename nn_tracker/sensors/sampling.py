@@ -19,19 +19,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from nn_tracker.accounting.ledger import DeviceRecord
 from nn_tracker.accounting.timeline import Timeline
 from nn_tracker.core.clock import Clock
 from nn_tracker.core.energy import is_plausible, trapezoid_j
+from nn_tracker.core.structs import field, struct
 from nn_tracker.sensors.base import Measurement, Sensor, SensorInfo
 
 log = logging.getLogger("nn_tracker")
 
 
-@dataclass
+@struct
 class DeviceTotals:
     """Running totals of one sensor."""
 

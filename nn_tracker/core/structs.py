@@ -1,0 +1,213 @@
+"""Plain record types, declared like dataclasses and cheap to define.
+
+``@struct`` reads a class's annotated fields and gives it an ``__init__``, ``__eq__``,
+``__repr__`` (and, frozen, ``__hash__`` and no assignment) shared by every struct, instead of
+the methods :mod:`dataclasses` writes and compiles for each class: defining one costs ~0.02 ms,
+not ~0.5 ms, which is most of what ``import nn_tracker`` cost (``docs/validation/benchmarks.md``).
+The semantics are the dataclasses' that this package uses: fields in declaration order
+(inherited first), defaults and :func:`field` factories, positional or keyword arguments
+(``kw_only``), ``__post_init__``, frozen instances, :func:`fields`, :func:`replace`, :func:`asdict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, TypeVar, dataclass_transform
+
+T = TypeVar("T")
+MISSING: Any = object()  # a field with no default
+
+
+class FrozenInstanceError(AttributeError):
+    """Assigning to a field of a frozen struct."""
+
+
+class Field(NamedTuple):
+    """One field of a struct (what :func:`fields` lists)."""
+
+    name: str
+    default: Any
+    default_factory: Callable[[], Any] | None
+    init: bool
+    repr: bool
+    compare: bool
+    metadata: Mapping[str, Any]
+
+
+class _Declared(NamedTuple):  # what field() returns, before the class names it
+    default: Any
+    default_factory: Callable[[], Any] | None
+    init: bool
+    repr: bool
+    compare: bool
+    metadata: Mapping[str, Any]
+
+
+def field(
+    *,
+    default: Any = MISSING,
+    default_factory: Callable[[], Any] | None = None,
+    init: bool = True,
+    repr: bool = True,
+    compare: bool = True,
+    metadata: Mapping[str, Any] | None = None,
+) -> Any:
+    """A field with a factory, metadata or left out of ``__init__``, ``repr`` or comparison."""
+    return _Declared(default, default_factory, init, repr, compare, metadata or {})
+
+
+@dataclass_transform(field_specifiers=(field,))
+def struct(cls: Any = None, /, *, frozen: bool = False, eq: bool = True, kw_only: bool = False) -> Any:
+    """Declare a record type: ``@struct``, ``@struct(frozen=True)``, ``@struct(kw_only=True)``..."""
+
+    def declare(kind: type[T]) -> type[T]:
+        return _declare(kind, frozen, eq, kw_only)
+
+    return declare if cls is None else declare(cls)
+
+
+class _Plan(NamedTuple):  # how the shared __init__ fills an instance
+    names: tuple[str, ...]
+    positional: tuple[str, ...]
+    accepted: frozenset[str]
+    defaults: dict[str, Any]
+    factories: tuple[tuple[str, Callable[[], Any]], ...]  # (name, factory) of fields not given
+    post_init: bool
+
+
+def _declare(kind: type[T], frozen: bool, eq: bool, kw_only: bool) -> type[T]:
+    found: dict[str, Field] = {}
+    for base in reversed(kind.__mro__[1:]):
+        found.update(getattr(base, "__struct_fields__", {}))
+    for name, annotation in kind.__dict__.get("__annotations__", {}).items():  # noqa: RUF063 - inspect costs ms
+        if str(annotation).startswith(("ClassVar", "typing.ClassVar")):
+            continue
+        declared = kind.__dict__.get(name, MISSING)
+        if isinstance(declared, _Declared):
+            if declared.default is not MISSING and declared.default_factory is not None:
+                raise ValueError(f"field {name}: a default or a default_factory, not both")
+            found[name] = Field(name, *declared)
+            if declared.default is MISSING:
+                delattr(kind, name)
+            else:
+                setattr(kind, name, declared.default)
+        else:
+            if isinstance(declared, (list, dict, set)):
+                raise ValueError(f"mutable default {type(declared).__name__} for field {name}: use default_factory")
+            found[name] = Field(name, declared, None, True, True, True, {})
+    given = [f for f in found.values() if f.init]
+    optional = [f.default is not MISSING or f.default_factory is not None for f in given]
+    if not kw_only and optional != sorted(optional):
+        raise TypeError(f"{kind.__name__}: a field without a default follows one with a default")
+    setattr(kind, "__struct_fields__", found)  # noqa: B010 - read by fields()
+    setattr(  # noqa: B010
+        kind,
+        "__struct_plan__",
+        _Plan(
+            names=tuple(found),
+            positional=() if kw_only else tuple(f.name for f in given),
+            accepted=frozenset(f.name for f in given),
+            defaults={f.name: f.default for f in found.values() if f.default is not MISSING},
+            factories=tuple((f.name, f.default_factory) for f in found.values() if f.default_factory is not None),
+            post_init=hasattr(kind, "__post_init__"),
+        ),
+    )
+    methods: dict[str, Any] = {"__init__": _init, "__repr__": _repr, "__match_args__": tuple(f.name for f in given)}
+    if eq:
+        methods.update(__eq__=_eq, __hash__=_hash if frozen else None)  # unhashable if mutable, as dataclasses
+    if frozen:
+        methods.update(__setattr__=_refuse, __delattr__=_refuse)
+    for name, method in methods.items():
+        setattr(kind, name, method)
+    return kind
+
+
+def _init(self: Any, *args: Any, **kwargs: Any) -> None:
+    kind = type(self)
+    plan: _Plan = getattr(kind, "__struct_plan__")  # noqa: B009 - set by struct()
+    if len(args) > len(plan.positional):
+        raise TypeError(f"{kind.__name__}() takes {len(plan.positional)} positional arguments, {len(args)} given")
+    values = dict(plan.defaults)
+    if args:
+        values.update(zip(plan.positional, args, strict=False))
+    if kwargs:
+        for name in kwargs:
+            if name not in plan.accepted:
+                raise TypeError(f"{kind.__name__}() got an unexpected keyword argument {name!r}")
+            if args and name in plan.positional[: len(args)]:
+                raise TypeError(f"{kind.__name__}() got multiple values for argument {name!r}")
+        values.update(kwargs)
+    for name, factory in plan.factories:
+        if name not in values:  # a field with a factory has no default
+            values[name] = factory()
+    if len(values) < len(plan.names):
+        missing = next(name for name in plan.names if name not in values)
+        raise TypeError(f"{kind.__name__}() missing argument {missing!r}")
+    self.__dict__.update(values)
+    if plan.post_init:
+        self.__post_init__()
+
+
+def _compared(self: Any) -> tuple[Any, ...]:
+    return tuple(self.__dict__[f.name] for f in type(self).__struct_fields__.values() if f.compare)
+
+
+def _eq(self: Any, other: Any) -> Any:
+    if other.__class__ is not self.__class__:
+        return NotImplemented
+    return _compared(self) == _compared(other)
+
+
+def _hash(self: Any) -> int:
+    return hash(_compared(self))
+
+
+def _repr(self: Any) -> str:
+    shown = ", ".join(f"{f.name}={self.__dict__[f.name]!r}" for f in type(self).__struct_fields__.values() if f.repr)
+    return f"{type(self).__qualname__}({shown})"
+
+
+def _refuse(self: Any, name: str, *value: Any) -> None:
+    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+def is_struct(value: Any) -> bool:
+    """Whether ``value`` is a struct type or instance."""
+    return hasattr(value, "__struct_fields__")
+
+
+def fields(value: Any) -> tuple[Field, ...]:
+    """A struct's (type's or instance's) fields, in order."""
+    try:
+        return tuple(value.__struct_fields__.values())
+    except AttributeError:
+        raise TypeError(f"{value!r} is not a struct") from None
+
+
+def replace(value: T, /, **changes: Any) -> T:
+    """A copy of the struct ``value`` with ``changes`` (fields left out of ``__init__`` are recomputed)."""
+    known = {f.name: f for f in fields(value)}
+    for name, item in known.items():
+        if not item.init:
+            if name in changes:
+                raise ValueError(f"field {name!r} is not set by __init__: it cannot be replaced")
+        elif name not in changes:
+            changes[name] = getattr(value, name)
+    return type(value)(**changes)
+
+
+def asdict(value: Any) -> dict[str, Any]:
+    """A struct as a dict of its fields, recursively (structs, lists, tuples and dicts copied)."""
+    return {f.name: _copied(getattr(value, f.name)) for f in fields(value)}
+
+
+def _copied(value: Any) -> Any:
+    if is_struct(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple
+        return type(value)(*(_copied(item) for item in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copied(item) for item in value)
+    if isinstance(value, dict):
+        return {_copied(key): _copied(item) for key, item in value.items()}
+    return value
