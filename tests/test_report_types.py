@@ -125,7 +125,7 @@ def test_report_types_compare_build_and_show_their_fields(report):
     assert document.Settings().training_type == "pre-training" and document.Report.__hash__ is None
     assert document.Machine().pid is None and document.Requests.__record_fields__["count"].required
     assert not document.Requests.__record_fields__["histogram"].required
-    with pytest.raises(TypeError, match="missing keyword argument 'message'"):
+    with pytest.raises(TypeError, match="missing argument 'message'"):
         document.RunError(type="E")
     with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
         document.RunError(type="E", message="m", colour="red")

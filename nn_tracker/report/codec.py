@@ -29,13 +29,14 @@ from typing import (
 )
 
 from nn_tracker.core.errors import ValidationError
+from nn_tracker.core.structs import MISSING, field, fields, struct
 
 T = TypeVar("T")
 IsoTime = NewType("IsoTime", str)
 """A UTC time as ISO 8601 text (``2026-01-01T00:00:00.000+00:00``)."""
 
 
-REQUIRED: Any = object()  # a field with no default
+REQUIRED: Any = MISSING  # a field with no default
 
 
 class Spec(NamedTuple):
@@ -76,58 +77,28 @@ def spec(
         omit_none: Left out of the JSON when ``None`` (fields that exist only on request).
         key: What the keys of an object field name (``phase``, ``device``), for the schema document.
     """
-    return Spec(doc, default, factory, minimum, min_items, omit_none, key)
+    rules = Spec(doc, default, factory, minimum, min_items, omit_none, key)
+    return field(default=default, default_factory=factory, metadata={"spec": rules})
 
 
-@dataclass_transform(kw_only_default=True, field_specifiers=(spec,))
+@dataclass_transform(kw_only_default=True, field_specifiers=(spec, field))
 def record(cls: type[T]) -> type[T]:
-    """Declare a report type: its :func:`spec` fields, in order, are the document's.
+    """Declare a report type: a keyword-only :func:`~nn_tracker.core.structs.struct`.
 
-    The class gets a keyword-only ``__init__``, ``__eq__`` and ``__repr__`` over those fields,
-    shared by every report type rather than generated per class as dataclasses do (which costs
-    the first report of a process ~9 ms and ~1,700 objects; see ``docs/validation/benchmarks.md``).
-    Any other class attribute (``paths``: where the report was written) is not in the JSON and
-    not compared. Methods and properties stay.
+    Its :func:`spec` fields, in order, are the document's; a field declared with
+    ``structs.field(init=False, compare=False)`` (``paths``: where the report was written) is
+    not in the JSON. Methods and properties stay.
     """
-    specs = {name: value for name, value in vars(cls).items() if isinstance(value, Spec)}
-    for name in specs:
-        delattr(cls, name)
-    for name, value in (("__record_fields__", specs), ("__init__", _init), ("__eq__", _eq), ("__repr__", _repr)):
-        setattr(cls, name, value)
-    setattr(cls, "__hash__", None)  # noqa: B010 - mutable, so unhashable (as a dataclass with eq)
-    return cls
+    kind: type[T] = struct(kw_only=True)(cls)
+    specs = {f.name: f.metadata["spec"] for f in fields(kind) if "spec" in f.metadata}
+    setattr(kind, "__record_fields__", specs)  # noqa: B010 - read by record_fields()
+    return kind
 
 
 def record_fields(kind: type) -> dict[str, Spec]:
     """A report type's fields, in order, with their specs."""
-    fields: dict[str, Spec] = getattr(kind, "__record_fields__")  # noqa: B009 - set by record(), inherited
-    return fields
-
-
-def _init(self: Any, **values: Any) -> None:
-    for name, item in record_fields(type(self)).items():
-        if name in values:
-            value = values.pop(name)
-        elif item.factory is not None:
-            value = item.factory()
-        elif item.default is not REQUIRED:
-            value = item.default
-        else:
-            raise TypeError(f"{type(self).__name__}() missing keyword argument {name!r}")
-        setattr(self, name, value)
-    if values:
-        raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {next(iter(values))!r}")
-
-
-def _eq(self: Any, other: Any) -> Any:
-    if type(other) is not type(self):
-        return NotImplemented
-    return all(getattr(self, name) == getattr(other, name) for name in record_fields(type(self)))
-
-
-def _repr(self: Any) -> str:
-    shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in record_fields(type(self)))
-    return f"{type(self).__name__}({shown})"
+    specs: dict[str, Spec] = getattr(kind, "__record_fields__")  # noqa: B009 - set by record(), inherited
+    return specs
 
 
 def is_record(value: Any) -> bool:

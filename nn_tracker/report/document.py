@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
+from nn_tracker.core.structs import field
 from nn_tracker.report.codec import IsoTime, record, spec, to_json
 
 SCHEMA_VERSION = 5
@@ -414,7 +415,7 @@ class Report:
     sessions: list[Session] = spec("the run's sessions, in order; they add up to the run's figures", factory=list)
     timeline: Timeline | None = spec("power over time (null in a summary)", default=None)
     requests: Requests | None = spec("energy per request (serving with request())", default=None, omit_none=True)
-    paths: tuple[str, ...] | list[str] = ()  # where it was written, once written (not in the JSON)
+    paths: tuple[str, ...] | list[str] = field(default=(), init=False, repr=False, compare=False)  # where written
 
     @property
     def energy_kwh(self) -> float:
@@ -464,7 +465,7 @@ class IncompleteReport:
     duration_s: float = spec("monotonic duration", minimum=0)
     error: RunError | None = spec("the exception that ended a failed run", default=None)
     notes: list[str] = spec("why the report could not be built")
-    paths: tuple[str, ...] | list[str] = ()  # where it was written, once written (not in the JSON)
+    paths: tuple[str, ...] | list[str] = field(default=(), init=False, repr=False, compare=False)  # where written
 
     energy_kwh = None  # not known: never 0
     total_carbon_g = None
