@@ -94,8 +94,13 @@ def common_stand_ins(started: list[Any]) -> dict[str, Any]:
         started.append(tracker)
         return tracker
 
-    return {"serving": serving, "samples_seen": lambda: 128, "prompt": lambda: "hello", "batch_slots": lambda: 2,
-            "app": lambda: asgi_app}
+    return {
+        "serving": serving,
+        "samples_seen": lambda: 128,
+        "prompt": lambda: "hello",
+        "batch_slots": lambda: 2,
+        "app": lambda: asgi_app,
+    }
 
 
 def stand_ins_for(code: str, tmp_path: Path, started: list[Any]) -> dict[str, Any]:
@@ -122,8 +127,13 @@ def one_process_group(monkeypatch):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-                        "MASTER_PORT": str(port)}.items():
+    for name, value in {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }.items():
         monkeypatch.setenv(name, value)
     real_init = dist.init_process_group
     monkeypatch.setattr(dist, "init_process_group", lambda backend=None, **kw: real_init("gloo", **kw))

@@ -365,3 +365,30 @@ def test_tracker_shutdown_leaves_the_users_own_nvml_session_working(fake_nvml):
     pynvml.nvmlShutdown()
     with pytest.raises(pynvml.NVMLError_Uninitialized):
         pynvml.nvmlDeviceGetPowerUsage(handle)
+
+
+@pytest.mark.parametrize("with_pynvml", [False, True])
+def test_without_the_library_a_tracker_loads_no_nvml_code_and_starts_no_discovery_thread(
+    tmp_path, no_nvml, with_pynvml
+):
+    """No libnvidia-ml.so.1: the first tracker notes it without importing our NVML module and without
+    the discovery thread (its deadline is for a driver that hangs, and there is none), also where pynvml
+    was imported but not used (``import torch`` does that)."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import json, sys, threading, nn_tracker{', pynvml' if with_pynvml else ''}\n"
+        "started = []\n"
+        "original = threading.Thread.start\n"
+        "threading.Thread.start = lambda self: (started.append(self.name), original(self))[1]\n"
+        f"tracker = nn_tracker.Tracker(output_dir={str(tmp_path)!r}, intensity_g_per_kwh=100).start()\n"
+        "report = tracker.stop()\n"
+        "print(json.dumps([report.notes, sorted(m for m in sys.modules if 'nvml' in m), started]))"
+    )
+    env = {**os.environ, "LD_LIBRARY_PATH": ""}  # no directory with a libnvidia-ml.so.1 of the tests
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    notes, nvml_modules, threads = json.loads(result.stdout.splitlines()[-1])
+    assert discover_gpus().notes[0] in notes  # the note pynvml's own error gives, in this process
+    assert nvml_modules == (["pynvml"] if with_pynvml else [])
+    assert not any("nvml" in name for name in threads), threads

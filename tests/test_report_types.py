@@ -65,7 +65,6 @@ def test_every_field_is_documented():
     assert len(types(Report, set())) >= 25  # every report type is reached
 
 
-
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
@@ -129,6 +128,7 @@ def test_report_types_compare_build_and_show_their_fields(report):
         document.RunError(type="E")
     with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
         document.RunError(type="E", message="m", colour="red")
+
     class MyMachine(document.Machine):  # a reader's subclass keeps the fields
         pass
 

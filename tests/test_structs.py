@@ -88,7 +88,9 @@ def test_a_struct_accepts_refuses_and_compares_as_a_dataclass_does(declared, fro
         with pytest.raises(TypeError):
             hash(got)
     changed = {f.name: "new" for f in dataclasses.fields(expected) if f.init}
-    assert structs.asdict(structs.replace(got, **changed)) == dataclasses.asdict(dataclasses.replace(expected, **changed))
+    assert structs.asdict(structs.replace(got, **changed)) == dataclasses.asdict(
+        dataclasses.replace(expected, **changed)
+    )
 
 
 def test_comparison_leaves_out_hidden_fields_and_other_types():

@@ -59,7 +59,7 @@ def _iso(wall_s: float | None) -> IsoTime | None:
 
 def _software() -> dict[str, str | None]:
     """Versions of what measured and of the frameworks already loaded (nothing is imported for this)."""
-    loaded = {name.split(".")[0] for name in sys.modules}
+    loaded = sys.modules  # a package is there once any of its modules is
     return {
         "nn_tracker": _version("nn-tracker", "nn_tracker"),
         "python": sys.version.split()[0],

@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nn_tracker.core.structs import field, struct
 from nn_tracker.footprint.catalogue import Catalogue
 from nn_tracker.sensors.base import Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.cpu_model import CpuEstimateSensor, CpuPowerModel, cpu_power_model
-from nn_tracker.sensors.nvml import NvmlDiscovery, discover_gpus
 from nn_tracker.sensors.process_tree import ProcessTree
 from nn_tracker.sensors.ram_model import RamEstimateSensor, cgroup_memory_limit_bytes
 from nn_tracker.sensors.rapl import DEFAULT_ROOT, RaplDiscovery, discover_rapl
+
+if TYPE_CHECKING:
+    from nn_tracker.sensors.nvml import NvmlDiscovery
+
+NO_LIBRARY = "libnvidia-ml.so.1 not found: no NVIDIA driver on this machine"
+NO_LIBRARY_NOTE = f"No NVIDIA GPU measured: NVML could not be initialised ({NO_LIBRARY})."
+
+
+def nvml_library_missing() -> bool:
+    """Linux without NVIDIA's library, seen before importing pynvml (3.4 MB) or our NVML module.
+
+    Loads the library as pynvml does. Where pynvml has loaded one already (the host program, or tests
+    that give it a library) it is there. A missing file is answered at once: no thread, no deadline
+    (that is for a driver that hangs), also where ``import torch`` imported pynvml without using it.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    pynvml = sys.modules.get("pynvml")
+    if pynvml is not None and getattr(pynvml, "nvmlLib", None) is not None:
+        return False
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return True
+    return False
+
 
 __all__ = ["Measurement", "Sensor", "SensorInfo", "SensorOptions", "SensorSet", "discover_sensors"]
 
@@ -79,6 +107,7 @@ DISCOVERY_DEADLINE_S = 15.0  # NVML's initialisation takes up to seconds on larg
 def _discover_gpus_in_time(visible: str | None) -> NvmlDiscovery:
     """:func:`discover_gpus` off the caller's thread: a driver that never answers means no GPU, with a note."""
     from nn_tracker.sensors.deadline import Deadline, ReadTimedOut
+    from nn_tracker.sensors.nvml import NvmlDiscovery, discover_gpus
 
     deadline = Deadline("nvml-discovery", DISCOVERY_DEADLINE_S)
     try:
@@ -94,7 +123,9 @@ def _discover_gpus_in_time(visible: str | None) -> NvmlDiscovery:
 def discover_sensors(options: SensorOptions, catalogue: Catalogue) -> SensorSet:
     """Pick the best source for each component: counters first, labelled estimates otherwise."""
     found = SensorSet()
-    if options.gpus:
+    if options.gpus and nvml_library_missing():
+        found.notes.append(NO_LIBRARY_NOTE)
+    elif options.gpus:
         found.nvml = _discover_gpus_in_time(options.visible_devices)
         found.sensors.extend(found.nvml.sensors)
         found.notes.extend(found.nvml.notes)
@@ -136,7 +167,9 @@ def describe(options: SensorOptions, catalogue: Catalogue) -> dict[str, Any]:
             "nvml": {
                 "available": bool(found.nvml and found.nvml.available),
                 "driver_version": found.nvml.driver_version if found.nvml else "",
-                "notes": found.nvml.notes if found.nvml else ["GPU measurement disabled"],
+                "notes": found.nvml.notes
+                if found.nvml
+                else [NO_LIBRARY_NOTE if options.gpus else "GPU measurement disabled"],
             },
             "rapl": {
                 "root": str(Path(options.rapl_root)),

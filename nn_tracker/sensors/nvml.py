@@ -15,6 +15,7 @@ from typing import Any
 
 from nn_tracker.core.energy import trapezoid_j
 from nn_tracker.core.structs import field, struct
+from nn_tracker.sensors import NO_LIBRARY, NO_LIBRARY_NOTE, nvml_library_missing
 from nn_tracker.sensors.base import METHOD_COUNTER, METHOD_POWER, Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.deadline import Deadline, ReadTimedOut
 
@@ -28,30 +29,10 @@ PARTIAL_SAMPLING_NOTE = (
 )
 
 
-NO_LIBRARY = "libnvidia-ml.so.1 not found: no NVIDIA driver on this machine"
-
-
 def _pynvml() -> Any:
     import pynvml
 
     return pynvml
-
-
-def _no_library() -> bool:
-    """Linux without NVIDIA's library, seen before importing pynvml (3.4 MB, most of the import's memory).
-
-    Loads the library as pynvml does; where pynvml is loaded already (by torch, or tests that give it a
-    library) it decides as before.
-    """
-    if "pynvml" in sys.modules or not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        ctypes.CDLL("libnvidia-ml.so.1")
-    except OSError:
-        return True
-    return False
 
 
 def _text(value: Any) -> str:
@@ -326,8 +307,8 @@ def discover_gpus(visible: str | None = None, *, use_env: bool = True) -> NvmlDi
     result = NvmlDiscovery()
     if visible is None and use_env:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if _no_library():
-        result.notes.append(f"No NVIDIA GPU measured: NVML could not be initialised ({NO_LIBRARY}).")
+    if nvml_library_missing():
+        result.notes.append(NO_LIBRARY_NOTE)
         return result
     try:
         nvml = _pynvml()
@@ -435,8 +416,6 @@ def _torch_visible(gpus: list[_Gpu]) -> list[_Gpu]:
 
 def torch_cuda_uuids() -> list[str] | None:
     """UUIDs of torch's CUDA devices in its order, only if torch is imported and CUDA already initialised."""
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is None:
         return None
