@@ -9,8 +9,9 @@ name raises :class:`LookupFailed` listing the closest matches.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from nn_tracker.core import validation as check
 from nn_tracker.core.errors import LookupFailed, ValidationError
@@ -143,8 +144,8 @@ def _closest(name: str, candidates: dict[str, str], what: str, hint: str) -> Loo
 class Catalogue:
     """Immutable set of locations, cloud regions, hardware and CPU TDPs."""
 
-    locations: dict[str, GridIntensity]
-    hardware: dict[str, HardwareSpec]
+    locations: Mapping[str, GridIntensity]
+    hardware: Mapping[str, HardwareSpec]  # the bundled table is parsed when first used (not by a run without GPUs)
     cpu_tdp_source: Source
     sources: dict[str, Source] = field(repr=False, default_factory=dict)
     power_models: dict[str, PowerModel] = field(default_factory=dict)
@@ -386,7 +387,16 @@ def bundled() -> Catalogue:
             country=row["country"],
             state=row.get("state") or "",
         )
-    hardware = {
+    hardware: _Table[HardwareSpec] = _Table(functools.partial(_bundled_hardware, sources))
+    power_models = {
+        row["key"]: PowerModel(row["key"], float(row["value"]), row["unit"], sources[row["source_id"]], row["note"])
+        for row in read_table("power_models.csv")
+    }
+    return Catalogue(locations, hardware, sources["codecarbon-cpu"], sources, power_models)
+
+
+def _bundled_hardware(sources: dict[str, Source]) -> dict[str, HardwareSpec]:
+    return {
         row["name"]: HardwareSpec(
             name=row["name"],
             kind=row["kind"],
@@ -402,11 +412,29 @@ def bundled() -> Catalogue:
         )
         for row in read_table("hardware.csv")
     }
-    power_models = {
-        row["key"]: PowerModel(row["key"], float(row["value"]), row["unit"], sources[row["source_id"]], row["note"])
-        for row in read_table("power_models.csv")
-    }
-    return Catalogue(locations, hardware, sources["codecarbon-cpu"], sources, power_models)
+
+
+V = TypeVar("V")
+
+
+class _Table(Mapping[str, V]):
+    """A bundled table as a read-only mapping, parsed on first use."""
+
+    def __init__(self, load: Callable[[], dict[str, V]]) -> None:
+        self._load = load
+
+    @functools.cached_property
+    def _rows(self) -> dict[str, V]:
+        return self._load()
+
+    def __getitem__(self, key: str) -> V:
+        return self._rows[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 class _CpuTdpRows:

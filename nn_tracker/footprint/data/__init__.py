@@ -23,4 +23,6 @@ def read_text(name: str) -> str:
 
 def read_table(name: str) -> list[dict[str, str]]:
     """Return the rows of the bundled table ``name`` (e.g. ``"hardware.csv"``)."""
-    return list(csv.DictReader(io.StringIO(read_text(name))))
+    rows = csv.reader(io.StringIO(read_text(name)))
+    header = next(rows)
+    return [dict(zip(header, row, strict=True)) for row in rows]
