@@ -12,10 +12,12 @@ The semantics are the dataclasses' that this package uses: fields in declaration
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, TypeVar, dataclass_transform
 
 T = TypeVar("T")
 MISSING: Any = object()  # a field with no default
+NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 
 class FrozenInstanceError(AttributeError):
@@ -56,7 +58,7 @@ def field(
     """A field with a factory, metadata or left out of ``__init__``, ``repr`` or comparison."""
     if default is not MISSING and default_factory is not None:
         raise ValueError("a field takes a default or a default_factory, not both")
-    return Field("", default, default_factory, init, repr, compare, metadata or {})
+    return Field("", default, default_factory, init, repr, compare, metadata or NO_METADATA)
 
 
 @dataclass_transform(field_specifiers=(field,))
@@ -91,15 +93,8 @@ def _declare(kind: type[T], frozen: bool, eq: bool, kw_only: bool) -> type[T]:
             continue
         declared = kind.__dict__.get(name, MISSING)
         if isinstance(declared, Field):
-            found[name] = Field(
-                name,
-                declared.default,
-                declared.default_factory,
-                declared.init,
-                declared.repr,
-                declared.compare,
-                declared.metadata,
-            )
+            declared.name = name  # one declaration, one class attribute: named in place, not copied
+            found[name] = declared
             if declared.default is MISSING:
                 delattr(kind, name)
             else:
@@ -107,7 +102,7 @@ def _declare(kind: type[T], frozen: bool, eq: bool, kw_only: bool) -> type[T]:
         else:
             if isinstance(declared, (list, dict, set)):
                 raise ValueError(f"mutable default {type(declared).__name__} for field {name}: use default_factory")
-            found[name] = Field(name, declared, None, True, True, True, {})
+            found[name] = Field(name, declared, None, True, True, True, NO_METADATA)
     given = [f for f in found.values() if f.init]
     optional = [f.default is not MISSING or f.default_factory is not None for f in given]
     if not kw_only and optional != sorted(optional):

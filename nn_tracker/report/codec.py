@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import (
     Any,
     Literal,
-    NamedTuple,
     NewType,
     TypeVar,
     Union,
@@ -29,7 +28,7 @@ from typing import (
 )
 
 from nn_tracker.core.errors import ValidationError
-from nn_tracker.core.structs import MISSING, field, fields, struct
+from nn_tracker.core.structs import MISSING, NO_METADATA, Field, field, fields, struct
 
 T = TypeVar("T")
 IsoTime = NewType("IsoTime", str)
@@ -39,21 +38,26 @@ IsoTime = NewType("IsoTime", str)
 REQUIRED: Any = MISSING  # a field with no default
 
 
-class Spec(NamedTuple):
-    """A report field's documentation and rules (see :func:`spec`)."""
+class Spec(Field):
+    """A report field: a struct field with its documentation and rules (see :func:`spec`)."""
 
-    doc: str
-    default: Any
-    factory: Any
-    minimum: float | None
-    min_items: int
-    omit_none: bool
-    key: str
+    __slots__ = ("doc", "key", "min_items", "minimum", "omit_none")
+
+    def __init__(
+        self, doc: str, default: Any, factory: Any, minimum: float | None, min_items: int, omit_none: bool, key: str
+    ) -> None:
+        super().__init__("", default, factory, True, True, True, NO_METADATA)
+        self.doc, self.minimum, self.min_items, self.omit_none, self.key = doc, minimum, min_items, omit_none, key
+
+    @property
+    def factory(self) -> Any:
+        """What makes the default, for lists and dicts."""
+        return self.default_factory
 
     @property
     def required(self) -> bool:
         """Whether a saved report must have the field."""
-        return self.default is REQUIRED and self.factory is None
+        return self.default is REQUIRED and self.default_factory is None
 
 
 def spec(
@@ -77,8 +81,9 @@ def spec(
         omit_none: Left out of the JSON when ``None`` (fields that exist only on request).
         key: What the keys of an object field name (``phase``, ``device``), for the schema document.
     """
-    rules = Spec(doc, default, factory, minimum, min_items, omit_none, key)
-    return field(default=default, default_factory=factory, metadata={"spec": rules})
+    if default is not REQUIRED and factory is not None:
+        raise ValueError("a report field takes a default or a factory, not both")
+    return Spec(doc, default, factory, minimum, min_items, omit_none, key)
 
 
 @dataclass_transform(kw_only_default=True, field_specifiers=(spec, field))
@@ -90,7 +95,7 @@ def record(cls: type[T]) -> type[T]:
     not in the JSON. Methods and properties stay.
     """
     kind: type[T] = struct(kw_only=True)(cls)
-    specs = {f.name: f.metadata["spec"] for f in fields(kind) if "spec" in f.metadata}
+    specs = {f.name: f for f in fields(kind) if isinstance(f, Spec)}
     setattr(kind, "__record_fields__", specs)  # noqa: B010 - read by record_fields()
     return kind
 
