@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,13 +34,18 @@ def nvml_library_missing() -> bool:
     pynvml = sys.modules.get("pynvml")
     if pynvml is not None and getattr(pynvml, "nvmlLib", None) is not None:
         return False
+    return not _library_loads()
+
+
+@functools.cache  # the loader's search path is fixed at process start: one probe a process
+def _library_loads() -> bool:
     import ctypes
 
     try:
         ctypes.CDLL("libnvidia-ml.so.1")
     except OSError:
-        return True
-    return False
+        return False
+    return True
 
 
 __all__ = ["Measurement", "Sensor", "SensorInfo", "SensorOptions", "SensorSet", "discover_sensors"]
