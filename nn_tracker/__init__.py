@@ -6,8 +6,8 @@ Sub-packages by concern form layers; each imports only the layers below it
 (``tests/test_architecture.py``, which also keeps at most 8 modules loose at the top):
 
 1. **base**: ``core`` (``errors``, ``validation``, ``clock``, ``energy`` units, ``node``, ``inputs``:
-   reading users' files) and ``accounting`` (``ledger``: the run's records and every total computed
-   from them; ``timeline``).
+   reading users' files; ``structs``: how record types are declared) and ``accounting`` (``ledger``:
+   the run's records and every total computed from them; ``timeline``).
 2. **footprint model**: ``footprint`` (``formulas``: the NN-CI formulas and the SCI; ``catalogue`` and
    its ``data`` tables; ``equivalents``, ``intensity_series``, ``scheduling``).
 3. **measuring**: ``sensors`` (one module per source: NVML, RAPL, CPU and RAM estimates; ``sampling``).
