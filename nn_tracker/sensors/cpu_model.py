@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from nn_tracker.core.inputs import read_system_file
+from nn_tracker.core.inputs import proc_file, read_head, read_system_file
 from nn_tracker.footprint.catalogue import Catalogue
 from nn_tracker.sensors.base import METHOD_ESTIMATE, Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.process_tree import ProcessTree
@@ -48,16 +48,20 @@ def machine_cpu_times(proc_root: str = "/proc") -> Any:
     where the file is not there (not Linux) or not as expected. Missing states count 0 s, as with psutil.
     """
     try:
-        with open(os.path.join(proc_root, "stat"), "rb") as file:
-            values = file.readline().split()
+        values = read_head(proc_file(proc_root, "stat"), 512).split(b"\n", 1)[0].split()
         if values[0] != b"cpu" or len(values) < 5:
             raise ValueError(values[:1])
-        ticks = os.sysconf("SC_CLK_TCK")
-        return CpuTimes(*(int(value) / ticks for value in values[1:11]))
+        ticks = _clock_ticks()
+        return CpuTimes(*[int(value) / ticks for value in values[1:11]])
     except (OSError, ValueError, IndexError, AttributeError):
         import psutil  # imported on use: psutil reads /proc when imported
 
         return psutil.cpu_times()
+
+
+@functools.cache
+def _clock_ticks() -> int:
+    return os.sysconf("SC_CLK_TCK")  # fixed for the kernel's life
 
 
 def _cpuinfo(proc_root: str | Path) -> tuple[tuple[str, str], ...]:

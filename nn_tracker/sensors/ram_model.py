@@ -8,12 +8,11 @@ a cgroup memory limit.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from nn_tracker.core.energy import trapezoid_j
-from nn_tracker.core.inputs import read_system_file
+from nn_tracker.core.inputs import proc_file, read_head, read_system_file
 from nn_tracker.footprint.catalogue import PowerModel
 from nn_tracker.sensors.base import METHOD_ESTIMATE, Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.process_tree import ProcessTree
@@ -28,8 +27,7 @@ def machine_used_bytes(proc_root: str | Path = "/proc") -> int:
     parses the whole file in ~30 us); psutil itself where they are not as expected (kernels before 3.14).
     """
     try:
-        with open(os.path.join(proc_root, "meminfo"), "rb") as file:  # not pathlib: ~5 us a call
-            head = file.read(200).split(b"\n")[:3]
+        head = read_head(proc_file(proc_root, "meminfo"), 200).split(b"\n")[:3]
         fields = {name: int(value.split()[0]) * 1024 for name, _, value in (line.partition(b":") for line in head)}
         total, available = fields[b"MemTotal"], fields[b"MemAvailable"]
     except (OSError, KeyError, ValueError, IndexError):
