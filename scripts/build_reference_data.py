@@ -444,11 +444,11 @@ def cpu_rows(data: Path) -> list[list[object]]:
     seen: dict[str, list[object]] = {}
     with open(data / "codecarbon/cpu_power.csv", newline="", encoding="utf-8-sig") as handle:
         for row in csv.DictReader(handle):
-            name = " ".join(row["Name"].split())
+            name = " ".join(row["Name"].casefold().split())  # in lookup form: nn_tracker reads it as it is
             tdp = num(row["TDP"])
-            if name and tdp and float(tdp) > 0 and name.lower() not in seen:  # a 0 W TDP is missing, not zero
-                seen[name.lower()] = [name, tdp, "codecarbon-cpu"]
-    return sorted(seen.values(), key=lambda r: str(r[0]).lower())
+            if name and tdp and float(tdp) > 0 and name not in seen:  # a 0 W TDP is missing, not zero
+                seen[name] = [name, tdp, "codecarbon-cpu"]
+    return sorted(seen.values(), key=lambda r: str(r[0]))
 
 
 # Power models used when nothing is measured: (key, value, unit, source_id, note).

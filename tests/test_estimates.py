@@ -96,8 +96,12 @@ def test_a_long_model_name_costs_lookups_in_proportion_to_its_length(monkeypatch
 
 
 def test_every_cpu_name_is_one_key():
-    """The lookup reads the table as text: every name is stored with single spaces, once."""
-    assert all(row["name"] == " ".join(row["name"].split()) for row in CPU_ROWS)
+    """The lookup reads the table as text: every name is stored in lookup form (case-folded, single
+    spaces), once, with at most the words the lookup tries."""
+    from nn_tracker.footprint.catalogue import CPU_NAME_MOST_WORDS
+
+    assert all(row["name"] == " ".join(row["name"].casefold().split()) for row in CPU_ROWS)
+    assert max(len(row["name"].split()) for row in CPU_ROWS) <= CPU_NAME_MOST_WORDS
     assert len(CPU_TDP_W) == len(CPU_ROWS)
 
 
