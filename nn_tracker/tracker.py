@@ -8,7 +8,6 @@ totals and written atomically — periodically while running, and once at the en
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import os
 import threading
@@ -238,6 +237,8 @@ def track(func: F | None = None, /, **options: Any) -> Any:
     TrackerConfig(**options)  # validate now, not at the first call
 
     def decorate(inner: F) -> F:
+        import inspect  # ~3.6 ms in a process without torch: only for the decorator
+
         if inspect.isasyncgenfunction(inner):
 
             async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -549,6 +549,10 @@ def main() -> None:
         ["key", "label", "basis", "factor", "unit", "source_id", "year", "note"],
         [list(e) for e in EQUIVALENTS],
     )
+    from nn_tracker.footprint.catalogue import compiled_locations  # from the tables just written
+
+    (OUT / "locations.py").write_text(compiled_locations(), encoding="utf-8")
+    print("locations.py: compiled")
 
 
 if __name__ == "__main__":

@@ -239,3 +239,19 @@ def test_the_docs_counts_of_bundled_places_are_the_data_s():
     }
     assert claimed == {kind: kinds.count(kind) for kind in claimed}
     assert int(re.search(r"(\d+) Nordic", line)[1]) == nordic
+
+
+def test_the_compiled_locations_are_the_tables():
+    """The catalogue loads its locations from a compiled module: it must say what the CSV tables say,
+    with the same spellings index; regenerate it with ``scripts/build_reference_data.py``."""
+    from nn_tracker.footprint import catalogue
+    from nn_tracker.footprint.data import locations
+
+    compiled = Path(locations.__file__).read_text(encoding="utf-8")
+    assert compiled == catalogue.compiled_locations(), "stale: run scripts/build_reference_data.py"
+    loaded = bundled()
+    from_tables = catalogue.locations_from_tables(loaded.sources)
+    assert dict(loaded.locations) == from_tables
+    fresh = catalogue.Catalogue(from_tables, {}, loaded.cpu_tdp_source, loaded.sources)
+    assert loaded._location_index == fresh._location_index
+    assert loaded.location("France") == from_tables["FRA"]
