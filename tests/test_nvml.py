@@ -392,3 +392,16 @@ def test_without_the_library_a_tracker_loads_no_nvml_code_and_starts_no_discover
     assert discover_gpus().notes[0] in notes  # the note pynvml's own error gives, in this process
     assert nvml_modules == (["pynvml"] if with_pynvml else [])
     assert not any("nvml" in name for name in threads), threads
+
+
+def test_the_bindings_version_is_reported_where_they_loaded_nvidias_library(fake_nvml, monkeypatch):
+    """``import torch`` imports pynvml without using it: no version then (and no metadata lookup, ~1 ms)."""
+    from importlib import metadata
+
+    import pynvml
+
+    from nn_tracker.report import model
+
+    assert model._software()["nvidia-ml-py"] == metadata.version("nvidia-ml-py")
+    monkeypatch.setattr(pynvml, "nvmlLib", None)
+    assert model._software()["nvidia-ml-py"] is None

@@ -63,7 +63,7 @@ def _software() -> dict[str, str | None]:
     return {
         "nn_tracker": _version("nn-tracker", "nn_tracker"),
         "python": sys.version.split()[0],
-        "nvidia-ml-py": _version("nvidia-ml-py", "pynvml"),
+        "nvidia-ml-py": _version("nvidia-ml-py", "pynvml") if _nvml_loaded() else None,
         "psutil": _version("psutil", "psutil"),
         "torch": _version("torch", "torch") if "torch" in loaded else None,
         "lightning": _version("lightning", "lightning") if "lightning" in loaded else None,
@@ -71,6 +71,11 @@ def _software() -> dict[str, str | None]:
             _version("pytorch-lightning", "pytorch_lightning") if "pytorch_lightning" in loaded else None
         ),
     }
+
+
+def _nvml_loaded() -> bool:
+    """Whether pynvml loaded NVIDIA's library (``import torch`` imports pynvml without using it)."""
+    return getattr(sys.modules.get("pynvml"), "nvmlLib", None) is not None
 
 
 @functools.cache
