@@ -6,8 +6,8 @@ entries from a user's YAML file. Lookups are case-insensitive and an unknown
 name raises :class:`LookupFailed` listing the closest matches.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: typing.NamedTuple compiles each string annotation (~27 us a field,
+# ~1.5 ms for the NamedTuples on a tracker's path); names defined further down are quoted.
 import functools
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -259,7 +259,7 @@ class Catalogue:
         matches = [(-len(name), row[0], name, row[1]) for name, row in found if row is not None]
         return min(matches)[2:] if matches else None  # the longest name; of equals, the first row
 
-    def with_overrides(self, path: str | Path) -> Catalogue:
+    def with_overrides(self, path: str | Path) -> "Catalogue":
         """Return a catalogue with the entries of a user YAML file added or replaced.
 
         The file has two optional lists, ``locations`` and ``hardware``; see the README.

@@ -1,7 +1,7 @@
 """The interface every sensor implements, and how a reading says where it came from."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: typing.NamedTuple compiles each string annotation (~27 us a field,
+# ~1.5 ms for the NamedTuples on a tracker's path); names defined further down are quoted.
 from abc import ABC, abstractmethod
 from typing import Any, NamedTuple
 

@@ -6,8 +6,8 @@ only a brand such as "AMD EPYC"), a documented per-logical-CPU default is
 assumed and the report says so, and how to give the real TDP.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: typing.NamedTuple compiles each string annotation (~27 us a field,
+# ~1.5 ms for the NamedTuples on a tracker's path); names defined further down are quoted.
 import functools
 import os
 import re
