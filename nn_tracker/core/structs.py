@@ -11,11 +11,22 @@ The semantics are the dataclasses' that this package uses: fields in declaration
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, TypeVar, dataclass_transform
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform as dataclass_transform  # re-exported for report.codec
+else:  # Python 3.10: the decorator is only for type checkers
+
+    def dataclass_transform(**_: Any) -> Callable[[T], T]:
+        """What type checkers read; nothing at run time."""
+        return lambda declared: declared
+
+
 MISSING: Any = object()  # a field with no default
 NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 

@@ -21,14 +21,13 @@ from typing import (
     NewType,
     TypeVar,
     Union,
-    dataclass_transform,
     get_args,
     get_origin,
     get_type_hints,
 )
 
 from nn_tracker.core.errors import ValidationError
-from nn_tracker.core.structs import MISSING, NO_METADATA, Field, field, fields, struct
+from nn_tracker.core.structs import MISSING, NO_METADATA, Field, dataclass_transform, field, fields, struct
 
 T = TypeVar("T")
 IsoTime = NewType("IsoTime", str)
