@@ -10,6 +10,7 @@ should count as several nodes). The host name is only the label people read.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -28,6 +29,18 @@ def node_id(proc_root: str | Path = "/proc", etc_root: str | Path = "/etc") -> s
     override = os.environ.get(NODE_ID_VARIABLE, "").strip()
     if override:
         return override
+    if (proc_root, etc_root) == ("/proc", "/etc"):
+        return _this_node()
+    return _read_node_id(proc_root, etc_root)
+
+
+@functools.cache
+def _this_node() -> str:
+    """The identity of this machine, read once a process (a process does not outlive its kernel's boot)."""
+    return _read_node_id("/proc", "/etc")
+
+
+def _read_node_id(proc_root: str | Path, etc_root: str | Path) -> str:
     for prefix, path in (
         ("boot", Path(proc_root) / "sys" / "kernel" / "random" / "boot_id"),
         ("machine", Path(etc_root) / "machine-id"),

@@ -8,6 +8,7 @@ a cgroup memory limit.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def machine_used_bytes(proc_root: str | Path = "/proc") -> int:
 def _own_cgroups(proc_root: str | Path) -> dict[str, str]:
     """The cgroup paths of this process from ``/proc/self/cgroup``: ``v2`` (unified), ``v1`` (memory)."""
     try:
-        text = read_system_file(Path(proc_root) / "self" / "cgroup")
+        text = read_system_file(os.path.join(proc_root, "self", "cgroup"))
     except OSError:
         return {}
     found = {}
@@ -59,9 +60,9 @@ def _own_cgroups(proc_root: str | Path) -> dict[str, str]:
     return found
 
 
-def _with_ancestors(base: Path, path: str) -> list[Path]:
+def _with_ancestors(base: str, path: str) -> list[str]:
     parts = [p for p in path.split("/") if p and p not in (".", "..")]
-    return [base.joinpath(*parts[:n]) for n in range(len(parts), -1, -1)]
+    return [os.path.join(base, *parts[:n]) for n in range(len(parts), -1, -1)]
 
 
 def cgroup_memory_limit_bytes(
@@ -72,10 +73,11 @@ def cgroup_memory_limit_bytes(
     cgroup v2 ``memory.max`` or v1 ``memory.limit_in_bytes``, found through ``/proc/self/cgroup`` (a
     job step's own limit, not only the top of the mount); without it, the top of the mount.
     """
-    root = Path(cgroup_root)
+    root = os.fspath(cgroup_root)  # strings, not pathlib: read at every start
     own = _own_cgroups(proc_root)
-    files = [d / "memory.max" for d in _with_ancestors(root, own.get("v2", ""))]
-    files += [d / "memory.limit_in_bytes" for d in _with_ancestors(root / "memory", own.get("v1", ""))]
+    files = [os.path.join(d, "memory.max") for d in _with_ancestors(root, own.get("v2", ""))]
+    v1 = _with_ancestors(os.path.join(root, "memory"), own.get("v1", ""))
+    files += [os.path.join(d, "memory.limit_in_bytes") for d in v1]
     limits = []
     for path in files:
         try:
