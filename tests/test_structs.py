@@ -93,6 +93,23 @@ def test_a_struct_accepts_refuses_and_compares_as_a_dataclass_does(declared, fro
     )
 
 
+def test_an_argument_given_twice_or_unknown_is_refused():
+    @structs.struct
+    class Pair:
+        first: int
+        second: int = 0
+
+    with pytest.raises(TypeError, match="multiple values for argument 'first'"):
+        Pair(1, first=2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'third'"):
+        Pair(1, third=2)
+    with pytest.raises(TypeError, match="takes 2 positional arguments, 3 given"):
+        Pair(1, 2, 3)
+    with pytest.raises(TypeError, match="missing argument 'first'"):
+        Pair(second=2)
+    assert Pair(1, second=2) == Pair(first=1, second=2)
+
+
 def test_comparison_leaves_out_hidden_fields_and_other_types():
     @structs.struct(frozen=True)
     class Point:

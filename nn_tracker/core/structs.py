@@ -131,29 +131,37 @@ def _declare(kind: type[T], frozen: bool, eq: bool, kw_only: bool) -> type[T]:
 
 
 def _init(self: Any, *args: Any, **kwargs: Any) -> None:
-    kind = type(self)
-    plan: _Plan = getattr(kind, "__struct_plan__")  # noqa: B009 - set by struct()
-    if len(args) > len(plan.positional):
-        raise TypeError(f"{kind.__name__}() takes {len(plan.positional)} positional arguments, {len(args)} given")
-    values = dict(plan.defaults)
+    plan: _Plan = self.__struct_plan__  # the class's, through the instance: the fastest lookup
+    values = plan.defaults.copy()
     if args:
+        if len(args) > len(plan.positional):
+            raise TypeError(
+                f"{type(self).__name__}() takes {len(plan.positional)} positional arguments, {len(args)} given"
+            )
         values.update(zip(plan.positional, args, strict=False))
     if kwargs:
-        for name in kwargs:
-            if name not in plan.accepted:
-                raise TypeError(f"{kind.__name__}() got an unexpected keyword argument {name!r}")
-            if args and name in plan.positional[: len(args)]:
-                raise TypeError(f"{kind.__name__}() got multiple values for argument {name!r}")
+        if not plan.accepted.issuperset(kwargs) or (
+            args and not kwargs.keys().isdisjoint(plan.positional[: len(args)])
+        ):
+            _refuse_keywords(type(self).__name__, plan, len(args), kwargs)
         values.update(kwargs)
     for name, factory in plan.factories:
         if name not in values:  # a field with a factory has no default
             values[name] = factory()
     if len(values) < len(plan.names):
         missing = next(name for name in plan.names if name not in values)
-        raise TypeError(f"{kind.__name__}() missing argument {missing!r}")
+        raise TypeError(f"{type(self).__name__}() missing argument {missing!r}")
     self.__dict__.update(values)
     if plan.post_init:
         self.__post_init__()
+
+
+def _refuse_keywords(kind: str, plan: _Plan, given: int, kwargs: dict[str, Any]) -> None:
+    for name in kwargs:
+        if name not in plan.accepted:
+            raise TypeError(f"{kind}() got an unexpected keyword argument {name!r}")
+        if name in plan.positional[:given]:
+            raise TypeError(f"{kind}() got multiple values for argument {name!r}")
 
 
 def _compared(self: Any) -> tuple[Any, ...]:
