@@ -136,7 +136,7 @@ if tracker is not None:
     tracker.stop()
 tool = time.perf_counter()
 import torch  # the script goes on: builds a model (allocates; pays any garbage collection that was due)
-model = torch.nn.Sequential(*[torch.nn.Linear(8, 8) for _ in range(1000)])
+model = torch.nn.Sequential(*[torch.nn.Linear(8, 8) for _ in range(300)])  # past the collection due
 print(tool - started, time.perf_counter() - started)
 """
 TOOLS = ("nn_tracker", "codecarbon", "none")
@@ -146,8 +146,9 @@ def cold(rounds: int, out: str) -> dict:
     """Medians of the cold path per tool and prelude, in fresh processes, the tools' order rotated.
 
     ``*_ms_median``: import + first tracker. ``*_added_ms_median``: what the tool adds to the script up to
-    the end of a model's construction that follows it (against no tool), so a garbage collection that was
-    due anyway is not charged to whichever tool happened to run first.
+    the end of a model's construction that follows it (against no tool in the same round, the median of
+    those differences), so a garbage collection that was due anyway is not charged to whichever tool
+    happened to run first.
     """
     results = {}
     for prelude in ("import torch", "import torch, psutil"):
@@ -165,8 +166,11 @@ def cold(rounds: int, out: str) -> dict:
                 first, total = map(float, output.strip().splitlines()[-1].split())
                 tool_s[tool].append(first)
                 total_s[tool].append(total)
-        median = {t: {"tool": statistics.median(tool_s[t]), "total": statistics.median(total_s[t])} for t in TOOLS}
-        added = {t: median[t]["total"] - median["none"]["total"] for t in ("nn_tracker", "codecarbon")}
+        median = {t: {"tool": statistics.median(tool_s[t])} for t in TOOLS}
+        added = {  # paired within each round (the machine drifts between rounds), then the median
+            t: statistics.median(a - b for a, b in zip(total_s[t], total_s["none"], strict=True))
+            for t in ("nn_tracker", "codecarbon")
+        }
         results[prelude] = {
             **{f"{t}_ms_median": round(1000 * median[t]["tool"], 1) for t in ("nn_tracker", "codecarbon")},
             "codecarbon_over_nn_tracker": round(median["codecarbon"]["tool"] / median["nn_tracker"]["tool"], 1),
