@@ -110,6 +110,39 @@ def test_an_argument_given_twice_or_unknown_is_refused():
     assert Pair(1, second=2) == Pair(first=1, second=2)
 
 
+def test_methods_the_class_defines_itself_stay_as_with_dataclasses():
+    for decorate in (dataclasses.dataclass(frozen=True), structs.struct(frozen=True)):
+
+        @decorate
+        class Named:
+            name: str
+            size: int = 0
+
+            def __repr__(self) -> str:
+                return f"<{self.name}>"
+
+            def __eq__(self, other: object) -> bool:
+                return isinstance(other, Named) and other.name == self.name
+
+            def __hash__(self) -> int:
+                return hash(self.name)
+
+        assert repr(Named("a", 1)) == "<a>"
+        assert Named("a", 1) == Named("a", 2) and hash(Named("a", 1)) == hash(Named("a", 2))
+
+    for decorate in (dataclasses.dataclass(frozen=True), structs.struct(frozen=True)):
+
+        @decorate
+        class OwnEquality:
+            name: str
+
+            def __eq__(self, other: object) -> bool:
+                return True
+
+        assert OwnEquality("a") == OwnEquality("b")
+        assert hash(OwnEquality("a")) == hash(OwnEquality("a"))  # generated: the class's __eq__ alone set it None
+
+
 def test_comparison_leaves_out_hidden_fields_and_other_types():
     @structs.struct(frozen=True)
     class Point:

@@ -120,9 +120,16 @@ def _declare(kind: type[T], frozen: bool, eq: bool, kw_only: bool) -> type[T]:
         raise TypeError(f"{kind.__name__}: a field without a default follows one with a default")
     setattr(kind, "__struct_fields__", found)  # noqa: B010 - read by fields()
     setattr(kind, "__struct_plan__", _Plan(found, kw_only, hasattr(kind, "__post_init__")))  # noqa: B010
-    methods: dict[str, Any] = {"__init__": _init, "__repr__": _repr, "__match_args__": tuple(f.name for f in given)}
-    if eq:
-        methods.update(__eq__=_eq, __hash__=_hash if frozen else None)  # unhashable if mutable, as dataclasses
+    own = kind.__dict__
+    # a __hash__ of the class's own (Python sets None where the class defines __eq__ alone), as dataclasses see it
+    own_hash = own.get("__hash__", MISSING) not in (MISSING, None) or ("__hash__" in own and "__eq__" not in own)
+    methods: dict[str, Any] = {"__init__": _init, "__match_args__": tuple(f.name for f in given)}
+    if "__repr__" not in own:  # the class's own __repr__ and __eq__ stay, as with dataclasses
+        methods["__repr__"] = _repr
+    if eq and "__eq__" not in own:
+        methods["__eq__"] = _eq
+    if eq and not own_hash:
+        methods["__hash__"] = _hash if frozen else None  # unhashable if mutable, as dataclasses
     if frozen:
         methods.update(__setattr__=_refuse, __delattr__=_refuse)
     for name, method in methods.items():
