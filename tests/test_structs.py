@@ -218,3 +218,63 @@ class Parent:
 @structs.struct(frozen=True)
 class Child(Parent):
     extra: int = 0
+
+
+def test_the_finer_points_match_dataclasses():
+    """Subclasses' own attributes, match arguments, recursive repr, fields set by __post_init__,
+    read-only metadata, unhashable defaults, copy.replace's protocol: each as dataclasses have it."""
+    import copy
+
+    for decorate, make_field, frozen_error in (
+        (dataclasses.dataclass, dataclasses.field, dataclasses.FrozenInstanceError),
+        (structs.struct, structs.field, structs.FrozenInstanceError),
+    ):
+
+        @decorate(frozen=True)
+        class Base:
+            a: int
+
+        class Sub(Base):  # not decorated: attributes of its own are allowed, fields stay frozen
+            pass
+
+        sub = Sub(1)
+        sub.extra = 2
+        assert sub.extra == 2
+        with pytest.raises(frozen_error):
+            sub.a = 3
+        with pytest.raises(frozen_error):
+            Base(1).extra = 2
+
+        @decorate(kw_only=True)
+        class Keywords:
+            a: int = 0
+
+        @decorate
+        class Node:
+            name: str
+            children: list = make_field(default_factory=list)
+            size: int = make_field(init=False)
+            note: dict = make_field(default=None, metadata={"help": "x"})
+
+            def __post_init__(self) -> None:
+                self.size = len(self.children)
+
+        assert Keywords.__match_args__ == () and Node.__match_args__ == ("name", "children", "note")
+        node = Node("root")
+        node.children.append(node)
+        assert repr(node).endswith(".Node(name='root', children=[...], size=0, note=None)")
+        assert Node("x", [1, 2]).size == 2
+        metadata = {
+            f.name: f for f in (dataclasses.fields if decorate is dataclasses.dataclass else structs.fields)(Node)
+        }
+        with pytest.raises(TypeError):
+            metadata["note"].metadata["help"] = "changed"
+        with pytest.raises(ValueError, match="mutable default"):
+
+            @decorate
+            class Shared:
+                items: bytearray = bytearray()
+
+        if hasattr(copy, "replace"):  # Python 3.13
+            assert copy.replace(Keywords(a=1), a=2) == Keywords(a=2)
+    assert structs.replace(Keywords(a=1), a=2) == Keywords.__replace__(Keywords(a=1), a=2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
+from reprlib import recursive_repr
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -69,7 +70,8 @@ def field(
     """A field with a factory, metadata or left out of ``__init__``, ``repr`` or comparison."""
     if default is not MISSING and default_factory is not None:
         raise ValueError("a field takes a default or a default_factory, not both")
-    return Field("", default, default_factory, init, repr, compare, metadata or NO_METADATA)
+    shown = MappingProxyType(dict(metadata)) if metadata else NO_METADATA  # read-only, as dataclasses'
+    return Field("", default, default_factory, init, repr, compare, shown)
 
 
 @dataclass_transform(field_specifiers=(field,))
@@ -83,11 +85,13 @@ def struct(cls: Any = None, /, *, frozen: bool = False, eq: bool = True, kw_only
 
 
 class _Plan:  # how the shared __init__ fills an instance (a plain class: a NamedTuple costs 0.1 ms to define)
-    __slots__ = ("accepted", "defaults", "factories", "names", "positional", "post_init")
+    __slots__ = ("accepted", "defaults", "factories", "positional", "post_init", "required")
 
     def __init__(self, found: dict[str, Field], kw_only: bool, post_init: bool) -> None:
         given = [f.name for f in found.values() if f.init]
-        self.names = tuple(found)
+        self.required = tuple(
+            f.name for f in found.values() if f.init and f.default is MISSING and f.default_factory is None
+        )
         self.positional = () if kw_only else tuple(given)
         self.accepted = frozenset(given)
         self.defaults = {f.name: f.default for f in found.values() if f.default is not MISSING}
@@ -99,8 +103,9 @@ def _declare(kind: type[T], frozen: bool, eq: bool, kw_only: bool) -> type[T]:
     found: dict[str, Field] = {}
     for base in reversed(kind.__mro__[1:]):
         found.update(getattr(base, "__struct_fields__", {}))
-    for name, annotation in kind.__dict__.get("__annotations__", {}).items():  # noqa: RUF063 - inspect costs ms
-        if str(annotation).startswith(("ClassVar", "typing.ClassVar")):
+    # the class's own annotations (since 3.10 never a base's; on 3.14 evaluated here: names defined later are quoted)
+    for name, annotation in kind.__annotations__.items():
+        if str(annotation).split("[", 1)[0].rsplit(".", 1)[-1] == "ClassVar":
             continue
         declared = kind.__dict__.get(name, MISSING)
         if isinstance(declared, Field):
@@ -111,7 +116,7 @@ def _declare(kind: type[T], frozen: bool, eq: bool, kw_only: bool) -> type[T]:
             else:
                 setattr(kind, name, declared.default)
         else:
-            if isinstance(declared, (list, dict, set)):
+            if type(declared).__hash__ is None:  # a list, dict, set...: shared by every instance
                 raise ValueError(f"mutable default {type(declared).__name__} for field {name}: use default_factory")
             found[name] = Field(name, declared, None, True, True, True, NO_METADATA)
     given = [f for f in found.values() if f.init]
@@ -123,7 +128,8 @@ def _declare(kind: type[T], frozen: bool, eq: bool, kw_only: bool) -> type[T]:
     own = kind.__dict__
     # a __hash__ of the class's own (Python sets None where the class defines __eq__ alone), as dataclasses see it
     own_hash = own.get("__hash__", MISSING) not in (MISSING, None) or ("__hash__" in own and "__eq__" not in own)
-    methods: dict[str, Any] = {"__init__": _init, "__match_args__": tuple(f.name for f in given)}
+    plan = getattr(kind, "__struct_plan__")  # noqa: B009
+    methods: dict[str, Any] = {"__init__": _init, "__match_args__": plan.positional, "__replace__": replace}
     if "__repr__" not in own:  # the class's own __repr__ and __eq__ stay, as with dataclasses
         methods["__repr__"] = _repr
     if eq and "__eq__" not in own:
@@ -131,7 +137,9 @@ def _declare(kind: type[T], frozen: bool, eq: bool, kw_only: bool) -> type[T]:
     if eq and not own_hash:
         methods["__hash__"] = _hash if frozen else None  # unhashable if mutable, as dataclasses
     if frozen:
-        methods.update(__setattr__=_refuse, __delattr__=_refuse)
+        methods.update(
+            __setattr__=_frozen_setattr(kind, frozenset(found)), __delattr__=_frozen_delattr(kind, frozenset(found))
+        )
     for name, method in methods.items():
         setattr(kind, name, method)
     return kind
@@ -155,9 +163,9 @@ def _init(self: Any, *args: Any, **kwargs: Any) -> None:
     for name, factory in plan.factories:
         if name not in values:  # a field with a factory has no default
             values[name] = factory()
-    if len(values) < len(plan.names):
-        missing = next(name for name in plan.names if name not in values)
-        raise TypeError(f"{type(self).__name__}() missing argument {missing!r}")
+    for name in plan.required:  # (a field left out of __init__ without a default is __post_init__'s to set)
+        if name not in values:
+            raise TypeError(f"{type(self).__name__}() missing argument {name!r}")
     self.__dict__.update(values)
     if plan.post_init:
         self.__post_init__()
@@ -185,13 +193,28 @@ def _hash(self: Any) -> int:
     return hash(_compared(self))
 
 
+@recursive_repr()
 def _repr(self: Any) -> str:
     shown = ", ".join(f"{f.name}={self.__dict__[f.name]!r}" for f in type(self).__struct_fields__.values() if f.repr)
     return f"{type(self).__qualname__}({shown})"
 
 
-def _refuse(self: Any, name: str, *value: Any) -> None:
-    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+def _frozen_setattr(kind: type, names: frozenset[str]) -> Callable[[Any, str, Any], None]:
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        if type(self) is kind or name in names:  # a subclass may have attributes of its own, as with dataclasses
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        object.__setattr__(self, name, value)
+
+    return __setattr__
+
+
+def _frozen_delattr(kind: type, names: frozenset[str]) -> Callable[[Any, str], None]:
+    def __delattr__(self: Any, name: str) -> None:
+        if type(self) is kind or name in names:
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        object.__delattr__(self, name)
+
+    return __delattr__
 
 
 def is_struct(value: Any) -> bool:
