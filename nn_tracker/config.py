@@ -501,7 +501,9 @@ def make_config(config: TrackerConfig | None, options: dict[str, Any]) -> Tracke
 
     try:
         return structs.replace(config, **options) if config else TrackerConfig(**options)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ValidationError):
+            raise
         known = {f.name for f in structs.fields(TrackerConfig) if f.init}
         unknown = sorted(set(options) - known)
         if unknown:

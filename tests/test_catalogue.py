@@ -255,3 +255,7 @@ def test_the_compiled_locations_are_the_tables():
     fresh = catalogue.Catalogue(from_tables, {}, loaded.cpu_tdp_source, loaded.sources)
     assert loaded._location_index == fresh._location_index
     assert loaded.location("France") == from_tables["FRA"]
+
+
+def test_the_cpu_table_s_header_is_no_cpu():
+    assert bundled().cpu_tdp("name") is None and bundled().cpu_tdp("1075t") == 95

@@ -269,3 +269,17 @@ def test_a_failed_distributed_run_names_the_ranks_missing_from_rank_0_s_report(t
     report = run.stop("failed", RuntimeError("rank 2 died"))
     assert report.status == "failed"
     assert "The run did not complete: the measurements of ranks 1, 2, 3 (of 4) are not in this report." in report.notes
+
+
+def test_this_node_s_boot_id_is_read_once_and_a_fallback_again(monkeypatch):
+    from nn_tracker.core import node
+
+    reads = iter(["machine:m1", "boot:b1", "boot:b2"])
+    monkeypatch.setattr(node, "_boot_node", [])
+    monkeypatch.setattr(node, "_read_node_id", lambda proc, etc: next(reads))
+    monkeypatch.delenv(node.NODE_ID_VARIABLE, raising=False)
+    assert node.node_id() == "machine:m1"  # a fallback (a failed read?) is not kept
+    assert node.node_id() == "boot:b1"
+    assert node.node_id() == "boot:b1"  # kept: the boot does not change under a running process
+    monkeypatch.setenv(node.NODE_ID_VARIABLE, "override")
+    assert node.node_id() == "override"

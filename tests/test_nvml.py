@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -405,3 +406,45 @@ def test_the_bindings_version_is_reported_where_they_loaded_nvidias_library(fake
     assert model._software()["nvidia-ml-py"] == metadata.version("nvidia-ml-py")
     monkeypatch.setattr(pynvml, "nvmlLib", None)
     assert model._software()["nvidia-ml-py"] is None
+
+
+def test_the_library_is_not_probed_on_the_callers_thread_where_ld_library_path_may_hang(monkeypatch, no_nvml):
+    """LD_LIBRARY_PATH's folders may be network mounts: there the probe runs under discovery's deadline."""
+    import nn_tracker.sensors as sensors
+
+    probes = []
+    monkeypatch.setattr(sensors, "_library_loads", lambda: probes.append(1) or False)
+    monkeypatch.delitem(sys.modules, "pynvml", raising=False)
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/some/mount")
+    assert not sensors.nvml_library_missing(on_callers_thread=True) and probes == []
+    assert sensors.nvml_library_missing() and probes == [1]  # on discovery's thread
+    monkeypatch.delenv("LD_LIBRARY_PATH")
+    assert sensors.nvml_library_missing(on_callers_thread=True)
+
+
+def test_a_stand_in_pynvml_decides_for_itself(monkeypatch):
+    """A test's stand-in module (no ``nvmlLib``) is asked, as before, instead of probing the library."""
+    import types
+
+    import nn_tracker.sensors as sensors
+
+    stand_in = types.ModuleType("pynvml")
+    monkeypatch.setitem(sys.modules, "pynvml", stand_in)
+    monkeypatch.setattr(sensors, "_library_loads", lambda: False)
+    assert not sensors.nvml_library_missing(on_callers_thread=True)
+    stand_in.nvmlLib = None  # the real bindings before their first nvmlInit
+    assert sensors.nvml_library_missing(on_callers_thread=True)
+
+
+def test_the_legacy_pynvml_package_s_library_counts_as_loaded(monkeypatch):
+    import types
+
+    from nn_tracker.report import model
+
+    legacy = types.ModuleType("pynvml.nvml")
+    legacy.nvmlLib = object()
+    monkeypatch.setitem(sys.modules, "pynvml", types.ModuleType("pynvml"))  # its nvmlLib: a stale None, or none
+    monkeypatch.setitem(sys.modules, "pynvml.nvml", legacy)
+    assert model._nvml_loaded()
+    legacy.nvmlLib = None
+    assert not model._nvml_loaded()

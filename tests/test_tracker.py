@@ -642,3 +642,10 @@ def test_auto_embodied_uses_whole_card_figures_only(tmp_path):
     with die:
         clock.advance(3600)
     assert die.report().to_dict()["footprint"]["embodied"][0]["scope"] == "die"
+
+
+def test_a_field_no_option_sets_is_refused_in_one_line():
+    from nn_tracker.config import TrackerConfig, make_config
+
+    with pytest.raises(ValidationError, match="resolved is not a TrackerConfig field"):
+        make_config(TrackerConfig(), {"resolved": ()})

@@ -10,7 +10,6 @@ should count as several nodes). The host name is only the label people read.
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
@@ -34,10 +33,17 @@ def node_id(proc_root: str | Path = "/proc", etc_root: str | Path = "/etc") -> s
     return _read_node_id(proc_root, etc_root)
 
 
-@functools.cache
+_boot_node: list[str] = []  # this machine's boot id, once read: a process does not outlive its kernel's boot
+
+
 def _this_node() -> str:
-    """The identity of this machine, read once a process (a process does not outlive its kernel's boot)."""
-    return _read_node_id("/proc", "/etc")
+    """The identity of this machine; a boot id is kept for the process (a fallback is read again)."""
+    if _boot_node:
+        return _boot_node[0]
+    found = _read_node_id("/proc", "/etc")
+    if found.startswith("boot:"):
+        _boot_node.append(found)
+    return found
 
 
 def _read_node_id(proc_root: str | Path, etc_root: str | Path) -> str:

@@ -477,6 +477,9 @@ class _Table(Mapping[str, V]):
     def __len__(self) -> int:
         return len(self._rows)
 
+    def __repr__(self) -> str:
+        return repr(self._rows)
+
 
 CPU_NAME_MOST_WORDS = 13  # no CPU name of the table has more words (a test holds it)
 
@@ -492,7 +495,7 @@ class _CpuTdpRows:
     most_words = CPU_NAME_MOST_WORDS
 
     def __init__(self, text: str) -> None:
-        self._text = "\n" + text  # every name starts after a newline
+        self._text = text[text.index("\n") :]  # every name starts after a newline; the header is left out
 
     def get(self, key: str) -> tuple[int, float] | None:
         """The row's position and TDP of the CPU named ``key`` exactly (a key: see :func:`_key`)."""

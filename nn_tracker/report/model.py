@@ -74,8 +74,11 @@ def _software() -> dict[str, str | None]:
 
 
 def _nvml_loaded() -> bool:
-    """Whether pynvml loaded NVIDIA's library (``import torch`` imports pynvml without using it)."""
-    return getattr(sys.modules.get("pynvml"), "nvmlLib", None) is not None
+    """Whether pynvml loaded NVIDIA's library (``import torch`` imports pynvml without using it).
+
+    The legacy ``pynvml`` package keeps the library in its ``pynvml.nvml`` module.
+    """
+    return any(getattr(sys.modules.get(name), "nvmlLib", None) is not None for name in ("pynvml", "pynvml.nvml"))
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,17 +23,22 @@ NO_LIBRARY = "libnvidia-ml.so.1 not found: no NVIDIA driver on this machine"
 NO_LIBRARY_NOTE = f"No NVIDIA GPU measured: NVML could not be initialised ({NO_LIBRARY})."
 
 
-def nvml_library_missing() -> bool:
+def nvml_library_missing(on_callers_thread: bool = False) -> bool:
     """Linux without NVIDIA's library, seen before importing pynvml (3.4 MB) or our NVML module.
 
-    Loads the library as pynvml does. Where pynvml has loaded one already (the host program, or tests
-    that give it a library) it is there. A missing file is answered at once: no thread, no deadline
-    (that is for a driver that hangs), also where ``import torch`` imported pynvml without using it.
+    Loads the library as pynvml does. Where a ``pynvml`` is loaded that has loaded a library, or that is
+    not the real bindings (a test's stand-in), it decides. On the caller's thread the probe runs only
+    where the loader searches local system folders: the folders of ``LD_LIBRARY_PATH`` may be network
+    mounts that hang, so there the answer is "maybe" (``False``) and discovery probes under its deadline.
+    A missing library is then answered at once: no thread, no deadline (that is for a driver that hangs),
+    also where ``import torch`` imported pynvml without using it.
     """
     if not sys.platform.startswith("linux"):
         return False
     pynvml = sys.modules.get("pynvml")
-    if pynvml is not None and getattr(pynvml, "nvmlLib", None) is not None:
+    if pynvml is not None and getattr(pynvml, "nvmlLib", True) is not None:
+        return False
+    if on_callers_thread and os.environ.get("LD_LIBRARY_PATH"):
         return False
     return not _library_loads()
 
@@ -129,7 +135,7 @@ def _discover_gpus_in_time(visible: str | None) -> NvmlDiscovery:
 def discover_sensors(options: SensorOptions, catalogue: Catalogue) -> SensorSet:
     """Pick the best source for each component: counters first, labelled estimates otherwise."""
     found = SensorSet()
-    if options.gpus and nvml_library_missing():
+    if options.gpus and nvml_library_missing(on_callers_thread=True):
         found.notes.append(NO_LIBRARY_NOTE)
     elif options.gpus:
         found.nvml = _discover_gpus_in_time(options.visible_devices)
