@@ -158,6 +158,10 @@ def test_user_overrides_add_and_replace(tmp_path):
     assert "RTE eco2mix" in catalogue.location("FR").source.title
     assert catalogue.hardware_spec("x1").embodied_kg_co2e == 120
     assert bundled().location("FR").intensity_g_per_kwh != 50  # the bundled catalogue is unchanged
+    bundled().cleanest_and_dirtiest_countries  # noqa: B018 - cached on the bundled catalogue first
+    path.write_text("locations:\n  - {code: FRA, name: France, intensity_g_per_kwh: 5000, source: RTE}\n")
+    _, dirtiest = bundled().with_overrides(path).cleanest_and_dirtiest_countries
+    assert dirtiest.code == "FRA" and bundled().cleanest_and_dirtiest_countries[1].code != "FRA"
 
 
 @pytest.mark.parametrize(

@@ -120,6 +120,10 @@ class PowerModel(NamedTuple):
         return f"{self.value:g} {self.unit} ({self.source.title})"
 
 
+def _intensity(entry: GridIntensity) -> float:
+    return entry.intensity_g_per_kwh
+
+
 def _key(name: str) -> str:
     return " ".join(str(name).casefold().split())
 
@@ -164,6 +168,12 @@ class Catalogue:
                 if spelling:
                     index.setdefault(_key(spelling), entry.code)
         return index
+
+    @functools.cached_property
+    def cleanest_and_dirtiest_countries(self) -> tuple[GridIntensity, GridIntensity]:
+        """The countries of least and greatest intensity (every report compares with both)."""
+        countries = [e for e in self.locations.values() if e.kind == "country"]
+        return min(countries, key=_intensity), max(countries, key=_intensity)
 
     @functools.cached_property
     def _hardware_index(self) -> dict[str, str]:

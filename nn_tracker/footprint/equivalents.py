@@ -55,9 +55,7 @@ def what_if(
         catalogue: Reference data.
         places: Locations the user wants compared (catalogue names).
     """
-    countries = [e for e in catalogue.locations.values() if e.kind == "country"]
-    cleanest = min(countries, key=lambda e: e.intensity_g_per_kwh)
-    dirtiest = max(countries, key=lambda e: e.intensity_g_per_kwh)
+    cleanest, dirtiest = catalogue.cleanest_and_dirtiest_countries
 
     def row(entry: GridIntensity, why: str) -> dict[str, Any]:
         operational = facility_energy_kwh * entry.intensity_g_per_kwh
