@@ -142,6 +142,9 @@ def test_cpu_tdp_lookup():
     assert bundled().cpu_tdp("AMD EPYC") is None
 
 
+COUNTRIES = [e for e in bundled().locations.values() if e.kind == "country"]
+
+
 def test_user_overrides_add_and_replace(tmp_path):
     path = tmp_path / "mine.yml"
     path.write_text(
@@ -159,9 +162,11 @@ def test_user_overrides_add_and_replace(tmp_path):
     assert catalogue.hardware_spec("x1").embodied_kg_co2e == 120
     assert bundled().location("FR").intensity_g_per_kwh != 50  # the bundled catalogue is unchanged
     bundled().cleanest_and_dirtiest_countries  # noqa: B018 - cached on the bundled catalogue first
-    path.write_text("locations:\n  - {code: FRA, name: France, intensity_g_per_kwh: 5000, source: RTE}\n")
-    _, dirtiest = bundled().with_overrides(path).cleanest_and_dirtiest_countries
-    assert dirtiest.code == "FRA" and bundled().cleanest_and_dirtiest_countries[1].code != "FRA"
+    dirtiest = bundled().cleanest_and_dirtiest_countries[1]
+    assert dirtiest.intensity_g_per_kwh == max(e.intensity_g_per_kwh for e in COUNTRIES)
+    path.write_text(f"locations:\n  - {{code: {dirtiest.code}, intensity_g_per_kwh: 1, source: s}}\n")
+    replaced = bundled().with_overrides(path).cleanest_and_dirtiest_countries[1]  # a user entry is no country
+    assert replaced.code != dirtiest.code and bundled().cleanest_and_dirtiest_countries[1] is dirtiest
 
 
 @pytest.mark.parametrize(
