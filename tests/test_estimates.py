@@ -436,3 +436,21 @@ def test_memory_in_use_is_psutils_figure(tmp_path_factory, total_kb, free_share,
             assert machine_used_bytes(root) == psutil.virtual_memory().used
     finally:
         psutil.PROCFS_PATH = before
+
+
+def test_a_cgroup_limit_read_in_the_last_seconds_is_used_again(monkeypatch, tmp_path):
+    """Trackers started one after another share a reading; after LIMIT_REUSE_S the limit is read again."""
+    from nn_tracker.sensors import ram_model
+
+    reads = []
+    monkeypatch.setattr(ram_model, "_limits_read", {})
+    monkeypatch.setattr(ram_model, "cgroup_memory_limit_bytes", lambda cg, proc: reads.append(cg) or len(reads))
+    now = [100.0]
+    monkeypatch.setattr(ram_model.time, "monotonic", lambda: now[0])
+    assert ram_model.recent_cgroup_memory_limit_bytes(tmp_path, "/proc") == 1
+    now[0] += ram_model.LIMIT_REUSE_S - 0.01
+    assert ram_model.recent_cgroup_memory_limit_bytes(tmp_path, "/proc") == 1  # reused
+    assert ram_model.recent_cgroup_memory_limit_bytes(tmp_path / "other", "/proc") == 2  # another root: read
+    now[0] += 0.02
+    assert ram_model.recent_cgroup_memory_limit_bytes(tmp_path, "/proc") == 3  # too old: read again
+    assert len(reads) == 3

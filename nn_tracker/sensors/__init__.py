@@ -13,7 +13,7 @@ from nn_tracker.footprint.catalogue import Catalogue
 from nn_tracker.sensors.base import Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.cpu_model import CpuEstimateSensor, CpuPowerModel, cpu_power_model
 from nn_tracker.sensors.process_tree import ProcessTree
-from nn_tracker.sensors.ram_model import RamEstimateSensor, cgroup_memory_limit_bytes
+from nn_tracker.sensors.ram_model import RamEstimateSensor, recent_cgroup_memory_limit_bytes
 from nn_tracker.sensors.rapl import DEFAULT_ROOT, RaplDiscovery, discover_rapl
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ def discover_sensors(options: SensorOptions, catalogue: Catalogue) -> SensorSet:
         found.cpu_model = cpu_power_model(catalogue, options.cpu_tdp_w, options.proc_root, sys_root=options.sys_root)
         found.sensors.append(CpuEstimateSensor(found.cpu_model, options.attribution, tree))
     if not found.rapl.has_dram or not cpu_counters:
-        limit = cgroup_memory_limit_bytes(options.cgroup_root, options.proc_root)
+        limit = recent_cgroup_memory_limit_bytes(options.cgroup_root, options.proc_root)
         found.sensors.append(
             RamEstimateSensor(catalogue.power_models["ram_w_per_gb"], options.attribution, tree, limit_bytes=limit)
         )
