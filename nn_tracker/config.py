@@ -501,9 +501,9 @@ def make_config(config: TrackerConfig | None, options: dict[str, Any]) -> Tracke
 
     try:
         return structs.replace(config, **options) if config else TrackerConfig(**options)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, ValidationError):
-            raise
+    except ValidationError:
+        raise
+    except (TypeError, ValueError) as exc:  # structs.replace refuses a field left out of __init__ with a ValueError
         known = {f.name for f in structs.fields(TrackerConfig) if f.init}
         unknown = sorted(set(options) - known)
         if unknown:

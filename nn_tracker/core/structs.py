@@ -124,11 +124,11 @@ def _declare(kind: type[T], frozen: bool, eq: bool, kw_only: bool) -> type[T]:
     if not kw_only and optional != sorted(optional):
         raise TypeError(f"{kind.__name__}: a field without a default follows one with a default")
     setattr(kind, "__struct_fields__", found)  # noqa: B010 - read by fields()
-    setattr(kind, "__struct_plan__", _Plan(found, kw_only, hasattr(kind, "__post_init__")))  # noqa: B010
+    plan = _Plan(found, kw_only, hasattr(kind, "__post_init__"))
+    setattr(kind, "__struct_plan__", plan)  # noqa: B010 - read by the shared __init__
     own = kind.__dict__
     # a __hash__ of the class's own (Python sets None where the class defines __eq__ alone), as dataclasses see it
     own_hash = own.get("__hash__", MISSING) not in (MISSING, None) or ("__hash__" in own and "__eq__" not in own)
-    plan = getattr(kind, "__struct_plan__")  # noqa: B009
     methods: dict[str, Any] = {"__init__": _init, "__match_args__": plan.positional, "__replace__": replace}
     if "__repr__" not in own:  # the class's own __repr__ and __eq__ stay, as with dataclasses
         methods["__repr__"] = _repr

@@ -377,7 +377,7 @@ def bundled() -> Catalogue:
     """
     from nn_tracker.footprint.data import locations as compiled
 
-    sources = {row["id"]: Source(**row) for row in read_table("sources.csv")}
+    sources = _bundled_sources()
     locations = {row[0]: GridIntensity._make((*row[:5], sources[row[5]], *row[6:])) for row in compiled.LOCATIONS}
     hardware: _Table[HardwareSpec] = _Table(functools.partial(_bundled_hardware, sources))
     power_models = {
@@ -387,6 +387,10 @@ def bundled() -> Catalogue:
     catalogue = Catalogue(locations, hardware, sources["codecarbon-cpu"], sources, power_models)
     catalogue.__dict__["_location_index"] = compiled.INDEX  # what the cached property would compute
     return catalogue
+
+
+def _bundled_sources() -> dict[str, Source]:
+    return {row["id"]: Source(**row) for row in read_table("sources.csv")}
 
 
 def locations_from_tables(sources: dict[str, Source]) -> dict[str, GridIntensity]:
@@ -422,7 +426,7 @@ def locations_from_tables(sources: dict[str, Source]) -> dict[str, GridIntensity
 
 def compiled_locations() -> str:
     """The text of :mod:`nn_tracker.footprint.data.locations`, from the CSV tables (a test compares the two)."""
-    sources = {row["id"]: Source(**row) for row in read_table("sources.csv")}
+    sources = _bundled_sources()
     tables = Catalogue(locations_from_tables(sources), {}, sources["codecarbon-cpu"], sources)
     lines = [
         '"""The bundled locations (``grid_intensity.csv``, ``cloud_regions.csv``) in a form Python loads at once.',
