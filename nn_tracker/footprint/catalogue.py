@@ -371,21 +371,23 @@ def _scope(where: str, scope: Any) -> str:
 def bundled() -> Catalogue:
     """The catalogue shipped with the package (read once, on first call).
 
-    The locations come from their compiled form (:mod:`nn_tracker.footprint.data.locations`: ~0.4 ms,
-    where parsing the two CSV tables and indexing their spellings took ~2.5 ms), the hardware table
-    when it is first used.
+    Each location is parsed from its compiled row (:mod:`nn_tracker.footprint.data.locations`) when
+    first asked for: a run needs one or two of 500 (building them all cost ~1,300 objects, enough to
+    bring on a full garbage collection of the host's heap). The hardware table is parsed when first used.
     """
     from nn_tracker.footprint.data import locations as compiled
 
     sources = _bundled_sources()
-    locations = {row[0]: GridIntensity._make((*row[:5], sources[row[5]], *row[6:])) for row in compiled.LOCATIONS}
-    hardware: _Table[HardwareSpec] = _Table(functools.partial(_bundled_hardware, sources))
+    locations = _Table(_compiled_rows, functools.partial(_compiled_location, sources))
+    hardware = _Table(_bundled_hardware_rows, functools.partial(_hardware_row, sources))
     power_models = {
         row["key"]: PowerModel(row["key"], float(row["value"]), row["unit"], sources[row["source_id"]], row["note"])
         for row in read_table("power_models.csv")
     }
     catalogue = Catalogue(locations, hardware, sources["codecarbon-cpu"], sources, power_models)
-    catalogue.__dict__["_location_index"] = compiled.INDEX  # what the cached property would compute
+    # what the cached properties would compute from every row
+    catalogue.__dict__["_location_index"] = compiled.INDEX
+    catalogue.__dict__["cleanest_and_dirtiest_countries"] = tuple(locations[code] for code in compiled.EXTREMES)
     return catalogue
 
 
@@ -424,10 +426,31 @@ def locations_from_tables(sources: dict[str, Source]) -> dict[str, GridIntensity
     return locations
 
 
+_SEPARATOR, _ALIAS_SEPARATOR = "\t", ";"
+
+
 def compiled_locations() -> str:
     """The text of :mod:`nn_tracker.footprint.data.locations`, from the CSV tables (a test compares the two)."""
     sources = _bundled_sources()
     tables = Catalogue(locations_from_tables(sources), {}, sources["codecarbon-cpu"], sources)
+    rows = {}
+    for entry in tables.locations.values():
+        texts = [
+            entry.name,
+            entry.kind,
+            repr(entry.intensity_g_per_kwh),
+            "" if entry.year is None else str(entry.year),
+            entry.source.id,
+            entry.origin,
+            "" if entry.pue is None else repr(entry.pue),
+            entry.pue_origin,
+            _ALIAS_SEPARATOR.join(entry.aliases),
+            entry.country,
+            entry.state,
+        ]
+        if any(_SEPARATOR in t or "\n" in t for t in texts) or any(_ALIAS_SEPARATOR in a for a in entry.aliases):
+            raise ValueError(f"location {entry.code!r}: a field holds a tab, a newline or an alias a ';'")
+        rows[entry.code] = _SEPARATOR.join(texts)
     lines = [
         '"""The bundled locations (``grid_intensity.csv``, ``cloud_regions.csv``) in a form Python loads at once.',
         "",
@@ -436,54 +459,89 @@ def compiled_locations() -> str:
         '"""',
         "",
         "# ruff: noqa: E501",
-        "from typing import Any",
         "",
-        "# code, name, kind, intensity_g_per_kwh, year, source id, origin, pue, pue_origin, aliases, country, state",
-        "LOCATIONS: tuple[tuple[Any, ...], ...] = (",
-        *(f"    {(*entry[:5], entry.source.id, *entry[6:])!r}," for entry in tables.locations.values()),
-        ")",
+        "# code: name, kind, intensity_g_per_kwh, year, source id, origin, pue, pue_origin, aliases, country, state;",
+        "# tab-separated, aliases separated by ';', an empty year or pue unknown. One string a row (no objects",
+        "# to build at import): the catalogue parses a row when it is first asked for.",
+        "ROWS: dict[str, str] = {",
+        *(f"    {code!r}: {row!r}," for code, row in rows.items()),
+        "}",
         "# every spelling (case-folded) and the code it selects, as Catalogue._location_index has them",
         "INDEX: dict[str, str] = {",
         *(f"    {key!r}: {code!r}," for key, code in tables._location_index.items()),
         "}",
+        "# the codes of the countries of least and greatest intensity (Catalogue.cleanest_and_dirtiest_countries)",
+        f"EXTREMES = {tuple(entry.code for entry in tables.cleanest_and_dirtiest_countries)!r}",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _bundled_hardware(sources: dict[str, Source]) -> dict[str, HardwareSpec]:
-    return {
-        row["name"]: HardwareSpec(
-            name=row["name"],
-            kind=row["kind"],
-            tdp_w=_optional_float(row["tdp_w"]),
-            tdp_source=sources.get(row["tdp_source_id"]),
-            tdp_origin=row["tdp_origin"],
-            embodied_kg_co2e=_optional_float(row["embodied_kg_co2e"]),
-            embodied_method=row["embodied_method"],
-            embodied_source=sources.get(row["embodied_source_id"]),
-            embodied_scope=row["embodied_scope"] or "unit",
-            notes=row["notes"],
-            aliases=tuple(a for a in row["aliases"].split(";") if a),
-        )
-        for row in read_table("hardware.csv")
-    }
+def _compiled_rows() -> dict[str, str]:
+    from nn_tracker.footprint.data import locations as compiled
+
+    return compiled.ROWS
+
+
+def _compiled_location(sources: dict[str, Source], code: str, row: str) -> GridIntensity:
+    """A location from its compiled row (see :func:`compiled_locations`)."""
+    name, kind, intensity, year, source_id, origin, pue, pue_origin, aliases, country, state = row.split(_SEPARATOR)
+    return GridIntensity(
+        code,
+        name,
+        kind,
+        float(intensity),
+        int(year) if year else None,
+        sources[source_id],
+        origin,
+        _optional_float(pue),
+        pue_origin,
+        tuple(aliases.split(_ALIAS_SEPARATOR)) if aliases else (),
+        country,
+        state,
+    )
+
+
+def _bundled_hardware_rows() -> dict[str, dict[str, str]]:
+    return {row["name"]: row for row in read_table("hardware.csv")}
+
+
+def _hardware_row(sources: dict[str, Source], name: str, row: dict[str, str]) -> HardwareSpec:
+    return HardwareSpec(
+        name=name,
+        kind=row["kind"],
+        tdp_w=_optional_float(row["tdp_w"]),
+        tdp_source=sources.get(row["tdp_source_id"]),
+        tdp_origin=row["tdp_origin"],
+        embodied_kg_co2e=_optional_float(row["embodied_kg_co2e"]),
+        embodied_method=row["embodied_method"],
+        embodied_source=sources.get(row["embodied_source_id"]),
+        embodied_scope=row["embodied_scope"] or "unit",
+        notes=row["notes"],
+        aliases=tuple(a for a in row["aliases"].split(";") if a),
+    )
 
 
 V = TypeVar("V")
 
 
 class _Table(Mapping[str, V]):
-    """A bundled table as a read-only mapping, parsed on first use."""
+    """A bundled table as a read-only mapping: its rows loaded on first use, each parsed when first asked for."""
 
-    def __init__(self, load: Callable[[], dict[str, V]]) -> None:
-        self._load = load
+    def __init__(self, load: Callable[[], Mapping[str, Any]], parse: Callable[[str, Any], V]) -> None:
+        self._load, self._parse, self._parsed = load, parse, dict[str, V]()
 
     @functools.cached_property
-    def _rows(self) -> dict[str, V]:
+    def _rows(self) -> Mapping[str, Any]:
         return self._load()
 
     def __getitem__(self, key: str) -> V:
-        return self._rows[key]
+        found = self._parsed.get(key)
+        if found is None:
+            found = self._parsed[key] = self._parse(key, self._rows[key])
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._rows)
@@ -492,7 +550,7 @@ class _Table(Mapping[str, V]):
         return len(self._rows)
 
     def __repr__(self) -> str:
-        return repr(self._rows)
+        return repr(dict(self))
 
 
 CPU_NAME_MOST_WORDS = 13  # no CPU name of the table has more words (a test holds it)
