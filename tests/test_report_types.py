@@ -5,11 +5,13 @@ import typing
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from report_fixture import deterministic_report, stable
 
 from nn_tracker.core.errors import ValidationError
 from nn_tracker.report import document
-from nn_tracker.report.codec import from_json, is_record, to_json
+from nn_tracker.report.codec import from_json, is_record, iso_time, to_json
 from nn_tracker.report.document import Report
 from nn_tracker.report.schema import upgrade
 
@@ -136,3 +138,21 @@ def test_report_types_compare_build_and_show_their_fields(report):
     first, second = document.Report.__record_fields__["related_runs"].factory(), document.Machine()
     assert first == [] and document.Report.__record_fields__["machine"].factory is document.Machine
     assert second is not document.Machine()  # a fresh default per instance
+
+
+@given(st.floats(min_value=-2e10, max_value=2e11, allow_nan=False) | st.integers(-(2**34), 2**37).map(float))
+@settings(max_examples=500, deadline=None)
+def test_a_report_time_is_what_datetime_writes(wall_s):
+    """The report's times skip `datetime` (its import is ~2 ms of a cold start); they must read the same,
+    rounding included (to the microsecond, half to even, then cut to the millisecond)."""
+    from datetime import datetime, timezone
+
+    expected = datetime.fromtimestamp(wall_s, tz=timezone.utc).isoformat(timespec="milliseconds")
+    assert iso_time(wall_s) == expected
+
+
+@pytest.mark.parametrize("wall_s", [0.0, 0.0005, 0.9999995, 1.0004995, -0.0000004, 1_767_225_599.9999996])
+def test_a_report_time_rounds_as_datetime_at_the_edges(wall_s):
+    from datetime import datetime, timezone
+
+    assert iso_time(wall_s) == datetime.fromtimestamp(wall_s, tz=timezone.utc).isoformat(timespec="milliseconds")

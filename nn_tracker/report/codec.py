@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 import types
-from datetime import datetime
 from typing import (
     Any,
     Literal,
@@ -32,6 +32,26 @@ from nn_tracker.core.structs import MISSING, NO_METADATA, Field, dataclass_trans
 T = TypeVar("T")
 IsoTime = NewType("IsoTime", str)
 """A UTC time as ISO 8601 text (``2026-01-01T00:00:00.000+00:00``)."""
+
+
+def iso_time(wall_s: float) -> IsoTime:
+    """A wall-clock time (s since the epoch) as :data:`IsoTime`, to the millisecond.
+
+    What ``datetime.fromtimestamp(wall_s, timezone.utc).isoformat(timespec="milliseconds")`` writes
+    (rounded to the microsecond, then cut to the millisecond; a test holds it), without importing
+    ``datetime`` (~2 ms on a training script's cold path).
+    """
+    fraction, whole_s = math.modf(wall_s)
+    microseconds = round(fraction * 1e6)
+    if microseconds >= 1_000_000:
+        whole_s, microseconds = whole_s + 1, microseconds - 1_000_000
+    elif microseconds < 0:
+        whole_s, microseconds = whole_s - 1, microseconds + 1_000_000
+    t = time.gmtime(whole_s)
+    return IsoTime(
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        f".{microseconds // 1000:03d}+00:00"
+    )
 
 
 REQUIRED: Any = MISSING  # a field with no default
@@ -200,6 +220,8 @@ def _read_scalar(hint: Any, value: Any, where: str, minimum: float | None, or_nu
     if not isinstance(value, str):
         raise ValidationError(where, _short(value), f"must be a string{or_null}")
     if hint is IsoTime:
+        from datetime import datetime  # on reading only: a tracker writes its times without it
+
         try:
             datetime.fromisoformat(value)
         except ValueError:

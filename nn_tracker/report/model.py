@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from datetime import datetime, timezone
 from typing import Any, cast
 
 from nn_tracker.accounting.ledger import DeviceFigures, Ledger, SessionFigures, unit_totals
@@ -22,7 +21,7 @@ from nn_tracker.core.structs import field, struct
 from nn_tracker.footprint import formulas as footprint
 from nn_tracker.footprint.equivalents import equivalents, what_if
 from nn_tracker.report import carbon
-from nn_tracker.report.codec import IsoTime
+from nn_tracker.report.codec import IsoTime, iso_time
 from nn_tracker.report.document import (
     SCHEMA_VERSION,
     Device,
@@ -54,7 +53,7 @@ from nn_tracker.sensors.sampling import Sampler
 def _iso(wall_s: float | None) -> IsoTime | None:
     if wall_s is None:
         return None
-    return IsoTime(datetime.fromtimestamp(wall_s, tz=timezone.utc).isoformat(timespec="milliseconds"))
+    return iso_time(wall_s)
 
 
 def _software() -> dict[str, str | None]:
