@@ -268,3 +268,15 @@ def test_the_compiled_locations_are_the_tables():
 
 def test_the_cpu_table_s_header_is_no_cpu():
     assert bundled().cpu_tdp("name") is None and bundled().cpu_tdp("1075t") == 95
+
+
+def test_a_compiled_table_s_text_reads_as_a_mapping():
+    """The compiled locations are searched in one text: a key is a whole key, never part of a row."""
+    from nn_tracker.footprint.catalogue import _TextRows
+
+    rows = _TextRows("\nFRA\tFrance\tcountry\nUS-CA\tCalifornia\tus_state\n")
+    assert dict(rows) == {"FRA": "France\tcountry", "US-CA": "California\tus_state"} and len(rows) == 2
+    for key in ("FR", "France", "FRA\tFrance", "country", "", "US-CA\n", None):
+        assert key not in rows
+        with pytest.raises(KeyError):
+            rows[key]

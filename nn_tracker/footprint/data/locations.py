@@ -7,1763 +7,1765 @@ a test fails when it is stale. Do not edit.
 # ruff: noqa: E501
 
 # code: name, kind, intensity_g_per_kwh, year, source id, origin, pue, pue_origin, aliases, country, state;
-# tab-separated, aliases separated by ';', an empty year or pue unknown. One string a row (no objects
-# to build at import): the catalogue parses a row when it is first asked for.
-ROWS: dict[str, str] = {
-    'ABW': 'Aruba\tcountry\t561.224\t2022\towid-ember-2023\t\t\t\tAW\t\t',
-    'AFG': 'Afghanistan\tcountry\t132.53\t2022\towid-ember-2023\t\t\t\tAF\t\t',
-    'AGO': 'Angola\tcountry\t174.734\t2022\towid-ember-2023\t\t\t\tAO\t\t',
-    'ALB': 'Albania\tcountry\t24.286\t2022\towid-ember-2023\t\t\t\tAL\t\t',
-    'ARE': 'United Arab Emirates\tcountry\t561.135\t2022\towid-ember-2023\t\t\t\tAE\t\t',
-    'ARG': 'Argentina\tcountry\t354.103\t2023\towid-ember-2023\t\t\t\tAR\t\t',
-    'ARM': 'Armenia\tcountry\t264.538\t2022\towid-ember-2023\t\t\t\tAM\t\t',
-    'ASM': 'American Samoa\tcountry\t611.111\t2022\towid-ember-2023\t\t\t\tAS\t\t',
-    'ATG': 'Antigua and Barbuda\tcountry\t611.111\t2022\towid-ember-2023\t\t\t\tAG\t\t',
-    'AUS': 'Australia\tcountry\t548.692\t2023\towid-ember-2023\t\t\t\tAU\t\t',
-    'AUT': 'Austria\tcountry\t110.812\t2023\towid-ember-2023\t\t\t\tAT\t\t',
-    'AZE': 'Azerbaijan\tcountry\t671.389\t2022\towid-ember-2023\t\t\t\tAZ\t\t',
-    'BDI': 'Burundi\tcountry\t250.0\t2022\towid-ember-2023\t\t\t\tBI\t\t',
-    'BEL': 'Belgium\tcountry\t138.107\t2023\towid-ember-2023\t\t\t\tBE\t\t',
-    'BEN': 'Benin\tcountry\t584.071\t2022\towid-ember-2023\t\t\t\tBJ\t\t',
-    'BFA': 'Burkina Faso\tcountry\t467.533\t2022\towid-ember-2023\t\t\t\tBF\t\t',
-    'BGD': 'Bangladesh\tcountry\t691.411\t2023\towid-ember-2023\t\t\t\tBD\t\t',
-    'BGR': 'Bulgaria\tcountry\t335.334\t2023\towid-ember-2023\t\t\t\tBG\t\t',
-    'BHR': 'Bahrain\tcountry\t904.615\t2022\towid-ember-2023\t\t\t\tBH\t\t',
-    'BHS': 'Bahamas\tcountry\t660.099\t2022\towid-ember-2023\t\t\t\tBS\t\t',
-    'BIH': 'Bosnia and Herzegovina\tcountry\t600.0\t2023\towid-ember-2023\t\t\t\tBA\t\t',
-    'BLR': 'Belarus\tcountry\t441.74\t2022\towid-ember-2023\t\t\t\tBY\t\t',
-    'BLZ': 'Belize\tcountry\t225.806\t2022\towid-ember-2023\t\t\t\tBZ\t\t',
-    'BMU': 'Bermuda\tcountry\t650.794\t2022\towid-ember-2023\t\t\t\tBM\t\t',
-    'BOL': 'Bolivia\tcountry\t531.687\t2023\towid-ember-2023\t\t\t\tBO;Bolivia, Plurinational State of;Bolivia\t\t',
-    'BRA': 'Brazil\tcountry\t98.348\t2023\towid-ember-2023\t\t\t\tBR\t\t',
-    'BRB': 'Barbados\tcountry\t605.505\t2022\towid-ember-2023\t\t\t\tBB\t\t',
-    'BRN': 'Brunei\tcountry\t893.913\t2022\towid-ember-2023\t\t\t\tBN;Brunei Darussalam\t\t',
-    'BTN': 'Bhutan\tcountry\t23.333\t2022\towid-ember-2023\t\t\t\tBT\t\t',
-    'BWA': 'Botswana\tcountry\t847.909\t2022\towid-ember-2023\t\t\t\tBW\t\t',
-    'CAN': 'Canada\tcountry\t170.043\t2023\towid-ember-2023\t\t\t\tCA\t\t',
-    'CHE': 'Switzerland\tcountry\t34.843\t2023\towid-ember-2023\t\t\t\tCH\t\t',
-    'CHL': 'Chile\tcountry\t291.113\t2023\towid-ember-2023\t\t\t\tCL\t\t',
-    'CHN': 'China\tcountry\t582.317\t2023\towid-ember-2023\t\t\t\tCN\t\t',
-    'CIV': "Cote d'Ivoire\tcountry\t393.885\t2022\towid-ember-2023\t\t\t\tCI;Côte d'Ivoire\t\t",
-    'CMR': 'Cameroon\tcountry\t305.419\t2022\towid-ember-2023\t\t\t\tCM\t\t',
-    'COD': 'Democratic Republic of Congo\tcountry\t24.457\t2022\towid-ember-2023\t\t\t\tCD;Congo, The Democratic Republic of the\t\t',
-    'COG': 'Congo\tcountry\t700.0\t2022\towid-ember-2023\t\t\t\tCG\t\t',
-    'COK': 'Cook Islands\tcountry\t250.0\t2022\towid-ember-2023\t\t\t\tCK\t\t',
-    'COL': 'Colombia\tcountry\t259.511\t2023\towid-ember-2023\t\t\t\tCO\t\t',
-    'COM': 'Comoros\tcountry\t642.857\t2022\towid-ember-2023\t\t\t\tKM\t\t',
-    'CPV': 'Cape Verde\tcountry\t558.14\t2022\towid-ember-2023\t\t\t\tCV;Cabo Verde\t\t',
-    'CRI': 'Costa Rica\tcountry\t53.378\t2023\towid-ember-2023\t\t\t\tCR\t\t',
-    'CUB': 'Cuba\tcountry\t637.61\t2022\towid-ember-2023\t\t\t\tCU\t\t',
-    'CYM': 'Cayman Islands\tcountry\t642.857\t2022\towid-ember-2023\t\t\t\tKY\t\t',
-    'CYP': 'Cyprus\tcountry\t534.323\t2023\towid-ember-2023\t\t\t\tCY\t\t',
-    'CZE': 'Czechia\tcountry\t449.724\t2023\towid-ember-2023\t\t\t\tCZ\t\t',
-    'DEU': 'Germany\tcountry\t380.95\t2023\towid-ember-2023\t\t\t\tDE\t\t',
-    'DJI': 'Djibouti\tcountry\t692.308\t2022\towid-ember-2023\t\t\t\tDJ\t\t',
-    'DMA': 'Dominica\tcountry\t529.412\t2022\towid-ember-2023\t\t\t\tDM\t\t',
-    'DNK': 'Denmark\tcountry\t151.65\t2023\towid-ember-2023\t\t\t\tDK\t\t',
-    'DOM': 'Dominican Republic\tcountry\t580.78\t2022\towid-ember-2023\t\t\t\tDO\t\t',
-    'DZA': 'Algeria\tcountry\t634.611\t2022\towid-ember-2023\t\t\t\tDZ\t\t',
-    'ECU': 'Ecuador\tcountry\t150.224\t2023\towid-ember-2023\t\t\t\tEC\t\t',
-    'EGY': 'Egypt\tcountry\t570.306\t2023\towid-ember-2023\t\t\t\tEG\t\t',
-    'ERI': 'Eritrea\tcountry\t631.579\t2022\towid-ember-2023\t\t\t\tER\t\t',
-    'ESH': 'Western Sahara\tcountry\t666.667\t2009\towid-ember-2023\t\t\t\tEH\t\t',
-    'ESP': 'Spain\tcountry\t174.05\t2023\towid-ember-2023\t\t\t\tES\t\t',
-    'EST': 'Estonia\tcountry\t416.667\t2023\towid-ember-2023\t\t\t\tEE\t\t',
-    'ETH': 'Ethiopia\tcountry\t24.643\t2022\towid-ember-2023\t\t\t\tET\t\t',
-    'FIN': 'Finland\tcountry\t79.158\t2023\towid-ember-2023\t\t\t\tFI\t\t',
-    'FJI': 'Fiji\tcountry\t288.462\t2022\towid-ember-2023\t\t\t\tFJ\t\t',
-    'FLK': 'Falkland Islands\tcountry\t500.0\t2022\towid-ember-2023\t\t\t\tFK;Falkland Islands (Malvinas)\t\t',
-    'FRA': 'France\tcountry\t56.039\t2023\towid-ember-2023\t\t\t\tFR\t\t',
-    'FRO': 'Faroe Islands\tcountry\t404.762\t2022\towid-ember-2023\t\t\t\tFO\t\t',
-    'GAB': 'Gabon\tcountry\t491.597\t2022\towid-ember-2023\t\t\t\tGA\t\t',
-    'GBR': 'United Kingdom\tcountry\t237.589\t2023\towid-ember-2023\t\t\t\tGB\t\t',
-    'GEO': 'Georgia\tcountry\t167.594\t2023\towid-ember-2023\t\t\t\tGE\t\t',
-    'GHA': 'Ghana\tcountry\t484.0\t2022\towid-ember-2023\t\t\t\tGH\t\t',
-    'GIB': 'Gibraltar\tcountry\t600.0\t2022\towid-ember-2023\t\t\t\tGI\t\t',
-    'GIN': 'Guinea\tcountry\t236.842\t2022\towid-ember-2023\t\t\t\tGN\t\t',
-    'GLP': 'Guadeloupe\tcountry\t500.0\t2021\towid-ember-2023\t\t\t\tGP\t\t',
-    'GMB': 'Gambia\tcountry\t666.667\t2022\towid-ember-2023\t\t\t\tGM\t\t',
-    'GNB': 'Guinea-Bissau\tcountry\t625.0\t2022\towid-ember-2023\t\t\t\tGW\t\t',
-    'GNQ': 'Equatorial Guinea\tcountry\t591.837\t2022\towid-ember-2023\t\t\t\tGQ\t\t',
-    'GRC': 'Greece\tcountry\t336.574\t2023\towid-ember-2023\t\t\t\tGR\t\t',
-    'GRD': 'Grenada\tcountry\t640.0\t2022\towid-ember-2023\t\t\t\tGD\t\t',
-    'GRL': 'Greenland\tcountry\t178.571\t2022\towid-ember-2023\t\t\t\tGL\t\t',
-    'GTM': 'Guatemala\tcountry\t328.268\t2022\towid-ember-2023\t\t\t\tGT\t\t',
-    'GUF': 'French Guiana\tcountry\t217.822\t2021\towid-ember-2023\t\t\t\tGF\t\t',
-    'GUM': 'Guam\tcountry\t622.857\t2022\towid-ember-2023\t\t\t\tGU\t\t',
-    'GUY': 'Guyana\tcountry\t640.351\t2022\towid-ember-2023\t\t\t\tGY\t\t',
-    'HKG': 'Hong Kong\tcountry\t699.499\t2022\towid-ember-2023\t\t\t\tHK\t\t',
-    'HND': 'Honduras\tcountry\t282.265\t2022\towid-ember-2023\t\t\t\tHN\t\t',
-    'HRV': 'Croatia\tcountry\t204.962\t2023\towid-ember-2023\t\t\t\tHR\t\t',
-    'HTI': 'Haiti\tcountry\t567.308\t2022\towid-ember-2023\t\t\t\tHT\t\t',
-    'HUN': 'Hungary\tcountry\t204.19\t2023\towid-ember-2023\t\t\t\tHU\t\t',
-    'IDN': 'Indonesia\tcountry\t675.931\t2022\towid-ember-2023\t\t\t\tID\t\t',
-    'IND': 'India\tcountry\t713.441\t2023\towid-ember-2023\t\t\t\tIN\t\t',
-    'IRL': 'Ireland\tcountry\t290.805\t2023\towid-ember-2023\t\t\t\tIE\t\t',
-    'IRN': 'Iran\tcountry\t655.125\t2023\towid-ember-2023\t\t\t\tIR;Iran, Islamic Republic of;Iran\t\t',
-    'IRQ': 'Iraq\tcountry\t688.814\t2022\towid-ember-2023\t\t\t\tIQ\t\t',
-    'ISL': 'Iceland\tcountry\t27.68\t2022\towid-ember-2023\t\t\t\tIS\t\t',
-    'ISR': 'Israel\tcountry\t582.927\t2022\towid-ember-2023\t\t\t\tIL\t\t',
-    'ITA': 'Italy\tcountry\t330.718\t2023\towid-ember-2023\t\t\t\tIT\t\t',
-    'JAM': 'Jamaica\tcountry\t555.556\t2022\towid-ember-2023\t\t\t\tJM\t\t',
-    'JOR': 'Jordan\tcountry\t540.924\t2022\towid-ember-2023\t\t\t\tJO\t\t',
-    'JPN': 'Japan\tcountry\t485.392\t2023\towid-ember-2023\t\t\t\tJP\t\t',
-    'KAZ': 'Kazakhstan\tcountry\t821.391\t2023\towid-ember-2023\t\t\t\tKZ\t\t',
-    'KEN': 'Kenya\tcountry\t70.492\t2023\towid-ember-2023\t\t\t\tKE\t\t',
-    'KGZ': 'Kyrgyzstan\tcountry\t147.292\t2022\towid-ember-2023\t\t\t\tKG\t\t',
-    'KHM': 'Cambodia\tcountry\t417.707\t2022\towid-ember-2023\t\t\t\tKH\t\t',
-    'KIR': 'Kiribati\tcountry\t666.667\t2022\towid-ember-2023\t\t\t\tKI\t\t',
-    'KNA': 'Saint Kitts and Nevis\tcountry\t636.364\t2022\towid-ember-2023\t\t\t\tKN\t\t',
-    'KOR': 'South Korea\tcountry\t430.567\t2023\towid-ember-2023\t\t\t\tKR;Korea, Republic of;South Korea\t\t',
-    'KWT': 'Kuwait\tcountry\t649.163\t2023\towid-ember-2023\t\t\t\tKW\t\t',
-    'LAO': "Laos\tcountry\t265.506\t2022\towid-ember-2023\t\t\t\tLA;Lao People's Democratic Republic;Laos\t\t",
-    'LBN': 'Lebanon\tcountry\t599.005\t2022\towid-ember-2023\t\t\t\tLB\t\t',
-    'LBR': 'Liberia\tcountry\t227.848\t2022\towid-ember-2023\t\t\t\tLR\t\t',
-    'LBY': 'Libya\tcountry\t818.692\t2022\towid-ember-2023\t\t\t\tLY\t\t',
-    'LCA': 'Saint Lucia\tcountry\t666.667\t2022\towid-ember-2023\t\t\t\tLC\t\t',
-    'LKA': 'Sri Lanka\tcountry\t509.781\t2022\towid-ember-2023\t\t\t\tLK\t\t',
-    'LSO': 'Lesotho\tcountry\t20.0\t2022\towid-ember-2023\t\t\t\tLS\t\t',
-    'LTU': 'Lithuania\tcountry\t160.072\t2023\towid-ember-2023\t\t\t\tLT\t\t',
-    'LUX': 'Luxembourg\tcountry\t105.263\t2023\towid-ember-2023\t\t\t\tLU\t\t',
-    'LVA': 'Latvia\tcountry\t123.2\t2023\towid-ember-2023\t\t\t\tLV\t\t',
-    'MAC': 'Macao\tcountry\t448.98\t2022\towid-ember-2023\t\t\t\tMO\t\t',
-    'MAR': 'Morocco\tcountry\t630.014\t2023\towid-ember-2023\t\t\t\tMA\t\t',
-    'MDA': 'Moldova\tcountry\t643.464\t2023\towid-ember-2023\t\t\t\tMD;Moldova, Republic of;Moldova\t\t',
-    'MDG': 'Madagascar\tcountry\t436.441\t2022\towid-ember-2023\t\t\t\tMG\t\t',
-    'MDV': 'Maldives\tcountry\t611.765\t2022\towid-ember-2023\t\t\t\tMV\t\t',
-    'MEX': 'Mexico\tcountry\t507.245\t2023\towid-ember-2023\t\t\t\tMX\t\t',
-    'MKD': 'North Macedonia\tcountry\t565.345\t2023\towid-ember-2023\t\t\t\tMK\t\t',
-    'MLI': 'Mali\tcountry\t408.0\t2022\towid-ember-2023\t\t\t\tML\t\t',
-    'MLT': 'Malta\tcountry\t459.144\t2023\towid-ember-2023\t\t\t\tMT\t\t',
-    'MMR': 'Myanmar\tcountry\t398.898\t2023\towid-ember-2023\t\t\t\tMM\t\t',
-    'MNE': 'Montenegro\tcountry\t417.073\t2023\towid-ember-2023\t\t\t\tME\t\t',
-    'MNG': 'Mongolia\tcountry\t775.309\t2023\towid-ember-2023\t\t\t\tMN\t\t',
-    'MOZ': 'Mozambique\tcountry\t135.647\t2022\towid-ember-2023\t\t\t\tMZ\t\t',
-    'MRT': 'Mauritania\tcountry\t464.706\t2022\towid-ember-2023\t\t\t\tMR\t\t',
-    'MSR': 'Montserrat\tcountry\t1000.0\t2022\towid-ember-2023\t\t\t\tMS\t\t',
-    'MTQ': 'Martinique\tcountry\t523.179\t2021\towid-ember-2023\t\t\t\tMQ\t\t',
-    'MUS': 'Mauritius\tcountry\t632.479\t2022\towid-ember-2023\t\t\t\tMU\t\t',
-    'MWI': 'Malawi\tcountry\t66.667\t2022\towid-ember-2023\t\t\t\tMW\t\t',
-    'MYS': 'Malaysia\tcountry\t605.831\t2022\towid-ember-2023\t\t\t\tMY\t\t',
-    'NAM': 'Namibia\tcountry\t59.259\t2022\towid-ember-2023\t\t\t\tNA\t\t',
-    'NCL': 'New Caledonia\tcountry\t660.584\t2022\towid-ember-2023\t\t\t\tNC\t\t',
-    'NER': 'Niger\tcountry\t670.886\t2022\towid-ember-2023\t\t\t\tNE\t\t',
-    'NGA': 'Nigeria\tcountry\t523.247\t2023\towid-ember-2023\t\t\t\tNG\t\t',
-    'NIC': 'Nicaragua\tcountry\t265.116\t2022\towid-ember-2023\t\t\t\tNI\t\t',
-    'NLD': 'Netherlands\tcountry\t267.622\t2023\towid-ember-2023\t\t\t\tNL\t\t',
-    'NOR': 'Norway\tcountry\t30.08\t2023\towid-ember-2023\t\t\t\tNO\t\t',
-    'NPL': 'Nepal\tcountry\t24.44\t2022\towid-ember-2023\t\t\t\tNP\t\t',
-    'NRU': 'Nauru\tcountry\t750.0\t2022\towid-ember-2023\t\t\t\tNR\t\t',
-    'NZL': 'New Zealand\tcountry\t112.758\t2023\towid-ember-2023\t\t\t\tNZ\t\t',
-    'OMN': 'Oman\tcountry\t564.635\t2023\towid-ember-2023\t\t\t\tOM\t\t',
-    'PAK': 'Pakistan\tcountry\t440.608\t2023\towid-ember-2023\t\t\t\tPK\t\t',
-    'PAN': 'Panama\tcountry\t161.677\t2022\towid-ember-2023\t\t\t\tPA\t\t',
-    'PER': 'Peru\tcountry\t266.478\t2023\towid-ember-2023\t\t\t\tPE\t\t',
-    'PHL': 'Philippines\tcountry\t610.688\t2023\towid-ember-2023\t\t\t\tPH\t\t',
-    'PNG': 'Papua New Guinea\tcountry\t507.246\t2022\towid-ember-2023\t\t\t\tPG\t\t',
-    'POL': 'Poland\tcountry\t661.926\t2023\towid-ember-2023\t\t\t\tPL\t\t',
-    'PRI': 'Puerto Rico\tcountry\t678.738\t2022\towid-ember-2023\t\t\t\tPR\t\t',
-    'PRK': "North Korea\tcountry\t389.587\t2022\towid-ember-2023\t\t\t\tKP;Korea, Democratic People's Republic of;North Korea\t\t",
-    'PRT': 'Portugal\tcountry\t165.553\t2023\towid-ember-2023\t\t\t\tPT\t\t',
-    'PRY': 'Paraguay\tcountry\t23.755\t2023\towid-ember-2023\t\t\t\tPY\t\t',
-    'PSE': 'Palestine\tcountry\t516.129\t2022\towid-ember-2023\t\t\t\tPS;Palestine, State of\t\t',
-    'PYF': 'French Polynesia\tcountry\t442.857\t2022\towid-ember-2023\t\t\t\tPF\t\t',
-    'QAT': 'Qatar\tcountry\t602.5\t2023\towid-ember-2023\t\t\t\tQA\t\t',
-    'REU': 'Reunion\tcountry\t572.816\t2021\towid-ember-2023\t\t\t\tRE;Réunion\t\t',
-    'ROU': 'Romania\tcountry\t240.583\t2023\towid-ember-2023\t\t\t\tRO\t\t',
-    'RUS': 'Russia\tcountry\t441.039\t2023\towid-ember-2023\t\t\t\tRU;Russian Federation\t\t',
-    'RWA': 'Rwanda\tcountry\t316.327\t2022\towid-ember-2023\t\t\t\tRW\t\t',
-    'SAU': 'Saudi Arabia\tcountry\t706.791\t2022\towid-ember-2023\t\t\t\tSA\t\t',
-    'SDN': 'Sudan\tcountry\t263.158\t2022\towid-ember-2023\t\t\t\tSD\t\t',
-    'SEN': 'Senegal\tcountry\t511.598\t2022\towid-ember-2023\t\t\t\tSN\t\t',
-    'SGP': 'Singapore\tcountry\t470.783\t2023\towid-ember-2023\t\t\t\tSG\t\t',
-    'SHN': 'Saint Helena\tcountry\t1000.0\t2022\towid-ember-2023\t\t\t\tSH;Saint Helena, Ascension and Tristan da Cunha\t\t',
-    'SLB': 'Solomon Islands\tcountry\t700.0\t2022\towid-ember-2023\t\t\t\tSB\t\t',
-    'SLE': 'Sierra Leone\tcountry\t50.0\t2022\towid-ember-2023\t\t\t\tSL\t\t',
-    'SLV': 'El Salvador\tcountry\t271.468\t2023\towid-ember-2023\t\t\t\tSV\t\t',
-    'SOM': 'Somalia\tcountry\t578.947\t2022\towid-ember-2023\t\t\t\tSO\t\t',
-    'SPM': 'Saint Pierre and Miquelon\tcountry\t600.0\t2022\towid-ember-2023\t\t\t\tPM\t\t',
-    'SRB': 'Serbia\tcountry\t636.062\t2023\towid-ember-2023\t\t\t\tRS\t\t',
-    'SSD': 'South Sudan\tcountry\t629.032\t2022\towid-ember-2023\t\t\t\tSS\t\t',
-    'STP': 'Sao Tome and Principe\tcountry\t642.857\t2022\towid-ember-2023\t\t\t\tST\t\t',
-    'SUR': 'Suriname\tcountry\t349.282\t2022\towid-ember-2023\t\t\t\tSR\t\t',
-    'SVK': 'Slovakia\tcountry\t116.774\t2023\towid-ember-2023\t\t\t\tSK\t\t',
-    'SVN': 'Slovenia\tcountry\t231.275\t2023\towid-ember-2023\t\t\t\tSI\t\t',
-    'SWE': 'Sweden\tcountry\t40.695\t2023\towid-ember-2023\t\t\t\tSE\t\t',
-    'SWZ': 'Eswatini\tcountry\t172.414\t2022\towid-ember-2023\t\t\t\tSZ\t\t',
-    'SYC': 'Seychelles\tcountry\t564.516\t2022\towid-ember-2023\t\t\t\tSC\t\t',
-    'SYR': 'Syria\tcountry\t701.661\t2022\towid-ember-2023\t\t\t\tSY;Syrian Arab Republic;Syria\t\t',
-    'TCA': 'Turks and Caicos Islands\tcountry\t653.846\t2022\towid-ember-2023\t\t\t\tTC\t\t',
-    'TCD': 'Chad\tcountry\t628.571\t2022\towid-ember-2023\t\t\t\tTD\t\t',
-    'TGO': 'Togo\tcountry\t443.182\t2022\towid-ember-2023\t\t\t\tTG\t\t',
-    'THA': 'Thailand\tcountry\t549.583\t2023\towid-ember-2023\t\t\t\tTH\t\t',
-    'TJK': 'Tajikistan\tcountry\t116.858\t2022\towid-ember-2023\t\t\t\tTJ\t\t',
-    'TKM': 'Turkmenistan\tcountry\t1306.025\t2022\towid-ember-2023\t\t\t\tTM\t\t',
-    'TLS': 'East Timor\tcountry\t666.667\t2022\towid-ember-2023\t\t\t\tTL;Timor-Leste\t\t',
-    'TON': 'Tonga\tcountry\t625.0\t2022\towid-ember-2023\t\t\t\tTO\t\t',
-    'TTO': 'Trinidad and Tobago\tcountry\t681.529\t2022\towid-ember-2023\t\t\t\tTT\t\t',
-    'TUN': 'Tunisia\tcountry\t563.956\t2023\towid-ember-2023\t\t\t\tTN\t\t',
-    'TUR': 'Turkey\tcountry\t464.586\t2023\towid-ember-2023\t\t\t\tTR;Türkiye\t\t',
-    'TWN': 'Taiwan\tcountry\t642.378\t2023\towid-ember-2023\t\t\t\tTW;Taiwan, Province of China;Taiwan\t\t',
-    'TZA': 'Tanzania\tcountry\t339.246\t2022\towid-ember-2023\t\t\t\tTZ;Tanzania, United Republic of;Tanzania\t\t',
-    'UGA': 'Uganda\tcountry\t44.527\t2022\towid-ember-2023\t\t\t\tUG\t\t',
-    'UKR': 'Ukraine\tcountry\t259.693\t2022\towid-ember-2023\t\t\t\tUA\t\t',
-    'URY': 'Uruguay\tcountry\t128.788\t2023\towid-ember-2023\t\t\t\tUY\t\t',
-    'USA': 'United States\tcountry\t369.473\t2023\towid-ember-2023\t\t\t\tUS\t\t',
-    'UZB': 'Uzbekistan\tcountry\t1167.603\t2022\towid-ember-2023\t\t\t\tUZ\t\t',
-    'VCT': 'Saint Vincent and the Grenadines\tcountry\t529.412\t2022\towid-ember-2023\t\t\t\tVC\t\t',
-    'VEN': 'Venezuela\tcountry\t185.802\t2022\towid-ember-2023\t\t\t\tVE;Venezuela, Bolivarian Republic of;Venezuela\t\t',
-    'VGB': 'British Virgin Islands\tcountry\t647.059\t2022\towid-ember-2023\t\t\t\tVG;Virgin Islands, British\t\t',
-    'VIR': 'United States Virgin Islands\tcountry\t632.353\t2022\towid-ember-2023\t\t\t\tVI;Virgin Islands, U.S.\t\t',
-    'VNM': 'Vietnam\tcountry\t475.449\t2023\towid-ember-2023\t\t\t\tVN;Viet Nam;Vietnam\t\t',
-    'VUT': 'Vanuatu\tcountry\t571.429\t2022\towid-ember-2023\t\t\t\tVU\t\t',
-    'WSM': 'Samoa\tcountry\t473.684\t2022\towid-ember-2023\t\t\t\tWS\t\t',
-    'YEM': 'Yemen\tcountry\t566.102\t2022\towid-ember-2023\t\t\t\tYE\t\t',
-    'ZAF': 'South Africa\tcountry\t707.686\t2023\towid-ember-2023\t\t\t\tZA\t\t',
-    'ZMB': 'Zambia\tcountry\t111.967\t2022\towid-ember-2023\t\t\t\tZM\t\t',
-    'ZWE': 'Zimbabwe\tcountry\t297.872\t2022\towid-ember-2023\t\t\t\tZW\t\t',
-    'WORLD': 'World average\tworld\t475.0\t2018\tiea-2019\t\t\t\tworld;global\t\t',
-    'US-AL': 'Alabama\tus_state\t323.854\t2023\tegrid-2023\t\t\t\talabama\t\t',
-    'US-AK': 'Alaska\tus_state\t369.431\t2023\tegrid-2023\t\t\t\talaska\t\t',
-    'US-AZ': 'Arizona\tus_state\t312.572\t2023\tegrid-2023\t\t\t\tarizona\t\t',
-    'US-AR': 'Arkansas\tus_state\t452.873\t2023\tegrid-2023\t\t\t\tarkansas\t\t',
-    'US-CA': 'California\tus_state\t179.064\t2023\tegrid-2023\t\t\t\tcalifornia\t\t',
-    'US-CO': 'Colorado\tus_state\t494.904\t2023\tegrid-2023\t\t\t\tcolorado\t\t',
-    'US-CT': 'Connecticut\tus_state\t245.245\t2023\tegrid-2023\t\t\t\tconnecticut\t\t',
-    'US-DE': 'Delaware\tus_state\t319.406\t2023\tegrid-2023\t\t\t\tdelaware\t\t',
-    'US-DC': 'District Of Columbia\tus_state\t179.174\t2023\tegrid-2023\t\t\t\tdistrict of columbia\t\t',
-    'US-FL': 'Florida\tus_state\t357.944\t2023\tegrid-2023\t\t\t\tflorida\t\t',
-    'US-GA': 'Georgia\tus_state\t325.427\t2023\tegrid-2023\t\t\t\tgeorgia\t\t',
-    'US-HI': 'Hawaii\tus_state\t632.616\t2023\tegrid-2023\t\t\t\thawaii\t\t',
-    'US-ID': 'Idaho\tus_state\t142.373\t2023\tegrid-2023\t\t\t\tidaho\t\t',
-    'US-IL': 'Illinois\tus_state\t215.2\t2023\tegrid-2023\t\t\t\tillinois\t\t',
-    'US-IN': 'Indiana\tus_state\t664.74\t2023\tegrid-2023\t\t\t\tindiana\t\t',
-    'US-IA': 'Iowa\tus_state\t287.648\t2023\tegrid-2023\t\t\t\tiowa\t\t',
-    'US-KS': 'Kansas\tus_state\t332.612\t2023\tegrid-2023\t\t\t\tkansas\t\t',
-    'US-KY': 'Kentucky\tus_state\t792.427\t2023\tegrid-2023\t\t\t\tkentucky\t\t',
-    'US-LA': 'Louisiana\tus_state\t346.122\t2023\tegrid-2023\t\t\t\tlouisiana\t\t',
-    'US-ME': 'Maine\tus_state\t143.714\t2023\tegrid-2023\t\t\t\tmaine\t\t',
-    'US-MD': 'Maryland\tus_state\t236.869\t2023\tegrid-2023\t\t\t\tmaryland\t\t',
-    'US-MA': 'Massachusetts\tus_state\t376.527\t2023\tegrid-2023\t\t\t\tmassachusetts\t\t',
-    'US-MI': 'Michigan\tus_state\t361.709\t2023\tegrid-2023\t\t\t\tmichigan\t\t',
-    'US-MN': 'Minnesota\tus_state\t341.25\t2023\tegrid-2023\t\t\t\tminnesota\t\t',
-    'US-MS': 'Mississippi\tus_state\t375.698\t2023\tegrid-2023\t\t\t\tmississippi\t\t',
-    'US-MO': 'Missouri\tus_state\t659.792\t2023\tegrid-2023\t\t\t\tmissouri\t\t',
-    'US-MT': 'Montana\tus_state\t482.586\t2023\tegrid-2023\t\t\t\tmontana\t\t',
-    'US-NE': 'Nebraska\tus_state\t465.305\t2023\tegrid-2023\t\t\t\tnebraska\t\t',
-    'US-NV': 'Nevada\tus_state\t292.049\t2023\tegrid-2023\t\t\t\tnevada\t\t',
-    'US-NH': 'New Hampshire\tus_state\t125.292\t2023\tegrid-2023\t\t\t\tnew hampshire\t\t',
-    'US-NJ': 'New Jersey\tus_state\t213.264\t2023\tegrid-2023\t\t\t\tnew jersey\t\t',
-    'US-NM': 'New Mexico\tus_state\t350.916\t2023\tegrid-2023\t\t\t\tnew mexico\t\t',
-    'US-NY': 'New York\tus_state\t211.653\t2023\tegrid-2023\t\t\t\tnew york\t\t',
-    'US-NC': 'North Carolina\tus_state\t284.147\t2023\tegrid-2023\t\t\t\tnorth carolina\t\t',
-    'US-ND': 'North Dakota\tus_state\t588.695\t2023\tegrid-2023\t\t\t\tnorth dakota\t\t',
-    'US-OH': 'Ohio\tus_state\t484.559\t2023\tegrid-2023\t\t\t\tohio\t\t',
-    'US-OK': 'Oklahoma\tus_state\t294.306\t2023\tegrid-2023\t\t\t\toklahoma\t\t',
-    'US-OR': 'Oregon\tus_state\t165.544\t2023\tegrid-2023\t\t\t\toregon\t\t',
-    'US-PA': 'Pennsylvania\tus_state\t293.869\t2023\tegrid-2023\t\t\t\tpennsylvania\t\t',
-    'US-RI': 'Rhode Island\tus_state\t381.019\t2023\tegrid-2023\t\t\t\trhode island\t\t',
-    'US-SC': 'South Carolina\tus_state\t254.176\t2023\tegrid-2023\t\t\t\tsouth carolina\t\t',
-    'US-SD': 'South Dakota\tus_state\t152.217\t2023\tegrid-2023\t\t\t\tsouth dakota\t\t',
-    'US-TN': 'Tennessee\tus_state\t299.9\t2023\tegrid-2023\t\t\t\ttennessee\t\t',
-    'US-TX': 'Texas\tus_state\t349.801\t2023\tegrid-2023\t\t\t\ttexas\t\t',
-    'US-UT': 'Utah\tus_state\t644.66\t2023\tegrid-2023\t\t\t\tutah\t\t',
-    'US-VT': 'Vermont\tus_state\t23.695\t2023\tegrid-2023\t\t\t\tvermont\t\t',
-    'US-VA': 'Virginia\tus_state\t244.758\t2023\tegrid-2023\t\t\t\tvirginia\t\t',
-    'US-WA': 'Washington\tus_state\t120.921\t2023\tegrid-2023\t\t\t\twashington\t\t',
-    'US-WV': 'West Virginia\tus_state\t893.063\t2023\tegrid-2023\t\t\t\twest virginia\t\t',
-    'US-WI': 'Wisconsin\tus_state\t527.787\t2023\tegrid-2023\t\t\t\twisconsin\t\t',
-    'US-WY': 'Wyoming\tus_state\t831.553\t2023\tegrid-2023\t\t\t\twyoming\t\t',
-    'NO-NO1': 'Norway Bidding Zone 1 (Oslo)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tNO1\t\t',
-    'NO-NO2': 'Norway Bidding Zone 2 (Southern Norway)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tNO2\t\t',
-    'NO-NO3': 'Norway Bidding Zone 3 (Central Norway)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tNO3\t\t',
-    'NO-NO4': 'Norway Bidding Zone 4 (Northern Norway)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tNO4\t\t',
-    'NO-NO5': 'Norway Bidding Zone 5 (Western Norway)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tNO5\t\t',
-    'SE-SE1': 'Sweden Bidding Zone 1 (Northern Sweden)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tSE1\t\t',
-    'SE-SE2': 'Sweden Bidding Zone 2 (Central Sweden)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tSE2\t\t',
-    'SE-SE3': 'Sweden Bidding Zone 3 (Southern Sweden)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tSE3\t\t',
-    'SE-SE4': 'Sweden Bidding Zone 4 (Stockholm region)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tSE4\t\t',
-    'AUS-NSW': 'Australia: New South Wales\tgrid_zone\t673.88\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'AUS-QLD': 'Australia: Queensland\tgrid_zone\t707.96\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'AUS-SA': 'Australia: South Australia\tgrid_zone\t268.52\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'AUS-TAS': 'Australia: Tasmania\tgrid_zone\t89.03\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'AUS-VIC': 'Australia: Victoria\tgrid_zone\t580.73\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'AUS-WA': 'Australia: Western Australia\tgrid_zone\t480.3\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'BR-CS': 'Brazil: Central Brazil\tgrid_zone\t166.03\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'BR-N': 'Brazil: North Brazil\tgrid_zone\t180.63\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'BR-NE': 'Brazil: North-East Brazil\tgrid_zone\t146.01\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'BR-S': 'Brazil: South Brazil\tgrid_zone\t170.87\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'CA-AB': 'Canada: Alberta\tgrid_zone\t507.27\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'CA-NS': 'Canada: Nova Scotia\tgrid_zone\t81.02\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'CA-ON': 'Canada: Ontario\tgrid_zone\t54.84\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'CA-PE': 'Canada: Prince Edward Island\tgrid_zone\t144.88\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'CA-YT': 'Canada: Yukon\tgrid_zone\t51.11\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'DK-BHM': 'Denmark: Bornholm\tgrid_zone\t56.4\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'DK-DK1': 'Denmark: West Denmark\tgrid_zone\t193.99\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'DK-DK2': 'Denmark: East Denmark\tgrid_zone\t191.95\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'ES-CN-FVLZ': 'Spain: Fuerteventura/Lanzarote\tgrid_zone\t547.37\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'ES-CN-GC': 'Spain: Gran Canaria\tgrid_zone\t501.67\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'ES-CN-HI': 'Spain: El Hierro\tgrid_zone\t295.73\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'ES-CN-IG': 'Spain: Isla de la Gomera\tgrid_zone\t650.0\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'ES-CN-LP': 'Spain: La Palma\tgrid_zone\t582.41\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'ES-CN-TE': 'Spain: Tenerife\tgrid_zone\t512.82\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'ES-IB-FO': 'Spain: Formentera\tgrid_zone\t423.19\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'ES-IB-IZ': 'Spain: Ibiza\tgrid_zone\t445.69\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'ES-IB-MA': 'Spain: Mallorca\tgrid_zone\t392.86\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'ES-IB-ME': 'Spain: Menorca\tgrid_zone\t543.87\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'GB-ORK': 'Great Britain: Orkney Islands\tgrid_zone\t95.38\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'IN-AP': 'India: Andhra Pradesh\tgrid_zone\t524.23\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'IN-CT': 'India: Chhattisgarh\tgrid_zone\t807.75\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'IN-DL': 'India: Delhi\tgrid_zone\t475.57\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'IN-GJ': 'India: Gujarat\tgrid_zone\t611.926\t2018\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'IN-KA': 'India: Karnataka\tgrid_zone\t478.18\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'IN-PB': 'India: Punjab\tgrid_zone\t700.46\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'IN-UP': 'India: Uttar Pradesh\tgrid_zone\t736.32\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'IN-UT': 'India: Uttarakhand\tgrid_zone\t336.355\t2018\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'IT-CNO': 'Italy: Central North\tgrid_zone\t260.58\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'IT-CSO': 'Italy: Central South\tgrid_zone\t350.48\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'IT-NO': 'Italy: North\tgrid_zone\t280.76\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'IT-SAR': 'Italy: Sardinia\tgrid_zone\t479.21\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'IT-SIC': 'Italy: Sicily\tgrid_zone\t342.6\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'IT-SO': 'Italy: South\tgrid_zone\t336.63\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'JP-CB': 'Japan: Chūbu\tgrid_zone\t456.252\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'JP-CG': 'Japan: Chūgoku\tgrid_zone\t523.381\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'JP-HKD': 'Japan: Hokkaidō\tgrid_zone\t533.669\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'JP-HR': 'Japan: Hokuriku\tgrid_zone\t481.177\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'JP-KN': 'Japan: Kansai\tgrid_zone\t483.37\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'JP-KY': 'Japan: Kyūshū\tgrid_zone\t379.89\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'JP-ON': 'Japan: Okinawa\tgrid_zone\t666.879\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'JP-SK': 'Japan: Shikoku\tgrid_zone\t463.782\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'JP-TH': 'Japan: Tōhoku\tgrid_zone\t544.099\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'JP-TK': 'Japan: Tōkyō\tgrid_zone\t575.73\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'MY-WM': 'Malaysia: Peninsula\tgrid_zone\t661.95\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'NZ-NZN': 'New Zealand: North Island\tgrid_zone\t230.52\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'NZ-NZS': 'New Zealand: South Island\tgrid_zone\t28.1\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'RU-1': 'Russia: European Russia and Ural\tgrid_zone\t357.65\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'RU-2': 'Russia: Siberia\tgrid_zone\t472.45\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-BPA': 'United States of America: BPA\tgrid_zone\t77.013\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-CAL-BANC': 'United States of America: Balancing Authority Of Northern California\tgrid_zone\t260.23\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-CAL-CISO': 'United States of America: California Independent System Operator\tgrid_zone\t262.1\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-CAL-IID': 'United States of America: Imperial Irrigation District\tgrid_zone\t573.75\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-CAL-LDWP': 'United States of America: Los Angeles Department Of Water And Power\tgrid_zone\t374.28\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-CAL-TIDC': 'United States of America: Turlock Irrigation District\tgrid_zone\t347.72\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-CAR-CPLE': 'United States of America: Duke Energy Progress East\tgrid_zone\t302.22\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-CAR-CPLW': 'United States of America: Duke Energy Progress West\tgrid_zone\t460.16\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-CAR-DUK': 'United States of America: Duke Energy Carolinas\tgrid_zone\t282.24\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-CAR-SC': 'United States of America: South Carolina Public Service Authority\tgrid_zone\t517.87\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-CAR-SCEG': 'United States of America: South Carolina Electric & Gas Company\tgrid_zone\t390.57\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-CAR-YAD': 'United States of America: Alcoa Power Generating, Inc. Yadkin Division\tgrid_zone\t40.36\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-CENT-SPA': 'United States of America: Southwestern Power Administration\tgrid_zone\t167.84\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-CENT-SWPP': 'United States of America: Southwest Power Pool\tgrid_zone\t411.98\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-FLA-FMPP': 'United States of America: Florida Municipal Power Pool\tgrid_zone\t547.21\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-FLA-FPC': 'United States of America: Duke Energy Florida Inc\tgrid_zone\t521.97\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-FLA-FPL': 'United States of America: Florida Power & Light Company\tgrid_zone\t397.64\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-FLA-GVL': 'United States of America: Gainesville Regional Utilities\tgrid_zone\t634.8\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-FLA-HST': 'United States of America: City Of Homestead\tgrid_zone\t5.75\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-FLA-JEA': 'United States of America: JEA\tgrid_zone\t559.49\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-FLA-SEC': 'United States of America: Seminole Electric Cooperative\tgrid_zone\t664.42\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-FLA-TAL': 'United States of America: City Of Tallahassee\tgrid_zone\t468.99\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-FLA-TEC': 'United States of America: Tampa Electric Company\tgrid_zone\t548.02\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-HI-OA': 'United States of America: Oahu\tgrid_zone\t596.29\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-IPC': 'United States of America: IPC\tgrid_zone\t315.649\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-MIDA-OVEC': 'United States of America: Ohio Valley Electric Corporation\tgrid_zone\t778.328\t2018\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-MIDA-PJM': 'United States of America: PJM Interconnection, Llc\tgrid_zone\t390.26\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-MIDW-AECI': 'United States of America: Associated Electric Cooperative, Inc.\tgrid_zone\t566.69\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-MIDW-EEI': 'United States of America: Electric Energy, Inc.\tgrid_zone\t802.653\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-MIDW-LGEE': 'United States of America: Louisville Gas And Electric Company And Kentucky Utilities\tgrid_zone\t725.08\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-MIDW-MISO': 'United States of America: Midcontinent Independent Transmission System Operator, Inc..\tgrid_zone\t477.15\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-MISO': 'United States of America: MISO\tgrid_zone\t502.743\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NE-ISNE': 'United States of America: Iso New England Inc.\tgrid_zone\t259.87\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NEISO': 'United States of America: New England\tgrid_zone\t259.113\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-AVA': 'United States of America: Avista Corporation\tgrid_zone\t183.32\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-AVRN': 'United States of America: Avangrid Renewables Cooperative\tgrid_zone\t79.307\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-BPAT': 'United States of America: Bonneville Power Administration\tgrid_zone\t81.56\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-CHPD': 'United States of America: PUD No. 1 Of Chelan County\tgrid_zone\t25.77\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-DOPD': 'United States of America: PUD No. 1 Of Douglas County\tgrid_zone\t27.38\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-GCPD': 'United States of America: PUD No. 2 Of Grant County, Washington\tgrid_zone\t44.78\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-GRID': 'United States of America: Gridforce Energy Management, Llc\tgrid_zone\t467.08\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-GWA': 'United States of America: Naturener Power Watch, Llc (Gwa)\tgrid_zone\t16.27\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-IPCO': 'United States of America: Idaho Power Company\tgrid_zone\t293.29\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-NEVP': 'United States of America: Nevada Power Company\tgrid_zone\t452.91\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-NWMT': 'United States of America: Northwestern Energy\tgrid_zone\t504.92\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-PACE': 'United States of America: Pacificorp East\tgrid_zone\t510.72\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-PACW': 'United States of America: Pacificorp West\tgrid_zone\t313.82\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-PGE': 'United States of America: Portland General Electric Company\tgrid_zone\t179.09\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-PSCO': 'United States of America: Public Service Company Of Colorado\tgrid_zone\t479.13\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-PSEI': 'United States of America: Puget Sound Energy\tgrid_zone\t185.58\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-SCL': 'United States of America: Seattle City Light\tgrid_zone\t91.557\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-TPWR': 'United States of America: City Of Tacoma, Department Of Public Utilities, Light Division\tgrid_zone\t63.02\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-WACM': 'United States of America: Western Area Power Administration - Rocky Mountain Region\tgrid_zone\t566.02\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-WAUW': 'United States of America: Western Area Power Administration UGP West\tgrid_zone\t285.47\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-NW-WWA': 'United States of America: Naturener Wind Watch, Llc\tgrid_zone\t10.17\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-PJM': 'United States of America: PJM\tgrid_zone\t380.153\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-SE-AEC': 'United States of America: Powersouth Energy Cooperative\tgrid_zone\t481.08\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-SE-SEPA': 'United States of America: Southeastern Power Administration\tgrid_zone\t22.26\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-SE-SOCO': 'United States of America: Southern Company Services, Inc. - Trans\tgrid_zone\t434.03\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-SPP': 'United States of America: SPP\tgrid_zone\t412.612\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-SVERI': 'United States of America: SVERI\tgrid_zone\t461.158\t2018\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-SW-AZPS': 'United States of America: Arizona Public Service Company\tgrid_zone\t400.51\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-SW-DEAA': 'United States of America: Arlington Valley, LLC\tgrid_zone\t490.0\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-SW-EPE': 'United States of America: El Paso Electric Company\tgrid_zone\t474.05\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-SW-GRIF': 'United States of America: Griffith Energy, LLC\tgrid_zone\t35.99\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-SW-HGMA': 'United States of America: New Harquahala Generating Company, LLC\tgrid_zone\t4.99\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-SW-PNM': 'United States of America: Public Service Company Of New Mexico\tgrid_zone\t500.68\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-SW-SRP': 'United States of America: Salt River Project\tgrid_zone\t271.01\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-SW-TEPC': 'United States of America: Tucson Electric Power Company\tgrid_zone\t487.68\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-SW-WALC': 'United States of America: Western Area Power Administration - Desert Southwest Region\tgrid_zone\t337.65\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-TEN-TVA': 'United States of America: Tennessee Valley Authority\tgrid_zone\t309.29\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'US-TEX-ERCO': 'United States of America: Electric Reliability Council Of Texas, Inc.\tgrid_zone\t376.61\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t',
-    'aws:ap-east-1': 'AWS ap-east-1 (Asia Pacific (Hong Kong), China)\tcloud_region\t702.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S095965261731627X\t\t\t\tChina\t',
-    'aws:ap-northeast-1': 'AWS ap-northeast-1 (Asia Pacific (Tokyo), Japan)\tcloud_region\t516.0\t\tmlco2-impact\thttps://www.fepc.or.jp/library/pamphlet/pdf/04_electricity.pdf\t\t\t\tJapan\t',
-    'aws:ap-northeast-2': 'AWS ap-northeast-2 (Asia Pacific (Seoul), South Korea)\tcloud_region\t517.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tSouth Korea\t',
-    'aws:ap-northeast-3': 'AWS ap-northeast-3 (Asia Pacific (Osaka-Local), Japan)\tcloud_region\t516.0\t\tmlco2-impact\thttps://www.fepc.or.jp/library/pamphlet/pdf/04_electricity.pdf\t\t\t\tJapan\t',
-    'aws:ap-south-1': 'AWS ap-south-1 (Asia Pacific (Mumbai), India)\tcloud_region\t920.0\t\tmlco2-impact\thttp://www.cea.nic.in/reports/others/thermal/tpece/cdm_co2/user_guide_ver13.pdf\t\t\t\tIndia\t',
-    'aws:ap-southeast-1': 'AWS ap-southeast-1 (Asia Pacific (Singapore), Singapore)\tcloud_region\t419.0\t\tmlco2-impact\thttps://www.ema.gov.sg/cmsmedia/Publications_and_Statistics/Publications/SES18/Publication_Singapore_Energy_Statistics_2018.pdf\t\t\t\tSingapore\t',
-    'aws:ap-southeast-2': 'AWS ap-southeast-2 (Asia Pacific (Sydney), Australia)\tcloud_region\t802.0\t\tmlco2-impact\thttp://www.cleanenergyregulator.gov.au/NGER/National%20greenhouse%20and%20energy%20reporting%20data/electricity-sector-emissions-and-generation-data/electricity-sector-emissions-and-generation-data-2016-17\t\t\t\tAustralia\t',
-    'aws:ca-central-1': 'AWS ca-central-1 (Canada (Central), Canada)\tcloud_region\t20.0\t\tmlco2-impact\tHydro-Québec\t\t\t\tCanada\t',
-    'aws:cn-north-1': 'AWS cn-north-1 (China (Beijing), China)\tcloud_region\t680.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tChina\t',
-    'aws:cn-northwest-1': 'AWS cn-northwest-1 (China (Ningxia), China)\tcloud_region\t680.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tChina\t',
-    'aws:eu-central-1': 'AWS eu-central-1 (EU (Frankfurt), Germany)\tcloud_region\t615.0\t\tmlco2-impact\tmeasured on  July 2, 2019 between 8 and 9 PM, EST on www.electricitymap.org\t\t\t\tGermany\t',
-    'aws:eu-north-1': 'AWS eu-north-1 (EU (Stockholm), Sweden)\tcloud_region\t47.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tSweden\t',
-    'aws:eu-west-1': 'AWS eu-west-1 (EU (Ireland), Ireland)\tcloud_region\t617.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tIreland\t',
-    'aws:eu-west-2': 'AWS eu-west-2 (EU (London), United Kingdom)\tcloud_region\t623.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tUnited Kingdom\t',
-    'aws:eu-west-3': 'AWS eu-west-3 (EU (Paris), France)\tcloud_region\t105.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tFrance\t',
-    'aws:sa-east-1': 'AWS sa-east-1 (South America (São Paulo), Brazil)\tcloud_region\t205.0\t\tmlco2-impact\thttps://pdfs.semanticscholar.org/bd2a/69da81529a0f8dd16573dfd38e9d7468637e.pdf\t\t\t\tBrazil\t',
-    'aws:us-east-1': 'AWS us-east-1 (US East (N. Virginia), USA)\tcloud_region\t367.8\t\tmlco2-impact\teGRID\t\t\t\tUSA\t',
-    'aws:us-east-2': 'AWS us-east-2 (US East (Ohio), USA)\tcloud_region\t568.2\t\tmlco2-impact\teGRID\t\t\t\tUSA\t',
-    'aws:us-gov-east-1': 'AWS us-gov-east-1 (AWS GovCloud (US-East), USA)\tcloud_region\t568.2\t\tmlco2-impact\teGRID\t\t\t\tUSA\t',
-    'aws:us-gov-west-1': 'AWS us-gov-west-1 (AWS GovCloud (US), USA)\tcloud_region\t297.6\t\tmlco2-impact\teGRID\t\t\t\tUSA\t',
-    'aws:us-west-1': 'AWS us-west-1 (US West (N. California), USA)\tcloud_region\t240.6\t\tmlco2-impact\teGRID\t\t\t\tUSA\t',
-    'aws:us-west-2': 'AWS us-west-2 (US West (Oregon), USA)\tcloud_region\t297.6\t\tmlco2-impact\teGRID\t\t\t\tUSA\t',
-    'azure:australiacentral': 'AZURE australiacentral (Australia Central, Australia)\tcloud_region\t900.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tAustralia\t',
-    'azure:australiacentral2': 'AZURE australiacentral2 (Australia Central 2, Australia)\tcloud_region\t900.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tAustralia\t',
-    'azure:australiaeast': 'AZURE australiaeast (Australia East, Australia)\tcloud_region\t802.0\t\tmlco2-impact\thttp://www.cleanenergyregulator.gov.au/NGER/National%20greenhouse%20and%20energy%20reporting%20data/electricity-sector-emissions-and-generation-data/electricity-sector-emissions-and-generation-data-2016-17\t\t\t\tAustralia\t',
-    'azure:australiasoutheast': 'AZURE australiasoutheast (Australia Southeast, Australia)\tcloud_region\t805.0\t\tmlco2-impact\thttp://www.cleanenergyregulator.gov.au/NGER/National%20greenhouse%20and%20energy%20reporting%20data/electricity-sector-emissions-and-generation-data/electricity-sector-emissions-and-generation-data-2016-17\t\t\t\tAustralia\t',
-    'azure:brazilsouth': 'AZURE brazilsouth (Brazil South, Brazil)\tcloud_region\t205.0\t\tmlco2-impact\thttps://pdfs.semanticscholar.org/bd2a/69da81529a0f8dd16573dfd38e9d7468637e.pdf\t\t\t\tBrazil\t',
-    'azure:canadacentral': 'AZURE canadacentral (Canada Central, Canada)\tcloud_region\t69.3\t\tmlco2-impact\tCalculated from IESO\t\t\t\tCanada\t',
-    'azure:canadaeast': 'AZURE canadaeast (Canada East, Canada)\tcloud_region\t20.0\t\tmlco2-impact\tHydro-Québec\t\t\t\tCanada\t',
-    'azure:centralindia': 'AZURE centralindia (Central India, India)\tcloud_region\t920.0\t\tmlco2-impact\thttp://www.cea.nic.in/reports/others/thermal/tpece/cdm_co2/user_guide_ver13.pdf\t\t\t\tIndia\t',
-    'azure:centralus': 'AZURE centralus (Central US, USA)\tcloud_region\t736.6\t\tmlco2-impact\teGRID (seem to be in the SRMW grid)\t\t\t\tUSA\t',
-    'azure:eastasia': 'AZURE eastasia (East Asia, Hong Kong)\tcloud_region\t702.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S095965261731627X\t\t\t\tHong Kong\t',
-    'azure:eastus': 'AZURE eastus (East US, USA)\tcloud_region\t367.8\t\tmlco2-impact\teGRID\t\t\t\tUSA\t',
-    'azure:eastus2': 'AZURE eastus2 (East US 2, USA)\tcloud_region\t367.8\t\tmlco2-impact\teGRID\t\t\t\tUSA\t',
-    'azure:francecentral': 'AZURE francecentral (France Central, France)\tcloud_region\t105.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tFrance\t',
-    'azure:francesouth': 'AZURE francesouth (France South, France)\tcloud_region\t105.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tFrance\t',
-    'azure:japaneast': 'AZURE japaneast (Japan East, Japan)\tcloud_region\t516.0\t\tmlco2-impact\thttps://www.fepc.or.jp/library/pamphlet/pdf/04_electricity.pdf\t\t\t\tJapan\t',
-    'azure:japanwest': 'AZURE japanwest (Japan West, Japan)\tcloud_region\t516.0\t\tmlco2-impact\thttps://www.fepc.or.jp/library/pamphlet/pdf/04_electricity.pdf\t\t\t\tJapan\t',
-    'azure:koreacentral': 'AZURE koreacentral (Korea Central, South Korea)\tcloud_region\t517.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tSouth Korea\t',
-    'azure:koreasouth': 'AZURE koreasouth (Korea South, South Korea)\tcloud_region\t517.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tSouth Korea\t',
-    'azure:northcentralus': 'AZURE northcentralus (North Central US, USA)\tcloud_region\t568.2\t\tmlco2-impact\teGRID\t\t\t\tUSA\t',
-    'azure:northeurope': 'AZURE northeurope (North Europe, Ireland)\tcloud_region\t617.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tIreland\t',
-    'azure:southafricanorth': 'AZURE southafricanorth (South Africa North, South Africa)\tcloud_region\t1009.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tSouth Africa\t',
-    'azure:southafricawest': 'AZURE southafricawest (South Africa West, South Africa)\tcloud_region\t1009.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tSouth Africa\t',
-    'azure:southcentralus': 'AZURE southcentralus (South Central US, USA)\tcloud_region\t460.4\t\tmlco2-impact\teGRID\t\t\t\tUSA\t',
-    'azure:southeastasia': 'AZURE southeastasia (Southeast Asia, Singapore)\tcloud_region\t419.0\t\tmlco2-impact\thttps://www.ema.gov.sg/cmsmedia/Publications_and_Statistics/Publications/SES18/Publication_Singapore_Energy_Statistics_2018.pdf\t\t\t\tSingapore\t',
-    'azure:southindia': 'AZURE southindia (South India, India)\tcloud_region\t920.0\t\tmlco2-impact\thttp://www.cea.nic.in/reports/others/thermal/tpece/cdm_co2/user_guide_ver13.pdf\t\t\t\tIndia\t',
-    'azure:uksouth': 'AZURE uksouth (UK South, United Kingdom)\tcloud_region\t623.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tUnited Kingdom\t',
-    'azure:ukwest': 'AZURE ukwest (UK West, United Kingdom)\tcloud_region\t623.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tUnited Kingdom\t',
-    'azure:westcentralus': 'AZURE westcentralus (West Central US, USA)\tcloud_region\t297.6\t\tmlco2-impact\t\t\t\t\tUSA\t',
-    'azure:westeurope': 'AZURE westeurope (West Europe, Netherlands)\tcloud_region\t569.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tNetherlands\t',
-    'azure:westindia': 'AZURE westindia (West India, India)\tcloud_region\t920.0\t\tmlco2-impact\thttp://www.cea.nic.in/reports/others/thermal/tpece/cdm_co2/user_guide_ver13.pdf\t\t\t\tIndia\t',
-    'azure:westus': 'AZURE westus (West US, USA)\tcloud_region\t240.6\t\tmlco2-impact\teGRID\t\t\t\tUSA\t',
-    'azure:westus2': 'AZURE westus2 (West US 2, USA)\tcloud_region\t297.6\t\tmlco2-impact\teGRID\t\t\t\tUSA\t',
-    'coreweave:las1': 'COREWEAVE las1 (US West, USA)\tcloud_region\t474.58\t\tmlco2-impact\telectricitymap\t\t\t\tUSA\t',
-    'coreweave:lga1': 'COREWEAVE lga1 (US East, USA)\tcloud_region\t282.75\t\tmlco2-impact\telectricitymap\t\t\t\tUSA\t',
-    'coreweave:ord1': 'COREWEAVE ord1 (US Central, USA)\tcloud_region\t424.5\t\tmlco2-impact\telectricitymap\t\t\t\tUSA\t',
-    'gcp:africa-south1': 'GCP africa-south1 (Johannesburg, South Africa)\tcloud_region\t646.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tSouth Africa\t',
-    'gcp:asia-east1': 'GCP asia-east1 (Changhua County, Taiwan)\tcloud_region\t451.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.12\thttps://www.google.com/about/datacenters/efficiency/\t\tTaiwan\t',
-    'gcp:asia-east2': 'GCP asia-east2 (Hong Kong, China)\tcloud_region\t360.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tChina\t',
-    'gcp:asia-northeast1': 'GCP asia-northeast1 (Tokyo, Japan)\tcloud_region\t459.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tJapan\t',
-    'gcp:asia-northeast2': 'GCP asia-northeast2 (Osaka, Japan)\tcloud_region\t385.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tJapan\t',
-    'gcp:asia-northeast3': 'GCP asia-northeast3 (Seoul, Korea)\tcloud_region\t378.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tKorea\tSouth Korea',
-    'gcp:asia-south1': 'GCP asia-south1 (Mumbai, India)\tcloud_region\t648.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tIndia\t',
-    'gcp:asia-south2': 'GCP asia-south2 (Delhi, India)\tcloud_region\t529.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tIndia\t',
-    'gcp:asia-southeast1': 'GCP asia-southeast1 (Jurong West, Singapore)\tcloud_region\t369.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.12\thttps://www.google.com/about/datacenters/efficiency/\t\tSingapore\t',
-    'gcp:asia-southeast2': 'GCP asia-southeast2 (Jakarta, Indonesia)\tcloud_region\t580.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tIndonesia\t',
-    'gcp:australia-southeast1': 'GCP australia-southeast1 (Sydney, Australia)\tcloud_region\t501.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tAustralia\t',
-    'gcp:australia-southeast2': 'GCP australia-southeast2 (Melbourne, Australia)\tcloud_region\t456.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tAustralia\t',
-    'gcp:europe-central2': 'GCP europe-central2 (Warsaw, Poland)\tcloud_region\t723.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tPoland\t',
-    'gcp:europe-north1': 'GCP europe-north1 (Hamina, Finland)\tcloud_region\t46.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.09\thttps://www.google.com/about/datacenters/efficiency/\t\tFinland\t',
-    'gcp:europe-southwest1': 'GCP europe-southwest1 (Madrid, Spain)\tcloud_region\t131.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tSpain\t',
-    'gcp:europe-west1': 'GCP europe-west1 (St. Ghislain, Belgium)\tcloud_region\t122.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.09\thttps://www.google.com/about/datacenters/efficiency/\t\tBelgium\t',
-    'gcp:europe-west10': 'GCP europe-west10 (Berlin, Germany)\tcloud_region\t345.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tGermany\t',
-    'gcp:europe-west12': 'GCP europe-west12 (Turin, Italy)\tcloud_region\t249.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tItaly\t',
-    'gcp:europe-west2': 'GCP europe-west2 (London, United Kingdom)\tcloud_region\t136.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tUnited Kingdom\tEngland',
-    'gcp:europe-west3': 'GCP europe-west3 (Frankfurt, Germany)\tcloud_region\t345.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tGermany\t',
-    'gcp:europe-west4': 'GCP europe-west4 (Eemshaven, Netherlands)\tcloud_region\t236.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.09\thttps://www.google.com/about/datacenters/efficiency/\t\tNetherlands\t',
-    'gcp:europe-west6': 'GCP europe-west6 (Zurich, Switzerland)\tcloud_region\t59.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tSwitzerland\t',
-    'gcp:europe-west8': 'GCP europe-west8 (Milan, Italy)\tcloud_region\t249.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tItaly\t',
-    'gcp:europe-west9': 'GCP europe-west9 (Paris, France)\tcloud_region\t34.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tFrance\t',
-    'gcp:me-cenrtal1': 'GCP me-cenrtal1 (Doha, Qatar)\tcloud_region\t575.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tQatar\t',
-    'gcp:me-central2': 'GCP me-central2 (Dammam, Saudi Arabia)\tcloud_region\t569.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tSaudi Arabia\t',
-    'gcp:me-west1': 'GCP me-west1 (Tel Aviv, Israel)\tcloud_region\t463.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tIsrael\t',
-    'gcp:northamerica-northeast1': 'GCP northamerica-northeast1 (Montreal, Canada)\tcloud_region\t2.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tCanada\tQuebec',
-    'gcp:northamerica-northeast2': 'GCP northamerica-northeast2 (Toronto, Canada)\tcloud_region\t47.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tCanada\t',
-    'gcp:southamerica-east1': 'GCP southamerica-east1 (Sao Paulo, Brazil)\tcloud_region\t56.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tBrazil\t',
-    'gcp:southamerica-west1': 'GCP southamerica-west1 (Santiago, Chile)\tcloud_region\t138.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tChile\t',
-    'gcp:us-central1': 'GCP us-central1 (Council Bluffs, USA)\tcloud_region\t430.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.11\thttps://www.google.com/about/datacenters/efficiency/\t\tUSA\tIowa',
-    'gcp:us-east1': 'GCP us-east1 (Moncks Corner, USA)\tcloud_region\t560.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.11\thttps://www.google.com/about/datacenters/efficiency/\t\tUSA\tSouth Carolina',
-    'gcp:us-east4': 'GCP us-east4 (Ashburn, USA)\tcloud_region\t322.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.1\thttps://www.google.com/about/datacenters/efficiency/\t\tUSA\tNorthern Virginia',
-    'gcp:us-east5': 'GCP us-east5 (Columbus, USA)\tcloud_region\t322.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tUSA\t',
-    'gcp:us-south1': 'GCP us-south1 (Dallas, USA)\tcloud_region\t321.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tUSA\t',
-    'gcp:us-west1': 'GCP us-west1 (The Dalles, USA)\tcloud_region\t94.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.1\thttps://www.google.com/about/datacenters/efficiency/\t\tUSA\tOregon',
-    'gcp:us-west2': 'GCP us-west2 (Los Angeles, USA)\tcloud_region\t198.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tUSA\tCalifornia',
-    'gcp:us-west3': 'GCP us-west3 (Salt Lake City, USA)\tcloud_region\t588.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tUSA\tUtah',
-    'gcp:us-west4': 'GCP us-west4 (Las Vegas, USA)\tcloud_region\t373.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tUSA\tNevada',
-    'ovh:bhs': 'OVH bhs (Beauharnois, Canada)\tcloud_region\t20.0\t\tmlco2-impact\tHydro-Québec\t\t\t\tCanada\t',
-    'ovh:gra': 'OVH gra (Gravelines, France)\tcloud_region\t105.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tFrance\t',
-}
-# every spelling (case-folded) and the code it selects, as Catalogue._location_index has them
-INDEX: dict[str, str] = {
-    'world': 'WORLD',
-    'abw': 'ABW',
-    'afg': 'AFG',
-    'ago': 'AGO',
-    'alb': 'ALB',
-    'are': 'ARE',
-    'arg': 'ARG',
-    'arm': 'ARM',
-    'asm': 'ASM',
-    'atg': 'ATG',
-    'aus': 'AUS',
-    'aut': 'AUT',
-    'aze': 'AZE',
-    'bdi': 'BDI',
-    'bel': 'BEL',
-    'ben': 'BEN',
-    'bfa': 'BFA',
-    'bgd': 'BGD',
-    'bgr': 'BGR',
-    'bhr': 'BHR',
-    'bhs': 'BHS',
-    'bih': 'BIH',
-    'blr': 'BLR',
-    'blz': 'BLZ',
-    'bmu': 'BMU',
-    'bol': 'BOL',
-    'bra': 'BRA',
-    'brb': 'BRB',
-    'brn': 'BRN',
-    'btn': 'BTN',
-    'bwa': 'BWA',
-    'can': 'CAN',
-    'che': 'CHE',
-    'chl': 'CHL',
-    'chn': 'CHN',
-    'civ': 'CIV',
-    'cmr': 'CMR',
-    'cod': 'COD',
-    'cog': 'COG',
-    'cok': 'COK',
-    'col': 'COL',
-    'com': 'COM',
-    'cpv': 'CPV',
-    'cri': 'CRI',
-    'cub': 'CUB',
-    'cym': 'CYM',
-    'cyp': 'CYP',
-    'cze': 'CZE',
-    'deu': 'DEU',
-    'dji': 'DJI',
-    'dma': 'DMA',
-    'dnk': 'DNK',
-    'dom': 'DOM',
-    'dza': 'DZA',
-    'ecu': 'ECU',
-    'egy': 'EGY',
-    'eri': 'ERI',
-    'esh': 'ESH',
-    'esp': 'ESP',
-    'est': 'EST',
-    'eth': 'ETH',
-    'fin': 'FIN',
-    'fji': 'FJI',
-    'flk': 'FLK',
-    'fra': 'FRA',
-    'fro': 'FRO',
-    'gab': 'GAB',
-    'gbr': 'GBR',
-    'geo': 'GEO',
-    'gha': 'GHA',
-    'gib': 'GIB',
-    'gin': 'GIN',
-    'glp': 'GLP',
-    'gmb': 'GMB',
-    'gnb': 'GNB',
-    'gnq': 'GNQ',
-    'grc': 'GRC',
-    'grd': 'GRD',
-    'grl': 'GRL',
-    'gtm': 'GTM',
-    'guf': 'GUF',
-    'gum': 'GUM',
-    'guy': 'GUY',
-    'hkg': 'HKG',
-    'hnd': 'HND',
-    'hrv': 'HRV',
-    'hti': 'HTI',
-    'hun': 'HUN',
-    'idn': 'IDN',
-    'ind': 'IND',
-    'irl': 'IRL',
-    'irn': 'IRN',
-    'irq': 'IRQ',
-    'isl': 'ISL',
-    'isr': 'ISR',
-    'ita': 'ITA',
-    'jam': 'JAM',
-    'jor': 'JOR',
-    'jpn': 'JPN',
-    'kaz': 'KAZ',
-    'ken': 'KEN',
-    'kgz': 'KGZ',
-    'khm': 'KHM',
-    'kir': 'KIR',
-    'kna': 'KNA',
-    'kor': 'KOR',
-    'kwt': 'KWT',
-    'lao': 'LAO',
-    'lbn': 'LBN',
-    'lbr': 'LBR',
-    'lby': 'LBY',
-    'lca': 'LCA',
-    'lka': 'LKA',
-    'lso': 'LSO',
-    'ltu': 'LTU',
-    'lux': 'LUX',
-    'lva': 'LVA',
-    'mac': 'MAC',
-    'mar': 'MAR',
-    'mda': 'MDA',
-    'mdg': 'MDG',
-    'mdv': 'MDV',
-    'mex': 'MEX',
-    'mkd': 'MKD',
-    'mli': 'MLI',
-    'mlt': 'MLT',
-    'mmr': 'MMR',
-    'mne': 'MNE',
-    'mng': 'MNG',
-    'moz': 'MOZ',
-    'mrt': 'MRT',
-    'msr': 'MSR',
-    'mtq': 'MTQ',
-    'mus': 'MUS',
-    'mwi': 'MWI',
-    'mys': 'MYS',
-    'nam': 'NAM',
-    'ncl': 'NCL',
-    'ner': 'NER',
-    'nga': 'NGA',
-    'nic': 'NIC',
-    'nld': 'NLD',
-    'nor': 'NOR',
-    'npl': 'NPL',
-    'nru': 'NRU',
-    'nzl': 'NZL',
-    'omn': 'OMN',
-    'pak': 'PAK',
-    'pan': 'PAN',
-    'per': 'PER',
-    'phl': 'PHL',
-    'png': 'PNG',
-    'pol': 'POL',
-    'pri': 'PRI',
-    'prk': 'PRK',
-    'prt': 'PRT',
-    'pry': 'PRY',
-    'pse': 'PSE',
-    'pyf': 'PYF',
-    'qat': 'QAT',
-    'reu': 'REU',
-    'rou': 'ROU',
-    'rus': 'RUS',
-    'rwa': 'RWA',
-    'sau': 'SAU',
-    'sdn': 'SDN',
-    'sen': 'SEN',
-    'sgp': 'SGP',
-    'shn': 'SHN',
-    'slb': 'SLB',
-    'sle': 'SLE',
-    'slv': 'SLV',
-    'som': 'SOM',
-    'spm': 'SPM',
-    'srb': 'SRB',
-    'ssd': 'SSD',
-    'stp': 'STP',
-    'sur': 'SUR',
-    'svk': 'SVK',
-    'svn': 'SVN',
-    'swe': 'SWE',
-    'swz': 'SWZ',
-    'syc': 'SYC',
-    'syr': 'SYR',
-    'tca': 'TCA',
-    'tcd': 'TCD',
-    'tgo': 'TGO',
-    'tha': 'THA',
-    'tjk': 'TJK',
-    'tkm': 'TKM',
-    'tls': 'TLS',
-    'ton': 'TON',
-    'tto': 'TTO',
-    'tun': 'TUN',
-    'tur': 'TUR',
-    'twn': 'TWN',
-    'tza': 'TZA',
-    'uga': 'UGA',
-    'ukr': 'UKR',
-    'ury': 'URY',
-    'usa': 'USA',
-    'uzb': 'UZB',
-    'vct': 'VCT',
-    'ven': 'VEN',
-    'vgb': 'VGB',
-    'vir': 'VIR',
-    'vnm': 'VNM',
-    'vut': 'VUT',
-    'wsm': 'WSM',
-    'yem': 'YEM',
-    'zaf': 'ZAF',
-    'zmb': 'ZMB',
-    'zwe': 'ZWE',
-    'us-al': 'US-AL',
-    'us-ak': 'US-AK',
-    'us-az': 'US-AZ',
-    'us-ar': 'US-AR',
-    'us-ca': 'US-CA',
-    'us-co': 'US-CO',
-    'us-ct': 'US-CT',
-    'us-de': 'US-DE',
-    'us-dc': 'US-DC',
-    'us-fl': 'US-FL',
-    'us-ga': 'US-GA',
-    'us-hi': 'US-HI',
-    'us-id': 'US-ID',
-    'us-il': 'US-IL',
-    'us-in': 'US-IN',
-    'us-ia': 'US-IA',
-    'us-ks': 'US-KS',
-    'us-ky': 'US-KY',
-    'us-la': 'US-LA',
-    'us-me': 'US-ME',
-    'us-md': 'US-MD',
-    'us-ma': 'US-MA',
-    'us-mi': 'US-MI',
-    'us-mn': 'US-MN',
-    'us-ms': 'US-MS',
-    'us-mo': 'US-MO',
-    'us-mt': 'US-MT',
-    'us-ne': 'US-NE',
-    'us-nv': 'US-NV',
-    'us-nh': 'US-NH',
-    'us-nj': 'US-NJ',
-    'us-nm': 'US-NM',
-    'us-ny': 'US-NY',
-    'us-nc': 'US-NC',
-    'us-nd': 'US-ND',
-    'us-oh': 'US-OH',
-    'us-ok': 'US-OK',
-    'us-or': 'US-OR',
-    'us-pa': 'US-PA',
-    'us-ri': 'US-RI',
-    'us-sc': 'US-SC',
-    'us-sd': 'US-SD',
-    'us-tn': 'US-TN',
-    'us-tx': 'US-TX',
-    'us-ut': 'US-UT',
-    'us-vt': 'US-VT',
-    'us-va': 'US-VA',
-    'us-wa': 'US-WA',
-    'us-wv': 'US-WV',
-    'us-wi': 'US-WI',
-    'us-wy': 'US-WY',
-    'no-no1': 'NO-NO1',
-    'no-no2': 'NO-NO2',
-    'no-no3': 'NO-NO3',
-    'no-no4': 'NO-NO4',
-    'no-no5': 'NO-NO5',
-    'se-se1': 'SE-SE1',
-    'se-se2': 'SE-SE2',
-    'se-se3': 'SE-SE3',
-    'se-se4': 'SE-SE4',
-    'aus-nsw': 'AUS-NSW',
-    'aus-qld': 'AUS-QLD',
-    'aus-sa': 'AUS-SA',
-    'aus-tas': 'AUS-TAS',
-    'aus-vic': 'AUS-VIC',
-    'aus-wa': 'AUS-WA',
-    'br-cs': 'BR-CS',
-    'br-n': 'BR-N',
-    'br-ne': 'BR-NE',
-    'br-s': 'BR-S',
-    'ca-ab': 'CA-AB',
-    'ca-ns': 'CA-NS',
-    'ca-on': 'CA-ON',
-    'ca-pe': 'CA-PE',
-    'ca-yt': 'CA-YT',
-    'dk-bhm': 'DK-BHM',
-    'dk-dk1': 'DK-DK1',
-    'dk-dk2': 'DK-DK2',
-    'es-cn-fvlz': 'ES-CN-FVLZ',
-    'es-cn-gc': 'ES-CN-GC',
-    'es-cn-hi': 'ES-CN-HI',
-    'es-cn-ig': 'ES-CN-IG',
-    'es-cn-lp': 'ES-CN-LP',
-    'es-cn-te': 'ES-CN-TE',
-    'es-ib-fo': 'ES-IB-FO',
-    'es-ib-iz': 'ES-IB-IZ',
-    'es-ib-ma': 'ES-IB-MA',
-    'es-ib-me': 'ES-IB-ME',
-    'gb-ork': 'GB-ORK',
-    'in-ap': 'IN-AP',
-    'in-ct': 'IN-CT',
-    'in-dl': 'IN-DL',
-    'in-gj': 'IN-GJ',
-    'in-ka': 'IN-KA',
-    'in-pb': 'IN-PB',
-    'in-up': 'IN-UP',
-    'in-ut': 'IN-UT',
-    'it-cno': 'IT-CNO',
-    'it-cso': 'IT-CSO',
-    'it-no': 'IT-NO',
-    'it-sar': 'IT-SAR',
-    'it-sic': 'IT-SIC',
-    'it-so': 'IT-SO',
-    'jp-cb': 'JP-CB',
-    'jp-cg': 'JP-CG',
-    'jp-hkd': 'JP-HKD',
-    'jp-hr': 'JP-HR',
-    'jp-kn': 'JP-KN',
-    'jp-ky': 'JP-KY',
-    'jp-on': 'JP-ON',
-    'jp-sk': 'JP-SK',
-    'jp-th': 'JP-TH',
-    'jp-tk': 'JP-TK',
-    'my-wm': 'MY-WM',
-    'nz-nzn': 'NZ-NZN',
-    'nz-nzs': 'NZ-NZS',
-    'ru-1': 'RU-1',
-    'ru-2': 'RU-2',
-    'us-bpa': 'US-BPA',
-    'us-cal-banc': 'US-CAL-BANC',
-    'us-cal-ciso': 'US-CAL-CISO',
-    'us-cal-iid': 'US-CAL-IID',
-    'us-cal-ldwp': 'US-CAL-LDWP',
-    'us-cal-tidc': 'US-CAL-TIDC',
-    'us-car-cple': 'US-CAR-CPLE',
-    'us-car-cplw': 'US-CAR-CPLW',
-    'us-car-duk': 'US-CAR-DUK',
-    'us-car-sc': 'US-CAR-SC',
-    'us-car-sceg': 'US-CAR-SCEG',
-    'us-car-yad': 'US-CAR-YAD',
-    'us-cent-spa': 'US-CENT-SPA',
-    'us-cent-swpp': 'US-CENT-SWPP',
-    'us-fla-fmpp': 'US-FLA-FMPP',
-    'us-fla-fpc': 'US-FLA-FPC',
-    'us-fla-fpl': 'US-FLA-FPL',
-    'us-fla-gvl': 'US-FLA-GVL',
-    'us-fla-hst': 'US-FLA-HST',
-    'us-fla-jea': 'US-FLA-JEA',
-    'us-fla-sec': 'US-FLA-SEC',
-    'us-fla-tal': 'US-FLA-TAL',
-    'us-fla-tec': 'US-FLA-TEC',
-    'us-hi-oa': 'US-HI-OA',
-    'us-ipc': 'US-IPC',
-    'us-mida-ovec': 'US-MIDA-OVEC',
-    'us-mida-pjm': 'US-MIDA-PJM',
-    'us-midw-aeci': 'US-MIDW-AECI',
-    'us-midw-eei': 'US-MIDW-EEI',
-    'us-midw-lgee': 'US-MIDW-LGEE',
-    'us-midw-miso': 'US-MIDW-MISO',
-    'us-miso': 'US-MISO',
-    'us-ne-isne': 'US-NE-ISNE',
-    'us-neiso': 'US-NEISO',
-    'us-nw-ava': 'US-NW-AVA',
-    'us-nw-avrn': 'US-NW-AVRN',
-    'us-nw-bpat': 'US-NW-BPAT',
-    'us-nw-chpd': 'US-NW-CHPD',
-    'us-nw-dopd': 'US-NW-DOPD',
-    'us-nw-gcpd': 'US-NW-GCPD',
-    'us-nw-grid': 'US-NW-GRID',
-    'us-nw-gwa': 'US-NW-GWA',
-    'us-nw-ipco': 'US-NW-IPCO',
-    'us-nw-nevp': 'US-NW-NEVP',
-    'us-nw-nwmt': 'US-NW-NWMT',
-    'us-nw-pace': 'US-NW-PACE',
-    'us-nw-pacw': 'US-NW-PACW',
-    'us-nw-pge': 'US-NW-PGE',
-    'us-nw-psco': 'US-NW-PSCO',
-    'us-nw-psei': 'US-NW-PSEI',
-    'us-nw-scl': 'US-NW-SCL',
-    'us-nw-tpwr': 'US-NW-TPWR',
-    'us-nw-wacm': 'US-NW-WACM',
-    'us-nw-wauw': 'US-NW-WAUW',
-    'us-nw-wwa': 'US-NW-WWA',
-    'us-pjm': 'US-PJM',
-    'us-se-aec': 'US-SE-AEC',
-    'us-se-sepa': 'US-SE-SEPA',
-    'us-se-soco': 'US-SE-SOCO',
-    'us-spp': 'US-SPP',
-    'us-sveri': 'US-SVERI',
-    'us-sw-azps': 'US-SW-AZPS',
-    'us-sw-deaa': 'US-SW-DEAA',
-    'us-sw-epe': 'US-SW-EPE',
-    'us-sw-grif': 'US-SW-GRIF',
-    'us-sw-hgma': 'US-SW-HGMA',
-    'us-sw-pnm': 'US-SW-PNM',
-    'us-sw-srp': 'US-SW-SRP',
-    'us-sw-tepc': 'US-SW-TEPC',
-    'us-sw-walc': 'US-SW-WALC',
-    'us-ten-tva': 'US-TEN-TVA',
-    'us-tex-erco': 'US-TEX-ERCO',
-    'aws:ap-east-1': 'aws:ap-east-1',
-    'aws:ap-northeast-1': 'aws:ap-northeast-1',
-    'aws:ap-northeast-2': 'aws:ap-northeast-2',
-    'aws:ap-northeast-3': 'aws:ap-northeast-3',
-    'aws:ap-south-1': 'aws:ap-south-1',
-    'aws:ap-southeast-1': 'aws:ap-southeast-1',
-    'aws:ap-southeast-2': 'aws:ap-southeast-2',
-    'aws:ca-central-1': 'aws:ca-central-1',
-    'aws:cn-north-1': 'aws:cn-north-1',
-    'aws:cn-northwest-1': 'aws:cn-northwest-1',
-    'aws:eu-central-1': 'aws:eu-central-1',
-    'aws:eu-north-1': 'aws:eu-north-1',
-    'aws:eu-west-1': 'aws:eu-west-1',
-    'aws:eu-west-2': 'aws:eu-west-2',
-    'aws:eu-west-3': 'aws:eu-west-3',
-    'aws:sa-east-1': 'aws:sa-east-1',
-    'aws:us-east-1': 'aws:us-east-1',
-    'aws:us-east-2': 'aws:us-east-2',
-    'aws:us-gov-east-1': 'aws:us-gov-east-1',
-    'aws:us-gov-west-1': 'aws:us-gov-west-1',
-    'aws:us-west-1': 'aws:us-west-1',
-    'aws:us-west-2': 'aws:us-west-2',
-    'azure:australiacentral': 'azure:australiacentral',
-    'azure:australiacentral2': 'azure:australiacentral2',
-    'azure:australiaeast': 'azure:australiaeast',
-    'azure:australiasoutheast': 'azure:australiasoutheast',
-    'azure:brazilsouth': 'azure:brazilsouth',
-    'azure:canadacentral': 'azure:canadacentral',
-    'azure:canadaeast': 'azure:canadaeast',
-    'azure:centralindia': 'azure:centralindia',
-    'azure:centralus': 'azure:centralus',
-    'azure:eastasia': 'azure:eastasia',
-    'azure:eastus': 'azure:eastus',
-    'azure:eastus2': 'azure:eastus2',
-    'azure:francecentral': 'azure:francecentral',
-    'azure:francesouth': 'azure:francesouth',
-    'azure:japaneast': 'azure:japaneast',
-    'azure:japanwest': 'azure:japanwest',
-    'azure:koreacentral': 'azure:koreacentral',
-    'azure:koreasouth': 'azure:koreasouth',
-    'azure:northcentralus': 'azure:northcentralus',
-    'azure:northeurope': 'azure:northeurope',
-    'azure:southafricanorth': 'azure:southafricanorth',
-    'azure:southafricawest': 'azure:southafricawest',
-    'azure:southcentralus': 'azure:southcentralus',
-    'azure:southeastasia': 'azure:southeastasia',
-    'azure:southindia': 'azure:southindia',
-    'azure:uksouth': 'azure:uksouth',
-    'azure:ukwest': 'azure:ukwest',
-    'azure:westcentralus': 'azure:westcentralus',
-    'azure:westeurope': 'azure:westeurope',
-    'azure:westindia': 'azure:westindia',
-    'azure:westus': 'azure:westus',
-    'azure:westus2': 'azure:westus2',
-    'coreweave:las1': 'coreweave:las1',
-    'coreweave:lga1': 'coreweave:lga1',
-    'coreweave:ord1': 'coreweave:ord1',
-    'gcp:africa-south1': 'gcp:africa-south1',
-    'gcp:asia-east1': 'gcp:asia-east1',
-    'gcp:asia-east2': 'gcp:asia-east2',
-    'gcp:asia-northeast1': 'gcp:asia-northeast1',
-    'gcp:asia-northeast2': 'gcp:asia-northeast2',
-    'gcp:asia-northeast3': 'gcp:asia-northeast3',
-    'gcp:asia-south1': 'gcp:asia-south1',
-    'gcp:asia-south2': 'gcp:asia-south2',
-    'gcp:asia-southeast1': 'gcp:asia-southeast1',
-    'gcp:asia-southeast2': 'gcp:asia-southeast2',
-    'gcp:australia-southeast1': 'gcp:australia-southeast1',
-    'gcp:australia-southeast2': 'gcp:australia-southeast2',
-    'gcp:europe-central2': 'gcp:europe-central2',
-    'gcp:europe-north1': 'gcp:europe-north1',
-    'gcp:europe-southwest1': 'gcp:europe-southwest1',
-    'gcp:europe-west1': 'gcp:europe-west1',
-    'gcp:europe-west10': 'gcp:europe-west10',
-    'gcp:europe-west12': 'gcp:europe-west12',
-    'gcp:europe-west2': 'gcp:europe-west2',
-    'gcp:europe-west3': 'gcp:europe-west3',
-    'gcp:europe-west4': 'gcp:europe-west4',
-    'gcp:europe-west6': 'gcp:europe-west6',
-    'gcp:europe-west8': 'gcp:europe-west8',
-    'gcp:europe-west9': 'gcp:europe-west9',
-    'gcp:me-cenrtal1': 'gcp:me-cenrtal1',
-    'gcp:me-central2': 'gcp:me-central2',
-    'gcp:me-west1': 'gcp:me-west1',
-    'gcp:northamerica-northeast1': 'gcp:northamerica-northeast1',
-    'gcp:northamerica-northeast2': 'gcp:northamerica-northeast2',
-    'gcp:southamerica-east1': 'gcp:southamerica-east1',
-    'gcp:southamerica-west1': 'gcp:southamerica-west1',
-    'gcp:us-central1': 'gcp:us-central1',
-    'gcp:us-east1': 'gcp:us-east1',
-    'gcp:us-east4': 'gcp:us-east4',
-    'gcp:us-east5': 'gcp:us-east5',
-    'gcp:us-south1': 'gcp:us-south1',
-    'gcp:us-west1': 'gcp:us-west1',
-    'gcp:us-west2': 'gcp:us-west2',
-    'gcp:us-west3': 'gcp:us-west3',
-    'gcp:us-west4': 'gcp:us-west4',
-    'ovh:bhs': 'ovh:bhs',
-    'ovh:gra': 'ovh:gra',
-    'world average': 'WORLD',
-    'global': 'WORLD',
-    'aruba': 'ABW',
-    'aw': 'ABW',
-    'afghanistan': 'AFG',
-    'af': 'AFG',
-    'angola': 'AGO',
-    'ao': 'AGO',
-    'albania': 'ALB',
-    'al': 'ALB',
-    'united arab emirates': 'ARE',
-    'ae': 'ARE',
-    'argentina': 'ARG',
-    'ar': 'ARG',
-    'armenia': 'ARM',
-    'am': 'ARM',
-    'american samoa': 'ASM',
-    'as': 'ASM',
-    'antigua and barbuda': 'ATG',
-    'ag': 'ATG',
-    'australia': 'AUS',
-    'au': 'AUS',
-    'austria': 'AUT',
-    'at': 'AUT',
-    'azerbaijan': 'AZE',
-    'az': 'AZE',
-    'burundi': 'BDI',
-    'bi': 'BDI',
-    'belgium': 'BEL',
-    'be': 'BEL',
-    'benin': 'BEN',
-    'bj': 'BEN',
-    'burkina faso': 'BFA',
-    'bf': 'BFA',
-    'bangladesh': 'BGD',
-    'bd': 'BGD',
-    'bulgaria': 'BGR',
-    'bg': 'BGR',
-    'bahrain': 'BHR',
-    'bh': 'BHR',
-    'bahamas': 'BHS',
-    'bs': 'BHS',
-    'bosnia and herzegovina': 'BIH',
-    'ba': 'BIH',
-    'belarus': 'BLR',
-    'by': 'BLR',
-    'belize': 'BLZ',
-    'bz': 'BLZ',
-    'bermuda': 'BMU',
-    'bm': 'BMU',
-    'bolivia': 'BOL',
-    'bo': 'BOL',
-    'bolivia, plurinational state of': 'BOL',
-    'brazil': 'BRA',
-    'br': 'BRA',
-    'barbados': 'BRB',
-    'bb': 'BRB',
-    'brunei': 'BRN',
-    'bn': 'BRN',
-    'brunei darussalam': 'BRN',
-    'bhutan': 'BTN',
-    'bt': 'BTN',
-    'botswana': 'BWA',
-    'bw': 'BWA',
-    'canada': 'CAN',
-    'ca': 'CAN',
-    'switzerland': 'CHE',
-    'ch': 'CHE',
-    'chile': 'CHL',
-    'cl': 'CHL',
-    'china': 'CHN',
-    'cn': 'CHN',
-    "cote d'ivoire": 'CIV',
-    'ci': 'CIV',
-    "côte d'ivoire": 'CIV',
-    'cameroon': 'CMR',
-    'cm': 'CMR',
-    'democratic republic of congo': 'COD',
-    'cd': 'COD',
-    'congo, the democratic republic of the': 'COD',
-    'congo': 'COG',
-    'cg': 'COG',
-    'cook islands': 'COK',
-    'ck': 'COK',
-    'colombia': 'COL',
-    'co': 'COL',
-    'comoros': 'COM',
-    'km': 'COM',
-    'cape verde': 'CPV',
-    'cv': 'CPV',
-    'cabo verde': 'CPV',
-    'costa rica': 'CRI',
-    'cr': 'CRI',
-    'cuba': 'CUB',
-    'cu': 'CUB',
-    'cayman islands': 'CYM',
-    'ky': 'CYM',
-    'cyprus': 'CYP',
-    'cy': 'CYP',
-    'czechia': 'CZE',
-    'cz': 'CZE',
-    'germany': 'DEU',
-    'de': 'DEU',
-    'djibouti': 'DJI',
-    'dj': 'DJI',
-    'dominica': 'DMA',
-    'dm': 'DMA',
-    'denmark': 'DNK',
-    'dk': 'DNK',
-    'dominican republic': 'DOM',
-    'do': 'DOM',
-    'algeria': 'DZA',
-    'dz': 'DZA',
-    'ecuador': 'ECU',
-    'ec': 'ECU',
-    'egypt': 'EGY',
-    'eg': 'EGY',
-    'eritrea': 'ERI',
-    'er': 'ERI',
-    'western sahara': 'ESH',
-    'eh': 'ESH',
-    'spain': 'ESP',
-    'es': 'ESP',
-    'estonia': 'EST',
-    'ee': 'EST',
-    'ethiopia': 'ETH',
-    'et': 'ETH',
-    'finland': 'FIN',
-    'fi': 'FIN',
-    'fiji': 'FJI',
-    'fj': 'FJI',
-    'falkland islands': 'FLK',
-    'fk': 'FLK',
-    'falkland islands (malvinas)': 'FLK',
-    'france': 'FRA',
-    'fr': 'FRA',
-    'faroe islands': 'FRO',
-    'fo': 'FRO',
-    'gabon': 'GAB',
-    'ga': 'GAB',
-    'united kingdom': 'GBR',
-    'gb': 'GBR',
-    'georgia': 'GEO',
-    'ge': 'GEO',
-    'ghana': 'GHA',
-    'gh': 'GHA',
-    'gibraltar': 'GIB',
-    'gi': 'GIB',
-    'guinea': 'GIN',
-    'gn': 'GIN',
-    'guadeloupe': 'GLP',
-    'gp': 'GLP',
-    'gambia': 'GMB',
-    'gm': 'GMB',
-    'guinea-bissau': 'GNB',
-    'gw': 'GNB',
-    'equatorial guinea': 'GNQ',
-    'gq': 'GNQ',
-    'greece': 'GRC',
-    'gr': 'GRC',
-    'grenada': 'GRD',
-    'gd': 'GRD',
-    'greenland': 'GRL',
-    'gl': 'GRL',
-    'guatemala': 'GTM',
-    'gt': 'GTM',
-    'french guiana': 'GUF',
-    'gf': 'GUF',
-    'guam': 'GUM',
-    'gu': 'GUM',
-    'guyana': 'GUY',
-    'gy': 'GUY',
-    'hong kong': 'HKG',
-    'hk': 'HKG',
-    'honduras': 'HND',
-    'hn': 'HND',
-    'croatia': 'HRV',
-    'hr': 'HRV',
-    'haiti': 'HTI',
-    'ht': 'HTI',
-    'hungary': 'HUN',
-    'hu': 'HUN',
-    'indonesia': 'IDN',
-    'id': 'IDN',
-    'india': 'IND',
-    'in': 'IND',
-    'ireland': 'IRL',
-    'ie': 'IRL',
-    'iran': 'IRN',
-    'ir': 'IRN',
-    'iran, islamic republic of': 'IRN',
-    'iraq': 'IRQ',
-    'iq': 'IRQ',
-    'iceland': 'ISL',
-    'is': 'ISL',
-    'israel': 'ISR',
-    'il': 'ISR',
-    'italy': 'ITA',
-    'it': 'ITA',
-    'jamaica': 'JAM',
-    'jm': 'JAM',
-    'jordan': 'JOR',
-    'jo': 'JOR',
-    'japan': 'JPN',
-    'jp': 'JPN',
-    'kazakhstan': 'KAZ',
-    'kz': 'KAZ',
-    'kenya': 'KEN',
-    'ke': 'KEN',
-    'kyrgyzstan': 'KGZ',
-    'kg': 'KGZ',
-    'cambodia': 'KHM',
-    'kh': 'KHM',
-    'kiribati': 'KIR',
-    'ki': 'KIR',
-    'saint kitts and nevis': 'KNA',
-    'kn': 'KNA',
-    'south korea': 'KOR',
-    'kr': 'KOR',
-    'korea, republic of': 'KOR',
-    'kuwait': 'KWT',
-    'kw': 'KWT',
-    'laos': 'LAO',
-    'la': 'LAO',
-    "lao people's democratic republic": 'LAO',
-    'lebanon': 'LBN',
-    'lb': 'LBN',
-    'liberia': 'LBR',
-    'lr': 'LBR',
-    'libya': 'LBY',
-    'ly': 'LBY',
-    'saint lucia': 'LCA',
-    'lc': 'LCA',
-    'sri lanka': 'LKA',
-    'lk': 'LKA',
-    'lesotho': 'LSO',
-    'ls': 'LSO',
-    'lithuania': 'LTU',
-    'lt': 'LTU',
-    'luxembourg': 'LUX',
-    'lu': 'LUX',
-    'latvia': 'LVA',
-    'lv': 'LVA',
-    'macao': 'MAC',
-    'mo': 'MAC',
-    'morocco': 'MAR',
-    'ma': 'MAR',
-    'moldova': 'MDA',
-    'md': 'MDA',
-    'moldova, republic of': 'MDA',
-    'madagascar': 'MDG',
-    'mg': 'MDG',
-    'maldives': 'MDV',
-    'mv': 'MDV',
-    'mexico': 'MEX',
-    'mx': 'MEX',
-    'north macedonia': 'MKD',
-    'mk': 'MKD',
-    'mali': 'MLI',
-    'ml': 'MLI',
-    'malta': 'MLT',
-    'mt': 'MLT',
-    'myanmar': 'MMR',
-    'mm': 'MMR',
-    'montenegro': 'MNE',
-    'me': 'MNE',
-    'mongolia': 'MNG',
-    'mn': 'MNG',
-    'mozambique': 'MOZ',
-    'mz': 'MOZ',
-    'mauritania': 'MRT',
-    'mr': 'MRT',
-    'montserrat': 'MSR',
-    'ms': 'MSR',
-    'martinique': 'MTQ',
-    'mq': 'MTQ',
-    'mauritius': 'MUS',
-    'mu': 'MUS',
-    'malawi': 'MWI',
-    'mw': 'MWI',
-    'malaysia': 'MYS',
-    'my': 'MYS',
-    'namibia': 'NAM',
-    'na': 'NAM',
-    'new caledonia': 'NCL',
-    'nc': 'NCL',
-    'niger': 'NER',
-    'ne': 'NER',
-    'nigeria': 'NGA',
-    'ng': 'NGA',
-    'nicaragua': 'NIC',
-    'ni': 'NIC',
-    'netherlands': 'NLD',
-    'nl': 'NLD',
-    'norway': 'NOR',
-    'no': 'NOR',
-    'nepal': 'NPL',
-    'np': 'NPL',
-    'nauru': 'NRU',
-    'nr': 'NRU',
-    'new zealand': 'NZL',
-    'nz': 'NZL',
-    'oman': 'OMN',
-    'om': 'OMN',
-    'pakistan': 'PAK',
-    'pk': 'PAK',
-    'panama': 'PAN',
-    'pa': 'PAN',
-    'peru': 'PER',
-    'pe': 'PER',
-    'philippines': 'PHL',
-    'ph': 'PHL',
-    'papua new guinea': 'PNG',
-    'pg': 'PNG',
-    'poland': 'POL',
-    'pl': 'POL',
-    'puerto rico': 'PRI',
-    'pr': 'PRI',
-    'north korea': 'PRK',
-    'kp': 'PRK',
-    "korea, democratic people's republic of": 'PRK',
-    'portugal': 'PRT',
-    'pt': 'PRT',
-    'paraguay': 'PRY',
-    'py': 'PRY',
-    'palestine': 'PSE',
-    'ps': 'PSE',
-    'palestine, state of': 'PSE',
-    'french polynesia': 'PYF',
-    'pf': 'PYF',
-    'qatar': 'QAT',
-    'qa': 'QAT',
-    'reunion': 'REU',
-    're': 'REU',
-    'réunion': 'REU',
-    'romania': 'ROU',
-    'ro': 'ROU',
-    'russia': 'RUS',
-    'ru': 'RUS',
-    'russian federation': 'RUS',
-    'rwanda': 'RWA',
-    'rw': 'RWA',
-    'saudi arabia': 'SAU',
-    'sa': 'SAU',
-    'sudan': 'SDN',
-    'sd': 'SDN',
-    'senegal': 'SEN',
-    'sn': 'SEN',
-    'singapore': 'SGP',
-    'sg': 'SGP',
-    'saint helena': 'SHN',
-    'sh': 'SHN',
-    'saint helena, ascension and tristan da cunha': 'SHN',
-    'solomon islands': 'SLB',
-    'sb': 'SLB',
-    'sierra leone': 'SLE',
-    'sl': 'SLE',
-    'el salvador': 'SLV',
-    'sv': 'SLV',
-    'somalia': 'SOM',
-    'so': 'SOM',
-    'saint pierre and miquelon': 'SPM',
-    'pm': 'SPM',
-    'serbia': 'SRB',
-    'rs': 'SRB',
-    'south sudan': 'SSD',
-    'ss': 'SSD',
-    'sao tome and principe': 'STP',
-    'st': 'STP',
-    'suriname': 'SUR',
-    'sr': 'SUR',
-    'slovakia': 'SVK',
-    'sk': 'SVK',
-    'slovenia': 'SVN',
-    'si': 'SVN',
-    'sweden': 'SWE',
-    'se': 'SWE',
-    'eswatini': 'SWZ',
-    'sz': 'SWZ',
-    'seychelles': 'SYC',
-    'sc': 'SYC',
-    'syria': 'SYR',
-    'sy': 'SYR',
-    'syrian arab republic': 'SYR',
-    'turks and caicos islands': 'TCA',
-    'tc': 'TCA',
-    'chad': 'TCD',
-    'td': 'TCD',
-    'togo': 'TGO',
-    'tg': 'TGO',
-    'thailand': 'THA',
-    'th': 'THA',
-    'tajikistan': 'TJK',
-    'tj': 'TJK',
-    'turkmenistan': 'TKM',
-    'tm': 'TKM',
-    'east timor': 'TLS',
-    'tl': 'TLS',
-    'timor-leste': 'TLS',
-    'tonga': 'TON',
-    'to': 'TON',
-    'trinidad and tobago': 'TTO',
-    'tt': 'TTO',
-    'tunisia': 'TUN',
-    'tn': 'TUN',
-    'turkey': 'TUR',
-    'tr': 'TUR',
-    'türkiye': 'TUR',
-    'taiwan': 'TWN',
-    'tw': 'TWN',
-    'taiwan, province of china': 'TWN',
-    'tanzania': 'TZA',
-    'tz': 'TZA',
-    'tanzania, united republic of': 'TZA',
-    'uganda': 'UGA',
-    'ug': 'UGA',
-    'ukraine': 'UKR',
-    'ua': 'UKR',
-    'uruguay': 'URY',
-    'uy': 'URY',
-    'united states': 'USA',
-    'us': 'USA',
-    'uzbekistan': 'UZB',
-    'uz': 'UZB',
-    'saint vincent and the grenadines': 'VCT',
-    'vc': 'VCT',
-    'venezuela': 'VEN',
-    've': 'VEN',
-    'venezuela, bolivarian republic of': 'VEN',
-    'british virgin islands': 'VGB',
-    'vg': 'VGB',
-    'virgin islands, british': 'VGB',
-    'united states virgin islands': 'VIR',
-    'vi': 'VIR',
-    'virgin islands, u.s.': 'VIR',
-    'vietnam': 'VNM',
-    'vn': 'VNM',
-    'viet nam': 'VNM',
-    'vanuatu': 'VUT',
-    'vu': 'VUT',
-    'samoa': 'WSM',
-    'ws': 'WSM',
-    'yemen': 'YEM',
-    'ye': 'YEM',
-    'south africa': 'ZAF',
-    'za': 'ZAF',
-    'zambia': 'ZMB',
-    'zm': 'ZMB',
-    'zimbabwe': 'ZWE',
-    'zw': 'ZWE',
-    'alabama': 'US-AL',
-    'alaska': 'US-AK',
-    'arizona': 'US-AZ',
-    'arkansas': 'US-AR',
-    'california': 'US-CA',
-    'colorado': 'US-CO',
-    'connecticut': 'US-CT',
-    'delaware': 'US-DE',
-    'district of columbia': 'US-DC',
-    'florida': 'US-FL',
-    'hawaii': 'US-HI',
-    'idaho': 'US-ID',
-    'illinois': 'US-IL',
-    'indiana': 'US-IN',
-    'iowa': 'US-IA',
-    'kansas': 'US-KS',
-    'kentucky': 'US-KY',
-    'louisiana': 'US-LA',
-    'maine': 'US-ME',
-    'maryland': 'US-MD',
-    'massachusetts': 'US-MA',
-    'michigan': 'US-MI',
-    'minnesota': 'US-MN',
-    'mississippi': 'US-MS',
-    'missouri': 'US-MO',
-    'montana': 'US-MT',
-    'nebraska': 'US-NE',
-    'nevada': 'US-NV',
-    'new hampshire': 'US-NH',
-    'new jersey': 'US-NJ',
-    'new mexico': 'US-NM',
-    'new york': 'US-NY',
-    'north carolina': 'US-NC',
-    'north dakota': 'US-ND',
-    'ohio': 'US-OH',
-    'oklahoma': 'US-OK',
-    'oregon': 'US-OR',
-    'pennsylvania': 'US-PA',
-    'rhode island': 'US-RI',
-    'south carolina': 'US-SC',
-    'south dakota': 'US-SD',
-    'tennessee': 'US-TN',
-    'texas': 'US-TX',
-    'utah': 'US-UT',
-    'vermont': 'US-VT',
-    'virginia': 'US-VA',
-    'washington': 'US-WA',
-    'west virginia': 'US-WV',
-    'wisconsin': 'US-WI',
-    'wyoming': 'US-WY',
-    'norway bidding zone 1 (oslo)': 'NO-NO1',
-    'no1': 'NO-NO1',
-    'norway bidding zone 2 (southern norway)': 'NO-NO2',
-    'no2': 'NO-NO2',
-    'norway bidding zone 3 (central norway)': 'NO-NO3',
-    'no3': 'NO-NO3',
-    'norway bidding zone 4 (northern norway)': 'NO-NO4',
-    'no4': 'NO-NO4',
-    'norway bidding zone 5 (western norway)': 'NO-NO5',
-    'no5': 'NO-NO5',
-    'sweden bidding zone 1 (northern sweden)': 'SE-SE1',
-    'se1': 'SE-SE1',
-    'sweden bidding zone 2 (central sweden)': 'SE-SE2',
-    'se2': 'SE-SE2',
-    'sweden bidding zone 3 (southern sweden)': 'SE-SE3',
-    'se3': 'SE-SE3',
-    'sweden bidding zone 4 (stockholm region)': 'SE-SE4',
-    'se4': 'SE-SE4',
-    'australia: new south wales': 'AUS-NSW',
-    'australia: queensland': 'AUS-QLD',
-    'australia: south australia': 'AUS-SA',
-    'australia: tasmania': 'AUS-TAS',
-    'australia: victoria': 'AUS-VIC',
-    'australia: western australia': 'AUS-WA',
-    'brazil: central brazil': 'BR-CS',
-    'brazil: north brazil': 'BR-N',
-    'brazil: north-east brazil': 'BR-NE',
-    'brazil: south brazil': 'BR-S',
-    'canada: alberta': 'CA-AB',
-    'canada: nova scotia': 'CA-NS',
-    'canada: ontario': 'CA-ON',
-    'canada: prince edward island': 'CA-PE',
-    'canada: yukon': 'CA-YT',
-    'denmark: bornholm': 'DK-BHM',
-    'denmark: west denmark': 'DK-DK1',
-    'denmark: east denmark': 'DK-DK2',
-    'spain: fuerteventura/lanzarote': 'ES-CN-FVLZ',
-    'spain: gran canaria': 'ES-CN-GC',
-    'spain: el hierro': 'ES-CN-HI',
-    'spain: isla de la gomera': 'ES-CN-IG',
-    'spain: la palma': 'ES-CN-LP',
-    'spain: tenerife': 'ES-CN-TE',
-    'spain: formentera': 'ES-IB-FO',
-    'spain: ibiza': 'ES-IB-IZ',
-    'spain: mallorca': 'ES-IB-MA',
-    'spain: menorca': 'ES-IB-ME',
-    'great britain: orkney islands': 'GB-ORK',
-    'india: andhra pradesh': 'IN-AP',
-    'india: chhattisgarh': 'IN-CT',
-    'india: delhi': 'IN-DL',
-    'india: gujarat': 'IN-GJ',
-    'india: karnataka': 'IN-KA',
-    'india: punjab': 'IN-PB',
-    'india: uttar pradesh': 'IN-UP',
-    'india: uttarakhand': 'IN-UT',
-    'italy: central north': 'IT-CNO',
-    'italy: central south': 'IT-CSO',
-    'italy: north': 'IT-NO',
-    'italy: sardinia': 'IT-SAR',
-    'italy: sicily': 'IT-SIC',
-    'italy: south': 'IT-SO',
-    'japan: chūbu': 'JP-CB',
-    'japan: chūgoku': 'JP-CG',
-    'japan: hokkaidō': 'JP-HKD',
-    'japan: hokuriku': 'JP-HR',
-    'japan: kansai': 'JP-KN',
-    'japan: kyūshū': 'JP-KY',
-    'japan: okinawa': 'JP-ON',
-    'japan: shikoku': 'JP-SK',
-    'japan: tōhoku': 'JP-TH',
-    'japan: tōkyō': 'JP-TK',
-    'malaysia: peninsula': 'MY-WM',
-    'new zealand: north island': 'NZ-NZN',
-    'new zealand: south island': 'NZ-NZS',
-    'russia: european russia and ural': 'RU-1',
-    'russia: siberia': 'RU-2',
-    'united states of america: bpa': 'US-BPA',
-    'united states of america: balancing authority of northern california': 'US-CAL-BANC',
-    'united states of america: california independent system operator': 'US-CAL-CISO',
-    'united states of america: imperial irrigation district': 'US-CAL-IID',
-    'united states of america: los angeles department of water and power': 'US-CAL-LDWP',
-    'united states of america: turlock irrigation district': 'US-CAL-TIDC',
-    'united states of america: duke energy progress east': 'US-CAR-CPLE',
-    'united states of america: duke energy progress west': 'US-CAR-CPLW',
-    'united states of america: duke energy carolinas': 'US-CAR-DUK',
-    'united states of america: south carolina public service authority': 'US-CAR-SC',
-    'united states of america: south carolina electric & gas company': 'US-CAR-SCEG',
-    'united states of america: alcoa power generating, inc. yadkin division': 'US-CAR-YAD',
-    'united states of america: southwestern power administration': 'US-CENT-SPA',
-    'united states of america: southwest power pool': 'US-CENT-SWPP',
-    'united states of america: florida municipal power pool': 'US-FLA-FMPP',
-    'united states of america: duke energy florida inc': 'US-FLA-FPC',
-    'united states of america: florida power & light company': 'US-FLA-FPL',
-    'united states of america: gainesville regional utilities': 'US-FLA-GVL',
-    'united states of america: city of homestead': 'US-FLA-HST',
-    'united states of america: jea': 'US-FLA-JEA',
-    'united states of america: seminole electric cooperative': 'US-FLA-SEC',
-    'united states of america: city of tallahassee': 'US-FLA-TAL',
-    'united states of america: tampa electric company': 'US-FLA-TEC',
-    'united states of america: oahu': 'US-HI-OA',
-    'united states of america: ipc': 'US-IPC',
-    'united states of america: ohio valley electric corporation': 'US-MIDA-OVEC',
-    'united states of america: pjm interconnection, llc': 'US-MIDA-PJM',
-    'united states of america: associated electric cooperative, inc.': 'US-MIDW-AECI',
-    'united states of america: electric energy, inc.': 'US-MIDW-EEI',
-    'united states of america: louisville gas and electric company and kentucky utilities': 'US-MIDW-LGEE',
-    'united states of america: midcontinent independent transmission system operator, inc..': 'US-MIDW-MISO',
-    'united states of america: miso': 'US-MISO',
-    'united states of america: iso new england inc.': 'US-NE-ISNE',
-    'united states of america: new england': 'US-NEISO',
-    'united states of america: avista corporation': 'US-NW-AVA',
-    'united states of america: avangrid renewables cooperative': 'US-NW-AVRN',
-    'united states of america: bonneville power administration': 'US-NW-BPAT',
-    'united states of america: pud no. 1 of chelan county': 'US-NW-CHPD',
-    'united states of america: pud no. 1 of douglas county': 'US-NW-DOPD',
-    'united states of america: pud no. 2 of grant county, washington': 'US-NW-GCPD',
-    'united states of america: gridforce energy management, llc': 'US-NW-GRID',
-    'united states of america: naturener power watch, llc (gwa)': 'US-NW-GWA',
-    'united states of america: idaho power company': 'US-NW-IPCO',
-    'united states of america: nevada power company': 'US-NW-NEVP',
-    'united states of america: northwestern energy': 'US-NW-NWMT',
-    'united states of america: pacificorp east': 'US-NW-PACE',
-    'united states of america: pacificorp west': 'US-NW-PACW',
-    'united states of america: portland general electric company': 'US-NW-PGE',
-    'united states of america: public service company of colorado': 'US-NW-PSCO',
-    'united states of america: puget sound energy': 'US-NW-PSEI',
-    'united states of america: seattle city light': 'US-NW-SCL',
-    'united states of america: city of tacoma, department of public utilities, light division': 'US-NW-TPWR',
-    'united states of america: western area power administration - rocky mountain region': 'US-NW-WACM',
-    'united states of america: western area power administration ugp west': 'US-NW-WAUW',
-    'united states of america: naturener wind watch, llc': 'US-NW-WWA',
-    'united states of america: pjm': 'US-PJM',
-    'united states of america: powersouth energy cooperative': 'US-SE-AEC',
-    'united states of america: southeastern power administration': 'US-SE-SEPA',
-    'united states of america: southern company services, inc. - trans': 'US-SE-SOCO',
-    'united states of america: spp': 'US-SPP',
-    'united states of america: sveri': 'US-SVERI',
-    'united states of america: arizona public service company': 'US-SW-AZPS',
-    'united states of america: arlington valley, llc': 'US-SW-DEAA',
-    'united states of america: el paso electric company': 'US-SW-EPE',
-    'united states of america: griffith energy, llc': 'US-SW-GRIF',
-    'united states of america: new harquahala generating company, llc': 'US-SW-HGMA',
-    'united states of america: public service company of new mexico': 'US-SW-PNM',
-    'united states of america: salt river project': 'US-SW-SRP',
-    'united states of america: tucson electric power company': 'US-SW-TEPC',
-    'united states of america: western area power administration - desert southwest region': 'US-SW-WALC',
-    'united states of america: tennessee valley authority': 'US-TEN-TVA',
-    'united states of america: electric reliability council of texas, inc.': 'US-TEX-ERCO',
-    'aws ap-east-1 (asia pacific (hong kong), china)': 'aws:ap-east-1',
-    'aws ap-northeast-1 (asia pacific (tokyo), japan)': 'aws:ap-northeast-1',
-    'aws ap-northeast-2 (asia pacific (seoul), south korea)': 'aws:ap-northeast-2',
-    'aws ap-northeast-3 (asia pacific (osaka-local), japan)': 'aws:ap-northeast-3',
-    'aws ap-south-1 (asia pacific (mumbai), india)': 'aws:ap-south-1',
-    'aws ap-southeast-1 (asia pacific (singapore), singapore)': 'aws:ap-southeast-1',
-    'aws ap-southeast-2 (asia pacific (sydney), australia)': 'aws:ap-southeast-2',
-    'aws ca-central-1 (canada (central), canada)': 'aws:ca-central-1',
-    'aws cn-north-1 (china (beijing), china)': 'aws:cn-north-1',
-    'aws cn-northwest-1 (china (ningxia), china)': 'aws:cn-northwest-1',
-    'aws eu-central-1 (eu (frankfurt), germany)': 'aws:eu-central-1',
-    'aws eu-north-1 (eu (stockholm), sweden)': 'aws:eu-north-1',
-    'aws eu-west-1 (eu (ireland), ireland)': 'aws:eu-west-1',
-    'aws eu-west-2 (eu (london), united kingdom)': 'aws:eu-west-2',
-    'aws eu-west-3 (eu (paris), france)': 'aws:eu-west-3',
-    'aws sa-east-1 (south america (são paulo), brazil)': 'aws:sa-east-1',
-    'aws us-east-1 (us east (n. virginia), usa)': 'aws:us-east-1',
-    'aws us-east-2 (us east (ohio), usa)': 'aws:us-east-2',
-    'aws us-gov-east-1 (aws govcloud (us-east), usa)': 'aws:us-gov-east-1',
-    'aws us-gov-west-1 (aws govcloud (us), usa)': 'aws:us-gov-west-1',
-    'aws us-west-1 (us west (n. california), usa)': 'aws:us-west-1',
-    'aws us-west-2 (us west (oregon), usa)': 'aws:us-west-2',
-    'azure australiacentral (australia central, australia)': 'azure:australiacentral',
-    'azure australiacentral2 (australia central 2, australia)': 'azure:australiacentral2',
-    'azure australiaeast (australia east, australia)': 'azure:australiaeast',
-    'azure australiasoutheast (australia southeast, australia)': 'azure:australiasoutheast',
-    'azure brazilsouth (brazil south, brazil)': 'azure:brazilsouth',
-    'azure canadacentral (canada central, canada)': 'azure:canadacentral',
-    'azure canadaeast (canada east, canada)': 'azure:canadaeast',
-    'azure centralindia (central india, india)': 'azure:centralindia',
-    'azure centralus (central us, usa)': 'azure:centralus',
-    'azure eastasia (east asia, hong kong)': 'azure:eastasia',
-    'azure eastus (east us, usa)': 'azure:eastus',
-    'azure eastus2 (east us 2, usa)': 'azure:eastus2',
-    'azure francecentral (france central, france)': 'azure:francecentral',
-    'azure francesouth (france south, france)': 'azure:francesouth',
-    'azure japaneast (japan east, japan)': 'azure:japaneast',
-    'azure japanwest (japan west, japan)': 'azure:japanwest',
-    'azure koreacentral (korea central, south korea)': 'azure:koreacentral',
-    'azure koreasouth (korea south, south korea)': 'azure:koreasouth',
-    'azure northcentralus (north central us, usa)': 'azure:northcentralus',
-    'azure northeurope (north europe, ireland)': 'azure:northeurope',
-    'azure southafricanorth (south africa north, south africa)': 'azure:southafricanorth',
-    'azure southafricawest (south africa west, south africa)': 'azure:southafricawest',
-    'azure southcentralus (south central us, usa)': 'azure:southcentralus',
-    'azure southeastasia (southeast asia, singapore)': 'azure:southeastasia',
-    'azure southindia (south india, india)': 'azure:southindia',
-    'azure uksouth (uk south, united kingdom)': 'azure:uksouth',
-    'azure ukwest (uk west, united kingdom)': 'azure:ukwest',
-    'azure westcentralus (west central us, usa)': 'azure:westcentralus',
-    'azure westeurope (west europe, netherlands)': 'azure:westeurope',
-    'azure westindia (west india, india)': 'azure:westindia',
-    'azure westus (west us, usa)': 'azure:westus',
-    'azure westus2 (west us 2, usa)': 'azure:westus2',
-    'coreweave las1 (us west, usa)': 'coreweave:las1',
-    'coreweave lga1 (us east, usa)': 'coreweave:lga1',
-    'coreweave ord1 (us central, usa)': 'coreweave:ord1',
-    'gcp africa-south1 (johannesburg, south africa)': 'gcp:africa-south1',
-    'gcp asia-east1 (changhua county, taiwan)': 'gcp:asia-east1',
-    'gcp asia-east2 (hong kong, china)': 'gcp:asia-east2',
-    'gcp asia-northeast1 (tokyo, japan)': 'gcp:asia-northeast1',
-    'gcp asia-northeast2 (osaka, japan)': 'gcp:asia-northeast2',
-    'gcp asia-northeast3 (seoul, korea)': 'gcp:asia-northeast3',
-    'gcp asia-south1 (mumbai, india)': 'gcp:asia-south1',
-    'gcp asia-south2 (delhi, india)': 'gcp:asia-south2',
-    'gcp asia-southeast1 (jurong west, singapore)': 'gcp:asia-southeast1',
-    'gcp asia-southeast2 (jakarta, indonesia)': 'gcp:asia-southeast2',
-    'gcp australia-southeast1 (sydney, australia)': 'gcp:australia-southeast1',
-    'gcp australia-southeast2 (melbourne, australia)': 'gcp:australia-southeast2',
-    'gcp europe-central2 (warsaw, poland)': 'gcp:europe-central2',
-    'gcp europe-north1 (hamina, finland)': 'gcp:europe-north1',
-    'gcp europe-southwest1 (madrid, spain)': 'gcp:europe-southwest1',
-    'gcp europe-west1 (st. ghislain, belgium)': 'gcp:europe-west1',
-    'gcp europe-west10 (berlin, germany)': 'gcp:europe-west10',
-    'gcp europe-west12 (turin, italy)': 'gcp:europe-west12',
-    'gcp europe-west2 (london, united kingdom)': 'gcp:europe-west2',
-    'gcp europe-west3 (frankfurt, germany)': 'gcp:europe-west3',
-    'gcp europe-west4 (eemshaven, netherlands)': 'gcp:europe-west4',
-    'gcp europe-west6 (zurich, switzerland)': 'gcp:europe-west6',
-    'gcp europe-west8 (milan, italy)': 'gcp:europe-west8',
-    'gcp europe-west9 (paris, france)': 'gcp:europe-west9',
-    'gcp me-cenrtal1 (doha, qatar)': 'gcp:me-cenrtal1',
-    'gcp me-central2 (dammam, saudi arabia)': 'gcp:me-central2',
-    'gcp me-west1 (tel aviv, israel)': 'gcp:me-west1',
-    'gcp northamerica-northeast1 (montreal, canada)': 'gcp:northamerica-northeast1',
-    'gcp northamerica-northeast2 (toronto, canada)': 'gcp:northamerica-northeast2',
-    'gcp southamerica-east1 (sao paulo, brazil)': 'gcp:southamerica-east1',
-    'gcp southamerica-west1 (santiago, chile)': 'gcp:southamerica-west1',
-    'gcp us-central1 (council bluffs, usa)': 'gcp:us-central1',
-    'gcp us-east1 (moncks corner, usa)': 'gcp:us-east1',
-    'gcp us-east4 (ashburn, usa)': 'gcp:us-east4',
-    'gcp us-east5 (columbus, usa)': 'gcp:us-east5',
-    'gcp us-south1 (dallas, usa)': 'gcp:us-south1',
-    'gcp us-west1 (the dalles, usa)': 'gcp:us-west1',
-    'gcp us-west2 (los angeles, usa)': 'gcp:us-west2',
-    'gcp us-west3 (salt lake city, usa)': 'gcp:us-west3',
-    'gcp us-west4 (las vegas, usa)': 'gcp:us-west4',
-    'ovh bhs (beauharnois, canada)': 'ovh:bhs',
-    'ovh gra (gravelines, france)': 'ovh:gra',
-}
+# tab-separated, aliases separated by ';', an empty year or pue unknown. One text (nothing to build at
+# import, a row found by searching it): the catalogue parses a row when it is first asked for.
+ROWS = (
+    "\n"
+    'ABW\tAruba\tcountry\t561.224\t2022\towid-ember-2023\t\t\t\tAW\t\t\n'
+    'AFG\tAfghanistan\tcountry\t132.53\t2022\towid-ember-2023\t\t\t\tAF\t\t\n'
+    'AGO\tAngola\tcountry\t174.734\t2022\towid-ember-2023\t\t\t\tAO\t\t\n'
+    'ALB\tAlbania\tcountry\t24.286\t2022\towid-ember-2023\t\t\t\tAL\t\t\n'
+    'ARE\tUnited Arab Emirates\tcountry\t561.135\t2022\towid-ember-2023\t\t\t\tAE\t\t\n'
+    'ARG\tArgentina\tcountry\t354.103\t2023\towid-ember-2023\t\t\t\tAR\t\t\n'
+    'ARM\tArmenia\tcountry\t264.538\t2022\towid-ember-2023\t\t\t\tAM\t\t\n'
+    'ASM\tAmerican Samoa\tcountry\t611.111\t2022\towid-ember-2023\t\t\t\tAS\t\t\n'
+    'ATG\tAntigua and Barbuda\tcountry\t611.111\t2022\towid-ember-2023\t\t\t\tAG\t\t\n'
+    'AUS\tAustralia\tcountry\t548.692\t2023\towid-ember-2023\t\t\t\tAU\t\t\n'
+    'AUT\tAustria\tcountry\t110.812\t2023\towid-ember-2023\t\t\t\tAT\t\t\n'
+    'AZE\tAzerbaijan\tcountry\t671.389\t2022\towid-ember-2023\t\t\t\tAZ\t\t\n'
+    'BDI\tBurundi\tcountry\t250.0\t2022\towid-ember-2023\t\t\t\tBI\t\t\n'
+    'BEL\tBelgium\tcountry\t138.107\t2023\towid-ember-2023\t\t\t\tBE\t\t\n'
+    'BEN\tBenin\tcountry\t584.071\t2022\towid-ember-2023\t\t\t\tBJ\t\t\n'
+    'BFA\tBurkina Faso\tcountry\t467.533\t2022\towid-ember-2023\t\t\t\tBF\t\t\n'
+    'BGD\tBangladesh\tcountry\t691.411\t2023\towid-ember-2023\t\t\t\tBD\t\t\n'
+    'BGR\tBulgaria\tcountry\t335.334\t2023\towid-ember-2023\t\t\t\tBG\t\t\n'
+    'BHR\tBahrain\tcountry\t904.615\t2022\towid-ember-2023\t\t\t\tBH\t\t\n'
+    'BHS\tBahamas\tcountry\t660.099\t2022\towid-ember-2023\t\t\t\tBS\t\t\n'
+    'BIH\tBosnia and Herzegovina\tcountry\t600.0\t2023\towid-ember-2023\t\t\t\tBA\t\t\n'
+    'BLR\tBelarus\tcountry\t441.74\t2022\towid-ember-2023\t\t\t\tBY\t\t\n'
+    'BLZ\tBelize\tcountry\t225.806\t2022\towid-ember-2023\t\t\t\tBZ\t\t\n'
+    'BMU\tBermuda\tcountry\t650.794\t2022\towid-ember-2023\t\t\t\tBM\t\t\n'
+    'BOL\tBolivia\tcountry\t531.687\t2023\towid-ember-2023\t\t\t\tBO;Bolivia, Plurinational State of;Bolivia\t\t\n'
+    'BRA\tBrazil\tcountry\t98.348\t2023\towid-ember-2023\t\t\t\tBR\t\t\n'
+    'BRB\tBarbados\tcountry\t605.505\t2022\towid-ember-2023\t\t\t\tBB\t\t\n'
+    'BRN\tBrunei\tcountry\t893.913\t2022\towid-ember-2023\t\t\t\tBN;Brunei Darussalam\t\t\n'
+    'BTN\tBhutan\tcountry\t23.333\t2022\towid-ember-2023\t\t\t\tBT\t\t\n'
+    'BWA\tBotswana\tcountry\t847.909\t2022\towid-ember-2023\t\t\t\tBW\t\t\n'
+    'CAN\tCanada\tcountry\t170.043\t2023\towid-ember-2023\t\t\t\tCA\t\t\n'
+    'CHE\tSwitzerland\tcountry\t34.843\t2023\towid-ember-2023\t\t\t\tCH\t\t\n'
+    'CHL\tChile\tcountry\t291.113\t2023\towid-ember-2023\t\t\t\tCL\t\t\n'
+    'CHN\tChina\tcountry\t582.317\t2023\towid-ember-2023\t\t\t\tCN\t\t\n'
+    "CIV\tCote d'Ivoire\tcountry\t393.885\t2022\towid-ember-2023\t\t\t\tCI;Côte d'Ivoire\t\t\n"
+    'CMR\tCameroon\tcountry\t305.419\t2022\towid-ember-2023\t\t\t\tCM\t\t\n'
+    'COD\tDemocratic Republic of Congo\tcountry\t24.457\t2022\towid-ember-2023\t\t\t\tCD;Congo, The Democratic Republic of the\t\t\n'
+    'COG\tCongo\tcountry\t700.0\t2022\towid-ember-2023\t\t\t\tCG\t\t\n'
+    'COK\tCook Islands\tcountry\t250.0\t2022\towid-ember-2023\t\t\t\tCK\t\t\n'
+    'COL\tColombia\tcountry\t259.511\t2023\towid-ember-2023\t\t\t\tCO\t\t\n'
+    'COM\tComoros\tcountry\t642.857\t2022\towid-ember-2023\t\t\t\tKM\t\t\n'
+    'CPV\tCape Verde\tcountry\t558.14\t2022\towid-ember-2023\t\t\t\tCV;Cabo Verde\t\t\n'
+    'CRI\tCosta Rica\tcountry\t53.378\t2023\towid-ember-2023\t\t\t\tCR\t\t\n'
+    'CUB\tCuba\tcountry\t637.61\t2022\towid-ember-2023\t\t\t\tCU\t\t\n'
+    'CYM\tCayman Islands\tcountry\t642.857\t2022\towid-ember-2023\t\t\t\tKY\t\t\n'
+    'CYP\tCyprus\tcountry\t534.323\t2023\towid-ember-2023\t\t\t\tCY\t\t\n'
+    'CZE\tCzechia\tcountry\t449.724\t2023\towid-ember-2023\t\t\t\tCZ\t\t\n'
+    'DEU\tGermany\tcountry\t380.95\t2023\towid-ember-2023\t\t\t\tDE\t\t\n'
+    'DJI\tDjibouti\tcountry\t692.308\t2022\towid-ember-2023\t\t\t\tDJ\t\t\n'
+    'DMA\tDominica\tcountry\t529.412\t2022\towid-ember-2023\t\t\t\tDM\t\t\n'
+    'DNK\tDenmark\tcountry\t151.65\t2023\towid-ember-2023\t\t\t\tDK\t\t\n'
+    'DOM\tDominican Republic\tcountry\t580.78\t2022\towid-ember-2023\t\t\t\tDO\t\t\n'
+    'DZA\tAlgeria\tcountry\t634.611\t2022\towid-ember-2023\t\t\t\tDZ\t\t\n'
+    'ECU\tEcuador\tcountry\t150.224\t2023\towid-ember-2023\t\t\t\tEC\t\t\n'
+    'EGY\tEgypt\tcountry\t570.306\t2023\towid-ember-2023\t\t\t\tEG\t\t\n'
+    'ERI\tEritrea\tcountry\t631.579\t2022\towid-ember-2023\t\t\t\tER\t\t\n'
+    'ESH\tWestern Sahara\tcountry\t666.667\t2009\towid-ember-2023\t\t\t\tEH\t\t\n'
+    'ESP\tSpain\tcountry\t174.05\t2023\towid-ember-2023\t\t\t\tES\t\t\n'
+    'EST\tEstonia\tcountry\t416.667\t2023\towid-ember-2023\t\t\t\tEE\t\t\n'
+    'ETH\tEthiopia\tcountry\t24.643\t2022\towid-ember-2023\t\t\t\tET\t\t\n'
+    'FIN\tFinland\tcountry\t79.158\t2023\towid-ember-2023\t\t\t\tFI\t\t\n'
+    'FJI\tFiji\tcountry\t288.462\t2022\towid-ember-2023\t\t\t\tFJ\t\t\n'
+    'FLK\tFalkland Islands\tcountry\t500.0\t2022\towid-ember-2023\t\t\t\tFK;Falkland Islands (Malvinas)\t\t\n'
+    'FRA\tFrance\tcountry\t56.039\t2023\towid-ember-2023\t\t\t\tFR\t\t\n'
+    'FRO\tFaroe Islands\tcountry\t404.762\t2022\towid-ember-2023\t\t\t\tFO\t\t\n'
+    'GAB\tGabon\tcountry\t491.597\t2022\towid-ember-2023\t\t\t\tGA\t\t\n'
+    'GBR\tUnited Kingdom\tcountry\t237.589\t2023\towid-ember-2023\t\t\t\tGB\t\t\n'
+    'GEO\tGeorgia\tcountry\t167.594\t2023\towid-ember-2023\t\t\t\tGE\t\t\n'
+    'GHA\tGhana\tcountry\t484.0\t2022\towid-ember-2023\t\t\t\tGH\t\t\n'
+    'GIB\tGibraltar\tcountry\t600.0\t2022\towid-ember-2023\t\t\t\tGI\t\t\n'
+    'GIN\tGuinea\tcountry\t236.842\t2022\towid-ember-2023\t\t\t\tGN\t\t\n'
+    'GLP\tGuadeloupe\tcountry\t500.0\t2021\towid-ember-2023\t\t\t\tGP\t\t\n'
+    'GMB\tGambia\tcountry\t666.667\t2022\towid-ember-2023\t\t\t\tGM\t\t\n'
+    'GNB\tGuinea-Bissau\tcountry\t625.0\t2022\towid-ember-2023\t\t\t\tGW\t\t\n'
+    'GNQ\tEquatorial Guinea\tcountry\t591.837\t2022\towid-ember-2023\t\t\t\tGQ\t\t\n'
+    'GRC\tGreece\tcountry\t336.574\t2023\towid-ember-2023\t\t\t\tGR\t\t\n'
+    'GRD\tGrenada\tcountry\t640.0\t2022\towid-ember-2023\t\t\t\tGD\t\t\n'
+    'GRL\tGreenland\tcountry\t178.571\t2022\towid-ember-2023\t\t\t\tGL\t\t\n'
+    'GTM\tGuatemala\tcountry\t328.268\t2022\towid-ember-2023\t\t\t\tGT\t\t\n'
+    'GUF\tFrench Guiana\tcountry\t217.822\t2021\towid-ember-2023\t\t\t\tGF\t\t\n'
+    'GUM\tGuam\tcountry\t622.857\t2022\towid-ember-2023\t\t\t\tGU\t\t\n'
+    'GUY\tGuyana\tcountry\t640.351\t2022\towid-ember-2023\t\t\t\tGY\t\t\n'
+    'HKG\tHong Kong\tcountry\t699.499\t2022\towid-ember-2023\t\t\t\tHK\t\t\n'
+    'HND\tHonduras\tcountry\t282.265\t2022\towid-ember-2023\t\t\t\tHN\t\t\n'
+    'HRV\tCroatia\tcountry\t204.962\t2023\towid-ember-2023\t\t\t\tHR\t\t\n'
+    'HTI\tHaiti\tcountry\t567.308\t2022\towid-ember-2023\t\t\t\tHT\t\t\n'
+    'HUN\tHungary\tcountry\t204.19\t2023\towid-ember-2023\t\t\t\tHU\t\t\n'
+    'IDN\tIndonesia\tcountry\t675.931\t2022\towid-ember-2023\t\t\t\tID\t\t\n'
+    'IND\tIndia\tcountry\t713.441\t2023\towid-ember-2023\t\t\t\tIN\t\t\n'
+    'IRL\tIreland\tcountry\t290.805\t2023\towid-ember-2023\t\t\t\tIE\t\t\n'
+    'IRN\tIran\tcountry\t655.125\t2023\towid-ember-2023\t\t\t\tIR;Iran, Islamic Republic of;Iran\t\t\n'
+    'IRQ\tIraq\tcountry\t688.814\t2022\towid-ember-2023\t\t\t\tIQ\t\t\n'
+    'ISL\tIceland\tcountry\t27.68\t2022\towid-ember-2023\t\t\t\tIS\t\t\n'
+    'ISR\tIsrael\tcountry\t582.927\t2022\towid-ember-2023\t\t\t\tIL\t\t\n'
+    'ITA\tItaly\tcountry\t330.718\t2023\towid-ember-2023\t\t\t\tIT\t\t\n'
+    'JAM\tJamaica\tcountry\t555.556\t2022\towid-ember-2023\t\t\t\tJM\t\t\n'
+    'JOR\tJordan\tcountry\t540.924\t2022\towid-ember-2023\t\t\t\tJO\t\t\n'
+    'JPN\tJapan\tcountry\t485.392\t2023\towid-ember-2023\t\t\t\tJP\t\t\n'
+    'KAZ\tKazakhstan\tcountry\t821.391\t2023\towid-ember-2023\t\t\t\tKZ\t\t\n'
+    'KEN\tKenya\tcountry\t70.492\t2023\towid-ember-2023\t\t\t\tKE\t\t\n'
+    'KGZ\tKyrgyzstan\tcountry\t147.292\t2022\towid-ember-2023\t\t\t\tKG\t\t\n'
+    'KHM\tCambodia\tcountry\t417.707\t2022\towid-ember-2023\t\t\t\tKH\t\t\n'
+    'KIR\tKiribati\tcountry\t666.667\t2022\towid-ember-2023\t\t\t\tKI\t\t\n'
+    'KNA\tSaint Kitts and Nevis\tcountry\t636.364\t2022\towid-ember-2023\t\t\t\tKN\t\t\n'
+    'KOR\tSouth Korea\tcountry\t430.567\t2023\towid-ember-2023\t\t\t\tKR;Korea, Republic of;South Korea\t\t\n'
+    'KWT\tKuwait\tcountry\t649.163\t2023\towid-ember-2023\t\t\t\tKW\t\t\n'
+    "LAO\tLaos\tcountry\t265.506\t2022\towid-ember-2023\t\t\t\tLA;Lao People's Democratic Republic;Laos\t\t\n"
+    'LBN\tLebanon\tcountry\t599.005\t2022\towid-ember-2023\t\t\t\tLB\t\t\n'
+    'LBR\tLiberia\tcountry\t227.848\t2022\towid-ember-2023\t\t\t\tLR\t\t\n'
+    'LBY\tLibya\tcountry\t818.692\t2022\towid-ember-2023\t\t\t\tLY\t\t\n'
+    'LCA\tSaint Lucia\tcountry\t666.667\t2022\towid-ember-2023\t\t\t\tLC\t\t\n'
+    'LKA\tSri Lanka\tcountry\t509.781\t2022\towid-ember-2023\t\t\t\tLK\t\t\n'
+    'LSO\tLesotho\tcountry\t20.0\t2022\towid-ember-2023\t\t\t\tLS\t\t\n'
+    'LTU\tLithuania\tcountry\t160.072\t2023\towid-ember-2023\t\t\t\tLT\t\t\n'
+    'LUX\tLuxembourg\tcountry\t105.263\t2023\towid-ember-2023\t\t\t\tLU\t\t\n'
+    'LVA\tLatvia\tcountry\t123.2\t2023\towid-ember-2023\t\t\t\tLV\t\t\n'
+    'MAC\tMacao\tcountry\t448.98\t2022\towid-ember-2023\t\t\t\tMO\t\t\n'
+    'MAR\tMorocco\tcountry\t630.014\t2023\towid-ember-2023\t\t\t\tMA\t\t\n'
+    'MDA\tMoldova\tcountry\t643.464\t2023\towid-ember-2023\t\t\t\tMD;Moldova, Republic of;Moldova\t\t\n'
+    'MDG\tMadagascar\tcountry\t436.441\t2022\towid-ember-2023\t\t\t\tMG\t\t\n'
+    'MDV\tMaldives\tcountry\t611.765\t2022\towid-ember-2023\t\t\t\tMV\t\t\n'
+    'MEX\tMexico\tcountry\t507.245\t2023\towid-ember-2023\t\t\t\tMX\t\t\n'
+    'MKD\tNorth Macedonia\tcountry\t565.345\t2023\towid-ember-2023\t\t\t\tMK\t\t\n'
+    'MLI\tMali\tcountry\t408.0\t2022\towid-ember-2023\t\t\t\tML\t\t\n'
+    'MLT\tMalta\tcountry\t459.144\t2023\towid-ember-2023\t\t\t\tMT\t\t\n'
+    'MMR\tMyanmar\tcountry\t398.898\t2023\towid-ember-2023\t\t\t\tMM\t\t\n'
+    'MNE\tMontenegro\tcountry\t417.073\t2023\towid-ember-2023\t\t\t\tME\t\t\n'
+    'MNG\tMongolia\tcountry\t775.309\t2023\towid-ember-2023\t\t\t\tMN\t\t\n'
+    'MOZ\tMozambique\tcountry\t135.647\t2022\towid-ember-2023\t\t\t\tMZ\t\t\n'
+    'MRT\tMauritania\tcountry\t464.706\t2022\towid-ember-2023\t\t\t\tMR\t\t\n'
+    'MSR\tMontserrat\tcountry\t1000.0\t2022\towid-ember-2023\t\t\t\tMS\t\t\n'
+    'MTQ\tMartinique\tcountry\t523.179\t2021\towid-ember-2023\t\t\t\tMQ\t\t\n'
+    'MUS\tMauritius\tcountry\t632.479\t2022\towid-ember-2023\t\t\t\tMU\t\t\n'
+    'MWI\tMalawi\tcountry\t66.667\t2022\towid-ember-2023\t\t\t\tMW\t\t\n'
+    'MYS\tMalaysia\tcountry\t605.831\t2022\towid-ember-2023\t\t\t\tMY\t\t\n'
+    'NAM\tNamibia\tcountry\t59.259\t2022\towid-ember-2023\t\t\t\tNA\t\t\n'
+    'NCL\tNew Caledonia\tcountry\t660.584\t2022\towid-ember-2023\t\t\t\tNC\t\t\n'
+    'NER\tNiger\tcountry\t670.886\t2022\towid-ember-2023\t\t\t\tNE\t\t\n'
+    'NGA\tNigeria\tcountry\t523.247\t2023\towid-ember-2023\t\t\t\tNG\t\t\n'
+    'NIC\tNicaragua\tcountry\t265.116\t2022\towid-ember-2023\t\t\t\tNI\t\t\n'
+    'NLD\tNetherlands\tcountry\t267.622\t2023\towid-ember-2023\t\t\t\tNL\t\t\n'
+    'NOR\tNorway\tcountry\t30.08\t2023\towid-ember-2023\t\t\t\tNO\t\t\n'
+    'NPL\tNepal\tcountry\t24.44\t2022\towid-ember-2023\t\t\t\tNP\t\t\n'
+    'NRU\tNauru\tcountry\t750.0\t2022\towid-ember-2023\t\t\t\tNR\t\t\n'
+    'NZL\tNew Zealand\tcountry\t112.758\t2023\towid-ember-2023\t\t\t\tNZ\t\t\n'
+    'OMN\tOman\tcountry\t564.635\t2023\towid-ember-2023\t\t\t\tOM\t\t\n'
+    'PAK\tPakistan\tcountry\t440.608\t2023\towid-ember-2023\t\t\t\tPK\t\t\n'
+    'PAN\tPanama\tcountry\t161.677\t2022\towid-ember-2023\t\t\t\tPA\t\t\n'
+    'PER\tPeru\tcountry\t266.478\t2023\towid-ember-2023\t\t\t\tPE\t\t\n'
+    'PHL\tPhilippines\tcountry\t610.688\t2023\towid-ember-2023\t\t\t\tPH\t\t\n'
+    'PNG\tPapua New Guinea\tcountry\t507.246\t2022\towid-ember-2023\t\t\t\tPG\t\t\n'
+    'POL\tPoland\tcountry\t661.926\t2023\towid-ember-2023\t\t\t\tPL\t\t\n'
+    'PRI\tPuerto Rico\tcountry\t678.738\t2022\towid-ember-2023\t\t\t\tPR\t\t\n'
+    "PRK\tNorth Korea\tcountry\t389.587\t2022\towid-ember-2023\t\t\t\tKP;Korea, Democratic People's Republic of;North Korea\t\t\n"
+    'PRT\tPortugal\tcountry\t165.553\t2023\towid-ember-2023\t\t\t\tPT\t\t\n'
+    'PRY\tParaguay\tcountry\t23.755\t2023\towid-ember-2023\t\t\t\tPY\t\t\n'
+    'PSE\tPalestine\tcountry\t516.129\t2022\towid-ember-2023\t\t\t\tPS;Palestine, State of\t\t\n'
+    'PYF\tFrench Polynesia\tcountry\t442.857\t2022\towid-ember-2023\t\t\t\tPF\t\t\n'
+    'QAT\tQatar\tcountry\t602.5\t2023\towid-ember-2023\t\t\t\tQA\t\t\n'
+    'REU\tReunion\tcountry\t572.816\t2021\towid-ember-2023\t\t\t\tRE;Réunion\t\t\n'
+    'ROU\tRomania\tcountry\t240.583\t2023\towid-ember-2023\t\t\t\tRO\t\t\n'
+    'RUS\tRussia\tcountry\t441.039\t2023\towid-ember-2023\t\t\t\tRU;Russian Federation\t\t\n'
+    'RWA\tRwanda\tcountry\t316.327\t2022\towid-ember-2023\t\t\t\tRW\t\t\n'
+    'SAU\tSaudi Arabia\tcountry\t706.791\t2022\towid-ember-2023\t\t\t\tSA\t\t\n'
+    'SDN\tSudan\tcountry\t263.158\t2022\towid-ember-2023\t\t\t\tSD\t\t\n'
+    'SEN\tSenegal\tcountry\t511.598\t2022\towid-ember-2023\t\t\t\tSN\t\t\n'
+    'SGP\tSingapore\tcountry\t470.783\t2023\towid-ember-2023\t\t\t\tSG\t\t\n'
+    'SHN\tSaint Helena\tcountry\t1000.0\t2022\towid-ember-2023\t\t\t\tSH;Saint Helena, Ascension and Tristan da Cunha\t\t\n'
+    'SLB\tSolomon Islands\tcountry\t700.0\t2022\towid-ember-2023\t\t\t\tSB\t\t\n'
+    'SLE\tSierra Leone\tcountry\t50.0\t2022\towid-ember-2023\t\t\t\tSL\t\t\n'
+    'SLV\tEl Salvador\tcountry\t271.468\t2023\towid-ember-2023\t\t\t\tSV\t\t\n'
+    'SOM\tSomalia\tcountry\t578.947\t2022\towid-ember-2023\t\t\t\tSO\t\t\n'
+    'SPM\tSaint Pierre and Miquelon\tcountry\t600.0\t2022\towid-ember-2023\t\t\t\tPM\t\t\n'
+    'SRB\tSerbia\tcountry\t636.062\t2023\towid-ember-2023\t\t\t\tRS\t\t\n'
+    'SSD\tSouth Sudan\tcountry\t629.032\t2022\towid-ember-2023\t\t\t\tSS\t\t\n'
+    'STP\tSao Tome and Principe\tcountry\t642.857\t2022\towid-ember-2023\t\t\t\tST\t\t\n'
+    'SUR\tSuriname\tcountry\t349.282\t2022\towid-ember-2023\t\t\t\tSR\t\t\n'
+    'SVK\tSlovakia\tcountry\t116.774\t2023\towid-ember-2023\t\t\t\tSK\t\t\n'
+    'SVN\tSlovenia\tcountry\t231.275\t2023\towid-ember-2023\t\t\t\tSI\t\t\n'
+    'SWE\tSweden\tcountry\t40.695\t2023\towid-ember-2023\t\t\t\tSE\t\t\n'
+    'SWZ\tEswatini\tcountry\t172.414\t2022\towid-ember-2023\t\t\t\tSZ\t\t\n'
+    'SYC\tSeychelles\tcountry\t564.516\t2022\towid-ember-2023\t\t\t\tSC\t\t\n'
+    'SYR\tSyria\tcountry\t701.661\t2022\towid-ember-2023\t\t\t\tSY;Syrian Arab Republic;Syria\t\t\n'
+    'TCA\tTurks and Caicos Islands\tcountry\t653.846\t2022\towid-ember-2023\t\t\t\tTC\t\t\n'
+    'TCD\tChad\tcountry\t628.571\t2022\towid-ember-2023\t\t\t\tTD\t\t\n'
+    'TGO\tTogo\tcountry\t443.182\t2022\towid-ember-2023\t\t\t\tTG\t\t\n'
+    'THA\tThailand\tcountry\t549.583\t2023\towid-ember-2023\t\t\t\tTH\t\t\n'
+    'TJK\tTajikistan\tcountry\t116.858\t2022\towid-ember-2023\t\t\t\tTJ\t\t\n'
+    'TKM\tTurkmenistan\tcountry\t1306.025\t2022\towid-ember-2023\t\t\t\tTM\t\t\n'
+    'TLS\tEast Timor\tcountry\t666.667\t2022\towid-ember-2023\t\t\t\tTL;Timor-Leste\t\t\n'
+    'TON\tTonga\tcountry\t625.0\t2022\towid-ember-2023\t\t\t\tTO\t\t\n'
+    'TTO\tTrinidad and Tobago\tcountry\t681.529\t2022\towid-ember-2023\t\t\t\tTT\t\t\n'
+    'TUN\tTunisia\tcountry\t563.956\t2023\towid-ember-2023\t\t\t\tTN\t\t\n'
+    'TUR\tTurkey\tcountry\t464.586\t2023\towid-ember-2023\t\t\t\tTR;Türkiye\t\t\n'
+    'TWN\tTaiwan\tcountry\t642.378\t2023\towid-ember-2023\t\t\t\tTW;Taiwan, Province of China;Taiwan\t\t\n'
+    'TZA\tTanzania\tcountry\t339.246\t2022\towid-ember-2023\t\t\t\tTZ;Tanzania, United Republic of;Tanzania\t\t\n'
+    'UGA\tUganda\tcountry\t44.527\t2022\towid-ember-2023\t\t\t\tUG\t\t\n'
+    'UKR\tUkraine\tcountry\t259.693\t2022\towid-ember-2023\t\t\t\tUA\t\t\n'
+    'URY\tUruguay\tcountry\t128.788\t2023\towid-ember-2023\t\t\t\tUY\t\t\n'
+    'USA\tUnited States\tcountry\t369.473\t2023\towid-ember-2023\t\t\t\tUS\t\t\n'
+    'UZB\tUzbekistan\tcountry\t1167.603\t2022\towid-ember-2023\t\t\t\tUZ\t\t\n'
+    'VCT\tSaint Vincent and the Grenadines\tcountry\t529.412\t2022\towid-ember-2023\t\t\t\tVC\t\t\n'
+    'VEN\tVenezuela\tcountry\t185.802\t2022\towid-ember-2023\t\t\t\tVE;Venezuela, Bolivarian Republic of;Venezuela\t\t\n'
+    'VGB\tBritish Virgin Islands\tcountry\t647.059\t2022\towid-ember-2023\t\t\t\tVG;Virgin Islands, British\t\t\n'
+    'VIR\tUnited States Virgin Islands\tcountry\t632.353\t2022\towid-ember-2023\t\t\t\tVI;Virgin Islands, U.S.\t\t\n'
+    'VNM\tVietnam\tcountry\t475.449\t2023\towid-ember-2023\t\t\t\tVN;Viet Nam;Vietnam\t\t\n'
+    'VUT\tVanuatu\tcountry\t571.429\t2022\towid-ember-2023\t\t\t\tVU\t\t\n'
+    'WSM\tSamoa\tcountry\t473.684\t2022\towid-ember-2023\t\t\t\tWS\t\t\n'
+    'YEM\tYemen\tcountry\t566.102\t2022\towid-ember-2023\t\t\t\tYE\t\t\n'
+    'ZAF\tSouth Africa\tcountry\t707.686\t2023\towid-ember-2023\t\t\t\tZA\t\t\n'
+    'ZMB\tZambia\tcountry\t111.967\t2022\towid-ember-2023\t\t\t\tZM\t\t\n'
+    'ZWE\tZimbabwe\tcountry\t297.872\t2022\towid-ember-2023\t\t\t\tZW\t\t\n'
+    'WORLD\tWorld average\tworld\t475.0\t2018\tiea-2019\t\t\t\tworld;global\t\t\n'
+    'US-AL\tAlabama\tus_state\t323.854\t2023\tegrid-2023\t\t\t\talabama\t\t\n'
+    'US-AK\tAlaska\tus_state\t369.431\t2023\tegrid-2023\t\t\t\talaska\t\t\n'
+    'US-AZ\tArizona\tus_state\t312.572\t2023\tegrid-2023\t\t\t\tarizona\t\t\n'
+    'US-AR\tArkansas\tus_state\t452.873\t2023\tegrid-2023\t\t\t\tarkansas\t\t\n'
+    'US-CA\tCalifornia\tus_state\t179.064\t2023\tegrid-2023\t\t\t\tcalifornia\t\t\n'
+    'US-CO\tColorado\tus_state\t494.904\t2023\tegrid-2023\t\t\t\tcolorado\t\t\n'
+    'US-CT\tConnecticut\tus_state\t245.245\t2023\tegrid-2023\t\t\t\tconnecticut\t\t\n'
+    'US-DE\tDelaware\tus_state\t319.406\t2023\tegrid-2023\t\t\t\tdelaware\t\t\n'
+    'US-DC\tDistrict Of Columbia\tus_state\t179.174\t2023\tegrid-2023\t\t\t\tdistrict of columbia\t\t\n'
+    'US-FL\tFlorida\tus_state\t357.944\t2023\tegrid-2023\t\t\t\tflorida\t\t\n'
+    'US-GA\tGeorgia\tus_state\t325.427\t2023\tegrid-2023\t\t\t\tgeorgia\t\t\n'
+    'US-HI\tHawaii\tus_state\t632.616\t2023\tegrid-2023\t\t\t\thawaii\t\t\n'
+    'US-ID\tIdaho\tus_state\t142.373\t2023\tegrid-2023\t\t\t\tidaho\t\t\n'
+    'US-IL\tIllinois\tus_state\t215.2\t2023\tegrid-2023\t\t\t\tillinois\t\t\n'
+    'US-IN\tIndiana\tus_state\t664.74\t2023\tegrid-2023\t\t\t\tindiana\t\t\n'
+    'US-IA\tIowa\tus_state\t287.648\t2023\tegrid-2023\t\t\t\tiowa\t\t\n'
+    'US-KS\tKansas\tus_state\t332.612\t2023\tegrid-2023\t\t\t\tkansas\t\t\n'
+    'US-KY\tKentucky\tus_state\t792.427\t2023\tegrid-2023\t\t\t\tkentucky\t\t\n'
+    'US-LA\tLouisiana\tus_state\t346.122\t2023\tegrid-2023\t\t\t\tlouisiana\t\t\n'
+    'US-ME\tMaine\tus_state\t143.714\t2023\tegrid-2023\t\t\t\tmaine\t\t\n'
+    'US-MD\tMaryland\tus_state\t236.869\t2023\tegrid-2023\t\t\t\tmaryland\t\t\n'
+    'US-MA\tMassachusetts\tus_state\t376.527\t2023\tegrid-2023\t\t\t\tmassachusetts\t\t\n'
+    'US-MI\tMichigan\tus_state\t361.709\t2023\tegrid-2023\t\t\t\tmichigan\t\t\n'
+    'US-MN\tMinnesota\tus_state\t341.25\t2023\tegrid-2023\t\t\t\tminnesota\t\t\n'
+    'US-MS\tMississippi\tus_state\t375.698\t2023\tegrid-2023\t\t\t\tmississippi\t\t\n'
+    'US-MO\tMissouri\tus_state\t659.792\t2023\tegrid-2023\t\t\t\tmissouri\t\t\n'
+    'US-MT\tMontana\tus_state\t482.586\t2023\tegrid-2023\t\t\t\tmontana\t\t\n'
+    'US-NE\tNebraska\tus_state\t465.305\t2023\tegrid-2023\t\t\t\tnebraska\t\t\n'
+    'US-NV\tNevada\tus_state\t292.049\t2023\tegrid-2023\t\t\t\tnevada\t\t\n'
+    'US-NH\tNew Hampshire\tus_state\t125.292\t2023\tegrid-2023\t\t\t\tnew hampshire\t\t\n'
+    'US-NJ\tNew Jersey\tus_state\t213.264\t2023\tegrid-2023\t\t\t\tnew jersey\t\t\n'
+    'US-NM\tNew Mexico\tus_state\t350.916\t2023\tegrid-2023\t\t\t\tnew mexico\t\t\n'
+    'US-NY\tNew York\tus_state\t211.653\t2023\tegrid-2023\t\t\t\tnew york\t\t\n'
+    'US-NC\tNorth Carolina\tus_state\t284.147\t2023\tegrid-2023\t\t\t\tnorth carolina\t\t\n'
+    'US-ND\tNorth Dakota\tus_state\t588.695\t2023\tegrid-2023\t\t\t\tnorth dakota\t\t\n'
+    'US-OH\tOhio\tus_state\t484.559\t2023\tegrid-2023\t\t\t\tohio\t\t\n'
+    'US-OK\tOklahoma\tus_state\t294.306\t2023\tegrid-2023\t\t\t\toklahoma\t\t\n'
+    'US-OR\tOregon\tus_state\t165.544\t2023\tegrid-2023\t\t\t\toregon\t\t\n'
+    'US-PA\tPennsylvania\tus_state\t293.869\t2023\tegrid-2023\t\t\t\tpennsylvania\t\t\n'
+    'US-RI\tRhode Island\tus_state\t381.019\t2023\tegrid-2023\t\t\t\trhode island\t\t\n'
+    'US-SC\tSouth Carolina\tus_state\t254.176\t2023\tegrid-2023\t\t\t\tsouth carolina\t\t\n'
+    'US-SD\tSouth Dakota\tus_state\t152.217\t2023\tegrid-2023\t\t\t\tsouth dakota\t\t\n'
+    'US-TN\tTennessee\tus_state\t299.9\t2023\tegrid-2023\t\t\t\ttennessee\t\t\n'
+    'US-TX\tTexas\tus_state\t349.801\t2023\tegrid-2023\t\t\t\ttexas\t\t\n'
+    'US-UT\tUtah\tus_state\t644.66\t2023\tegrid-2023\t\t\t\tutah\t\t\n'
+    'US-VT\tVermont\tus_state\t23.695\t2023\tegrid-2023\t\t\t\tvermont\t\t\n'
+    'US-VA\tVirginia\tus_state\t244.758\t2023\tegrid-2023\t\t\t\tvirginia\t\t\n'
+    'US-WA\tWashington\tus_state\t120.921\t2023\tegrid-2023\t\t\t\twashington\t\t\n'
+    'US-WV\tWest Virginia\tus_state\t893.063\t2023\tegrid-2023\t\t\t\twest virginia\t\t\n'
+    'US-WI\tWisconsin\tus_state\t527.787\t2023\tegrid-2023\t\t\t\twisconsin\t\t\n'
+    'US-WY\tWyoming\tus_state\t831.553\t2023\tegrid-2023\t\t\t\twyoming\t\t\n'
+    'NO-NO1\tNorway Bidding Zone 1 (Oslo)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tNO1\t\t\n'
+    'NO-NO2\tNorway Bidding Zone 2 (Southern Norway)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tNO2\t\t\n'
+    'NO-NO3\tNorway Bidding Zone 3 (Central Norway)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tNO3\t\t\n'
+    'NO-NO4\tNorway Bidding Zone 4 (Northern Norway)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tNO4\t\t\n'
+    'NO-NO5\tNorway Bidding Zone 5 (Western Norway)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tNO5\t\t\n'
+    'SE-SE1\tSweden Bidding Zone 1 (Northern Sweden)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tSE1\t\t\n'
+    'SE-SE2\tSweden Bidding Zone 2 (Central Sweden)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tSE2\t\t\n'
+    'SE-SE3\tSweden Bidding Zone 3 (Southern Sweden)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tSE3\t\t\n'
+    'SE-SE4\tSweden Bidding Zone 4 (Stockholm region)\tgrid_zone\t18.0\t2024\tentsoe-nordic-2024\t\t\t\tSE4\t\t\n'
+    'AUS-NSW\tAustralia: New South Wales\tgrid_zone\t673.88\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'AUS-QLD\tAustralia: Queensland\tgrid_zone\t707.96\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'AUS-SA\tAustralia: South Australia\tgrid_zone\t268.52\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'AUS-TAS\tAustralia: Tasmania\tgrid_zone\t89.03\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'AUS-VIC\tAustralia: Victoria\tgrid_zone\t580.73\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'AUS-WA\tAustralia: Western Australia\tgrid_zone\t480.3\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'BR-CS\tBrazil: Central Brazil\tgrid_zone\t166.03\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'BR-N\tBrazil: North Brazil\tgrid_zone\t180.63\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'BR-NE\tBrazil: North-East Brazil\tgrid_zone\t146.01\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'BR-S\tBrazil: South Brazil\tgrid_zone\t170.87\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'CA-AB\tCanada: Alberta\tgrid_zone\t507.27\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'CA-NS\tCanada: Nova Scotia\tgrid_zone\t81.02\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'CA-ON\tCanada: Ontario\tgrid_zone\t54.84\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'CA-PE\tCanada: Prince Edward Island\tgrid_zone\t144.88\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'CA-YT\tCanada: Yukon\tgrid_zone\t51.11\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'DK-BHM\tDenmark: Bornholm\tgrid_zone\t56.4\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'DK-DK1\tDenmark: West Denmark\tgrid_zone\t193.99\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'DK-DK2\tDenmark: East Denmark\tgrid_zone\t191.95\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'ES-CN-FVLZ\tSpain: Fuerteventura/Lanzarote\tgrid_zone\t547.37\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'ES-CN-GC\tSpain: Gran Canaria\tgrid_zone\t501.67\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'ES-CN-HI\tSpain: El Hierro\tgrid_zone\t295.73\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'ES-CN-IG\tSpain: Isla de la Gomera\tgrid_zone\t650.0\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'ES-CN-LP\tSpain: La Palma\tgrid_zone\t582.41\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'ES-CN-TE\tSpain: Tenerife\tgrid_zone\t512.82\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'ES-IB-FO\tSpain: Formentera\tgrid_zone\t423.19\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'ES-IB-IZ\tSpain: Ibiza\tgrid_zone\t445.69\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'ES-IB-MA\tSpain: Mallorca\tgrid_zone\t392.86\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'ES-IB-ME\tSpain: Menorca\tgrid_zone\t543.87\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'GB-ORK\tGreat Britain: Orkney Islands\tgrid_zone\t95.38\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'IN-AP\tIndia: Andhra Pradesh\tgrid_zone\t524.23\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'IN-CT\tIndia: Chhattisgarh\tgrid_zone\t807.75\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'IN-DL\tIndia: Delhi\tgrid_zone\t475.57\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'IN-GJ\tIndia: Gujarat\tgrid_zone\t611.926\t2018\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'IN-KA\tIndia: Karnataka\tgrid_zone\t478.18\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'IN-PB\tIndia: Punjab\tgrid_zone\t700.46\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'IN-UP\tIndia: Uttar Pradesh\tgrid_zone\t736.32\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'IN-UT\tIndia: Uttarakhand\tgrid_zone\t336.355\t2018\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'IT-CNO\tItaly: Central North\tgrid_zone\t260.58\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'IT-CSO\tItaly: Central South\tgrid_zone\t350.48\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'IT-NO\tItaly: North\tgrid_zone\t280.76\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'IT-SAR\tItaly: Sardinia\tgrid_zone\t479.21\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'IT-SIC\tItaly: Sicily\tgrid_zone\t342.6\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'IT-SO\tItaly: South\tgrid_zone\t336.63\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'JP-CB\tJapan: Chūbu\tgrid_zone\t456.252\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'JP-CG\tJapan: Chūgoku\tgrid_zone\t523.381\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'JP-HKD\tJapan: Hokkaidō\tgrid_zone\t533.669\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'JP-HR\tJapan: Hokuriku\tgrid_zone\t481.177\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'JP-KN\tJapan: Kansai\tgrid_zone\t483.37\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'JP-KY\tJapan: Kyūshū\tgrid_zone\t379.89\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'JP-ON\tJapan: Okinawa\tgrid_zone\t666.879\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'JP-SK\tJapan: Shikoku\tgrid_zone\t463.782\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'JP-TH\tJapan: Tōhoku\tgrid_zone\t544.099\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'JP-TK\tJapan: Tōkyō\tgrid_zone\t575.73\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'MY-WM\tMalaysia: Peninsula\tgrid_zone\t661.95\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'NZ-NZN\tNew Zealand: North Island\tgrid_zone\t230.52\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'NZ-NZS\tNew Zealand: South Island\tgrid_zone\t28.1\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'RU-1\tRussia: European Russia and Ural\tgrid_zone\t357.65\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'RU-2\tRussia: Siberia\tgrid_zone\t472.45\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-BPA\tUnited States of America: BPA\tgrid_zone\t77.013\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-CAL-BANC\tUnited States of America: Balancing Authority Of Northern California\tgrid_zone\t260.23\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-CAL-CISO\tUnited States of America: California Independent System Operator\tgrid_zone\t262.1\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-CAL-IID\tUnited States of America: Imperial Irrigation District\tgrid_zone\t573.75\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-CAL-LDWP\tUnited States of America: Los Angeles Department Of Water And Power\tgrid_zone\t374.28\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-CAL-TIDC\tUnited States of America: Turlock Irrigation District\tgrid_zone\t347.72\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-CAR-CPLE\tUnited States of America: Duke Energy Progress East\tgrid_zone\t302.22\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-CAR-CPLW\tUnited States of America: Duke Energy Progress West\tgrid_zone\t460.16\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-CAR-DUK\tUnited States of America: Duke Energy Carolinas\tgrid_zone\t282.24\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-CAR-SC\tUnited States of America: South Carolina Public Service Authority\tgrid_zone\t517.87\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-CAR-SCEG\tUnited States of America: South Carolina Electric & Gas Company\tgrid_zone\t390.57\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-CAR-YAD\tUnited States of America: Alcoa Power Generating, Inc. Yadkin Division\tgrid_zone\t40.36\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-CENT-SPA\tUnited States of America: Southwestern Power Administration\tgrid_zone\t167.84\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-CENT-SWPP\tUnited States of America: Southwest Power Pool\tgrid_zone\t411.98\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-FLA-FMPP\tUnited States of America: Florida Municipal Power Pool\tgrid_zone\t547.21\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-FLA-FPC\tUnited States of America: Duke Energy Florida Inc\tgrid_zone\t521.97\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-FLA-FPL\tUnited States of America: Florida Power & Light Company\tgrid_zone\t397.64\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-FLA-GVL\tUnited States of America: Gainesville Regional Utilities\tgrid_zone\t634.8\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-FLA-HST\tUnited States of America: City Of Homestead\tgrid_zone\t5.75\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-FLA-JEA\tUnited States of America: JEA\tgrid_zone\t559.49\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-FLA-SEC\tUnited States of America: Seminole Electric Cooperative\tgrid_zone\t664.42\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-FLA-TAL\tUnited States of America: City Of Tallahassee\tgrid_zone\t468.99\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-FLA-TEC\tUnited States of America: Tampa Electric Company\tgrid_zone\t548.02\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-HI-OA\tUnited States of America: Oahu\tgrid_zone\t596.29\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-IPC\tUnited States of America: IPC\tgrid_zone\t315.649\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-MIDA-OVEC\tUnited States of America: Ohio Valley Electric Corporation\tgrid_zone\t778.328\t2018\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-MIDA-PJM\tUnited States of America: PJM Interconnection, Llc\tgrid_zone\t390.26\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-MIDW-AECI\tUnited States of America: Associated Electric Cooperative, Inc.\tgrid_zone\t566.69\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-MIDW-EEI\tUnited States of America: Electric Energy, Inc.\tgrid_zone\t802.653\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-MIDW-LGEE\tUnited States of America: Louisville Gas And Electric Company And Kentucky Utilities\tgrid_zone\t725.08\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-MIDW-MISO\tUnited States of America: Midcontinent Independent Transmission System Operator, Inc..\tgrid_zone\t477.15\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-MISO\tUnited States of America: MISO\tgrid_zone\t502.743\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NE-ISNE\tUnited States of America: Iso New England Inc.\tgrid_zone\t259.87\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NEISO\tUnited States of America: New England\tgrid_zone\t259.113\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-AVA\tUnited States of America: Avista Corporation\tgrid_zone\t183.32\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-AVRN\tUnited States of America: Avangrid Renewables Cooperative\tgrid_zone\t79.307\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-BPAT\tUnited States of America: Bonneville Power Administration\tgrid_zone\t81.56\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-CHPD\tUnited States of America: PUD No. 1 Of Chelan County\tgrid_zone\t25.77\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-DOPD\tUnited States of America: PUD No. 1 Of Douglas County\tgrid_zone\t27.38\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-GCPD\tUnited States of America: PUD No. 2 Of Grant County, Washington\tgrid_zone\t44.78\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-GRID\tUnited States of America: Gridforce Energy Management, Llc\tgrid_zone\t467.08\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-GWA\tUnited States of America: Naturener Power Watch, Llc (Gwa)\tgrid_zone\t16.27\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-IPCO\tUnited States of America: Idaho Power Company\tgrid_zone\t293.29\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-NEVP\tUnited States of America: Nevada Power Company\tgrid_zone\t452.91\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-NWMT\tUnited States of America: Northwestern Energy\tgrid_zone\t504.92\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-PACE\tUnited States of America: Pacificorp East\tgrid_zone\t510.72\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-PACW\tUnited States of America: Pacificorp West\tgrid_zone\t313.82\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-PGE\tUnited States of America: Portland General Electric Company\tgrid_zone\t179.09\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-PSCO\tUnited States of America: Public Service Company Of Colorado\tgrid_zone\t479.13\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-PSEI\tUnited States of America: Puget Sound Energy\tgrid_zone\t185.58\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-SCL\tUnited States of America: Seattle City Light\tgrid_zone\t91.557\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-TPWR\tUnited States of America: City Of Tacoma, Department Of Public Utilities, Light Division\tgrid_zone\t63.02\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-WACM\tUnited States of America: Western Area Power Administration - Rocky Mountain Region\tgrid_zone\t566.02\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-WAUW\tUnited States of America: Western Area Power Administration UGP West\tgrid_zone\t285.47\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-NW-WWA\tUnited States of America: Naturener Wind Watch, Llc\tgrid_zone\t10.17\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-PJM\tUnited States of America: PJM\tgrid_zone\t380.153\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-SE-AEC\tUnited States of America: Powersouth Energy Cooperative\tgrid_zone\t481.08\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-SE-SEPA\tUnited States of America: Southeastern Power Administration\tgrid_zone\t22.26\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-SE-SOCO\tUnited States of America: Southern Company Services, Inc. - Trans\tgrid_zone\t434.03\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-SPP\tUnited States of America: SPP\tgrid_zone\t412.612\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-SVERI\tUnited States of America: SVERI\tgrid_zone\t461.158\t2018\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-SW-AZPS\tUnited States of America: Arizona Public Service Company\tgrid_zone\t400.51\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-SW-DEAA\tUnited States of America: Arlington Valley, LLC\tgrid_zone\t490.0\t2019\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-SW-EPE\tUnited States of America: El Paso Electric Company\tgrid_zone\t474.05\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-SW-GRIF\tUnited States of America: Griffith Energy, LLC\tgrid_zone\t35.99\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-SW-HGMA\tUnited States of America: New Harquahala Generating Company, LLC\tgrid_zone\t4.99\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-SW-PNM\tUnited States of America: Public Service Company Of New Mexico\tgrid_zone\t500.68\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-SW-SRP\tUnited States of America: Salt River Project\tgrid_zone\t271.01\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-SW-TEPC\tUnited States of America: Tucson Electric Power Company\tgrid_zone\t487.68\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-SW-WALC\tUnited States of America: Western Area Power Administration - Desert Southwest Region\tgrid_zone\t337.65\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-TEN-TVA\tUnited States of America: Tennessee Valley Authority\tgrid_zone\t309.29\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'US-TEX-ERCO\tUnited States of America: Electric Reliability Council Of Texas, Inc.\tgrid_zone\t376.61\t2021\telectricitymaps-yearly-2021\t\t\t\t\t\t\n'
+    'aws:ap-east-1\tAWS ap-east-1 (Asia Pacific (Hong Kong), China)\tcloud_region\t702.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S095965261731627X\t\t\t\tChina\t\n'
+    'aws:ap-northeast-1\tAWS ap-northeast-1 (Asia Pacific (Tokyo), Japan)\tcloud_region\t516.0\t\tmlco2-impact\thttps://www.fepc.or.jp/library/pamphlet/pdf/04_electricity.pdf\t\t\t\tJapan\t\n'
+    'aws:ap-northeast-2\tAWS ap-northeast-2 (Asia Pacific (Seoul), South Korea)\tcloud_region\t517.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tSouth Korea\t\n'
+    'aws:ap-northeast-3\tAWS ap-northeast-3 (Asia Pacific (Osaka-Local), Japan)\tcloud_region\t516.0\t\tmlco2-impact\thttps://www.fepc.or.jp/library/pamphlet/pdf/04_electricity.pdf\t\t\t\tJapan\t\n'
+    'aws:ap-south-1\tAWS ap-south-1 (Asia Pacific (Mumbai), India)\tcloud_region\t920.0\t\tmlco2-impact\thttp://www.cea.nic.in/reports/others/thermal/tpece/cdm_co2/user_guide_ver13.pdf\t\t\t\tIndia\t\n'
+    'aws:ap-southeast-1\tAWS ap-southeast-1 (Asia Pacific (Singapore), Singapore)\tcloud_region\t419.0\t\tmlco2-impact\thttps://www.ema.gov.sg/cmsmedia/Publications_and_Statistics/Publications/SES18/Publication_Singapore_Energy_Statistics_2018.pdf\t\t\t\tSingapore\t\n'
+    'aws:ap-southeast-2\tAWS ap-southeast-2 (Asia Pacific (Sydney), Australia)\tcloud_region\t802.0\t\tmlco2-impact\thttp://www.cleanenergyregulator.gov.au/NGER/National%20greenhouse%20and%20energy%20reporting%20data/electricity-sector-emissions-and-generation-data/electricity-sector-emissions-and-generation-data-2016-17\t\t\t\tAustralia\t\n'
+    'aws:ca-central-1\tAWS ca-central-1 (Canada (Central), Canada)\tcloud_region\t20.0\t\tmlco2-impact\tHydro-Québec\t\t\t\tCanada\t\n'
+    'aws:cn-north-1\tAWS cn-north-1 (China (Beijing), China)\tcloud_region\t680.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tChina\t\n'
+    'aws:cn-northwest-1\tAWS cn-northwest-1 (China (Ningxia), China)\tcloud_region\t680.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tChina\t\n'
+    'aws:eu-central-1\tAWS eu-central-1 (EU (Frankfurt), Germany)\tcloud_region\t615.0\t\tmlco2-impact\tmeasured on  July 2, 2019 between 8 and 9 PM, EST on www.electricitymap.org\t\t\t\tGermany\t\n'
+    'aws:eu-north-1\tAWS eu-north-1 (EU (Stockholm), Sweden)\tcloud_region\t47.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tSweden\t\n'
+    'aws:eu-west-1\tAWS eu-west-1 (EU (Ireland), Ireland)\tcloud_region\t617.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tIreland\t\n'
+    'aws:eu-west-2\tAWS eu-west-2 (EU (London), United Kingdom)\tcloud_region\t623.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tUnited Kingdom\t\n'
+    'aws:eu-west-3\tAWS eu-west-3 (EU (Paris), France)\tcloud_region\t105.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tFrance\t\n'
+    'aws:sa-east-1\tAWS sa-east-1 (South America (São Paulo), Brazil)\tcloud_region\t205.0\t\tmlco2-impact\thttps://pdfs.semanticscholar.org/bd2a/69da81529a0f8dd16573dfd38e9d7468637e.pdf\t\t\t\tBrazil\t\n'
+    'aws:us-east-1\tAWS us-east-1 (US East (N. Virginia), USA)\tcloud_region\t367.8\t\tmlco2-impact\teGRID\t\t\t\tUSA\t\n'
+    'aws:us-east-2\tAWS us-east-2 (US East (Ohio), USA)\tcloud_region\t568.2\t\tmlco2-impact\teGRID\t\t\t\tUSA\t\n'
+    'aws:us-gov-east-1\tAWS us-gov-east-1 (AWS GovCloud (US-East), USA)\tcloud_region\t568.2\t\tmlco2-impact\teGRID\t\t\t\tUSA\t\n'
+    'aws:us-gov-west-1\tAWS us-gov-west-1 (AWS GovCloud (US), USA)\tcloud_region\t297.6\t\tmlco2-impact\teGRID\t\t\t\tUSA\t\n'
+    'aws:us-west-1\tAWS us-west-1 (US West (N. California), USA)\tcloud_region\t240.6\t\tmlco2-impact\teGRID\t\t\t\tUSA\t\n'
+    'aws:us-west-2\tAWS us-west-2 (US West (Oregon), USA)\tcloud_region\t297.6\t\tmlco2-impact\teGRID\t\t\t\tUSA\t\n'
+    'azure:australiacentral\tAZURE australiacentral (Australia Central, Australia)\tcloud_region\t900.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tAustralia\t\n'
+    'azure:australiacentral2\tAZURE australiacentral2 (Australia Central 2, Australia)\tcloud_region\t900.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tAustralia\t\n'
+    'azure:australiaeast\tAZURE australiaeast (Australia East, Australia)\tcloud_region\t802.0\t\tmlco2-impact\thttp://www.cleanenergyregulator.gov.au/NGER/National%20greenhouse%20and%20energy%20reporting%20data/electricity-sector-emissions-and-generation-data/electricity-sector-emissions-and-generation-data-2016-17\t\t\t\tAustralia\t\n'
+    'azure:australiasoutheast\tAZURE australiasoutheast (Australia Southeast, Australia)\tcloud_region\t805.0\t\tmlco2-impact\thttp://www.cleanenergyregulator.gov.au/NGER/National%20greenhouse%20and%20energy%20reporting%20data/electricity-sector-emissions-and-generation-data/electricity-sector-emissions-and-generation-data-2016-17\t\t\t\tAustralia\t\n'
+    'azure:brazilsouth\tAZURE brazilsouth (Brazil South, Brazil)\tcloud_region\t205.0\t\tmlco2-impact\thttps://pdfs.semanticscholar.org/bd2a/69da81529a0f8dd16573dfd38e9d7468637e.pdf\t\t\t\tBrazil\t\n'
+    'azure:canadacentral\tAZURE canadacentral (Canada Central, Canada)\tcloud_region\t69.3\t\tmlco2-impact\tCalculated from IESO\t\t\t\tCanada\t\n'
+    'azure:canadaeast\tAZURE canadaeast (Canada East, Canada)\tcloud_region\t20.0\t\tmlco2-impact\tHydro-Québec\t\t\t\tCanada\t\n'
+    'azure:centralindia\tAZURE centralindia (Central India, India)\tcloud_region\t920.0\t\tmlco2-impact\thttp://www.cea.nic.in/reports/others/thermal/tpece/cdm_co2/user_guide_ver13.pdf\t\t\t\tIndia\t\n'
+    'azure:centralus\tAZURE centralus (Central US, USA)\tcloud_region\t736.6\t\tmlco2-impact\teGRID (seem to be in the SRMW grid)\t\t\t\tUSA\t\n'
+    'azure:eastasia\tAZURE eastasia (East Asia, Hong Kong)\tcloud_region\t702.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S095965261731627X\t\t\t\tHong Kong\t\n'
+    'azure:eastus\tAZURE eastus (East US, USA)\tcloud_region\t367.8\t\tmlco2-impact\teGRID\t\t\t\tUSA\t\n'
+    'azure:eastus2\tAZURE eastus2 (East US 2, USA)\tcloud_region\t367.8\t\tmlco2-impact\teGRID\t\t\t\tUSA\t\n'
+    'azure:francecentral\tAZURE francecentral (France Central, France)\tcloud_region\t105.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tFrance\t\n'
+    'azure:francesouth\tAZURE francesouth (France South, France)\tcloud_region\t105.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tFrance\t\n'
+    'azure:japaneast\tAZURE japaneast (Japan East, Japan)\tcloud_region\t516.0\t\tmlco2-impact\thttps://www.fepc.or.jp/library/pamphlet/pdf/04_electricity.pdf\t\t\t\tJapan\t\n'
+    'azure:japanwest\tAZURE japanwest (Japan West, Japan)\tcloud_region\t516.0\t\tmlco2-impact\thttps://www.fepc.or.jp/library/pamphlet/pdf/04_electricity.pdf\t\t\t\tJapan\t\n'
+    'azure:koreacentral\tAZURE koreacentral (Korea Central, South Korea)\tcloud_region\t517.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tSouth Korea\t\n'
+    'azure:koreasouth\tAZURE koreasouth (Korea South, South Korea)\tcloud_region\t517.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tSouth Korea\t\n'
+    'azure:northcentralus\tAZURE northcentralus (North Central US, USA)\tcloud_region\t568.2\t\tmlco2-impact\teGRID\t\t\t\tUSA\t\n'
+    'azure:northeurope\tAZURE northeurope (North Europe, Ireland)\tcloud_region\t617.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tIreland\t\n'
+    'azure:southafricanorth\tAZURE southafricanorth (South Africa North, South Africa)\tcloud_region\t1009.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tSouth Africa\t\n'
+    'azure:southafricawest\tAZURE southafricawest (South Africa West, South Africa)\tcloud_region\t1009.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tSouth Africa\t\n'
+    'azure:southcentralus\tAZURE southcentralus (South Central US, USA)\tcloud_region\t460.4\t\tmlco2-impact\teGRID\t\t\t\tUSA\t\n'
+    'azure:southeastasia\tAZURE southeastasia (Southeast Asia, Singapore)\tcloud_region\t419.0\t\tmlco2-impact\thttps://www.ema.gov.sg/cmsmedia/Publications_and_Statistics/Publications/SES18/Publication_Singapore_Energy_Statistics_2018.pdf\t\t\t\tSingapore\t\n'
+    'azure:southindia\tAZURE southindia (South India, India)\tcloud_region\t920.0\t\tmlco2-impact\thttp://www.cea.nic.in/reports/others/thermal/tpece/cdm_co2/user_guide_ver13.pdf\t\t\t\tIndia\t\n'
+    'azure:uksouth\tAZURE uksouth (UK South, United Kingdom)\tcloud_region\t623.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tUnited Kingdom\t\n'
+    'azure:ukwest\tAZURE ukwest (UK West, United Kingdom)\tcloud_region\t623.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tUnited Kingdom\t\n'
+    'azure:westcentralus\tAZURE westcentralus (West Central US, USA)\tcloud_region\t297.6\t\tmlco2-impact\t\t\t\t\tUSA\t\n'
+    'azure:westeurope\tAZURE westeurope (West Europe, Netherlands)\tcloud_region\t569.0\t\tmlco2-impact\thttps://www.sciencedirect.com/science/article/pii/S1361920916307933\t\t\t\tNetherlands\t\n'
+    'azure:westindia\tAZURE westindia (West India, India)\tcloud_region\t920.0\t\tmlco2-impact\thttp://www.cea.nic.in/reports/others/thermal/tpece/cdm_co2/user_guide_ver13.pdf\t\t\t\tIndia\t\n'
+    'azure:westus\tAZURE westus (West US, USA)\tcloud_region\t240.6\t\tmlco2-impact\teGRID\t\t\t\tUSA\t\n'
+    'azure:westus2\tAZURE westus2 (West US 2, USA)\tcloud_region\t297.6\t\tmlco2-impact\teGRID\t\t\t\tUSA\t\n'
+    'coreweave:las1\tCOREWEAVE las1 (US West, USA)\tcloud_region\t474.58\t\tmlco2-impact\telectricitymap\t\t\t\tUSA\t\n'
+    'coreweave:lga1\tCOREWEAVE lga1 (US East, USA)\tcloud_region\t282.75\t\tmlco2-impact\telectricitymap\t\t\t\tUSA\t\n'
+    'coreweave:ord1\tCOREWEAVE ord1 (US Central, USA)\tcloud_region\t424.5\t\tmlco2-impact\telectricitymap\t\t\t\tUSA\t\n'
+    'gcp:africa-south1\tGCP africa-south1 (Johannesburg, South Africa)\tcloud_region\t646.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tSouth Africa\t\n'
+    'gcp:asia-east1\tGCP asia-east1 (Changhua County, Taiwan)\tcloud_region\t451.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.12\thttps://www.google.com/about/datacenters/efficiency/\t\tTaiwan\t\n'
+    'gcp:asia-east2\tGCP asia-east2 (Hong Kong, China)\tcloud_region\t360.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tChina\t\n'
+    'gcp:asia-northeast1\tGCP asia-northeast1 (Tokyo, Japan)\tcloud_region\t459.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tJapan\t\n'
+    'gcp:asia-northeast2\tGCP asia-northeast2 (Osaka, Japan)\tcloud_region\t385.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tJapan\t\n'
+    'gcp:asia-northeast3\tGCP asia-northeast3 (Seoul, Korea)\tcloud_region\t378.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tKorea\tSouth Korea\n'
+    'gcp:asia-south1\tGCP asia-south1 (Mumbai, India)\tcloud_region\t648.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tIndia\t\n'
+    'gcp:asia-south2\tGCP asia-south2 (Delhi, India)\tcloud_region\t529.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tIndia\t\n'
+    'gcp:asia-southeast1\tGCP asia-southeast1 (Jurong West, Singapore)\tcloud_region\t369.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.12\thttps://www.google.com/about/datacenters/efficiency/\t\tSingapore\t\n'
+    'gcp:asia-southeast2\tGCP asia-southeast2 (Jakarta, Indonesia)\tcloud_region\t580.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tIndonesia\t\n'
+    'gcp:australia-southeast1\tGCP australia-southeast1 (Sydney, Australia)\tcloud_region\t501.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tAustralia\t\n'
+    'gcp:australia-southeast2\tGCP australia-southeast2 (Melbourne, Australia)\tcloud_region\t456.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tAustralia\t\n'
+    'gcp:europe-central2\tGCP europe-central2 (Warsaw, Poland)\tcloud_region\t723.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tPoland\t\n'
+    'gcp:europe-north1\tGCP europe-north1 (Hamina, Finland)\tcloud_region\t46.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.09\thttps://www.google.com/about/datacenters/efficiency/\t\tFinland\t\n'
+    'gcp:europe-southwest1\tGCP europe-southwest1 (Madrid, Spain)\tcloud_region\t131.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tSpain\t\n'
+    'gcp:europe-west1\tGCP europe-west1 (St. Ghislain, Belgium)\tcloud_region\t122.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.09\thttps://www.google.com/about/datacenters/efficiency/\t\tBelgium\t\n'
+    'gcp:europe-west10\tGCP europe-west10 (Berlin, Germany)\tcloud_region\t345.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tGermany\t\n'
+    'gcp:europe-west12\tGCP europe-west12 (Turin, Italy)\tcloud_region\t249.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tItaly\t\n'
+    'gcp:europe-west2\tGCP europe-west2 (London, United Kingdom)\tcloud_region\t136.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tUnited Kingdom\tEngland\n'
+    'gcp:europe-west3\tGCP europe-west3 (Frankfurt, Germany)\tcloud_region\t345.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tGermany\t\n'
+    'gcp:europe-west4\tGCP europe-west4 (Eemshaven, Netherlands)\tcloud_region\t236.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.09\thttps://www.google.com/about/datacenters/efficiency/\t\tNetherlands\t\n'
+    'gcp:europe-west6\tGCP europe-west6 (Zurich, Switzerland)\tcloud_region\t59.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tSwitzerland\t\n'
+    'gcp:europe-west8\tGCP europe-west8 (Milan, Italy)\tcloud_region\t249.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tItaly\t\n'
+    'gcp:europe-west9\tGCP europe-west9 (Paris, France)\tcloud_region\t34.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tFrance\t\n'
+    'gcp:me-cenrtal1\tGCP me-cenrtal1 (Doha, Qatar)\tcloud_region\t575.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tQatar\t\n'
+    'gcp:me-central2\tGCP me-central2 (Dammam, Saudi Arabia)\tcloud_region\t569.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tSaudi Arabia\t\n'
+    'gcp:me-west1\tGCP me-west1 (Tel Aviv, Israel)\tcloud_region\t463.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tIsrael\t\n'
+    'gcp:northamerica-northeast1\tGCP northamerica-northeast1 (Montreal, Canada)\tcloud_region\t2.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tCanada\tQuebec\n'
+    'gcp:northamerica-northeast2\tGCP northamerica-northeast2 (Toronto, Canada)\tcloud_region\t47.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tCanada\t\n'
+    'gcp:southamerica-east1\tGCP southamerica-east1 (Sao Paulo, Brazil)\tcloud_region\t56.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tBrazil\t\n'
+    'gcp:southamerica-west1\tGCP southamerica-west1 (Santiago, Chile)\tcloud_region\t138.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tChile\t\n'
+    'gcp:us-central1\tGCP us-central1 (Council Bluffs, USA)\tcloud_region\t430.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.11\thttps://www.google.com/about/datacenters/efficiency/\t\tUSA\tIowa\n'
+    'gcp:us-east1\tGCP us-east1 (Moncks Corner, USA)\tcloud_region\t560.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.11\thttps://www.google.com/about/datacenters/efficiency/\t\tUSA\tSouth Carolina\n'
+    'gcp:us-east4\tGCP us-east4 (Ashburn, USA)\tcloud_region\t322.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.1\thttps://www.google.com/about/datacenters/efficiency/\t\tUSA\tNorthern Virginia\n'
+    'gcp:us-east5\tGCP us-east5 (Columbus, USA)\tcloud_region\t322.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tUSA\t\n'
+    'gcp:us-south1\tGCP us-south1 (Dallas, USA)\tcloud_region\t321.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tUSA\t\n'
+    'gcp:us-west1\tGCP us-west1 (The Dalles, USA)\tcloud_region\t94.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t1.1\thttps://www.google.com/about/datacenters/efficiency/\t\tUSA\tOregon\n'
+    'gcp:us-west2\tGCP us-west2 (Los Angeles, USA)\tcloud_region\t198.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tUSA\tCalifornia\n'
+    'gcp:us-west3\tGCP us-west3 (Salt Lake City, USA)\tcloud_region\t588.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tUSA\tUtah\n'
+    'gcp:us-west4\tGCP us-west4 (Las Vegas, USA)\tcloud_region\t373.0\t\tgoogle-region-carbon\thttps://cloud.google.com/sustainability/region-carbon#data\t\t\t\tUSA\tNevada\n'
+    'ovh:bhs\tOVH bhs (Beauharnois, Canada)\tcloud_region\t20.0\t\tmlco2-impact\tHydro-Québec\t\t\t\tCanada\t\n'
+    'ovh:gra\tOVH gra (Gravelines, France)\tcloud_region\t105.0\t\tmlco2-impact\thttps://www.carbonfootprint.com/docs/2018_8_electricity_factors_august_2018_-_online_sources.pdf\t\t\t\tFrance\t\n'
+)
+# every spelling (case-folded), a tab and the code it selects, as Catalogue._location_index has them
+INDEX = (
+    "\n"
+    'world\tWORLD\n'
+    'abw\tABW\n'
+    'afg\tAFG\n'
+    'ago\tAGO\n'
+    'alb\tALB\n'
+    'are\tARE\n'
+    'arg\tARG\n'
+    'arm\tARM\n'
+    'asm\tASM\n'
+    'atg\tATG\n'
+    'aus\tAUS\n'
+    'aut\tAUT\n'
+    'aze\tAZE\n'
+    'bdi\tBDI\n'
+    'bel\tBEL\n'
+    'ben\tBEN\n'
+    'bfa\tBFA\n'
+    'bgd\tBGD\n'
+    'bgr\tBGR\n'
+    'bhr\tBHR\n'
+    'bhs\tBHS\n'
+    'bih\tBIH\n'
+    'blr\tBLR\n'
+    'blz\tBLZ\n'
+    'bmu\tBMU\n'
+    'bol\tBOL\n'
+    'bra\tBRA\n'
+    'brb\tBRB\n'
+    'brn\tBRN\n'
+    'btn\tBTN\n'
+    'bwa\tBWA\n'
+    'can\tCAN\n'
+    'che\tCHE\n'
+    'chl\tCHL\n'
+    'chn\tCHN\n'
+    'civ\tCIV\n'
+    'cmr\tCMR\n'
+    'cod\tCOD\n'
+    'cog\tCOG\n'
+    'cok\tCOK\n'
+    'col\tCOL\n'
+    'com\tCOM\n'
+    'cpv\tCPV\n'
+    'cri\tCRI\n'
+    'cub\tCUB\n'
+    'cym\tCYM\n'
+    'cyp\tCYP\n'
+    'cze\tCZE\n'
+    'deu\tDEU\n'
+    'dji\tDJI\n'
+    'dma\tDMA\n'
+    'dnk\tDNK\n'
+    'dom\tDOM\n'
+    'dza\tDZA\n'
+    'ecu\tECU\n'
+    'egy\tEGY\n'
+    'eri\tERI\n'
+    'esh\tESH\n'
+    'esp\tESP\n'
+    'est\tEST\n'
+    'eth\tETH\n'
+    'fin\tFIN\n'
+    'fji\tFJI\n'
+    'flk\tFLK\n'
+    'fra\tFRA\n'
+    'fro\tFRO\n'
+    'gab\tGAB\n'
+    'gbr\tGBR\n'
+    'geo\tGEO\n'
+    'gha\tGHA\n'
+    'gib\tGIB\n'
+    'gin\tGIN\n'
+    'glp\tGLP\n'
+    'gmb\tGMB\n'
+    'gnb\tGNB\n'
+    'gnq\tGNQ\n'
+    'grc\tGRC\n'
+    'grd\tGRD\n'
+    'grl\tGRL\n'
+    'gtm\tGTM\n'
+    'guf\tGUF\n'
+    'gum\tGUM\n'
+    'guy\tGUY\n'
+    'hkg\tHKG\n'
+    'hnd\tHND\n'
+    'hrv\tHRV\n'
+    'hti\tHTI\n'
+    'hun\tHUN\n'
+    'idn\tIDN\n'
+    'ind\tIND\n'
+    'irl\tIRL\n'
+    'irn\tIRN\n'
+    'irq\tIRQ\n'
+    'isl\tISL\n'
+    'isr\tISR\n'
+    'ita\tITA\n'
+    'jam\tJAM\n'
+    'jor\tJOR\n'
+    'jpn\tJPN\n'
+    'kaz\tKAZ\n'
+    'ken\tKEN\n'
+    'kgz\tKGZ\n'
+    'khm\tKHM\n'
+    'kir\tKIR\n'
+    'kna\tKNA\n'
+    'kor\tKOR\n'
+    'kwt\tKWT\n'
+    'lao\tLAO\n'
+    'lbn\tLBN\n'
+    'lbr\tLBR\n'
+    'lby\tLBY\n'
+    'lca\tLCA\n'
+    'lka\tLKA\n'
+    'lso\tLSO\n'
+    'ltu\tLTU\n'
+    'lux\tLUX\n'
+    'lva\tLVA\n'
+    'mac\tMAC\n'
+    'mar\tMAR\n'
+    'mda\tMDA\n'
+    'mdg\tMDG\n'
+    'mdv\tMDV\n'
+    'mex\tMEX\n'
+    'mkd\tMKD\n'
+    'mli\tMLI\n'
+    'mlt\tMLT\n'
+    'mmr\tMMR\n'
+    'mne\tMNE\n'
+    'mng\tMNG\n'
+    'moz\tMOZ\n'
+    'mrt\tMRT\n'
+    'msr\tMSR\n'
+    'mtq\tMTQ\n'
+    'mus\tMUS\n'
+    'mwi\tMWI\n'
+    'mys\tMYS\n'
+    'nam\tNAM\n'
+    'ncl\tNCL\n'
+    'ner\tNER\n'
+    'nga\tNGA\n'
+    'nic\tNIC\n'
+    'nld\tNLD\n'
+    'nor\tNOR\n'
+    'npl\tNPL\n'
+    'nru\tNRU\n'
+    'nzl\tNZL\n'
+    'omn\tOMN\n'
+    'pak\tPAK\n'
+    'pan\tPAN\n'
+    'per\tPER\n'
+    'phl\tPHL\n'
+    'png\tPNG\n'
+    'pol\tPOL\n'
+    'pri\tPRI\n'
+    'prk\tPRK\n'
+    'prt\tPRT\n'
+    'pry\tPRY\n'
+    'pse\tPSE\n'
+    'pyf\tPYF\n'
+    'qat\tQAT\n'
+    'reu\tREU\n'
+    'rou\tROU\n'
+    'rus\tRUS\n'
+    'rwa\tRWA\n'
+    'sau\tSAU\n'
+    'sdn\tSDN\n'
+    'sen\tSEN\n'
+    'sgp\tSGP\n'
+    'shn\tSHN\n'
+    'slb\tSLB\n'
+    'sle\tSLE\n'
+    'slv\tSLV\n'
+    'som\tSOM\n'
+    'spm\tSPM\n'
+    'srb\tSRB\n'
+    'ssd\tSSD\n'
+    'stp\tSTP\n'
+    'sur\tSUR\n'
+    'svk\tSVK\n'
+    'svn\tSVN\n'
+    'swe\tSWE\n'
+    'swz\tSWZ\n'
+    'syc\tSYC\n'
+    'syr\tSYR\n'
+    'tca\tTCA\n'
+    'tcd\tTCD\n'
+    'tgo\tTGO\n'
+    'tha\tTHA\n'
+    'tjk\tTJK\n'
+    'tkm\tTKM\n'
+    'tls\tTLS\n'
+    'ton\tTON\n'
+    'tto\tTTO\n'
+    'tun\tTUN\n'
+    'tur\tTUR\n'
+    'twn\tTWN\n'
+    'tza\tTZA\n'
+    'uga\tUGA\n'
+    'ukr\tUKR\n'
+    'ury\tURY\n'
+    'usa\tUSA\n'
+    'uzb\tUZB\n'
+    'vct\tVCT\n'
+    'ven\tVEN\n'
+    'vgb\tVGB\n'
+    'vir\tVIR\n'
+    'vnm\tVNM\n'
+    'vut\tVUT\n'
+    'wsm\tWSM\n'
+    'yem\tYEM\n'
+    'zaf\tZAF\n'
+    'zmb\tZMB\n'
+    'zwe\tZWE\n'
+    'us-al\tUS-AL\n'
+    'us-ak\tUS-AK\n'
+    'us-az\tUS-AZ\n'
+    'us-ar\tUS-AR\n'
+    'us-ca\tUS-CA\n'
+    'us-co\tUS-CO\n'
+    'us-ct\tUS-CT\n'
+    'us-de\tUS-DE\n'
+    'us-dc\tUS-DC\n'
+    'us-fl\tUS-FL\n'
+    'us-ga\tUS-GA\n'
+    'us-hi\tUS-HI\n'
+    'us-id\tUS-ID\n'
+    'us-il\tUS-IL\n'
+    'us-in\tUS-IN\n'
+    'us-ia\tUS-IA\n'
+    'us-ks\tUS-KS\n'
+    'us-ky\tUS-KY\n'
+    'us-la\tUS-LA\n'
+    'us-me\tUS-ME\n'
+    'us-md\tUS-MD\n'
+    'us-ma\tUS-MA\n'
+    'us-mi\tUS-MI\n'
+    'us-mn\tUS-MN\n'
+    'us-ms\tUS-MS\n'
+    'us-mo\tUS-MO\n'
+    'us-mt\tUS-MT\n'
+    'us-ne\tUS-NE\n'
+    'us-nv\tUS-NV\n'
+    'us-nh\tUS-NH\n'
+    'us-nj\tUS-NJ\n'
+    'us-nm\tUS-NM\n'
+    'us-ny\tUS-NY\n'
+    'us-nc\tUS-NC\n'
+    'us-nd\tUS-ND\n'
+    'us-oh\tUS-OH\n'
+    'us-ok\tUS-OK\n'
+    'us-or\tUS-OR\n'
+    'us-pa\tUS-PA\n'
+    'us-ri\tUS-RI\n'
+    'us-sc\tUS-SC\n'
+    'us-sd\tUS-SD\n'
+    'us-tn\tUS-TN\n'
+    'us-tx\tUS-TX\n'
+    'us-ut\tUS-UT\n'
+    'us-vt\tUS-VT\n'
+    'us-va\tUS-VA\n'
+    'us-wa\tUS-WA\n'
+    'us-wv\tUS-WV\n'
+    'us-wi\tUS-WI\n'
+    'us-wy\tUS-WY\n'
+    'no-no1\tNO-NO1\n'
+    'no-no2\tNO-NO2\n'
+    'no-no3\tNO-NO3\n'
+    'no-no4\tNO-NO4\n'
+    'no-no5\tNO-NO5\n'
+    'se-se1\tSE-SE1\n'
+    'se-se2\tSE-SE2\n'
+    'se-se3\tSE-SE3\n'
+    'se-se4\tSE-SE4\n'
+    'aus-nsw\tAUS-NSW\n'
+    'aus-qld\tAUS-QLD\n'
+    'aus-sa\tAUS-SA\n'
+    'aus-tas\tAUS-TAS\n'
+    'aus-vic\tAUS-VIC\n'
+    'aus-wa\tAUS-WA\n'
+    'br-cs\tBR-CS\n'
+    'br-n\tBR-N\n'
+    'br-ne\tBR-NE\n'
+    'br-s\tBR-S\n'
+    'ca-ab\tCA-AB\n'
+    'ca-ns\tCA-NS\n'
+    'ca-on\tCA-ON\n'
+    'ca-pe\tCA-PE\n'
+    'ca-yt\tCA-YT\n'
+    'dk-bhm\tDK-BHM\n'
+    'dk-dk1\tDK-DK1\n'
+    'dk-dk2\tDK-DK2\n'
+    'es-cn-fvlz\tES-CN-FVLZ\n'
+    'es-cn-gc\tES-CN-GC\n'
+    'es-cn-hi\tES-CN-HI\n'
+    'es-cn-ig\tES-CN-IG\n'
+    'es-cn-lp\tES-CN-LP\n'
+    'es-cn-te\tES-CN-TE\n'
+    'es-ib-fo\tES-IB-FO\n'
+    'es-ib-iz\tES-IB-IZ\n'
+    'es-ib-ma\tES-IB-MA\n'
+    'es-ib-me\tES-IB-ME\n'
+    'gb-ork\tGB-ORK\n'
+    'in-ap\tIN-AP\n'
+    'in-ct\tIN-CT\n'
+    'in-dl\tIN-DL\n'
+    'in-gj\tIN-GJ\n'
+    'in-ka\tIN-KA\n'
+    'in-pb\tIN-PB\n'
+    'in-up\tIN-UP\n'
+    'in-ut\tIN-UT\n'
+    'it-cno\tIT-CNO\n'
+    'it-cso\tIT-CSO\n'
+    'it-no\tIT-NO\n'
+    'it-sar\tIT-SAR\n'
+    'it-sic\tIT-SIC\n'
+    'it-so\tIT-SO\n'
+    'jp-cb\tJP-CB\n'
+    'jp-cg\tJP-CG\n'
+    'jp-hkd\tJP-HKD\n'
+    'jp-hr\tJP-HR\n'
+    'jp-kn\tJP-KN\n'
+    'jp-ky\tJP-KY\n'
+    'jp-on\tJP-ON\n'
+    'jp-sk\tJP-SK\n'
+    'jp-th\tJP-TH\n'
+    'jp-tk\tJP-TK\n'
+    'my-wm\tMY-WM\n'
+    'nz-nzn\tNZ-NZN\n'
+    'nz-nzs\tNZ-NZS\n'
+    'ru-1\tRU-1\n'
+    'ru-2\tRU-2\n'
+    'us-bpa\tUS-BPA\n'
+    'us-cal-banc\tUS-CAL-BANC\n'
+    'us-cal-ciso\tUS-CAL-CISO\n'
+    'us-cal-iid\tUS-CAL-IID\n'
+    'us-cal-ldwp\tUS-CAL-LDWP\n'
+    'us-cal-tidc\tUS-CAL-TIDC\n'
+    'us-car-cple\tUS-CAR-CPLE\n'
+    'us-car-cplw\tUS-CAR-CPLW\n'
+    'us-car-duk\tUS-CAR-DUK\n'
+    'us-car-sc\tUS-CAR-SC\n'
+    'us-car-sceg\tUS-CAR-SCEG\n'
+    'us-car-yad\tUS-CAR-YAD\n'
+    'us-cent-spa\tUS-CENT-SPA\n'
+    'us-cent-swpp\tUS-CENT-SWPP\n'
+    'us-fla-fmpp\tUS-FLA-FMPP\n'
+    'us-fla-fpc\tUS-FLA-FPC\n'
+    'us-fla-fpl\tUS-FLA-FPL\n'
+    'us-fla-gvl\tUS-FLA-GVL\n'
+    'us-fla-hst\tUS-FLA-HST\n'
+    'us-fla-jea\tUS-FLA-JEA\n'
+    'us-fla-sec\tUS-FLA-SEC\n'
+    'us-fla-tal\tUS-FLA-TAL\n'
+    'us-fla-tec\tUS-FLA-TEC\n'
+    'us-hi-oa\tUS-HI-OA\n'
+    'us-ipc\tUS-IPC\n'
+    'us-mida-ovec\tUS-MIDA-OVEC\n'
+    'us-mida-pjm\tUS-MIDA-PJM\n'
+    'us-midw-aeci\tUS-MIDW-AECI\n'
+    'us-midw-eei\tUS-MIDW-EEI\n'
+    'us-midw-lgee\tUS-MIDW-LGEE\n'
+    'us-midw-miso\tUS-MIDW-MISO\n'
+    'us-miso\tUS-MISO\n'
+    'us-ne-isne\tUS-NE-ISNE\n'
+    'us-neiso\tUS-NEISO\n'
+    'us-nw-ava\tUS-NW-AVA\n'
+    'us-nw-avrn\tUS-NW-AVRN\n'
+    'us-nw-bpat\tUS-NW-BPAT\n'
+    'us-nw-chpd\tUS-NW-CHPD\n'
+    'us-nw-dopd\tUS-NW-DOPD\n'
+    'us-nw-gcpd\tUS-NW-GCPD\n'
+    'us-nw-grid\tUS-NW-GRID\n'
+    'us-nw-gwa\tUS-NW-GWA\n'
+    'us-nw-ipco\tUS-NW-IPCO\n'
+    'us-nw-nevp\tUS-NW-NEVP\n'
+    'us-nw-nwmt\tUS-NW-NWMT\n'
+    'us-nw-pace\tUS-NW-PACE\n'
+    'us-nw-pacw\tUS-NW-PACW\n'
+    'us-nw-pge\tUS-NW-PGE\n'
+    'us-nw-psco\tUS-NW-PSCO\n'
+    'us-nw-psei\tUS-NW-PSEI\n'
+    'us-nw-scl\tUS-NW-SCL\n'
+    'us-nw-tpwr\tUS-NW-TPWR\n'
+    'us-nw-wacm\tUS-NW-WACM\n'
+    'us-nw-wauw\tUS-NW-WAUW\n'
+    'us-nw-wwa\tUS-NW-WWA\n'
+    'us-pjm\tUS-PJM\n'
+    'us-se-aec\tUS-SE-AEC\n'
+    'us-se-sepa\tUS-SE-SEPA\n'
+    'us-se-soco\tUS-SE-SOCO\n'
+    'us-spp\tUS-SPP\n'
+    'us-sveri\tUS-SVERI\n'
+    'us-sw-azps\tUS-SW-AZPS\n'
+    'us-sw-deaa\tUS-SW-DEAA\n'
+    'us-sw-epe\tUS-SW-EPE\n'
+    'us-sw-grif\tUS-SW-GRIF\n'
+    'us-sw-hgma\tUS-SW-HGMA\n'
+    'us-sw-pnm\tUS-SW-PNM\n'
+    'us-sw-srp\tUS-SW-SRP\n'
+    'us-sw-tepc\tUS-SW-TEPC\n'
+    'us-sw-walc\tUS-SW-WALC\n'
+    'us-ten-tva\tUS-TEN-TVA\n'
+    'us-tex-erco\tUS-TEX-ERCO\n'
+    'aws:ap-east-1\taws:ap-east-1\n'
+    'aws:ap-northeast-1\taws:ap-northeast-1\n'
+    'aws:ap-northeast-2\taws:ap-northeast-2\n'
+    'aws:ap-northeast-3\taws:ap-northeast-3\n'
+    'aws:ap-south-1\taws:ap-south-1\n'
+    'aws:ap-southeast-1\taws:ap-southeast-1\n'
+    'aws:ap-southeast-2\taws:ap-southeast-2\n'
+    'aws:ca-central-1\taws:ca-central-1\n'
+    'aws:cn-north-1\taws:cn-north-1\n'
+    'aws:cn-northwest-1\taws:cn-northwest-1\n'
+    'aws:eu-central-1\taws:eu-central-1\n'
+    'aws:eu-north-1\taws:eu-north-1\n'
+    'aws:eu-west-1\taws:eu-west-1\n'
+    'aws:eu-west-2\taws:eu-west-2\n'
+    'aws:eu-west-3\taws:eu-west-3\n'
+    'aws:sa-east-1\taws:sa-east-1\n'
+    'aws:us-east-1\taws:us-east-1\n'
+    'aws:us-east-2\taws:us-east-2\n'
+    'aws:us-gov-east-1\taws:us-gov-east-1\n'
+    'aws:us-gov-west-1\taws:us-gov-west-1\n'
+    'aws:us-west-1\taws:us-west-1\n'
+    'aws:us-west-2\taws:us-west-2\n'
+    'azure:australiacentral\tazure:australiacentral\n'
+    'azure:australiacentral2\tazure:australiacentral2\n'
+    'azure:australiaeast\tazure:australiaeast\n'
+    'azure:australiasoutheast\tazure:australiasoutheast\n'
+    'azure:brazilsouth\tazure:brazilsouth\n'
+    'azure:canadacentral\tazure:canadacentral\n'
+    'azure:canadaeast\tazure:canadaeast\n'
+    'azure:centralindia\tazure:centralindia\n'
+    'azure:centralus\tazure:centralus\n'
+    'azure:eastasia\tazure:eastasia\n'
+    'azure:eastus\tazure:eastus\n'
+    'azure:eastus2\tazure:eastus2\n'
+    'azure:francecentral\tazure:francecentral\n'
+    'azure:francesouth\tazure:francesouth\n'
+    'azure:japaneast\tazure:japaneast\n'
+    'azure:japanwest\tazure:japanwest\n'
+    'azure:koreacentral\tazure:koreacentral\n'
+    'azure:koreasouth\tazure:koreasouth\n'
+    'azure:northcentralus\tazure:northcentralus\n'
+    'azure:northeurope\tazure:northeurope\n'
+    'azure:southafricanorth\tazure:southafricanorth\n'
+    'azure:southafricawest\tazure:southafricawest\n'
+    'azure:southcentralus\tazure:southcentralus\n'
+    'azure:southeastasia\tazure:southeastasia\n'
+    'azure:southindia\tazure:southindia\n'
+    'azure:uksouth\tazure:uksouth\n'
+    'azure:ukwest\tazure:ukwest\n'
+    'azure:westcentralus\tazure:westcentralus\n'
+    'azure:westeurope\tazure:westeurope\n'
+    'azure:westindia\tazure:westindia\n'
+    'azure:westus\tazure:westus\n'
+    'azure:westus2\tazure:westus2\n'
+    'coreweave:las1\tcoreweave:las1\n'
+    'coreweave:lga1\tcoreweave:lga1\n'
+    'coreweave:ord1\tcoreweave:ord1\n'
+    'gcp:africa-south1\tgcp:africa-south1\n'
+    'gcp:asia-east1\tgcp:asia-east1\n'
+    'gcp:asia-east2\tgcp:asia-east2\n'
+    'gcp:asia-northeast1\tgcp:asia-northeast1\n'
+    'gcp:asia-northeast2\tgcp:asia-northeast2\n'
+    'gcp:asia-northeast3\tgcp:asia-northeast3\n'
+    'gcp:asia-south1\tgcp:asia-south1\n'
+    'gcp:asia-south2\tgcp:asia-south2\n'
+    'gcp:asia-southeast1\tgcp:asia-southeast1\n'
+    'gcp:asia-southeast2\tgcp:asia-southeast2\n'
+    'gcp:australia-southeast1\tgcp:australia-southeast1\n'
+    'gcp:australia-southeast2\tgcp:australia-southeast2\n'
+    'gcp:europe-central2\tgcp:europe-central2\n'
+    'gcp:europe-north1\tgcp:europe-north1\n'
+    'gcp:europe-southwest1\tgcp:europe-southwest1\n'
+    'gcp:europe-west1\tgcp:europe-west1\n'
+    'gcp:europe-west10\tgcp:europe-west10\n'
+    'gcp:europe-west12\tgcp:europe-west12\n'
+    'gcp:europe-west2\tgcp:europe-west2\n'
+    'gcp:europe-west3\tgcp:europe-west3\n'
+    'gcp:europe-west4\tgcp:europe-west4\n'
+    'gcp:europe-west6\tgcp:europe-west6\n'
+    'gcp:europe-west8\tgcp:europe-west8\n'
+    'gcp:europe-west9\tgcp:europe-west9\n'
+    'gcp:me-cenrtal1\tgcp:me-cenrtal1\n'
+    'gcp:me-central2\tgcp:me-central2\n'
+    'gcp:me-west1\tgcp:me-west1\n'
+    'gcp:northamerica-northeast1\tgcp:northamerica-northeast1\n'
+    'gcp:northamerica-northeast2\tgcp:northamerica-northeast2\n'
+    'gcp:southamerica-east1\tgcp:southamerica-east1\n'
+    'gcp:southamerica-west1\tgcp:southamerica-west1\n'
+    'gcp:us-central1\tgcp:us-central1\n'
+    'gcp:us-east1\tgcp:us-east1\n'
+    'gcp:us-east4\tgcp:us-east4\n'
+    'gcp:us-east5\tgcp:us-east5\n'
+    'gcp:us-south1\tgcp:us-south1\n'
+    'gcp:us-west1\tgcp:us-west1\n'
+    'gcp:us-west2\tgcp:us-west2\n'
+    'gcp:us-west3\tgcp:us-west3\n'
+    'gcp:us-west4\tgcp:us-west4\n'
+    'ovh:bhs\tovh:bhs\n'
+    'ovh:gra\tovh:gra\n'
+    'world average\tWORLD\n'
+    'global\tWORLD\n'
+    'aruba\tABW\n'
+    'aw\tABW\n'
+    'afghanistan\tAFG\n'
+    'af\tAFG\n'
+    'angola\tAGO\n'
+    'ao\tAGO\n'
+    'albania\tALB\n'
+    'al\tALB\n'
+    'united arab emirates\tARE\n'
+    'ae\tARE\n'
+    'argentina\tARG\n'
+    'ar\tARG\n'
+    'armenia\tARM\n'
+    'am\tARM\n'
+    'american samoa\tASM\n'
+    'as\tASM\n'
+    'antigua and barbuda\tATG\n'
+    'ag\tATG\n'
+    'australia\tAUS\n'
+    'au\tAUS\n'
+    'austria\tAUT\n'
+    'at\tAUT\n'
+    'azerbaijan\tAZE\n'
+    'az\tAZE\n'
+    'burundi\tBDI\n'
+    'bi\tBDI\n'
+    'belgium\tBEL\n'
+    'be\tBEL\n'
+    'benin\tBEN\n'
+    'bj\tBEN\n'
+    'burkina faso\tBFA\n'
+    'bf\tBFA\n'
+    'bangladesh\tBGD\n'
+    'bd\tBGD\n'
+    'bulgaria\tBGR\n'
+    'bg\tBGR\n'
+    'bahrain\tBHR\n'
+    'bh\tBHR\n'
+    'bahamas\tBHS\n'
+    'bs\tBHS\n'
+    'bosnia and herzegovina\tBIH\n'
+    'ba\tBIH\n'
+    'belarus\tBLR\n'
+    'by\tBLR\n'
+    'belize\tBLZ\n'
+    'bz\tBLZ\n'
+    'bermuda\tBMU\n'
+    'bm\tBMU\n'
+    'bolivia\tBOL\n'
+    'bo\tBOL\n'
+    'bolivia, plurinational state of\tBOL\n'
+    'brazil\tBRA\n'
+    'br\tBRA\n'
+    'barbados\tBRB\n'
+    'bb\tBRB\n'
+    'brunei\tBRN\n'
+    'bn\tBRN\n'
+    'brunei darussalam\tBRN\n'
+    'bhutan\tBTN\n'
+    'bt\tBTN\n'
+    'botswana\tBWA\n'
+    'bw\tBWA\n'
+    'canada\tCAN\n'
+    'ca\tCAN\n'
+    'switzerland\tCHE\n'
+    'ch\tCHE\n'
+    'chile\tCHL\n'
+    'cl\tCHL\n'
+    'china\tCHN\n'
+    'cn\tCHN\n'
+    "cote d'ivoire\tCIV\n"
+    'ci\tCIV\n'
+    "côte d'ivoire\tCIV\n"
+    'cameroon\tCMR\n'
+    'cm\tCMR\n'
+    'democratic republic of congo\tCOD\n'
+    'cd\tCOD\n'
+    'congo, the democratic republic of the\tCOD\n'
+    'congo\tCOG\n'
+    'cg\tCOG\n'
+    'cook islands\tCOK\n'
+    'ck\tCOK\n'
+    'colombia\tCOL\n'
+    'co\tCOL\n'
+    'comoros\tCOM\n'
+    'km\tCOM\n'
+    'cape verde\tCPV\n'
+    'cv\tCPV\n'
+    'cabo verde\tCPV\n'
+    'costa rica\tCRI\n'
+    'cr\tCRI\n'
+    'cuba\tCUB\n'
+    'cu\tCUB\n'
+    'cayman islands\tCYM\n'
+    'ky\tCYM\n'
+    'cyprus\tCYP\n'
+    'cy\tCYP\n'
+    'czechia\tCZE\n'
+    'cz\tCZE\n'
+    'germany\tDEU\n'
+    'de\tDEU\n'
+    'djibouti\tDJI\n'
+    'dj\tDJI\n'
+    'dominica\tDMA\n'
+    'dm\tDMA\n'
+    'denmark\tDNK\n'
+    'dk\tDNK\n'
+    'dominican republic\tDOM\n'
+    'do\tDOM\n'
+    'algeria\tDZA\n'
+    'dz\tDZA\n'
+    'ecuador\tECU\n'
+    'ec\tECU\n'
+    'egypt\tEGY\n'
+    'eg\tEGY\n'
+    'eritrea\tERI\n'
+    'er\tERI\n'
+    'western sahara\tESH\n'
+    'eh\tESH\n'
+    'spain\tESP\n'
+    'es\tESP\n'
+    'estonia\tEST\n'
+    'ee\tEST\n'
+    'ethiopia\tETH\n'
+    'et\tETH\n'
+    'finland\tFIN\n'
+    'fi\tFIN\n'
+    'fiji\tFJI\n'
+    'fj\tFJI\n'
+    'falkland islands\tFLK\n'
+    'fk\tFLK\n'
+    'falkland islands (malvinas)\tFLK\n'
+    'france\tFRA\n'
+    'fr\tFRA\n'
+    'faroe islands\tFRO\n'
+    'fo\tFRO\n'
+    'gabon\tGAB\n'
+    'ga\tGAB\n'
+    'united kingdom\tGBR\n'
+    'gb\tGBR\n'
+    'georgia\tGEO\n'
+    'ge\tGEO\n'
+    'ghana\tGHA\n'
+    'gh\tGHA\n'
+    'gibraltar\tGIB\n'
+    'gi\tGIB\n'
+    'guinea\tGIN\n'
+    'gn\tGIN\n'
+    'guadeloupe\tGLP\n'
+    'gp\tGLP\n'
+    'gambia\tGMB\n'
+    'gm\tGMB\n'
+    'guinea-bissau\tGNB\n'
+    'gw\tGNB\n'
+    'equatorial guinea\tGNQ\n'
+    'gq\tGNQ\n'
+    'greece\tGRC\n'
+    'gr\tGRC\n'
+    'grenada\tGRD\n'
+    'gd\tGRD\n'
+    'greenland\tGRL\n'
+    'gl\tGRL\n'
+    'guatemala\tGTM\n'
+    'gt\tGTM\n'
+    'french guiana\tGUF\n'
+    'gf\tGUF\n'
+    'guam\tGUM\n'
+    'gu\tGUM\n'
+    'guyana\tGUY\n'
+    'gy\tGUY\n'
+    'hong kong\tHKG\n'
+    'hk\tHKG\n'
+    'honduras\tHND\n'
+    'hn\tHND\n'
+    'croatia\tHRV\n'
+    'hr\tHRV\n'
+    'haiti\tHTI\n'
+    'ht\tHTI\n'
+    'hungary\tHUN\n'
+    'hu\tHUN\n'
+    'indonesia\tIDN\n'
+    'id\tIDN\n'
+    'india\tIND\n'
+    'in\tIND\n'
+    'ireland\tIRL\n'
+    'ie\tIRL\n'
+    'iran\tIRN\n'
+    'ir\tIRN\n'
+    'iran, islamic republic of\tIRN\n'
+    'iraq\tIRQ\n'
+    'iq\tIRQ\n'
+    'iceland\tISL\n'
+    'is\tISL\n'
+    'israel\tISR\n'
+    'il\tISR\n'
+    'italy\tITA\n'
+    'it\tITA\n'
+    'jamaica\tJAM\n'
+    'jm\tJAM\n'
+    'jordan\tJOR\n'
+    'jo\tJOR\n'
+    'japan\tJPN\n'
+    'jp\tJPN\n'
+    'kazakhstan\tKAZ\n'
+    'kz\tKAZ\n'
+    'kenya\tKEN\n'
+    'ke\tKEN\n'
+    'kyrgyzstan\tKGZ\n'
+    'kg\tKGZ\n'
+    'cambodia\tKHM\n'
+    'kh\tKHM\n'
+    'kiribati\tKIR\n'
+    'ki\tKIR\n'
+    'saint kitts and nevis\tKNA\n'
+    'kn\tKNA\n'
+    'south korea\tKOR\n'
+    'kr\tKOR\n'
+    'korea, republic of\tKOR\n'
+    'kuwait\tKWT\n'
+    'kw\tKWT\n'
+    'laos\tLAO\n'
+    'la\tLAO\n'
+    "lao people's democratic republic\tLAO\n"
+    'lebanon\tLBN\n'
+    'lb\tLBN\n'
+    'liberia\tLBR\n'
+    'lr\tLBR\n'
+    'libya\tLBY\n'
+    'ly\tLBY\n'
+    'saint lucia\tLCA\n'
+    'lc\tLCA\n'
+    'sri lanka\tLKA\n'
+    'lk\tLKA\n'
+    'lesotho\tLSO\n'
+    'ls\tLSO\n'
+    'lithuania\tLTU\n'
+    'lt\tLTU\n'
+    'luxembourg\tLUX\n'
+    'lu\tLUX\n'
+    'latvia\tLVA\n'
+    'lv\tLVA\n'
+    'macao\tMAC\n'
+    'mo\tMAC\n'
+    'morocco\tMAR\n'
+    'ma\tMAR\n'
+    'moldova\tMDA\n'
+    'md\tMDA\n'
+    'moldova, republic of\tMDA\n'
+    'madagascar\tMDG\n'
+    'mg\tMDG\n'
+    'maldives\tMDV\n'
+    'mv\tMDV\n'
+    'mexico\tMEX\n'
+    'mx\tMEX\n'
+    'north macedonia\tMKD\n'
+    'mk\tMKD\n'
+    'mali\tMLI\n'
+    'ml\tMLI\n'
+    'malta\tMLT\n'
+    'mt\tMLT\n'
+    'myanmar\tMMR\n'
+    'mm\tMMR\n'
+    'montenegro\tMNE\n'
+    'me\tMNE\n'
+    'mongolia\tMNG\n'
+    'mn\tMNG\n'
+    'mozambique\tMOZ\n'
+    'mz\tMOZ\n'
+    'mauritania\tMRT\n'
+    'mr\tMRT\n'
+    'montserrat\tMSR\n'
+    'ms\tMSR\n'
+    'martinique\tMTQ\n'
+    'mq\tMTQ\n'
+    'mauritius\tMUS\n'
+    'mu\tMUS\n'
+    'malawi\tMWI\n'
+    'mw\tMWI\n'
+    'malaysia\tMYS\n'
+    'my\tMYS\n'
+    'namibia\tNAM\n'
+    'na\tNAM\n'
+    'new caledonia\tNCL\n'
+    'nc\tNCL\n'
+    'niger\tNER\n'
+    'ne\tNER\n'
+    'nigeria\tNGA\n'
+    'ng\tNGA\n'
+    'nicaragua\tNIC\n'
+    'ni\tNIC\n'
+    'netherlands\tNLD\n'
+    'nl\tNLD\n'
+    'norway\tNOR\n'
+    'no\tNOR\n'
+    'nepal\tNPL\n'
+    'np\tNPL\n'
+    'nauru\tNRU\n'
+    'nr\tNRU\n'
+    'new zealand\tNZL\n'
+    'nz\tNZL\n'
+    'oman\tOMN\n'
+    'om\tOMN\n'
+    'pakistan\tPAK\n'
+    'pk\tPAK\n'
+    'panama\tPAN\n'
+    'pa\tPAN\n'
+    'peru\tPER\n'
+    'pe\tPER\n'
+    'philippines\tPHL\n'
+    'ph\tPHL\n'
+    'papua new guinea\tPNG\n'
+    'pg\tPNG\n'
+    'poland\tPOL\n'
+    'pl\tPOL\n'
+    'puerto rico\tPRI\n'
+    'pr\tPRI\n'
+    'north korea\tPRK\n'
+    'kp\tPRK\n'
+    "korea, democratic people's republic of\tPRK\n"
+    'portugal\tPRT\n'
+    'pt\tPRT\n'
+    'paraguay\tPRY\n'
+    'py\tPRY\n'
+    'palestine\tPSE\n'
+    'ps\tPSE\n'
+    'palestine, state of\tPSE\n'
+    'french polynesia\tPYF\n'
+    'pf\tPYF\n'
+    'qatar\tQAT\n'
+    'qa\tQAT\n'
+    'reunion\tREU\n'
+    're\tREU\n'
+    'réunion\tREU\n'
+    'romania\tROU\n'
+    'ro\tROU\n'
+    'russia\tRUS\n'
+    'ru\tRUS\n'
+    'russian federation\tRUS\n'
+    'rwanda\tRWA\n'
+    'rw\tRWA\n'
+    'saudi arabia\tSAU\n'
+    'sa\tSAU\n'
+    'sudan\tSDN\n'
+    'sd\tSDN\n'
+    'senegal\tSEN\n'
+    'sn\tSEN\n'
+    'singapore\tSGP\n'
+    'sg\tSGP\n'
+    'saint helena\tSHN\n'
+    'sh\tSHN\n'
+    'saint helena, ascension and tristan da cunha\tSHN\n'
+    'solomon islands\tSLB\n'
+    'sb\tSLB\n'
+    'sierra leone\tSLE\n'
+    'sl\tSLE\n'
+    'el salvador\tSLV\n'
+    'sv\tSLV\n'
+    'somalia\tSOM\n'
+    'so\tSOM\n'
+    'saint pierre and miquelon\tSPM\n'
+    'pm\tSPM\n'
+    'serbia\tSRB\n'
+    'rs\tSRB\n'
+    'south sudan\tSSD\n'
+    'ss\tSSD\n'
+    'sao tome and principe\tSTP\n'
+    'st\tSTP\n'
+    'suriname\tSUR\n'
+    'sr\tSUR\n'
+    'slovakia\tSVK\n'
+    'sk\tSVK\n'
+    'slovenia\tSVN\n'
+    'si\tSVN\n'
+    'sweden\tSWE\n'
+    'se\tSWE\n'
+    'eswatini\tSWZ\n'
+    'sz\tSWZ\n'
+    'seychelles\tSYC\n'
+    'sc\tSYC\n'
+    'syria\tSYR\n'
+    'sy\tSYR\n'
+    'syrian arab republic\tSYR\n'
+    'turks and caicos islands\tTCA\n'
+    'tc\tTCA\n'
+    'chad\tTCD\n'
+    'td\tTCD\n'
+    'togo\tTGO\n'
+    'tg\tTGO\n'
+    'thailand\tTHA\n'
+    'th\tTHA\n'
+    'tajikistan\tTJK\n'
+    'tj\tTJK\n'
+    'turkmenistan\tTKM\n'
+    'tm\tTKM\n'
+    'east timor\tTLS\n'
+    'tl\tTLS\n'
+    'timor-leste\tTLS\n'
+    'tonga\tTON\n'
+    'to\tTON\n'
+    'trinidad and tobago\tTTO\n'
+    'tt\tTTO\n'
+    'tunisia\tTUN\n'
+    'tn\tTUN\n'
+    'turkey\tTUR\n'
+    'tr\tTUR\n'
+    'türkiye\tTUR\n'
+    'taiwan\tTWN\n'
+    'tw\tTWN\n'
+    'taiwan, province of china\tTWN\n'
+    'tanzania\tTZA\n'
+    'tz\tTZA\n'
+    'tanzania, united republic of\tTZA\n'
+    'uganda\tUGA\n'
+    'ug\tUGA\n'
+    'ukraine\tUKR\n'
+    'ua\tUKR\n'
+    'uruguay\tURY\n'
+    'uy\tURY\n'
+    'united states\tUSA\n'
+    'us\tUSA\n'
+    'uzbekistan\tUZB\n'
+    'uz\tUZB\n'
+    'saint vincent and the grenadines\tVCT\n'
+    'vc\tVCT\n'
+    'venezuela\tVEN\n'
+    've\tVEN\n'
+    'venezuela, bolivarian republic of\tVEN\n'
+    'british virgin islands\tVGB\n'
+    'vg\tVGB\n'
+    'virgin islands, british\tVGB\n'
+    'united states virgin islands\tVIR\n'
+    'vi\tVIR\n'
+    'virgin islands, u.s.\tVIR\n'
+    'vietnam\tVNM\n'
+    'vn\tVNM\n'
+    'viet nam\tVNM\n'
+    'vanuatu\tVUT\n'
+    'vu\tVUT\n'
+    'samoa\tWSM\n'
+    'ws\tWSM\n'
+    'yemen\tYEM\n'
+    'ye\tYEM\n'
+    'south africa\tZAF\n'
+    'za\tZAF\n'
+    'zambia\tZMB\n'
+    'zm\tZMB\n'
+    'zimbabwe\tZWE\n'
+    'zw\tZWE\n'
+    'alabama\tUS-AL\n'
+    'alaska\tUS-AK\n'
+    'arizona\tUS-AZ\n'
+    'arkansas\tUS-AR\n'
+    'california\tUS-CA\n'
+    'colorado\tUS-CO\n'
+    'connecticut\tUS-CT\n'
+    'delaware\tUS-DE\n'
+    'district of columbia\tUS-DC\n'
+    'florida\tUS-FL\n'
+    'hawaii\tUS-HI\n'
+    'idaho\tUS-ID\n'
+    'illinois\tUS-IL\n'
+    'indiana\tUS-IN\n'
+    'iowa\tUS-IA\n'
+    'kansas\tUS-KS\n'
+    'kentucky\tUS-KY\n'
+    'louisiana\tUS-LA\n'
+    'maine\tUS-ME\n'
+    'maryland\tUS-MD\n'
+    'massachusetts\tUS-MA\n'
+    'michigan\tUS-MI\n'
+    'minnesota\tUS-MN\n'
+    'mississippi\tUS-MS\n'
+    'missouri\tUS-MO\n'
+    'montana\tUS-MT\n'
+    'nebraska\tUS-NE\n'
+    'nevada\tUS-NV\n'
+    'new hampshire\tUS-NH\n'
+    'new jersey\tUS-NJ\n'
+    'new mexico\tUS-NM\n'
+    'new york\tUS-NY\n'
+    'north carolina\tUS-NC\n'
+    'north dakota\tUS-ND\n'
+    'ohio\tUS-OH\n'
+    'oklahoma\tUS-OK\n'
+    'oregon\tUS-OR\n'
+    'pennsylvania\tUS-PA\n'
+    'rhode island\tUS-RI\n'
+    'south carolina\tUS-SC\n'
+    'south dakota\tUS-SD\n'
+    'tennessee\tUS-TN\n'
+    'texas\tUS-TX\n'
+    'utah\tUS-UT\n'
+    'vermont\tUS-VT\n'
+    'virginia\tUS-VA\n'
+    'washington\tUS-WA\n'
+    'west virginia\tUS-WV\n'
+    'wisconsin\tUS-WI\n'
+    'wyoming\tUS-WY\n'
+    'norway bidding zone 1 (oslo)\tNO-NO1\n'
+    'no1\tNO-NO1\n'
+    'norway bidding zone 2 (southern norway)\tNO-NO2\n'
+    'no2\tNO-NO2\n'
+    'norway bidding zone 3 (central norway)\tNO-NO3\n'
+    'no3\tNO-NO3\n'
+    'norway bidding zone 4 (northern norway)\tNO-NO4\n'
+    'no4\tNO-NO4\n'
+    'norway bidding zone 5 (western norway)\tNO-NO5\n'
+    'no5\tNO-NO5\n'
+    'sweden bidding zone 1 (northern sweden)\tSE-SE1\n'
+    'se1\tSE-SE1\n'
+    'sweden bidding zone 2 (central sweden)\tSE-SE2\n'
+    'se2\tSE-SE2\n'
+    'sweden bidding zone 3 (southern sweden)\tSE-SE3\n'
+    'se3\tSE-SE3\n'
+    'sweden bidding zone 4 (stockholm region)\tSE-SE4\n'
+    'se4\tSE-SE4\n'
+    'australia: new south wales\tAUS-NSW\n'
+    'australia: queensland\tAUS-QLD\n'
+    'australia: south australia\tAUS-SA\n'
+    'australia: tasmania\tAUS-TAS\n'
+    'australia: victoria\tAUS-VIC\n'
+    'australia: western australia\tAUS-WA\n'
+    'brazil: central brazil\tBR-CS\n'
+    'brazil: north brazil\tBR-N\n'
+    'brazil: north-east brazil\tBR-NE\n'
+    'brazil: south brazil\tBR-S\n'
+    'canada: alberta\tCA-AB\n'
+    'canada: nova scotia\tCA-NS\n'
+    'canada: ontario\tCA-ON\n'
+    'canada: prince edward island\tCA-PE\n'
+    'canada: yukon\tCA-YT\n'
+    'denmark: bornholm\tDK-BHM\n'
+    'denmark: west denmark\tDK-DK1\n'
+    'denmark: east denmark\tDK-DK2\n'
+    'spain: fuerteventura/lanzarote\tES-CN-FVLZ\n'
+    'spain: gran canaria\tES-CN-GC\n'
+    'spain: el hierro\tES-CN-HI\n'
+    'spain: isla de la gomera\tES-CN-IG\n'
+    'spain: la palma\tES-CN-LP\n'
+    'spain: tenerife\tES-CN-TE\n'
+    'spain: formentera\tES-IB-FO\n'
+    'spain: ibiza\tES-IB-IZ\n'
+    'spain: mallorca\tES-IB-MA\n'
+    'spain: menorca\tES-IB-ME\n'
+    'great britain: orkney islands\tGB-ORK\n'
+    'india: andhra pradesh\tIN-AP\n'
+    'india: chhattisgarh\tIN-CT\n'
+    'india: delhi\tIN-DL\n'
+    'india: gujarat\tIN-GJ\n'
+    'india: karnataka\tIN-KA\n'
+    'india: punjab\tIN-PB\n'
+    'india: uttar pradesh\tIN-UP\n'
+    'india: uttarakhand\tIN-UT\n'
+    'italy: central north\tIT-CNO\n'
+    'italy: central south\tIT-CSO\n'
+    'italy: north\tIT-NO\n'
+    'italy: sardinia\tIT-SAR\n'
+    'italy: sicily\tIT-SIC\n'
+    'italy: south\tIT-SO\n'
+    'japan: chūbu\tJP-CB\n'
+    'japan: chūgoku\tJP-CG\n'
+    'japan: hokkaidō\tJP-HKD\n'
+    'japan: hokuriku\tJP-HR\n'
+    'japan: kansai\tJP-KN\n'
+    'japan: kyūshū\tJP-KY\n'
+    'japan: okinawa\tJP-ON\n'
+    'japan: shikoku\tJP-SK\n'
+    'japan: tōhoku\tJP-TH\n'
+    'japan: tōkyō\tJP-TK\n'
+    'malaysia: peninsula\tMY-WM\n'
+    'new zealand: north island\tNZ-NZN\n'
+    'new zealand: south island\tNZ-NZS\n'
+    'russia: european russia and ural\tRU-1\n'
+    'russia: siberia\tRU-2\n'
+    'united states of america: bpa\tUS-BPA\n'
+    'united states of america: balancing authority of northern california\tUS-CAL-BANC\n'
+    'united states of america: california independent system operator\tUS-CAL-CISO\n'
+    'united states of america: imperial irrigation district\tUS-CAL-IID\n'
+    'united states of america: los angeles department of water and power\tUS-CAL-LDWP\n'
+    'united states of america: turlock irrigation district\tUS-CAL-TIDC\n'
+    'united states of america: duke energy progress east\tUS-CAR-CPLE\n'
+    'united states of america: duke energy progress west\tUS-CAR-CPLW\n'
+    'united states of america: duke energy carolinas\tUS-CAR-DUK\n'
+    'united states of america: south carolina public service authority\tUS-CAR-SC\n'
+    'united states of america: south carolina electric & gas company\tUS-CAR-SCEG\n'
+    'united states of america: alcoa power generating, inc. yadkin division\tUS-CAR-YAD\n'
+    'united states of america: southwestern power administration\tUS-CENT-SPA\n'
+    'united states of america: southwest power pool\tUS-CENT-SWPP\n'
+    'united states of america: florida municipal power pool\tUS-FLA-FMPP\n'
+    'united states of america: duke energy florida inc\tUS-FLA-FPC\n'
+    'united states of america: florida power & light company\tUS-FLA-FPL\n'
+    'united states of america: gainesville regional utilities\tUS-FLA-GVL\n'
+    'united states of america: city of homestead\tUS-FLA-HST\n'
+    'united states of america: jea\tUS-FLA-JEA\n'
+    'united states of america: seminole electric cooperative\tUS-FLA-SEC\n'
+    'united states of america: city of tallahassee\tUS-FLA-TAL\n'
+    'united states of america: tampa electric company\tUS-FLA-TEC\n'
+    'united states of america: oahu\tUS-HI-OA\n'
+    'united states of america: ipc\tUS-IPC\n'
+    'united states of america: ohio valley electric corporation\tUS-MIDA-OVEC\n'
+    'united states of america: pjm interconnection, llc\tUS-MIDA-PJM\n'
+    'united states of america: associated electric cooperative, inc.\tUS-MIDW-AECI\n'
+    'united states of america: electric energy, inc.\tUS-MIDW-EEI\n'
+    'united states of america: louisville gas and electric company and kentucky utilities\tUS-MIDW-LGEE\n'
+    'united states of america: midcontinent independent transmission system operator, inc..\tUS-MIDW-MISO\n'
+    'united states of america: miso\tUS-MISO\n'
+    'united states of america: iso new england inc.\tUS-NE-ISNE\n'
+    'united states of america: new england\tUS-NEISO\n'
+    'united states of america: avista corporation\tUS-NW-AVA\n'
+    'united states of america: avangrid renewables cooperative\tUS-NW-AVRN\n'
+    'united states of america: bonneville power administration\tUS-NW-BPAT\n'
+    'united states of america: pud no. 1 of chelan county\tUS-NW-CHPD\n'
+    'united states of america: pud no. 1 of douglas county\tUS-NW-DOPD\n'
+    'united states of america: pud no. 2 of grant county, washington\tUS-NW-GCPD\n'
+    'united states of america: gridforce energy management, llc\tUS-NW-GRID\n'
+    'united states of america: naturener power watch, llc (gwa)\tUS-NW-GWA\n'
+    'united states of america: idaho power company\tUS-NW-IPCO\n'
+    'united states of america: nevada power company\tUS-NW-NEVP\n'
+    'united states of america: northwestern energy\tUS-NW-NWMT\n'
+    'united states of america: pacificorp east\tUS-NW-PACE\n'
+    'united states of america: pacificorp west\tUS-NW-PACW\n'
+    'united states of america: portland general electric company\tUS-NW-PGE\n'
+    'united states of america: public service company of colorado\tUS-NW-PSCO\n'
+    'united states of america: puget sound energy\tUS-NW-PSEI\n'
+    'united states of america: seattle city light\tUS-NW-SCL\n'
+    'united states of america: city of tacoma, department of public utilities, light division\tUS-NW-TPWR\n'
+    'united states of america: western area power administration - rocky mountain region\tUS-NW-WACM\n'
+    'united states of america: western area power administration ugp west\tUS-NW-WAUW\n'
+    'united states of america: naturener wind watch, llc\tUS-NW-WWA\n'
+    'united states of america: pjm\tUS-PJM\n'
+    'united states of america: powersouth energy cooperative\tUS-SE-AEC\n'
+    'united states of america: southeastern power administration\tUS-SE-SEPA\n'
+    'united states of america: southern company services, inc. - trans\tUS-SE-SOCO\n'
+    'united states of america: spp\tUS-SPP\n'
+    'united states of america: sveri\tUS-SVERI\n'
+    'united states of america: arizona public service company\tUS-SW-AZPS\n'
+    'united states of america: arlington valley, llc\tUS-SW-DEAA\n'
+    'united states of america: el paso electric company\tUS-SW-EPE\n'
+    'united states of america: griffith energy, llc\tUS-SW-GRIF\n'
+    'united states of america: new harquahala generating company, llc\tUS-SW-HGMA\n'
+    'united states of america: public service company of new mexico\tUS-SW-PNM\n'
+    'united states of america: salt river project\tUS-SW-SRP\n'
+    'united states of america: tucson electric power company\tUS-SW-TEPC\n'
+    'united states of america: western area power administration - desert southwest region\tUS-SW-WALC\n'
+    'united states of america: tennessee valley authority\tUS-TEN-TVA\n'
+    'united states of america: electric reliability council of texas, inc.\tUS-TEX-ERCO\n'
+    'aws ap-east-1 (asia pacific (hong kong), china)\taws:ap-east-1\n'
+    'aws ap-northeast-1 (asia pacific (tokyo), japan)\taws:ap-northeast-1\n'
+    'aws ap-northeast-2 (asia pacific (seoul), south korea)\taws:ap-northeast-2\n'
+    'aws ap-northeast-3 (asia pacific (osaka-local), japan)\taws:ap-northeast-3\n'
+    'aws ap-south-1 (asia pacific (mumbai), india)\taws:ap-south-1\n'
+    'aws ap-southeast-1 (asia pacific (singapore), singapore)\taws:ap-southeast-1\n'
+    'aws ap-southeast-2 (asia pacific (sydney), australia)\taws:ap-southeast-2\n'
+    'aws ca-central-1 (canada (central), canada)\taws:ca-central-1\n'
+    'aws cn-north-1 (china (beijing), china)\taws:cn-north-1\n'
+    'aws cn-northwest-1 (china (ningxia), china)\taws:cn-northwest-1\n'
+    'aws eu-central-1 (eu (frankfurt), germany)\taws:eu-central-1\n'
+    'aws eu-north-1 (eu (stockholm), sweden)\taws:eu-north-1\n'
+    'aws eu-west-1 (eu (ireland), ireland)\taws:eu-west-1\n'
+    'aws eu-west-2 (eu (london), united kingdom)\taws:eu-west-2\n'
+    'aws eu-west-3 (eu (paris), france)\taws:eu-west-3\n'
+    'aws sa-east-1 (south america (são paulo), brazil)\taws:sa-east-1\n'
+    'aws us-east-1 (us east (n. virginia), usa)\taws:us-east-1\n'
+    'aws us-east-2 (us east (ohio), usa)\taws:us-east-2\n'
+    'aws us-gov-east-1 (aws govcloud (us-east), usa)\taws:us-gov-east-1\n'
+    'aws us-gov-west-1 (aws govcloud (us), usa)\taws:us-gov-west-1\n'
+    'aws us-west-1 (us west (n. california), usa)\taws:us-west-1\n'
+    'aws us-west-2 (us west (oregon), usa)\taws:us-west-2\n'
+    'azure australiacentral (australia central, australia)\tazure:australiacentral\n'
+    'azure australiacentral2 (australia central 2, australia)\tazure:australiacentral2\n'
+    'azure australiaeast (australia east, australia)\tazure:australiaeast\n'
+    'azure australiasoutheast (australia southeast, australia)\tazure:australiasoutheast\n'
+    'azure brazilsouth (brazil south, brazil)\tazure:brazilsouth\n'
+    'azure canadacentral (canada central, canada)\tazure:canadacentral\n'
+    'azure canadaeast (canada east, canada)\tazure:canadaeast\n'
+    'azure centralindia (central india, india)\tazure:centralindia\n'
+    'azure centralus (central us, usa)\tazure:centralus\n'
+    'azure eastasia (east asia, hong kong)\tazure:eastasia\n'
+    'azure eastus (east us, usa)\tazure:eastus\n'
+    'azure eastus2 (east us 2, usa)\tazure:eastus2\n'
+    'azure francecentral (france central, france)\tazure:francecentral\n'
+    'azure francesouth (france south, france)\tazure:francesouth\n'
+    'azure japaneast (japan east, japan)\tazure:japaneast\n'
+    'azure japanwest (japan west, japan)\tazure:japanwest\n'
+    'azure koreacentral (korea central, south korea)\tazure:koreacentral\n'
+    'azure koreasouth (korea south, south korea)\tazure:koreasouth\n'
+    'azure northcentralus (north central us, usa)\tazure:northcentralus\n'
+    'azure northeurope (north europe, ireland)\tazure:northeurope\n'
+    'azure southafricanorth (south africa north, south africa)\tazure:southafricanorth\n'
+    'azure southafricawest (south africa west, south africa)\tazure:southafricawest\n'
+    'azure southcentralus (south central us, usa)\tazure:southcentralus\n'
+    'azure southeastasia (southeast asia, singapore)\tazure:southeastasia\n'
+    'azure southindia (south india, india)\tazure:southindia\n'
+    'azure uksouth (uk south, united kingdom)\tazure:uksouth\n'
+    'azure ukwest (uk west, united kingdom)\tazure:ukwest\n'
+    'azure westcentralus (west central us, usa)\tazure:westcentralus\n'
+    'azure westeurope (west europe, netherlands)\tazure:westeurope\n'
+    'azure westindia (west india, india)\tazure:westindia\n'
+    'azure westus (west us, usa)\tazure:westus\n'
+    'azure westus2 (west us 2, usa)\tazure:westus2\n'
+    'coreweave las1 (us west, usa)\tcoreweave:las1\n'
+    'coreweave lga1 (us east, usa)\tcoreweave:lga1\n'
+    'coreweave ord1 (us central, usa)\tcoreweave:ord1\n'
+    'gcp africa-south1 (johannesburg, south africa)\tgcp:africa-south1\n'
+    'gcp asia-east1 (changhua county, taiwan)\tgcp:asia-east1\n'
+    'gcp asia-east2 (hong kong, china)\tgcp:asia-east2\n'
+    'gcp asia-northeast1 (tokyo, japan)\tgcp:asia-northeast1\n'
+    'gcp asia-northeast2 (osaka, japan)\tgcp:asia-northeast2\n'
+    'gcp asia-northeast3 (seoul, korea)\tgcp:asia-northeast3\n'
+    'gcp asia-south1 (mumbai, india)\tgcp:asia-south1\n'
+    'gcp asia-south2 (delhi, india)\tgcp:asia-south2\n'
+    'gcp asia-southeast1 (jurong west, singapore)\tgcp:asia-southeast1\n'
+    'gcp asia-southeast2 (jakarta, indonesia)\tgcp:asia-southeast2\n'
+    'gcp australia-southeast1 (sydney, australia)\tgcp:australia-southeast1\n'
+    'gcp australia-southeast2 (melbourne, australia)\tgcp:australia-southeast2\n'
+    'gcp europe-central2 (warsaw, poland)\tgcp:europe-central2\n'
+    'gcp europe-north1 (hamina, finland)\tgcp:europe-north1\n'
+    'gcp europe-southwest1 (madrid, spain)\tgcp:europe-southwest1\n'
+    'gcp europe-west1 (st. ghislain, belgium)\tgcp:europe-west1\n'
+    'gcp europe-west10 (berlin, germany)\tgcp:europe-west10\n'
+    'gcp europe-west12 (turin, italy)\tgcp:europe-west12\n'
+    'gcp europe-west2 (london, united kingdom)\tgcp:europe-west2\n'
+    'gcp europe-west3 (frankfurt, germany)\tgcp:europe-west3\n'
+    'gcp europe-west4 (eemshaven, netherlands)\tgcp:europe-west4\n'
+    'gcp europe-west6 (zurich, switzerland)\tgcp:europe-west6\n'
+    'gcp europe-west8 (milan, italy)\tgcp:europe-west8\n'
+    'gcp europe-west9 (paris, france)\tgcp:europe-west9\n'
+    'gcp me-cenrtal1 (doha, qatar)\tgcp:me-cenrtal1\n'
+    'gcp me-central2 (dammam, saudi arabia)\tgcp:me-central2\n'
+    'gcp me-west1 (tel aviv, israel)\tgcp:me-west1\n'
+    'gcp northamerica-northeast1 (montreal, canada)\tgcp:northamerica-northeast1\n'
+    'gcp northamerica-northeast2 (toronto, canada)\tgcp:northamerica-northeast2\n'
+    'gcp southamerica-east1 (sao paulo, brazil)\tgcp:southamerica-east1\n'
+    'gcp southamerica-west1 (santiago, chile)\tgcp:southamerica-west1\n'
+    'gcp us-central1 (council bluffs, usa)\tgcp:us-central1\n'
+    'gcp us-east1 (moncks corner, usa)\tgcp:us-east1\n'
+    'gcp us-east4 (ashburn, usa)\tgcp:us-east4\n'
+    'gcp us-east5 (columbus, usa)\tgcp:us-east5\n'
+    'gcp us-south1 (dallas, usa)\tgcp:us-south1\n'
+    'gcp us-west1 (the dalles, usa)\tgcp:us-west1\n'
+    'gcp us-west2 (los angeles, usa)\tgcp:us-west2\n'
+    'gcp us-west3 (salt lake city, usa)\tgcp:us-west3\n'
+    'gcp us-west4 (las vegas, usa)\tgcp:us-west4\n'
+    'ovh bhs (beauharnois, canada)\tovh:bhs\n'
+    'ovh gra (gravelines, france)\tovh:gra\n'
+)
 # the codes of the countries of least and greatest intensity (Catalogue.cleanest_and_dirtiest_countries)
 EXTREMES = ('LSO', 'TKM')
