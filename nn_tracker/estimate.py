@@ -12,7 +12,7 @@ from typing import Any
 from nn_tracker.config import QUERYING_PHASE, TRAINING_PHASE, Datacentre, resolve_datacentre
 from nn_tracker.core import validation as check
 from nn_tracker.core.errors import ValidationError
-from nn_tracker.core.structs import asdict, field, struct
+from nn_tracker.core.structs import asdict, field, replace, struct
 from nn_tracker.footprint import formulas as footprint
 from nn_tracker.footprint.catalogue import Catalogue, bundled
 
@@ -240,7 +240,7 @@ def _embodied_spec(spec: Any, scope: str, embodied_kg_per_unit: float | None, no
             f"The catalogue's embodied figure for {spec.name} ({spec.embodied_kg_co2e:g} kg) covers the chip's die "
             "alone, not the whole card: not used (give embodied_kg_per_unit, or embodied_scope='die')."
         )
-        return spec._replace(embodied_kg_co2e=None)
+        return replace(spec, embodied_kg_co2e=None)
     return spec
 
 

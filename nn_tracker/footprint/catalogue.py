@@ -6,12 +6,12 @@ entries from a user's YAML file. Lookups are case-insensitive and an unknown
 name raises :class:`LookupFailed` listing the closest matches.
 """
 
-# No `from __future__ import annotations`: typing.NamedTuple compiles each string annotation (~27 us a field,
-# ~1.5 ms for the NamedTuples on a tracker's path); names defined further down are quoted.
+from __future__ import annotations
+
 import functools
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from nn_tracker.core import validation as check
 from nn_tracker.core.errors import LookupFailed, ValidationError
@@ -19,7 +19,8 @@ from nn_tracker.core.structs import field, replace, struct
 from nn_tracker.footprint.data import read_table, read_text
 
 
-class Source(NamedTuple):
+@struct(frozen=True)
+class Source:
     """Where a figure comes from."""
 
     id: str
@@ -29,7 +30,8 @@ class Source(NamedTuple):
     retrieved: str = ""
 
 
-class GridIntensity(NamedTuple):
+@struct(frozen=True)
+class GridIntensity:
     """Carbon intensity of the electricity at one place.
 
     Attributes:
@@ -67,7 +69,8 @@ class GridIntensity(NamedTuple):
         return f"{self.intensity_g_per_kwh:g} gCO2e/kWh for {self.name} ({self.code}), {year}, {self.source.title}"
 
 
-class Place(NamedTuple):
+@struct(frozen=True)
+class Place:
     """Where a location is: its country's name and ISO alpha-3 code, and a region within it (or "")."""
 
     country_name: str
@@ -75,7 +78,8 @@ class Place(NamedTuple):
     region: str
 
 
-class HardwareSpec(NamedTuple):
+@struct(frozen=True)
+class HardwareSpec:
     """One catalogue entry of hardware.
 
     Attributes:
@@ -106,7 +110,8 @@ class HardwareSpec(NamedTuple):
     aliases: tuple[str, ...] = ()
 
 
-class PowerModel(NamedTuple):
+@struct(frozen=True)
+class PowerModel:
     """A documented coefficient used when nothing is measured (e.g. W per GB of RAM)."""
 
     key: str
@@ -269,7 +274,7 @@ class Catalogue:
         matches = [(-len(name), row[0], name, row[1]) for name, row in found if row is not None]
         return min(matches)[2:] if matches else None  # the longest name; of equals, the first row
 
-    def with_overrides(self, path: str | Path) -> "Catalogue":
+    def with_overrides(self, path: str | Path) -> Catalogue:
         """Return a catalogue with the entries of a user YAML file added or replaced.
 
         The file has two optional lists, ``locations`` and ``hardware``; see the README.
@@ -290,7 +295,7 @@ class Catalogue:
             entry = _user_location(f"locations[{i}]", item, source)
             replaced = locations.get(entry.code)
             if replaced is not None:  # keep the spellings that selected the bundled entry
-                entry = entry._replace(aliases=replaced.aliases, name=item.get("name") or replaced.name)
+                entry = replace(entry, aliases=replaced.aliases, name=item.get("name") or replaced.name)
             locations[entry.code] = entry
         hardware = dict(self.hardware)
         for i, item in enumerate(_entries(document, "hardware")):
@@ -328,7 +333,7 @@ def _user_location(where: str, item: dict[str, Any], source: Source) -> GridInte
         kind="user",
         intensity_g_per_kwh=check.non_negative(f"{where}.intensity_g_per_kwh", item.get("intensity_g_per_kwh")),
         year=year,
-        source=source._replace(title=f"{_required_text(where, item, 'source')} ({source.title})"),
+        source=replace(source, title=f"{_required_text(where, item, 'source')} ({source.title})"),
         pue=None if pue is None else check.pue(f"{where}.pue", pue),
     )
 
@@ -346,7 +351,7 @@ def _user_hardware(where: str, item: dict[str, Any], source: Source) -> Hardware
     aliases = item.get("aliases") or []
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise ValidationError(f"{where}.aliases", aliases, "must be a list of strings")
-    user_source = source._replace(title=f"{_required_text(where, item, 'source')} ({source.title})")
+    user_source = replace(source, title=f"{_required_text(where, item, 'source')} ({source.title})")
     return HardwareSpec(
         name=_required_text(where, item, "name"),
         kind=kind,

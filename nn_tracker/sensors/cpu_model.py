@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from nn_tracker.core.inputs import proc_file, read_head, read_system_file
+from nn_tracker.core.structs import struct
 from nn_tracker.footprint.catalogue import Catalogue
 from nn_tracker.sensors.base import METHOD_ESTIMATE, Measurement, Sensor, SensorInfo
 from nn_tracker.sensors.process_tree import ProcessTree
@@ -131,7 +132,8 @@ def _count_sockets(sys_root: str, proc_root: str) -> int | None:
     return len(packages) or None
 
 
-class CpuPowerModel(NamedTuple):
+@struct(frozen=True)
+class CpuPowerModel:
     """How the CPU power is estimated: a TDP for the whole machine and where it came from.
 
     Attributes:
