@@ -143,7 +143,9 @@ def fake_topology(root, packages_of_cpus):
         topology = root / "devices" / "system" / "cpu" / f"cpu{cpu}" / "topology"
         topology.mkdir(parents=True)
         (topology / "physical_package_id").write_text(f"{package}\n")
-    (root / "devices" / "system" / "cpu" / "cpufreq").mkdir()  # not a CPU: ignored
+    decoy = root / "devices" / "system" / "cpu" / "cpufreq" / "topology"  # not a CPU (cpu[0-9]*): ignored
+    decoy.mkdir(parents=True)
+    (decoy / "physical_package_id").write_text("7\n")
     return root
 
 
