@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from nn_tracker.sensors.rapl import DEFAULT_ROOT
 log = logging.getLogger("nn_tracker")
 FORMATS = ("json", "md", "html", "csv", "model-card", "if-manifest")
 ATTRIBUTIONS = ("machine", "process")
-_PHASE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 RUN_DEFAULTS = {"attribution": "process"}  # nn-tracker run charges a wrapped command for its own process tree
@@ -42,7 +40,7 @@ def closest(name: object, choices: Iterable[str]) -> str:
 
 def check_phase_name(name: object, field_name: str = "phase") -> str:
     """Phase names are 1-64 letters, digits, ``_``, ``.`` or ``-`` (``/`` separates nesting)."""
-    if not isinstance(name, str) or not _PHASE.match(name):
+    if not check.is_name(name, 64):
         raise ValidationError(field_name, name, "must be 1-64 letters, digits, '_', '.' or '-'")
     return name
 
@@ -263,11 +261,9 @@ class TrackerConfig:
 
     def __post_init__(self) -> None:
         self._check_types()
-        if not isinstance(self.project_name, str) or not re.match(r"^[A-Za-z0-9_.-]{1,100}$", self.project_name):
+        if not check.is_name(self.project_name, 100):
             raise ValidationError("project_name", self.project_name, "must be 1-100 letters, digits, '_', '.' or '-'")
-        if self.run_id is not None and (
-            not isinstance(self.run_id, str) or not re.match(r"^[A-Za-z0-9_.-]{1,100}$", self.run_id)
-        ):
+        if self.run_id is not None and not check.is_name(self.run_id, 100):
             raise ValidationError("run_id", self.run_id, "must be 1-100 letters, digits, '_', '.' or '-'")
         if not isinstance(self.output_dir, (str, Path)) or not str(self.output_dir):
             raise ValidationError("output_dir", self.output_dir, "must be a non-empty path")

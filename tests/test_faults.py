@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from fakes import ConstantPower, sensor_set
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nn_tracker import ManualClock, Tracker, ValidationError
 
@@ -336,6 +338,14 @@ def test_stale_temporary_files_are_removed_at_the_next_start(tmp_path):
     with Tracker(output_dir=tmp_path, intensity_g_per_kwh=1, sensors=sensor_set(ConstantPower())):
         pass
     assert not stale.exists() and fresh.exists() and other.exists()
+
+
+@given(st.text(max_size=30) | st.from_regex(r"\.[a-z.\n-]{0,6}\.[0-9a-fA-F]{6,10}\.tmp\n?", fullmatch=True))
+def test_a_temporary_file_is_named_as_nn_tracker_names_them(name):
+    """Only names of the form `.<name>.<8+ hex digits>.tmp` are nn_tracker's to remove, nothing looser."""
+    from nn_tracker.report.files import is_temporary
+
+    assert is_temporary(name) == (re.fullmatch(r"\..+\.[0-9a-f]{8,}\.tmp", name, re.DOTALL) is not None)
 
 
 def test_folders_are_created_with_the_umask_but_never_world_writable(tmp_path):

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from fakes import ConstantPower, sensor_set
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nn_tracker import Tracker
 
@@ -753,3 +755,23 @@ def test_a_helper_process_that_cannot_start_is_a_one_line_error(tmp_path, monkey
     code = runner.run_command(["true"], {"output_dir": str(tmp_path)}, status_line=False)
     assert code == 126 and "cannot start its helper process" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.json"))  # nothing was tracked, nothing half-written
+
+
+@given(st.text(max_size=70) | st.from_regex(r"[A-Za-z0-9_.-]{1,70}\n?", fullmatch=True), st.integers(0, 70))
+def test_a_name_is_only_letters_digits_and_three_marks(text, most):
+    """Names go into file names, CSV rows and Prometheus labels: nothing else passes, a trailing newline neither."""
+    from nn_tracker.core.validation import is_name
+
+    assert is_name(text, most) == (re.fullmatch(r"[A-Za-z0-9_.-]+", text, re.ASCII) is not None and len(text) <= most)
+
+
+@pytest.mark.parametrize("field", ["project_name", "run_id", "phase"])
+def test_a_name_with_a_trailing_newline_is_refused(tmp_path, field):
+    from nn_tracker.core.errors import ValidationError
+
+    with pytest.raises(ValidationError, match=f"{field} .*must be 1-"):
+        if field == "phase":
+            with Tracker(output_dir=tmp_path, location="FR", sensors=sensor_set(ConstantPower())) as tracker:
+                tracker.phase("training\n").__enter__()
+        else:
+            Tracker(output_dir=tmp_path, **{field: "run\n"})

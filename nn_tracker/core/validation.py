@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypeGuard
 
 from nn_tracker.core.errors import ValidationError
 
 MAX_MAGNITUDE = 1e15  # no input quantity is larger (1e15 kWh is 30 years of the world's electricity)
 MIN_POSITIVE = 1e-9  # the smallest divisor: with both bounds, every result stays finite
 MIN_FRACTION = 1e-6
+_NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+def is_name(text: object, most: int) -> TypeGuard[str]:
+    """Whether ``text`` is 1 to ``most`` ASCII letters, digits, ``_``, ``.`` or ``-``: safe in a file name and a label.
+
+    Nothing else, not even a trailing newline (which a regular expression's ``$`` lets through).
+    """
+    return isinstance(text, str) and 0 < len(text) <= most and _NAME_CHARACTERS.issuperset(text)
 
 
 def _number(field: str, value: object) -> float:

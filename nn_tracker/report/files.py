@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 import stat
 import time
 from collections.abc import Callable
@@ -20,7 +19,6 @@ from pathlib import Path
 
 FILE_MODE = 0o664  # less the umask; never world-writable
 FOLDER_MODE = 0o775
-TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8,}\.tmp$")
 STALE_AFTER_S = 600.0  # a temporary file this old belongs to no write in progress
 
 
@@ -34,6 +32,20 @@ def make_folder(folder: Path) -> None:
         path.mkdir(mode=FOLDER_MODE, exist_ok=True)
 
 
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is a temporary file of nn_tracker's: ``.<name>.<8 or more hex digits>.tmp``.
+
+    (``.nnt.<hex>.tmp``, and ``.<report>.<hex>.tmp`` as earlier versions named them.)
+    """
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    head, _, tag = name[1:-4].rpartition(".")  # no dot: no head
+    return bool(head) and len(tag) >= 8 and set(tag) <= _HEX_DIGITS
+
+
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
 def remove_stale_temporaries(folder: str | Path, now_s: float | None = None) -> list[Path]:
     """Remove nn_tracker's own temporary files older than :data:`STALE_AFTER_S` in ``folder``."""
     now_s = time.time() if now_s is None else now_s
@@ -45,7 +57,7 @@ def remove_stale_temporaries(folder: str | Path, now_s: float | None = None) -> 
     for entry in entries:
         try:
             stale = now_s - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER_S
-            if TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False) and stale:
+            if is_temporary(entry.name) and entry.is_file(follow_symlinks=False) and stale:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
         except OSError:
