@@ -108,7 +108,7 @@ def match_cpu_tdp(model: str | None, catalogue: Catalogue) -> tuple[str, float] 
     if not model:
         return None
     wanted = normalise_model(model)
-    return catalogue.match_cpu(wanted) if any(c.isdecimal() for c in wanted) else None  # what \d matches, without compiling it
+    return catalogue.match_cpu(wanted) if any(c.isdecimal() for c in wanted) else None  # as \d, uncompiled
 
 
 def count_sockets(sys_root: str | Path = "/sys", proc_root: str | Path = "/proc") -> int | None:
