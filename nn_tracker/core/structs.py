@@ -99,6 +99,20 @@ class _Plan:  # how the shared __init__ fills an instance (a plain class: a Name
         self.post_init = post_init
 
 
+class _PlanOnFirstUse:
+    """A struct's ``__struct_plan__`` until its first instance: then the plan, built (most types of a run never are)."""
+
+    __slots__ = ("kind", "kw_only", "post_init")
+
+    def __init__(self, kind: type, kw_only: bool, post_init: bool) -> None:
+        self.kind, self.kw_only, self.post_init = kind, kw_only, post_init
+
+    def __get__(self, instance: Any, owner: type | None = None) -> _Plan:
+        plan = _Plan(getattr(self.kind, "__struct_fields__"), self.kw_only, self.post_init)  # noqa: B009
+        setattr(self.kind, "__struct_plan__", plan)  # noqa: B010 - in place of this (two threads: two equal plans)
+        return plan
+
+
 def _declare(kind: type[T], frozen: bool, eq: bool, kw_only: bool) -> type[T]:
     found: dict[str, Field] = {}
     for base in reversed(kind.__mro__[1:]):
@@ -124,12 +138,12 @@ def _declare(kind: type[T], frozen: bool, eq: bool, kw_only: bool) -> type[T]:
     if not kw_only and optional != sorted(optional):
         raise TypeError(f"{kind.__name__}: a field without a default follows one with a default")
     setattr(kind, "__struct_fields__", found)  # noqa: B010 - read by fields()
-    plan = _Plan(found, kw_only, hasattr(kind, "__post_init__"))
-    setattr(kind, "__struct_plan__", plan)  # noqa: B010 - read by the shared __init__
+    setattr(kind, "__struct_plan__", _PlanOnFirstUse(kind, kw_only, hasattr(kind, "__post_init__")))  # noqa: B010
     own = kind.__dict__
     # a __hash__ of the class's own (Python sets None where the class defines __eq__ alone), as dataclasses see it
     own_hash = own.get("__hash__", MISSING) not in (MISSING, None) or ("__hash__" in own and "__eq__" not in own)
-    methods: dict[str, Any] = {"__init__": _init, "__match_args__": plan.positional, "__replace__": replace}
+    positional = () if kw_only else tuple(name for name, f in found.items() if f.init)
+    methods: dict[str, Any] = {"__init__": _init, "__match_args__": positional, "__replace__": replace}
     if "__repr__" not in own:  # the class's own __repr__ and __eq__ stay, as with dataclasses
         methods["__repr__"] = _repr
     if eq and "__eq__" not in own:
