@@ -56,8 +56,10 @@ def remove_stale_temporaries(folder: str | Path, now_s: float | None = None) -> 
         return removed
     for entry in entries:
         try:
+            if not is_temporary(entry.name):  # the name first: a folder of many reports costs no stat each
+                continue
             stale = now_s - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER_S
-            if is_temporary(entry.name) and entry.is_file(follow_symlinks=False) and stale:
+            if entry.is_file(follow_symlinks=False) and stale:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
         except OSError:
