@@ -67,8 +67,8 @@ def remove_stale_temporaries(folder: str | Path, now_s: float | None = None) -> 
     return removed
 
 
-def _temporary_copy(target: Path, text: str) -> Path:
-    """``text`` written and synced to a new hidden temporary file beside ``target`` (its folder made if needed)."""
+def _temporary_copy(target: Path, text: str, sync: bool = True) -> Path:
+    """``text`` written (and synced) to a new hidden temporary file beside ``target`` (its folder made if needed)."""
     make_folder(target.parent)
     temporary = target.with_name(f".nnt.{os.urandom(4).hex()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
@@ -76,7 +76,8 @@ def _temporary_copy(target: Path, text: str) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -104,14 +105,15 @@ def write_atomic(path: str | Path, text: str) -> Path:
     return target
 
 
-def claim(path: str | Path, text: str) -> Path:
+def claim(path: str | Path, text: str, sync: bool = True) -> Path:
     """Create ``path`` with ``text`` only if nothing is there (atomic); else the next free ``stem-N`` name.
 
     Two runs given the same name never overwrite each other's report: after ``stem-999``, names take
-    random suffixes.
+    random suffixes. ``sync=False``: the text is not synced to disk first (a process killed still
+    leaves all of it; a machine that loses power may leave an empty file).
     """
     target = Path(path)
-    temporary = _temporary_copy(target, text)
+    temporary = _temporary_copy(target, text, sync)
     try:
         stem, suffix = target.stem, target.suffix
         for n in range(1, 1100):
