@@ -119,8 +119,16 @@ def worker(mode: str, out_dir: str) -> dict:
 
 
 COLD = r"""
-import sys, time
+import gc, sys, time
 PRELUDE
+full_collections_s, collecting = [0.0], [0.0]
+def watch(phase, info):  # the time of full collections (of torch's heap), to set apart
+    if info["generation"] == 2:
+        if phase == "start":
+            collecting[0] = time.perf_counter()
+        else:
+            full_collections_s[0] += time.perf_counter() - collecting[0]
+gc.callbacks.append(watch)
 started = time.perf_counter()
 if sys.argv[1] == "nn_tracker":
     import nn_tracker
@@ -135,9 +143,10 @@ if tracker is not None:
     tracker.start()
     tracker.stop()
 tool = time.perf_counter()
+collected_in_tool_s = full_collections_s[0]
 import torch  # the script goes on: builds a model (allocates; pays any garbage collection that was due)
 model = torch.nn.Sequential(*[torch.nn.Linear(8, 8) for _ in range(300)])  # past the collection due
-print(tool - started, time.perf_counter() - started)
+print(tool - started, time.perf_counter() - started, tool - started - collected_in_tool_s)
 """
 TOOLS = ("nn_tracker", "codecarbon", "none")
 
@@ -145,7 +154,9 @@ TOOLS = ("nn_tracker", "codecarbon", "none")
 def cold(rounds: int, out: str) -> dict:
     """Medians of the cold path per tool and prelude, in fresh processes, the tools' order rotated.
 
-    ``*_ms_median``: import + first tracker. ``*_added_ms_median``: what the tool adds to the script up to
+    ``*_ms_median``: import + first tracker. ``*_own_ms_median``: the same less the time of the full garbage
+    collections that fell inside it (torch's heap: due after ``import torch`` whoever allocates next).
+    ``*_added_ms_median``: what the tool adds to the script up to
     the end of a model's construction that follows it (against no tool in the same round, the median of
     those differences), so a garbage collection that was due anyway is not charged to whichever tool
     happened to run first.
@@ -154,6 +165,7 @@ def cold(rounds: int, out: str) -> dict:
     for prelude in ("import torch", "import torch, psutil"):
         tool_s: dict[str, list[float]] = {t: [] for t in TOOLS}
         total_s: dict[str, list[float]] = {t: [] for t in TOOLS}
+        own_s: dict[str, list[float]] = {t: [] for t in TOOLS}
         for round_index in range(rounds):
             shift = round_index % len(TOOLS)
             for tool in TOOLS[shift:] + TOOLS[:shift]:
@@ -163,9 +175,10 @@ def cold(rounds: int, out: str) -> dict:
                     text=True,
                     check=True,
                 ).stdout
-                first, total = map(float, output.strip().splitlines()[-1].split())
+                first, total, own = map(float, output.strip().splitlines()[-1].split())
                 tool_s[tool].append(first)
                 total_s[tool].append(total)
+                own_s[tool].append(own)
         median = {t: {"tool": statistics.median(tool_s[t])} for t in TOOLS}
         added = {  # paired within each round (the machine drifts between rounds), then the median
             t: statistics.median(a - b for a, b in zip(total_s[t], total_s["none"], strict=True))
@@ -174,6 +187,10 @@ def cold(rounds: int, out: str) -> dict:
         results[prelude] = {
             **{f"{t}_ms_median": round(1000 * median[t]["tool"], 1) for t in ("nn_tracker", "codecarbon")},
             "codecarbon_over_nn_tracker": round(median["codecarbon"]["tool"] / median["nn_tracker"]["tool"], 1),
+            **{f"{t}_own_ms_median": round(1000 * statistics.median(own_s[t]), 1) for t in TOOLS[:2]},
+            "own_codecarbon_over_nn_tracker": round(
+                statistics.median(own_s["codecarbon"]) / statistics.median(own_s["nn_tracker"]), 1
+            ),
             **{f"{t}_added_ms_median": round(1000 * added[t], 1) for t in ("nn_tracker", "codecarbon")},
             "added_codecarbon_over_nn_tracker": round(added["codecarbon"] / added["nn_tracker"], 1),
         }
