@@ -276,6 +276,8 @@ def test_a_compiled_table_s_text_reads_as_a_mapping():
 
     rows = _TextRows("\nFRA\tFrance\tcountry\nUS-CA\tCalifornia\tus_state\n")
     assert dict(rows) == {"FRA": "France\tcountry", "US-CA": "California\tus_state"} and len(rows) == 2
+    assert dict(rows.items()) == dict(rows) and list(rows) == ["FRA", "US-CA"]
+    assert len(_TextRows("\n")) == 0 and dict(_TextRows("\n")) == {}
     for key in ("FR", "France", "FRA\tFrance", "country", "", "US-CA\n", None):
         assert key not in rows
         with pytest.raises(KeyError):

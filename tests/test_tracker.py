@@ -181,6 +181,11 @@ def test_checkpoints_are_rewritten_while_running(tmp_path, monkeypatch):
     second = json.loads(text)
     assert second["status"] == "running" and second["duration_s"] == 61 and len(synced) == 1
     assert text.count("\n") == 1 and text == json.dumps(second) + "\n"
+    from nn_tracker.report.schema import load_report
+    from nn_tracker.report.writers import render
+
+    shown = render(load_report(tracker.report_path), "json")  # as `nn-tracker report` shows it: indented
+    assert shown == json.dumps(second, indent=2) + "\n"
     tracker.stop()
     text = tracker.report_path.read_text()
     assert json.loads(text)["status"] == "completed" and len(synced) == 2

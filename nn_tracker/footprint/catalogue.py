@@ -9,7 +9,7 @@ name raises :class:`LookupFailed` listing the closest matches.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -587,10 +587,18 @@ class _TextRows(Mapping[str, str]):
         return found[1]
 
     def __iter__(self) -> Iterator[str]:
-        return (line.partition(_SEPARATOR)[0] for line in self._text[1:-1].split("\n"))
+        return iter(self._rows())
 
     def __len__(self) -> int:
-        return self._text.count("\n") - 1
+        return max(self._text.count("\n") - 1, 0)
+
+    def items(self) -> ItemsView[str, str]:
+        """Every row in one pass over the text, not one search a key (unknown names' suggestions read all)."""
+        return self._rows().items()
+
+    def _rows(self) -> dict[str, str]:
+        lines = self._text[1:-1].split("\n") if len(self._text) > 1 else []
+        return dict(line.split(_SEPARATOR, 1) for line in lines)
 
 
 CPU_NAME_MOST_WORDS = 13  # no CPU name of the table has more words (a test holds it)

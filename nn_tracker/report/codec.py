@@ -40,6 +40,9 @@ def iso_time(wall_s: float) -> IsoTime:
     What ``datetime.fromtimestamp(wall_s, timezone.utc).isoformat(timespec="milliseconds")`` writes
     (rounded to the microsecond, then cut to the millisecond; a test holds it), without importing
     ``datetime`` (~2 ms on a training script's cold path).
+
+    Raises:
+        ValueError: a year outside 1-9999 (or NaN); ``OverflowError``: beyond the platform's time.
     """
     fraction, whole_s = math.modf(wall_s)
     microseconds = round(fraction * 1e6)
@@ -48,6 +51,8 @@ def iso_time(wall_s: float) -> IsoTime:
     elif microseconds < 0:
         whole_s, microseconds = whole_s - 1, microseconds + 1_000_000
     t = time.gmtime(whole_s)
+    if not 1 <= t.tm_year <= 9999:  # as datetime: an ISO 8601 time has four digits of year
+        raise ValueError(f"year {t.tm_year} is out of range")
     return IsoTime(
         f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
         f".{microseconds // 1000:03d}+00:00"

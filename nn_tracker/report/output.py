@@ -46,7 +46,7 @@ class ReportFiles:
         try:
             # not synced (an fsync costs 1-20 ms on a network file system): it holds nothing measured yet,
             # and every later write, the first checkpoint on, is synced
-            self.stem = claim(self.json_path, writers.render(first, "json"), sync=False).stem
+            self.stem = claim(self.json_path, writers.render(first, "json", compact=True), sync=False).stem
         except (OSError, ValueError) as exc:
             self._failed(self.json_path, exc)
 
@@ -61,7 +61,7 @@ class ReportFiles:
         for fmt in formats:
             path = writers.default_path(self.output_dir, self.stem, fmt)
             try:
-                paths.append(str(writers.write(report, fmt, path)))
+                paths.append(str(writers.write(report, fmt, path, compact=not final)))  # checkpoints: one line
             except (OSError, ValueError) as exc:
                 self._failed(path, exc)
             except Exception:  # a bug in a writer must not reach the tracked program
