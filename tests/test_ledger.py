@@ -752,6 +752,20 @@ def test_a_version_1_state_leaks_no_node_identity_nor_host_label(tmp_path):
         (lambda r: r.update(started_wall_s=1e15), "started_wall_s must be at most 253402300799"),
         (lambda r: r["devices"].append(dict(r["devices"][0])), "devices[1].device_id must appear once in a record"),
         (lambda r: r["devices"][0].update(energy_j=5000.0), "devices[0].energy_by_phase_j must add up to energy_j"),
+        # phase names as a tracker takes them (a newline would go into file names, CSV rows and tables)
+        (
+            lambda r: r.update(phase_time_s={"training\nx": 1.0}),
+            "phase_time_s must be keyed by phases: 1-64 letters, digits, '_', '.' or '-' a name, got 'training\\nx'",
+        ),
+        (
+            lambda r: r.update(units={"a//b": {"tokens": 1}}),
+            "units must be keyed by phases: 1-64 letters, digits, '_', '.' or '-' a name, got 'a//b'",
+        ),
+        (
+            lambda r: r["devices"][0].update(energy_by_phase_j={"train ing": r["devices"][0]["energy_j"]}),
+            "devices[0].energy_by_phase_j must be keyed by phases: 1-64 letters, digits, '_', '.' or '-' a name, "
+            "got 'train ing'",
+        ),
     ],
 )
 def test_states_that_would_break_a_report_later_are_refused_now(mangle, message):

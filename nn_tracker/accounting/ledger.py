@@ -101,7 +101,7 @@ class DeviceRecord:
         for name in ("peak_power_w", "last_power_w", "lost_at_s"):
             if state.get(name) is not None:
                 check.non_negative(f"{where}.{name}", state[name])
-        by_phase = _mapping(f"{where}.energy_by_phase_j", state.get("energy_by_phase_j", {}))
+        by_phase = _phases(f"{where}.energy_by_phase_j", state.get("energy_by_phase_j", {}))
         for phase, joules in by_phase.items():
             check.non_negative(f"{where}.energy_by_phase_j.{phase}", joules)
         energy_j = float(state.get("energy_j", 0))
@@ -165,7 +165,7 @@ class Record:
         for name in ("started_wall_s", "ended_wall_s"):
             if state.get(name) is not None and check.non_negative(f"{where}.{name}", state[name]) > MAX_WALL_S:
                 raise ValidationError(f"{where}.{name}", state[name], f"must be at most {MAX_WALL_S:.0f} (year 9999)")
-        phase_time = _mapping(f"{where}.phase_time_s", state.get("phase_time_s", {}))
+        phase_time = _phases(f"{where}.phase_time_s", state.get("phase_time_s", {}))
         for phase, seconds in phase_time.items():
             check.non_negative(f"{where}.phase_time_s.{phase}", seconds)
         units = _units(f"{where}.units", state.get("units", {}))
@@ -202,9 +202,18 @@ def _mapping(where: str, value: Any) -> Mapping[str, Any]:
     return value
 
 
+def _phases(where: str, value: Any) -> Mapping[str, Any]:
+    """A mapping keyed by phase paths (names joined by ``/``, each as a tracker takes them)."""
+    mapping = _mapping(where, value)
+    for phase in mapping:
+        if not all(check.is_name(name, 64) for name in phase.split("/")):
+            raise ValidationError(where, phase, "must be keyed by phases: 1-64 letters, digits, '_', '.' or '-' a name")
+    return mapping
+
+
 def _units(where: str, value: Any) -> Units:
     units: Units = {}
-    for phase, kinds in _mapping(where, value).items():
+    for phase, kinds in _phases(where, value).items():
         for kind, count in _mapping(f"{where}.{phase}", kinds).items():
             units.setdefault(phase, {})[kind] = check.non_negative(f"{where}.{phase}.{kind}", count)
     return units
