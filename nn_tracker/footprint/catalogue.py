@@ -377,8 +377,8 @@ def bundled() -> Catalogue:
     """The catalogue shipped with the package (read once, on first call).
 
     Each location is parsed from its compiled row (:mod:`nn_tracker.footprint.data.locations`) when
-    first asked for: a run needs one or two of 500 (building them all cost ~1,300 objects, enough to
-    bring on a full garbage collection of the host's heap). The hardware table is parsed when first used.
+    first asked for: a run needs a few of 500 (building them all cost ~2 ms and ~1,300 objects for the
+    garbage collector at every first tracker). The hardware table is parsed when first used.
     """
     from nn_tracker.footprint.data import locations as compiled
 
