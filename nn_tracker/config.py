@@ -40,8 +40,8 @@ def closest(name: object, choices: Iterable[str]) -> str:
 
 def check_phase_name(name: object, field_name: str = "phase") -> str:
     """Phase names are 1-64 letters, digits, ``_``, ``.`` or ``-`` (``/`` separates nesting)."""
-    if not check.is_name(name, 64):
-        raise ValidationError(field_name, name, "must be 1-64 letters, digits, '_', '.' or '-'")
+    if not check.is_name(name, check.PHASE_NAME_MOST):
+        raise ValidationError(field_name, name, f"must be {check.PHASE_NAME_RULE}")
     return name
 
 

@@ -206,8 +206,8 @@ def _phases(where: str, value: Any) -> Mapping[str, Any]:
     """A mapping keyed by phase paths (names joined by ``/``, each as a tracker takes them)."""
     mapping = _mapping(where, value)
     for phase in mapping:
-        if not all(check.is_name(name, 64) for name in phase.split("/")):
-            raise ValidationError(where, phase, "must be keyed by phases: 1-64 letters, digits, '_', '.' or '-' a name")
+        if not all(check.is_name(name, check.PHASE_NAME_MOST) for name in phase.split("/")):
+            raise ValidationError(where, phase, f"must be keyed by phases: {check.PHASE_NAME_RULE} a name")
     return mapping
 
 

@@ -11,6 +11,8 @@ from nn_tracker.core.errors import ValidationError
 MAX_MAGNITUDE = 1e15  # no input quantity is larger (1e15 kWh is 30 years of the world's electricity)
 MIN_POSITIVE = 1e-9  # the smallest divisor: with both bounds, every result stays finite
 MIN_FRACTION = 1e-6
+PHASE_NAME_MOST = 64  # characters of a phase name (phases nest as "outer/inner")
+PHASE_NAME_RULE = f"1-{PHASE_NAME_MOST} letters, digits, '_', '.' or '-'"
 _NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 

@@ -383,7 +383,7 @@ def bundled() -> Catalogue:
     from nn_tracker.footprint.data import locations as compiled
 
     sources = _bundled_sources()
-    locations = _Table(_compiled_rows, functools.partial(_compiled_location, sources))
+    locations = _Table(functools.partial(_TextRows, compiled.ROWS), functools.partial(_compiled_location, sources))
     hardware = _Table(_bundled_hardware_rows, functools.partial(_hardware_row, sources))
     power_models = {
         row["key"]: PowerModel(row["key"], float(row["value"]), row["unit"], sources[row["source_id"]], row["note"])
@@ -482,12 +482,6 @@ def compiled_locations() -> str:
         f"EXTREMES = {tuple(entry.code for entry in tables.cleanest_and_dirtiest_countries)!r}",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _compiled_rows() -> Mapping[str, str]:
-    from nn_tracker.footprint.data import locations as compiled
-
-    return _TextRows(compiled.ROWS)
 
 
 def _compiled_location(sources: dict[str, Source], code: str, row: str) -> GridIntensity:

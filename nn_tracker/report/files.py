@@ -32,6 +32,9 @@ def make_folder(folder: Path) -> None:
         path.mkdir(mode=FOLDER_MODE, exist_ok=True)
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
 def is_temporary(name: str) -> bool:
     """Whether ``name`` is a temporary file of nn_tracker's: ``.<name>.<8 or more hex digits>.tmp``.
 
@@ -41,9 +44,6 @@ def is_temporary(name: str) -> bool:
         return False
     head, _, tag = name[1:-4].rpartition(".")  # no dot: no head
     return bool(head) and len(tag) >= 8 and set(tag) <= _HEX_DIGITS
-
-
-_HEX_DIGITS = frozenset("0123456789abcdef")
 
 
 def remove_stale_temporaries(folder: str | Path, now_s: float | None = None) -> list[Path]:
